@@ -1,0 +1,46 @@
+"""Child process: run llama.cpp's OpenAI-compatible server (xllamacpp) on loopback until stdin closes.
+
+Started by :class:`parley.agents.llm.embedded.EmbeddedLlm`; it prints one JSON line with the address
+when the model is loaded, and exits when its parent goes away (stdin reaches EOF).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--context", type=int, default=4096)
+    parser.add_argument("--parallel", type=int, default=4)
+    args = parser.parse_args()
+
+    import xllamacpp
+
+    params = xllamacpp.CommonParams()
+    params.model.path = args.model
+    params.n_ctx = args.context
+    params.n_parallel = args.parallel
+    params.cpuparams.n_threads = args.threads
+    params.cpuparams_batch.n_threads = args.threads
+    params.port = args.port
+    params.hostnames = ["127.0.0.1"]
+    params.cache_prompt = True  # keeps the shared system prompt warm between turns
+    try:
+        server = xllamacpp.Server(params)
+    except Exception as exc:  # the binding raises RuntimeError on a bad model file
+        print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}), flush=True)
+        return 1
+    print(json.dumps({"address": server.listening_address}), flush=True)
+    sys.stdin.read()  # block until the parent closes our stdin or dies
+    del server
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""A streaming client for any OpenAI-compatible ``/chat/completions`` server (vLLM, llama.cpp, Ollama…)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, AsyncIterator
+
+import aiohttp
+
+from parley.agents.llm.base import ChatMessage
+from parley.server.errors import BackendError
+
+log = logging.getLogger(__name__)
+
+
+def parse_sse_line(line: str) -> str | None:
+    """Return the text delta carried by one SSE line, or ``None`` (comments, role-only, usage, [DONE])."""
+    line = line.strip()
+    if not line.startswith("data:"):
+        return None  # blank keep-alives and ": ping" comments
+    payload = line[5:].strip()
+    if payload == "[DONE]":
+        return None
+    try:
+        chunk = json.loads(payload)
+    except json.JSONDecodeError:
+        log.warning("ignoring a malformed stream chunk: %.80s", payload)
+        return None
+    choices = chunk.get("choices") or []  # vLLM ends with choices: [] and usage
+    if not choices:
+        return None
+    delta = choices[0].get("delta") or {}
+    content = delta.get("content")
+    return content if isinstance(content, str) and content else None
+
+
+class OpenAICompatibleChat:
+    """Streams replies from ``{base_url}/chat/completions`` with ``stream: true``."""
+
+    name = "openai"
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str = "",
+        max_tokens: int = 120,
+        temperature: float = 0.3,
+        timeout_s: float = 30.0,
+        extra_body: dict[str, Any] | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self._headers = {"Content-Type": "application/json"}
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
+        self._max_tokens = max_tokens
+        self._temperature = temperature
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=5)
+        self._extra = extra_body or {}
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        return self._session
+
+    async def stream(self, messages: list[ChatMessage]) -> AsyncIterator[str]:
+        body = {
+            "model": self.model,
+            "messages": [m.model_dump() for m in messages],
+            "stream": True,
+            "max_tokens": self._max_tokens,
+            "temperature": self._temperature,
+            **self._extra,
+        }
+        try:
+            async with self._client().post(
+                f"{self.base_url}/chat/completions", json=body, headers=self._headers
+            ) as resp:
+                if resp.status != 200:
+                    text = (await resp.text())[:300]
+                    raise BackendError(f"LLM server answered HTTP {resp.status}: {text}", code="llm_failed")
+                async for raw in resp.content:
+                    delta = parse_sse_line(raw.decode("utf-8", "replace"))
+                    if delta:
+                        yield delta
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise BackendError(f"LLM server {self.base_url} failed: {exc!r}", code="llm_failed") from exc
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()

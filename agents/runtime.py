@@ -1,0 +1,136 @@
+"""``AgentModels``: every model loaded once per process, plus the executors that run them off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+from parley.agents.llm.base import ChatModel
+from parley.agents.stt.base import SpeechToText
+from parley.agents.tts.base import TextToSpeech
+from parley.agents.vad.base import Vad
+from parley.server.audio import resample
+from parley.server.config import Settings
+from parley.server.errors import ConfigError, ModelLoadError
+
+log = logging.getLogger(__name__)
+
+
+def _load_vad(settings: Settings) -> Vad:
+    from parley.agents.vad.silero import SileroVad
+
+    return SileroVad()
+
+
+def _load_stt(settings: Settings) -> SpeechToText:
+    from parley.agents.stt.faster_whisper import FasterWhisperStt
+    from parley.agents.weights import whisper_model_dir
+
+    cfg = settings.stt
+    model_dir = whisper_model_dir(cfg.model, settings.cache_dir, log.info)
+    return FasterWhisperStt(
+        model_dir, device=cfg.device, compute_type=cfg.compute_type, language=cfg.language,
+        beam_size=cfg.beam_size, threads=cfg.threads,
+    )
+
+
+def _load_tts(settings: Settings) -> TextToSpeech:
+    from parley.agents.tts.hibari import HibariTts
+
+    return HibariTts(settings.tts.voice, threads=settings.tts.threads, gain_db=settings.tts.gain_db)
+
+
+async def _load_llm(settings: Settings) -> ChatModel:
+    cfg = settings.llm
+    if cfg.backend == "openai":
+        from parley.agents.llm.openai_compat import OpenAICompatibleChat
+
+        if not cfg.url:
+            raise ConfigError("llm.backend = 'openai' needs llm.url (e.g. http://127.0.0.1:8000/v1)")
+        return OpenAICompatibleChat(
+            cfg.url, cfg.model, api_key=cfg.api_key, max_tokens=cfg.max_tokens,
+            temperature=cfg.temperature, timeout_s=cfg.timeout_s,
+        )
+    from parley.agents.llm.embedded import EmbeddedLlm
+    from parley.agents.weights import llm_model_path
+
+    path = await asyncio.to_thread(llm_model_path, cfg.model, settings.cache_dir, log.info)
+    llm = await EmbeddedLlm.start(
+        path, log_dir=settings.cache_dir / "logs", threads=cfg.threads, context=cfg.context,
+        parallel=cfg.parallel, max_tokens=cfg.max_tokens, temperature=cfg.temperature, timeout_s=cfg.timeout_s,
+    )
+    await llm.warm_up(settings.agent.system_prompt)
+    return llm
+
+
+def _warm_up(stt: SpeechToText, tts: TextToSpeech) -> None:
+    """Run each model once: first calls pay for lazy initialisation (hundreds of ms) otherwise."""
+    speech = tts.synthesize("Hello, how can I help you today?")
+    stt.transcribe(resample(speech, tts.sample_rate, 16_000))
+
+
+# One registry line per backend: adding a backend touches its module and this table.
+VAD_BACKENDS: dict[str, Callable[[Settings], Vad]] = {"silero": _load_vad}
+STT_BACKENDS: dict[str, Callable[[Settings], SpeechToText]] = {"faster-whisper": _load_stt}
+TTS_BACKENDS: dict[str, Callable[[Settings], TextToSpeech]] = {"hibari": _load_tts}
+
+
+def _pick(table: dict, name: str, stage: str):
+    if name not in table:
+        raise ConfigError(f"unknown {stage} backend {name!r}; available: {', '.join(table)}")
+    return table[name]
+
+
+@dataclass
+class AgentModels:
+    """The shared, loaded models of this process."""
+
+    vad: Vad
+    stt: SpeechToText
+    llm: ChatModel
+    tts: TextToSpeech
+    executor: ThreadPoolExecutor  # STT and TTS
+    vad_executor: ThreadPoolExecutor  # VAD gets its own thread so a long STT never stalls endpointing
+
+    @classmethod
+    async def load(cls, settings: Settings) -> "AgentModels":
+        """Load every stage, logging progress; raise ``ModelLoadError`` naming the stage that failed."""
+        vad_factory = _pick(VAD_BACKENDS, settings.vad.backend, "VAD")
+        stt_factory = _pick(STT_BACKENDS, settings.stt.backend, "STT")
+        tts_factory = _pick(TTS_BACKENDS, settings.tts.backend, "TTS")
+
+        async def stage(name: str, load: Callable[[], Awaitable]) -> object:
+            started = time.monotonic()
+            log.info("loading %s …", name)
+            try:
+                result = await load()
+            except ModelLoadError as exc:
+                raise ModelLoadError(f"{name}: {exc}") from exc
+            except ConfigError:
+                raise
+            except Exception as exc:
+                raise ModelLoadError(f"{name}: {type(exc).__name__}: {exc}") from exc
+            log.info("loaded %s in %.2f s", name, time.monotonic() - started)
+            return result
+
+        vad = await stage(f"VAD ({settings.vad.backend})", lambda: asyncio.to_thread(vad_factory, settings))
+        stt = await stage(
+            f"STT ({settings.stt.backend} {settings.stt.model})", lambda: asyncio.to_thread(stt_factory, settings)
+        )
+        tts = await stage(f"TTS ({settings.tts.backend} {settings.tts.voice})", lambda: asyncio.to_thread(tts_factory, settings))
+        llm = await stage(f"LLM ({settings.llm.backend} {settings.llm.model})", lambda: _load_llm(settings))
+        await stage("warm-up (STT, TTS)", lambda: asyncio.to_thread(_warm_up, stt, tts))
+        return cls(
+            vad=vad, stt=stt, llm=llm, tts=tts,  # type: ignore[arg-type]
+            executor=ThreadPoolExecutor(settings.inference_threads, thread_name_prefix="parley-infer"),
+            vad_executor=ThreadPoolExecutor(1, thread_name_prefix="parley-vad"),
+        )
+
+    async def close(self) -> None:
+        await self.llm.close()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.vad_executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,89 @@
+"""Cut a streaming LLM reply into speakable chunks: the first as early as a clause, later ones per sentence."""
+
+from __future__ import annotations
+
+import re
+from typing import Iterator
+
+_SENTENCE_END = ".!?…"
+_CJK_SENTENCE_END = "。！？"
+_CLAUSE_END = ",;:—"
+_CJK_CLAUSE_END = "，；：、"
+_ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "st", "vs", "etc", "e.g", "i.e", "jr", "sr", "prof", "no"}
+_MARKDOWN = re.compile(r"[*_#`~>|]+|\[(.*?)\]\(.*?\)")
+
+
+def clean_for_speech(text: str) -> str:
+    """Strip markdown and emoji-like symbols a voice should not read out."""
+    text = _MARKDOWN.sub(lambda m: m.group(1) or " ", text)
+    text = "".join(ch for ch in text if ch.isprintable() and not (0x1F000 <= ord(ch) <= 0x1FAFF))
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _is_boundary(text: str, i: int, marks: str, cjk_marks: str) -> bool:
+    """True if ``text[i]`` ends a unit: CJK marks always, Latin marks only before whitespace."""
+    ch = text[i]
+    if ch in cjk_marks:
+        return True
+    if ch not in marks:
+        return False
+    if i + 1 >= len(text) or not text[i + 1].isspace():
+        return False  # "3.5", "e.g." mid-stream, or we cannot tell yet
+    if ch == ".":
+        word = text[: i].rsplit(None, 1)[-1].lower() if text[:i].strip() else ""
+        if word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha()):
+            return False
+    return True
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split finished text into sentences (English and Chinese punctuation)."""
+    chunker = SentenceChunker(first_clause_words=0)
+    out = list(chunker.feed(text + " "))
+    rest = chunker.flush()
+    return out + ([rest] if rest else [])
+
+
+class SentenceChunker:
+    """Incremental chunker for streamed text.
+
+    The first chunk is released at the first clause boundary once it has ``first_clause_words`` words
+    (so speech starts after a few tokens); later chunks are whole sentences, or clauses once the
+    pending text passes ``max_chars``.
+    """
+
+    def __init__(self, first_clause_words: int = 4, max_chars: int = 160) -> None:
+        self._pending = ""
+        self._first_clause_words = first_clause_words
+        self._max_chars = max_chars
+        self._emitted = 0
+
+    def feed(self, delta: str) -> Iterator[str]:
+        """Add streamed text; yield every chunk that is now complete."""
+        self._pending += delta
+        while True:
+            cut = self._find_cut()
+            if cut is None:
+                return
+            chunk, self._pending = self._pending[: cut + 1].strip(), self._pending[cut + 1 :]
+            if chunk:
+                self._emitted += 1
+                yield chunk
+
+    def flush(self) -> str:
+        """Return whatever text is left at the end of the stream."""
+        rest, self._pending = self._pending.strip(), ""
+        return rest
+
+    def _find_cut(self) -> int | None:
+        text = self._pending
+        early = self._emitted == 0 and self._first_clause_words > 0
+        for i in range(len(text)):
+            if _is_boundary(text, i, _SENTENCE_END, _CJK_SENTENCE_END):
+                return i
+            if _is_boundary(text, i, _CLAUSE_END, _CJK_CLAUSE_END):
+                words = len(text[: i + 1].split())
+                cjk = text[i] in _CJK_CLAUSE_END
+                if (early and (words >= self._first_clause_words or cjk)) or i >= self._max_chars:
+                    return i
+        return None

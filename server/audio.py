@@ -1,0 +1,84 @@
+"""Audio format conversions at the edges: WebRTC frames (48 kHz) <-> agent PCM (16 kHz mono float32)."""
+
+from __future__ import annotations
+
+import fractions
+
+import av
+import numpy as np
+
+WEBRTC_RATE = 48_000
+AGENT_RATE = 16_000
+FRAME_MS = 20
+WEBRTC_FRAME_SAMPLES = WEBRTC_RATE * FRAME_MS // 1000  # 960
+
+
+def float_to_int16(samples: np.ndarray) -> np.ndarray:
+    """Convert float samples in [-1, 1] to int16 with clipping."""
+    return (np.clip(samples, -1.0, 1.0) * 32767.0).astype(np.int16)
+
+
+def int16_to_float(samples: np.ndarray) -> np.ndarray:
+    """Convert int16 samples to float32 in [-1, 1]."""
+    return samples.astype(np.float32) / 32768.0
+
+
+def dbfs(samples: np.ndarray) -> float:
+    """Return the RMS level of float samples in dBFS (-120 for digital silence)."""
+    if samples.size == 0:
+        return -120.0
+    rms = float(np.sqrt(np.mean(np.square(samples.astype(np.float64)))))
+    return 20.0 * np.log10(rms) if rms > 1e-6 else -120.0
+
+
+class Resampler:
+    """Stateful mono resampler between two rates (wraps ``av.AudioResampler``; keeps filter state across calls)."""
+
+    def __init__(self, in_rate: int, out_rate: int) -> None:
+        self.in_rate = in_rate
+        self.out_rate = out_rate
+        self._resampler = av.AudioResampler(format="s16", layout="mono", rate=out_rate)
+        self._pts = 0
+
+    def process(self, samples: np.ndarray) -> np.ndarray:
+        """Resample float32 mono samples; returns float32 mono at ``out_rate``."""
+        if samples.size == 0:
+            return np.zeros(0, np.float32)
+        frame = av.AudioFrame.from_ndarray(float_to_int16(samples).reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = self.in_rate
+        frame.pts = self._pts
+        frame.time_base = fractions.Fraction(1, self.in_rate)
+        self._pts += samples.size
+        return self._collect(self._resampler.resample(frame))
+
+    def flush(self) -> np.ndarray:
+        """Return the samples still held in the filter."""
+        return self._collect(self._resampler.resample(None))
+
+    @staticmethod
+    def _collect(frames: list[av.AudioFrame]) -> np.ndarray:
+        if not frames:
+            return np.zeros(0, np.float32)
+        return np.concatenate([int16_to_float(f.to_ndarray().reshape(-1)) for f in frames])
+
+
+def resample(samples: np.ndarray, in_rate: int, out_rate: int) -> np.ndarray:
+    """Resample a whole clip of float32 mono samples (keeps its duration)."""
+    if in_rate == out_rate:
+        return samples.astype(np.float32)
+    resampler = Resampler(in_rate, out_rate)
+    return np.concatenate([resampler.process(samples), resampler.flush()])
+
+
+class FrameToAgentPcm:
+    """Turn decoded WebRTC ``AudioFrame``s (any layout and rate) into 16 kHz mono float32 chunks."""
+
+    def __init__(self, out_rate: int = AGENT_RATE) -> None:
+        self._resampler = av.AudioResampler(format="s16", layout="mono", rate=out_rate)
+
+    def convert(self, frame: av.AudioFrame) -> np.ndarray:
+        """Resample one frame; the output may be empty while the filter fills."""
+        out = self._resampler.resample(frame)
+        if not out:
+            return np.zeros(0, np.float32)
+        return np.concatenate([int16_to_float(f.to_ndarray().reshape(-1)) for f in out])

@@ -1,0 +1,142 @@
+"""The ``parley`` command line: ``parley serve``, ``parley models``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import ssl
+import sys
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from parley.server.config import Settings, load_settings
+from parley.server.errors import ConfigError, ModelLoadError
+from parley.server.logs import setup_logging
+
+log = logging.getLogger("parley")
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    flags = {
+        "host": ("http", "host"), "port": ("http", "port"), "cert": ("http", "cert"), "key": ("http", "key"),
+        "llm_model": ("llm", "model"), "llm_url": ("llm", "url"), "stt_model": ("stt", "model"),
+        "voice": ("tts", "voice"), "ice_host_address": ("ice", "host_addresses"), "log_level": ("log_level",),
+    }
+    for attr, path in flags.items():
+        value = getattr(args, attr, None)
+        if value is None:
+            continue
+        node = tree
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = value
+    if getattr(args, "llm_url", None):
+        tree.setdefault("llm", {})["backend"] = "openai"
+    return tree
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="TOML config file (default: $PARLEY_CONFIG, if set)")
+    parser.add_argument("--llm-model", help="embedded LLM: qwen2.5-1.5b (default), qwen2.5-0.5b, smollm2-135m or a .gguf path")
+    parser.add_argument("--llm-url", help="use an OpenAI-compatible server instead (e.g. vLLM at http://127.0.0.1:8000/v1)")
+    parser.add_argument("--stt-model", help="Whisper model: tiny.en (default), base, or a CTranslate2 directory")
+    parser.add_argument("--voice", help="TTS voice (hibari: heart, emma, fenrir, fable, kore)")
+    parser.add_argument("--log-level", help="DEBUG, INFO (default), WARNING")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="parley", description="Parley: a self-hosted real-time voice AI media server."
+    )
+    parser.add_argument("--version", action="version", version="parley 0.1.0")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve the web page, signaling and the voice agent")
+    _add_common(serve)
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="HTTP port (default 8080)")
+    serve.add_argument("--cert", type=Path, help="TLS certificate (PEM): browsers only give the mic to https or 127.0.0.1")
+    serve.add_argument("--key", type=Path, help="TLS private key (PEM)")
+    serve.add_argument(
+        "--ice-host-address", action="append", metavar="IP",
+        help="offer this address as an ICE host candidate (repeatable; needed for 127.0.0.1)",
+    )
+    models = sub.add_parser("models", help="prepare (assemble and cache) and load-check the configured models")
+    _add_common(models)
+    sub.add_parser("config", help="print the effective configuration as JSON").add_argument("--config", type=Path)
+    return parser
+
+
+async def _load_models(settings: Settings):
+    from parley.agents.runtime import AgentModels
+
+    return await AgentModels.load(settings)
+
+
+async def _serve(settings: Settings) -> None:
+    from parley.server.ice import use_host_addresses
+    from parley.signaling.app import create_app
+
+    use_host_addresses(settings.ice.host_addresses)
+    models = await _load_models(settings)
+    ssl_context = None
+    if settings.http.cert or settings.http.key:
+        if not (settings.http.cert and settings.http.key):
+            raise ConfigError("TLS needs both --cert and --key")
+        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ssl_context.load_cert_chain(settings.http.cert, settings.http.key)
+    runner = web.AppRunner(create_app(settings, models), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.http.host, settings.http.port, ssl_context=ssl_context)
+    await site.start()
+    scheme = "https" if ssl_context else "http"
+    log.info("Parley is ready: open %s://%s:%d", scheme, settings.http.host, settings.http.port)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+        await models.close()
+
+
+async def _check_models(settings: Settings) -> None:
+    models = await _load_models(settings)
+    await models.close()
+    log.info("all models are ready")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config, _overrides(args))
+    except ConfigError as exc:
+        print(f"parley: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "config":
+        print(settings.model_dump_json(indent=2))
+        return 0
+    setup_logging(settings.log_level)
+    log.info("configuration: %s", settings.model_dump_json(exclude={"agent"}))
+    try:
+        if args.command == "serve":
+            asyncio.run(_serve(settings))
+        else:
+            asyncio.run(_check_models(settings))
+    except ModelLoadError as exc:
+        log.error("a model failed to load: %s", exc)
+        return 3
+    except ConfigError as exc:
+        log.error("configuration error: %s", exc)
+        return 2
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    except KeyboardInterrupt:
+        log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""Typed configuration: defaults, then a TOML file, then ``PARLEY_*`` environment overrides, then CLI flags."""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from parley.server.errors import ConfigError
+
+ENV_PREFIX = "PARLEY_"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HttpSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    cert: Path | None = None
+    key: Path | None = None
+    max_calls: int = Field(16, ge=1)
+
+
+class IceSettings(_Section):
+    # aioice skips loopback addresses; list them here to offer them (tests, single-machine demos).
+    host_addresses: list[str] = []
+    stun_urls: list[str] = []
+
+
+class VadSettings(_Section):
+    backend: str = "silero"
+    threshold: float = Field(0.5, gt=0, lt=1)
+    min_speech_ms: int = Field(200, ge=0)
+    endpoint_silence_ms: int = Field(450, ge=100)
+    preroll_ms: int = Field(250, ge=0)
+    max_utterance_s: float = Field(20.0, gt=1)
+
+
+class SttSettings(_Section):
+    backend: str = "faster-whisper"
+    model: str = "tiny.en"  # tiny.en | base | a local CTranslate2 model directory
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    compute_type: str = "int8"
+    language: str = "en"
+    beam_size: int = Field(1, ge=1)
+    threads: int = Field(2, ge=1)
+
+
+class LlmSettings(_Section):
+    backend: Literal["embedded", "openai"] = "embedded"
+    model: str = "qwen2.5-1.5b"  # embedded: qwen2.5-1.5b | qwen2.5-0.5b | smollm2-135m | a .gguf path
+    url: str = ""  # openai: base URL such as http://127.0.0.1:8000/v1
+    api_key: str = ""
+    max_tokens: int = Field(120, ge=1)
+    temperature: float = Field(0.3, ge=0, le=2)
+    threads: int = Field(2, ge=1)
+    context: int = Field(4096, ge=256)
+    parallel: int = Field(4, ge=1)
+    timeout_s: float = Field(30.0, gt=0)
+
+
+class TtsSettings(_Section):
+    backend: str = "hibari"
+    voice: str = "heart"
+    gain_db: float = 6.0
+    threads: int = Field(1, ge=1)
+
+
+class AgentSettings(_Section):
+    system_prompt: str = (
+        "You are Parley, a friendly voice assistant. You are speaking out loud, so answer in one or "
+        "two short, plain sentences, with no lists, markdown or emoji."
+    )
+    max_history_turns: int = Field(8, ge=0)
+
+
+class Settings(_Section):
+    http: HttpSettings = HttpSettings()
+    ice: IceSettings = IceSettings()
+    vad: VadSettings = VadSettings()
+    stt: SttSettings = SttSettings()
+    llm: LlmSettings = LlmSettings()
+    tts: TtsSettings = TtsSettings()
+    agent: AgentSettings = AgentSettings()
+    cache_dir: Path = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "parley"
+    log_level: str = "INFO"
+    inference_threads: int = Field(2, ge=1)
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    """Turn ``PARLEY_LLM__MODEL=x`` into ``{"llm": {"model": "x"}}``."""
+    tree: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == "PARLEY_CONFIG":
+            continue
+        path = name[len(ENV_PREFIX):].lower().split("__")
+        value: Any = raw  # pydantic coerces numbers and booleans; lists and tables come as JSON
+        if raw.strip()[:1] in ("[", "{"):
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{name} is not valid JSON: {exc}") from exc
+        node = tree
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = value
+    return tree
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_settings(
+    path: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> Settings:
+    """Build the settings from defaults, an optional TOML file, the environment and explicit overrides."""
+    environ = dict(os.environ) if environ is None else environ
+    data: dict[str, Any] = {}
+    path = path or (Path(environ["PARLEY_CONFIG"]) if environ.get("PARLEY_CONFIG") else None)
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file not found: {path}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    data = _merge(data, _env_overrides(environ))
+    data = _merge(data, overrides or {})
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from exc

@@ -1,0 +1,42 @@
+"""Parley's error hierarchy: every error a client can see carries a stable ``code``."""
+
+from __future__ import annotations
+
+
+class ParleyError(Exception):
+    """Base of every error Parley raises on purpose."""
+
+    code = "internal_error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class ConfigError(ParleyError):
+    """The configuration is invalid or names something that does not exist."""
+
+    code = "config_error"
+
+
+class ModelLoadError(ParleyError):
+    """A model or backend could not be prepared or loaded at start."""
+
+    code = "model_load_failed"
+
+
+class BackendError(ParleyError):
+    """A backend failed while serving one turn; the call goes on."""
+
+    code = "backend_error"
+
+
+class SignalingError(ParleyError):
+    """A client sent something the signaling protocol cannot accept."""
+
+    code = "bad_request"

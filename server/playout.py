@@ -1,0 +1,156 @@
+"""``PlayoutTrack``: the agent's outgoing audio as paced 20 ms frames at 48 kHz, silence when idle."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import fractions
+import time
+from dataclasses import dataclass
+
+import av
+import numpy as np
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from parley.server.audio import WEBRTC_FRAME_SAMPLES, WEBRTC_RATE, float_to_int16
+
+_TIME_BASE = fractions.Fraction(1, WEBRTC_RATE)
+_FRAME_S = WEBRTC_FRAME_SAMPLES / WEBRTC_RATE
+_RESYNC_S = 0.5  # if the sender falls this far behind, restart the clock rather than burst
+
+
+@dataclass
+class PlayoutStats:
+    frames_sent: int = 0
+    audio_frames_sent: int = 0
+    late_frames: int = 0
+    resyncs: int = 0
+
+
+class PlayoutBuffer:
+    """A FIFO of 48 kHz int16 samples with positions, so callers can wait until a sample has been played."""
+
+    def __init__(self, max_seconds: float = 120.0) -> None:
+        self._chunks: collections.deque[np.ndarray] = collections.deque()
+        self._offset = 0  # read offset into the first chunk
+        self._max_samples = int(max_seconds * WEBRTC_RATE)
+        self.pushed = 0  # samples ever queued (positions count from here)
+        self.played = 0  # samples ever taken out (played or flushed)
+        self._waiters: list[tuple[int, asyncio.Future[float]]] = []
+
+    @property
+    def buffered(self) -> int:
+        return self.pushed - self.played
+
+    def push(self, samples: np.ndarray) -> int:
+        """Queue float32 or int16 mono samples at 48 kHz; return the position just after them."""
+        pcm = samples if samples.dtype == np.int16 else float_to_int16(samples)
+        if pcm.size == 0:
+            return self.pushed
+        if self.buffered + pcm.size > self._max_samples:
+            raise OverflowError("playout buffer is full")
+        self._chunks.append(pcm)
+        self.pushed += pcm.size
+        return self.pushed
+
+    def pop(self, count: int) -> tuple[np.ndarray, int]:
+        """Take up to ``count`` samples, padded with silence; also return how many were real audio."""
+        out = np.zeros(count, np.int16)
+        filled = 0
+        while filled < count and self._chunks:
+            head = self._chunks[0]
+            take = min(count - filled, head.size - self._offset)
+            out[filled : filled + take] = head[self._offset : self._offset + take]
+            filled += take
+            self._offset += take
+            if self._offset >= head.size:
+                self._chunks.popleft()
+                self._offset = 0
+        self.played += filled
+        self._wake(time.monotonic())
+        return out, filled
+
+    def flush(self) -> int:
+        """Drop everything queued; return how many samples were dropped."""
+        dropped = self.buffered
+        self._chunks.clear()
+        self._offset = 0
+        self.played = self.pushed
+        self._wake(time.monotonic())
+        return dropped
+
+    def wait_played(self, position: int) -> asyncio.Future[float]:
+        """Return a future resolved with the monotonic time when ``position`` has been played or flushed."""
+        future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        if self.played >= position:
+            future.set_result(time.monotonic())
+        else:
+            self._waiters.append((position, future))
+        return future
+
+    def _wake(self, now: float) -> None:
+        if not self._waiters:
+            return
+        pending = []
+        for position, future in self._waiters:
+            if future.done():
+                continue
+            if self.played >= position:
+                future.set_result(now)
+            else:
+                pending.append((position, future))
+        self._waiters = pending
+
+
+class PlayoutTrack(MediaStreamTrack):
+    """An audio track that sends whatever the agent queued, 20 ms at a time, on a steady clock."""
+
+    kind = "audio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.buffer = PlayoutBuffer()
+        self.stats = PlayoutStats()
+        self._start: float | None = None
+        self._pts = 0
+        self._frames = 0
+
+    def push(self, samples: np.ndarray) -> int:
+        """Queue 48 kHz mono samples for playout; return the position after them."""
+        return self.buffer.push(samples)
+
+    def flush(self) -> int:
+        """Stop playing at once (barge-in, hang-up): drop what is queued."""
+        return self.buffer.flush()
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        now = time.monotonic()
+        if self._start is None:
+            self._start = now
+        else:
+            due = self._start + self._frames * _FRAME_S
+            wait = due - now
+            if wait > 0:
+                await asyncio.sleep(wait)
+            elif -wait > _RESYNC_S:
+                self.stats.resyncs += 1
+                self._start = now - self._frames * _FRAME_S
+            elif -wait > _FRAME_S:
+                self.stats.late_frames += 1
+        self._frames += 1
+        pcm, real = self.buffer.pop(WEBRTC_FRAME_SAMPLES)
+        self.stats.frames_sent += 1
+        if real:
+            self.stats.audio_frames_sent += 1
+        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = WEBRTC_RATE
+        frame.pts = self._pts
+        frame.time_base = _TIME_BASE
+        self._pts += WEBRTC_FRAME_SAMPLES
+        return frame
+
+    def stop(self) -> None:
+        self.buffer.flush()
+        super().stop()
