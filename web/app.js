@@ -1,0 +1,75 @@
+// The bundled page: the JS SDK's first user.
+import { ParleyClient } from "/web/parley.js";
+
+const $ = (id) => document.getElementById(id);
+const callButton = $("call"), hangupButton = $("hangup"), statusEl = $("status"), stateEl = $("agent-state");
+const transcriptEl = $("transcript"), metricsBody = $("metrics").querySelector("tbody"), errorEl = $("error");
+const agentLines = new Map();  // turn_id -> <li> of the agent's reply
+let client = null, meterTimer = null;
+
+function showError(text) { errorEl.textContent = text; errorEl.hidden = !text; }
+
+function addLine(speaker, text, partial) {
+  const li = document.createElement("li");
+  li.className = `${speaker}${partial ? " partial" : ""}`;
+  li.dataset.speaker = speaker;
+  li.innerHTML = `<b>${speaker === "user" ? "You" : "Agent"}:</b> <span></span>`;
+  li.querySelector("span").textContent = text;
+  transcriptEl.appendChild(li);
+  li.scrollIntoView({ block: "nearest" });
+  return li;
+}
+
+function onTranscript({ detail: t }) {
+  if (t.speaker === "user") { addLine("user", t.text, !t.final); return; }
+  let li = agentLines.get(t.turn_id);
+  if (!li) { li = addLine("agent", t.text, !t.final); agentLines.set(t.turn_id, li); }
+  li.querySelector("span").textContent = t.text;
+  li.classList.toggle("partial", !t.final);
+}
+
+function onMetrics({ detail: m }) {
+  const row = document.createElement("tr");
+  const cells = [m.turn_id, m.endpoint_wait_ms, m.stt_ms, m.llm_first_token_ms, m.tts_first_audio_ms, m.first_audio_sent_ms];
+  row.innerHTML = cells.map((v) => `<td>${v ?? "—"}</td>`).join("");
+  metricsBody.appendChild(row);
+}
+
+function setCalling(on) {
+  callButton.disabled = on;
+  hangupButton.disabled = !on;
+  if (!on) { clearInterval(meterTimer); $("mic-level").value = 0; stateEl.textContent = "agent: —"; stateEl.dataset.state = "idle"; }
+}
+
+callButton.addEventListener("click", async () => {
+  showError("");
+  setCalling(true);
+  statusEl.textContent = "connecting…";
+  client = new ParleyClient({ room: new URLSearchParams(location.search).get("room") || "default" });
+  window.parley = client;  // handy in the console, and for end-to-end tests
+  client.addEventListener("transcript", onTranscript);
+  client.addEventListener("turn.metrics", onMetrics);
+  client.addEventListener("agent.state", ({ detail }) => {
+    stateEl.textContent = `agent: ${detail.state}`;
+    stateEl.dataset.state = detail.state;
+  });
+  client.addEventListener("error", ({ detail }) => showError(`${detail.code}: ${detail.message}`));
+  client.addEventListener("connection", ({ detail }) => { statusEl.textContent = detail.state; });
+  client.addEventListener("remotestream", ({ detail }) => { $("remote-audio").srcObject = detail.stream; });
+  client.addEventListener("closed", () => { statusEl.textContent = "disconnected"; setCalling(false); });
+  try {
+    await client.call();
+    meterTimer = setInterval(() => { $("mic-level").value = client.micLevel(); }, 100);
+  } catch (err) {
+    showError(err.message || String(err));
+    statusEl.textContent = "failed";
+    client.hangup();
+    setCalling(false);
+  }
+});
+
+hangupButton.addEventListener("click", () => {
+  if (client) client.hangup();
+  statusEl.textContent = "idle";
+  setCalling(false);
+});

@@ -1,0 +1,145 @@
+// Parley JS SDK: one ES module, no build step. Mirrors signaling/messages.py.
+//
+//   import { ParleyClient } from "/web/parley.js";
+//   const client = new ParleyClient({ url: "ws://127.0.0.1:8080/ws" });
+//   client.addEventListener("transcript", (e) => console.log(e.detail.speaker, e.detail.text));
+//   await client.call();   // asks for the microphone, joins, negotiates WebRTC
+//   client.hangup();
+//
+// Events (CustomEvent, payload in .detail): "joined", "transcript", "agent.state", "turn.metrics",
+// "error", "connection" ({state}), "remotestream" ({stream}), "closed".
+
+const SERVER_EVENTS = ["joined", "transcript", "agent.state", "turn.metrics", "error", "pong"];
+
+export function defaultSignalingUrl(location = window.location) {
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${location.host}/ws`;
+}
+
+export class ParleyClient extends EventTarget {
+  constructor({ url = defaultSignalingUrl(), room = "default", name = null, iceServers = null,
+                audio = { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+                gatherTimeoutMs = 2000 } = {}) {
+    super();
+    Object.assign(this, { url, room, name, audio, gatherTimeoutMs });
+    this.extraIceServers = iceServers;
+    this.ws = null;
+    this.pc = null;
+    this.localStream = null;
+    this.remoteStream = null;
+    this.participantId = null;
+    this._pending = new Map();
+    this._analyser = null;
+  }
+
+  _emit(type, detail) { this.dispatchEvent(new CustomEvent(type, { detail })); }
+
+  _send(message) { this.ws.send(JSON.stringify(message)); }
+
+  _expect(type, timeoutMs = 15000) {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no "${type}" from the server in ${timeoutMs} ms`)), timeoutMs);
+      this._pending.set(type, (msg) => { clearTimeout(timer); resolve(msg); });
+    });
+  }
+
+  _onMessage(event) {
+    let msg;
+    try { msg = JSON.parse(event.data); } catch { return; }
+    const waiter = this._pending.get(msg.type);
+    if (waiter) { this._pending.delete(msg.type); waiter(msg); }
+    if (msg.type === "error" && this._pending.size) {
+      for (const [, w] of this._pending) w(msg);  // let a pending join/offer fail fast
+      this._pending.clear();
+    }
+    if (SERVER_EVENTS.includes(msg.type)) this._emit(msg.type, msg);
+  }
+
+  async _open() {
+    this.ws = new WebSocket(this.url);
+    this.ws.onmessage = (e) => this._onMessage(e);
+    this.ws.onclose = () => this._emit("closed", {});
+    await new Promise((resolve, reject) => {
+      this.ws.onopen = resolve;
+      this.ws.onerror = () => reject(new Error(`cannot reach ${this.url}`));
+    });
+  }
+
+  /** Ask for the microphone, join the room and start the WebRTC call with the agent. */
+  async call() {
+    this.localStream = await navigator.mediaDevices.getUserMedia({ audio: this.audio, video: false });
+    await this._open();
+    this._send({ type: "join", room: this.room, ...(this.name ? { name: this.name } : {}) });
+    const joined = await this._expect("joined");
+    if (joined.type === "error") throw new Error(`${joined.code}: ${joined.message}`);
+    this.participantId = joined.participant_id;
+    const iceServers = [...(joined.ice_servers || []), ...(this.extraIceServers || [])];
+    this.pc = new RTCPeerConnection({ iceServers });
+    this.pc.onconnectionstatechange = () => this._emit("connection", { state: this.pc.connectionState });
+    this.pc.ontrack = (e) => {
+      this.remoteStream = e.streams[0] || new MediaStream([e.track]);
+      this._emit("remotestream", { stream: this.remoteStream });
+    };
+    for (const track of this.localStream.getAudioTracks()) this.pc.addTrack(track, this.localStream);
+    await this.pc.setLocalDescription(await this.pc.createOffer());
+    await this._gathered();
+    this._send({ type: "offer", sdp: this.pc.localDescription.sdp });
+    const answer = await this._expect("answer");
+    if (answer.type === "error") throw new Error(`${answer.code}: ${answer.message}`);
+    await this.pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
+  }
+
+  // aiortc does not trickle; we send our offer once gathering is complete (or after a timeout).
+  _gathered() {
+    if (this.pc.iceGatheringState === "complete") return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => { this.pc.removeEventListener("icegatheringstatechange", check); resolve(); };
+      const check = () => { if (this.pc.iceGatheringState === "complete") done(); };
+      this.pc.addEventListener("icegatheringstatechange", check);
+      setTimeout(done, this.gatherTimeoutMs);
+    });
+  }
+
+  /** Microphone level in [0, 1] (RMS of the last few ms), for a meter. */
+  micLevel() {
+    if (!this.localStream) return 0;
+    if (!this._analyser) {
+      const ctx = new AudioContext();
+      this._analyser = ctx.createAnalyser();
+      this._analyser.fftSize = 512;
+      ctx.createMediaStreamSource(this.localStream).connect(this._analyser);
+      this._samples = new Float32Array(this._analyser.fftSize);
+    }
+    this._analyser.getFloatTimeDomainData(this._samples);
+    let sum = 0;
+    for (const s of this._samples) sum += s * s;
+    return Math.min(1, Math.sqrt(sum / this._samples.length) * 4);
+  }
+
+  /** Inbound audio statistics of the agent's track (bytes, level), from getStats(). */
+  async inboundAudioStats() {
+    if (!this.pc) return null;
+    const stats = await this.pc.getStats();
+    for (const report of stats.values()) {
+      if (report.type === "inbound-rtp" && report.kind === "audio") {
+        return { bytesReceived: report.bytesReceived, audioLevel: report.audioLevel ?? 0,
+                 totalAudioEnergy: report.totalAudioEnergy ?? 0, packetsLost: report.packetsLost ?? 0,
+                 jitter: report.jitter ?? 0 };
+      }
+    }
+    return null;
+  }
+
+  /** Leave the call and release the microphone. */
+  hangup() {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) {
+      this._send({ type: "leave" });
+      this.ws.close();
+    }
+    if (this.pc) this.pc.close();
+    if (this.localStream) this.localStream.getTracks().forEach((t) => t.stop());
+    this.pc = null;
+    this.localStream = null;
+    this._analyser = null;
+  }
+}
