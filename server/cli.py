@@ -80,7 +80,7 @@ async def _serve(settings: Settings) -> None:
     from parley.server.ice import use_host_addresses
     from parley.signaling.app import create_app
 
-    use_host_addresses(settings.ice.host_addresses)
+    use_host_addresses(settings.ice.host_addresses, include_loopback=settings.ice.include_loopback)
     models = await _load_models(settings)
     ssl_context = None
     if settings.http.cert or settings.http.key:

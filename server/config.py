@@ -30,6 +30,8 @@ class HttpSettings(_Section):
 class IceSettings(_Section):
     # aioice skips loopback addresses; list them here to offer them (tests, single-machine demos).
     host_addresses: list[str] = []
+    # With host_addresses empty: also offer 127.0.0.1, for a browser on the same machine.
+    include_loopback: bool = True
     stun_urls: list[str] = []
 
 

@@ -10,14 +10,21 @@ import aioice.ice
 _original: Callable[[bool, bool], list[str]] = aioice.ice.get_host_addresses
 
 
-def use_host_addresses(addresses: list[str]) -> None:
-    """Offer exactly ``addresses`` as ICE host candidates (process-wide); an empty list restores aioice's own choice."""
-    if not addresses:
-        aioice.ice.get_host_addresses = _original
-        return
-    parsed = [ipaddress.ip_address(a) for a in addresses]  # raises ValueError on a typo
+def use_host_addresses(addresses: list[str], *, include_loopback: bool = False) -> None:
+    """Choose the ICE host candidates offered by every peer connection of this process.
 
-    def fixed(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-        return [str(ip) for ip in parsed if (ip.version == 4 and use_ipv4) or (ip.version == 6 and use_ipv6)]
+    ``addresses`` non-empty: offer exactly those. Empty: aioice's own choice (every non-loopback
+    interface), plus 127.0.0.1 when ``include_loopback`` so a browser on the same machine can connect.
+    """
+    fixed = [ipaddress.ip_address(a) for a in addresses]  # raises ValueError on a typo
 
-    aioice.ice.get_host_addresses = fixed
+    def choose(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        if fixed:
+            chosen = fixed
+        else:
+            chosen = [ipaddress.ip_address(a.split("%")[0]) for a in _original(use_ipv4, use_ipv6)]
+            if include_loopback:
+                chosen.append(ipaddress.ip_address("127.0.0.1"))
+        return [str(ip) for ip in chosen if (ip.version == 4 and use_ipv4) or (ip.version == 6 and use_ipv6)]
+
+    aioice.ice.get_host_addresses = choose

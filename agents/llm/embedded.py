@@ -78,8 +78,10 @@ class EmbeddedLlm:
     async def warm_up(self, system_prompt: str) -> None:
         """Run one tiny request so the first caller does not pay for cold caches."""
         messages = [ChatMessage(role="system", content=system_prompt), ChatMessage(role="user", content="Hi")]
-        async for _ in self._client.stream(messages):
+        stream = self._client.stream(messages)
+        async for _ in stream:
             break
+        await stream.aclose()
 
     def stream(self, messages: list[ChatMessage]) -> AsyncIterator[str]:
         if self._process.returncode is not None:

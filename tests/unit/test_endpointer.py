@@ -1,0 +1,75 @@
+"""Endpointing logic, driven by scripted VAD probabilities (the real VAD has its own test)."""
+
+import numpy as np
+
+from parley.agents.endpointer import Endpointer, SpeechStarted, Utterance
+
+WINDOW = 512  # 32 ms at 16 kHz
+
+
+class ScriptedVad:
+    window_samples = WINDOW
+
+    def __init__(self, probs: list[float]) -> None:
+        self._probs = list(probs)
+
+    def probabilities(self, samples: np.ndarray) -> list[float]:
+        n = samples.size // WINDOW
+        out, self._probs = self._probs[:n], self._probs[n:]
+        return out + [0.0] * (n - len(out))
+
+    def reset(self) -> None:
+        pass
+
+
+def run(probs: list[float], **kwargs) -> list:
+    endpointer = Endpointer(ScriptedVad(probs), **kwargs)
+    events = []
+    for i in range(len(probs)):
+        events += endpointer.process(np.full(WINDOW, 0.1, np.float32), now=i * 0.032)
+    return events
+
+
+def windows(ms: float) -> int:
+    return round(ms / 32)
+
+
+def test_speech_then_silence_gives_one_utterance_with_preroll():
+    probs = [0.0] * 20 + [0.9] * windows(800) + [0.0] * windows(600)
+    events = run(probs, endpoint_silence_ms=450, preroll_ms=256)
+    assert isinstance(events[0], SpeechStarted)
+    utterances = [e for e in events if isinstance(e, Utterance)]
+    assert len(utterances) == 1
+    utt = utterances[0]
+    # pre-roll (8 windows) + speech + the silence needed to decide
+    assert utt.samples.size >= (8 + windows(800)) * WINDOW
+    assert 0.40 <= utt.endpoint_at - utt.speech_end_at <= 0.5
+
+
+def test_short_pause_continues_the_same_utterance():
+    probs = [0.9] * windows(500) + [0.0] * windows(250) + [0.9] * windows(500) + [0.0] * windows(600)
+    utterances = [e for e in run(probs, endpoint_silence_ms=450) if isinstance(e, Utterance)]
+    assert len(utterances) == 1
+    assert utterances[0].duration_s > 1.2
+
+
+def test_long_pause_splits_utterances():
+    probs = [0.9] * windows(500) + [0.0] * windows(700) + [0.9] * windows(500) + [0.0] * windows(700)
+    assert len([e for e in run(probs, endpoint_silence_ms=450) if isinstance(e, Utterance)]) == 2
+
+
+def test_click_shorter_than_min_speech_is_dropped():
+    probs = [0.0] * 5 + [0.9] * 2 + [0.0] * windows(800)
+    assert [e for e in run(probs, min_speech_ms=200) if isinstance(e, Utterance)] == []
+
+
+def test_hysteresis_keeps_speech_through_dips():
+    probs = [0.9] * 10 + [0.4] * windows(600) + [0.0] * windows(600)
+    utterances = [e for e in run(probs, threshold=0.5, endpoint_silence_ms=450) if isinstance(e, Utterance)]
+    assert len(utterances) == 1 and utterances[0].duration_s > 0.9
+
+
+def test_max_utterance_forces_an_endpoint():
+    probs = [0.9] * windows(3000)
+    utterances = [e for e in run(probs, max_utterance_s=2.0) if isinstance(e, Utterance)]
+    assert len(utterances) == 1 and abs(utterances[0].duration_s - 2.0) < 0.1

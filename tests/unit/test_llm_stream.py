@@ -1,0 +1,117 @@
+"""The OpenAI-compatible stream parser against the shapes real servers send, and a real embedded stream."""
+
+import asyncio
+
+import pytest
+from aiohttp import web
+
+from parley.agents.llm.base import ChatMessage
+from parley.agents.llm.openai_compat import OpenAICompatibleChat, parse_sse_line
+from parley.server.errors import BackendError
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ('data: {"choices":[{"index":0,"delta":{"role":"assistant"}}]}', None),  # llama.cpp's first chunk
+        ('data: {"choices":[{"index":0,"delta":{"content":"Hi"}}]}', "Hi"),
+        ('data: {"choices":[],"usage":{"total_tokens":9}}', None),  # vLLM's last chunk
+        (": ping - 2025-01-01", None),  # sse-starlette keep-alive
+        ("", None),
+        ("data: [DONE]", None),
+        ("data: {broken", None),
+        ('data: {"choices":[{"delta":{"content":null}}]}', None),
+    ],
+)
+def test_parse_sse_line(line, expected):
+    assert parse_sse_line(line) == expected
+
+
+async def _serve(handler) -> tuple[web.AppRunner, str]:
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    return runner, f"http://127.0.0.1:{port}/v1"
+
+
+async def test_client_reads_a_vllm_shaped_stream():
+    async def handler(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        assert body["stream"] is True and body["messages"][0]["role"] == "system"
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for line in [
+            ': ping\n\n', 'data: {"choices":[{"delta":{"role":"assistant"}}]}\n\n',
+            'data: {"choices":[{"delta":{"content":"Paris"}}]}\n\n', 'data: {"choices":[{"delta":{"content":"."}}]}\n\n',
+            'data: {"choices":[],"usage":{}}\n\n', "data: [DONE]\n\n",
+        ]:
+            await resp.write(line.encode())
+        return resp
+
+    runner, url = await _serve(handler)
+    client = OpenAICompatibleChat(url, "m")
+    try:
+        out = [d async for d in client.stream([ChatMessage(role="system", content="s"), ChatMessage(role="user", content="q")])]
+        assert "".join(out) == "Paris."
+    finally:
+        await client.close()
+        await runner.cleanup()
+
+
+async def test_http_error_becomes_backend_error():
+    async def handler(request: web.Request) -> web.Response:
+        return web.json_response({"error": "model not found"}, status=404)
+
+    runner, url = await _serve(handler)
+    client = OpenAICompatibleChat(url, "wrong")
+    try:
+        with pytest.raises(BackendError, match="404"):
+            async for _ in client.stream([ChatMessage(role="user", content="q")]):
+                pass
+    finally:
+        await client.close()
+        await runner.cleanup()
+
+
+async def test_unreachable_server_becomes_backend_error():
+    client = OpenAICompatibleChat("http://127.0.0.1:9/v1", "m", timeout_s=3)
+    with pytest.raises(BackendError):
+        async for _ in client.stream([ChatMessage(role="user", content="q")]):
+            pass
+    await client.close()
+
+
+@pytest.mark.slow
+async def test_embedded_llm_streams_a_real_answer(models):
+    deltas = []
+    messages = [ChatMessage(role="system", content="Answer briefly."), ChatMessage(role="user", content="Say hello.")]
+    async for delta in models.llm.stream(messages):
+        deltas.append(delta)
+    assert len(deltas) >= 2 and any(ch.isalpha() for ch in "".join(deltas))
+
+
+@pytest.mark.slow
+async def test_cancelling_a_stream_leaves_the_server_usable(models):
+    messages = [ChatMessage(role="user", content="Count from one to one hundred in words.")]
+
+    started = asyncio.Event()
+
+    async def consume():
+        async for _ in models.llm.stream(messages):
+            started.set()
+            await asyncio.sleep(0.05)  # a slow consumer, like a turn waiting on TTS
+
+    task = asyncio.create_task(consume())
+    await asyncio.wait_for(started.wait(), 30)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    first = None
+    async for delta in models.llm.stream([ChatMessage(role="user", content="Say yes.")]):
+        first = delta
+        break
+    assert first

@@ -1,0 +1,48 @@
+from parley.agents.text import SentenceChunker, clean_for_speech, split_sentences
+
+
+def test_split_english_sentences_keeps_abbreviations_and_decimals():
+    text = "Dr. Smith arrived at 9.30 today. Was it late? No! It was fine."
+    assert split_sentences(text) == ["Dr. Smith arrived at 9.30 today.", "Was it late?", "No!", "It was fine."]
+
+
+def test_split_chinese_punctuation():
+    assert split_sentences("你好。今天天气很好！你呢？好的") == ["你好。", "今天天气很好！", "你呢？", "好的"]
+
+
+def test_split_mixed_languages():
+    assert split_sentences("Hello. 你好。Bye!") == ["Hello.", "你好。", "Bye!"]
+
+
+def _stream(chunker: SentenceChunker, text: str) -> list[str]:
+    out: list[str] = []
+    for token in text.split(" "):
+        out.extend(chunker.feed(token + " "))
+    rest = chunker.flush()
+    return out + ([rest] if rest else [])
+
+
+def test_first_chunk_is_released_at_an_early_clause():
+    chunks = _stream(SentenceChunker(first_clause_words=4), "The capital of France, of course, is Paris. It is lovely, really.")
+    assert chunks == ["The capital of France,", "of course, is Paris.", "It is lovely, really."]
+
+
+def test_short_first_clause_waits_for_more_words():
+    chunks = _stream(SentenceChunker(first_clause_words=4), "Well, the answer is Paris.")
+    assert chunks == ["Well, the answer is Paris."]
+
+
+def test_unterminated_text_comes_out_on_flush():
+    chunker = SentenceChunker()
+    assert list(chunker.feed("no punctuation at all")) == []
+    assert chunker.flush() == "no punctuation at all"
+
+
+def test_long_sentence_is_cut_at_a_clause():
+    long = "word " * 40 + ", and more words follow here."
+    chunks = _stream(SentenceChunker(first_clause_words=0, max_chars=100), long)
+    assert len(chunks) == 2 and chunks[0].endswith(",")
+
+
+def test_clean_for_speech_strips_markdown_and_emoji():
+    assert clean_for_speech("**Paris** is the [capital](http://x.y) 😀 of `France`") == "Paris is the capital of France"
