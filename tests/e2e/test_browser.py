@@ -1,0 +1,58 @@
+"""A real browser (Debian's headless chromium, fake mic from a WAV) calls Parley in a loopback-only namespace."""
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import QUESTION, free_port, need_binary
+from tests.support.audio import word_error_rate, write_wav
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+HERE = Path(__file__).parent
+
+
+def _can_unshare() -> str | None:
+    if shutil.which("unshare") is None:
+        return "unshare (util-linux) is not installed"
+    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True, text=True)
+    return None if probe.returncode == 0 else f"cannot create a network namespace here: {probe.stderr.strip()}"
+
+
+@pytest.fixture(scope="module")
+def fake_mic_wav(audio_dir: Path, question_samples: np.ndarray) -> Path:
+    # One second of silence, the question, then silence: Chromium loops the file, and we want one question.
+    padded = np.concatenate([np.zeros(48_000), question_samples, np.zeros(48_000 * 40)])
+    path = audio_dir / "fake-mic.wav"
+    write_wav(path, padded, 48_000)
+    return path
+
+
+def test_browser_page_answers_a_spoken_question(fake_mic_wav: Path, tmp_path: Path):
+    need_binary("chromium")
+    need_binary("node")
+    if not (HERE / "node_modules" / "playwright-core").is_dir():
+        pytest.fail("playwright-core is missing: `make test` runs npm ci in tests/e2e")
+    reason = _can_unshare()
+    if reason:
+        pytest.skip(f"end-to-end browser test needs a private network namespace: {reason}")
+    shot = tmp_path / "page.png"
+    proc = subprocess.run(
+        ["unshare", "-n", str(HERE / "run_in_netns.sh"), str(fake_mic_wav), str(free_port()), "60000", str(shot),
+         "--llm-model", "smollm2-135m"],
+        capture_output=True, text=True, timeout=240,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert lines, f"no result from the browser driver\nstdout: {proc.stdout}\nstderr: {proc.stderr[-3000:]}"
+    result = json.loads(lines[-1])
+    assert result["ok"], f"{result.get('error')}\n{result.get('console')}\n{proc.stderr[-3000:]}"
+    assert word_error_rate(QUESTION, result["user_transcript"]) <= 0.2, result["user_transcript"]
+    stats = result["inbound_audio"]
+    assert stats and stats["bytesReceived"] > 0, stats
+    assert stats["audioLevel"] > 0 or stats["totalAudioEnergy"] > 0, stats
+    assert result["agent_text"], "the agent's reply never appeared in the transcript"
+    assert result["metrics_rows"] and len(result["metrics_rows"][0]) == 6
+    assert not [c for c in result["console"] if c.startswith(("error", "pageerror"))], result["console"]
