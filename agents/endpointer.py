@@ -58,6 +58,10 @@ class Endpointer:
         self._reset_utterance()
 
     @property
+    def window_samples(self) -> int:
+        return self._window
+
+    @property
     def in_speech(self) -> bool:
         return self._active
 

@@ -61,7 +61,7 @@ class AgentSession:
         loop = asyncio.get_running_loop()
         pending: list[np.ndarray] = []
         pending_size = 0
-        window = self._models.vad.open_stream().window_samples
+        window = self._endpointer.window_samples
         try:
             while True:
                 frame = await track.recv()
@@ -82,6 +82,9 @@ class AgentSession:
                         self._log.debug("speech started")
         except MediaStreamError:
             self._log.info("caller's audio track ended")
+        except Exception as exc:  # a VAD failure ends listening for this call only
+            self._log.exception("listening failed")
+            self._emit(m.Error(code="backend_error", message=f"the agent stopped listening: {type(exc).__name__}"))
 
     # ---- turns -------------------------------------------------------------------------------
 

@@ -16,7 +16,6 @@ from parley.signaling.messages import MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
-STATE_KEY: web.AppKey["ParleyState"] = web.AppKey("parley", object)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -24,6 +23,9 @@ class ParleyState:
     settings: Settings
     models: AgentModels
     connections: set[SignalingConnection] = field(default_factory=set)
+
+
+STATE_KEY = web.AppKey("parley", ParleyState)
 
 
 async def websocket(request: web.Request) -> web.WebSocketResponse:
