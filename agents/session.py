@@ -57,6 +57,9 @@ class AgentSession:
 
     async def listen(self, track: MediaStreamTrack) -> None:
         """Consume the caller's audio until the track ends; start a turn at each endpoint."""
+        if self._settings.agent.pipeline == "naive":
+            await self._listen_naive(track)
+            return
         converter = FrameToAgentPcm()
         loop = asyncio.get_running_loop()
         pending: list[np.ndarray] = []
@@ -77,7 +80,7 @@ class AgentSession:
                 )
                 for event in events:
                     if isinstance(event, Utterance):
-                        self._start_turn(event)
+                        self._start_turn(TurnTimer(self._turn_id + 1, event.speech_end_at, event.endpoint_at), event)
                     elif isinstance(event, SpeechStarted):
                         self._log.debug("speech started")
         except MediaStreamError:
@@ -86,15 +89,43 @@ class AgentSession:
             self._log.exception("listening failed")
             self._emit(m.Error(code="backend_error", message=f"the agent stopped listening: {type(exc).__name__}"))
 
+    async def _listen_naive(self, track: MediaStreamTrack) -> None:
+        """The baseline: transcribe fixed chunks; a chunk with no words after some words ends the turn."""
+        converter = FrameToAgentPcm()
+        loop = asyncio.get_running_loop()
+        chunk_samples = int(self._settings.agent.naive_chunk_s * 16_000)
+        pending = np.zeros(0, np.float32)
+        heard: list[str] = []
+        last_words_at = 0.0
+        try:
+            while True:
+                pending = np.concatenate([pending, converter.convert(await track.recv())])
+                if pending.size < chunk_samples:
+                    continue
+                chunk, pending = pending[:chunk_samples], pending[chunk_samples:]
+                text = await loop.run_in_executor(
+                    self._models.executor, self._models.stt.transcribe, chunk, self._settings.stt.language
+                )
+                now = time.monotonic()
+                if _WORD.search(text):
+                    heard.append(text.strip())
+                    last_words_at = now
+                elif heard:
+                    timer = TurnTimer(self._turn_id + 1, last_words_at, now)
+                    timer.stt_done_at = now
+                    self._start_turn(timer, text=" ".join(heard))
+                    heard = []
+        except MediaStreamError:
+            self._log.info("caller's audio track ended")
+
     # ---- turns -------------------------------------------------------------------------------
 
-    def _start_turn(self, utterance: Utterance) -> None:
+    def _start_turn(self, timer: TurnTimer, utterance: Utterance | None = None, text: str | None = None) -> None:
         if self._turn_task is not None and not self._turn_task.done():
             self._log.info("new utterance while turn %d runs: cancelling it", self._turn_id)
             self._turn_task.cancel()
-        self._turn_id += 1
-        timer = TurnTimer(self._turn_id, utterance.speech_end_at, utterance.endpoint_at)
-        self._turn_task = asyncio.create_task(self._run_turn(utterance, timer), name=f"turn-{self._turn_id}")
+        self._turn_id = timer.turn_id
+        self._turn_task = asyncio.create_task(self._run_turn(timer, utterance, text), name=f"turn-{timer.turn_id}")
 
     def _set_state(self, state: m.AgentStateName, turn_id: int | None) -> None:
         if state != self.state:
@@ -107,33 +138,42 @@ class AgentSession:
         history = self._history[-keep:] if keep else []
         return [ChatMessage(role="system", content=self._settings.agent.system_prompt), *history]
 
-    async def _run_turn(self, utterance: Utterance, timer: TurnTimer) -> None:
+    async def _run_turn(self, timer: TurnTimer, utterance: Utterance | None, text: str | None) -> None:
+        """Transcribe (unless ``text`` is given), stream the reply, speak it; cancel-safe."""
         turn_id = timer.turn_id
         speaker: asyncio.Task[None] | None = None
         spoken: list[str] = []
         try:
             self._set_state("thinking", turn_id)
-            text = await asyncio.get_running_loop().run_in_executor(
-                self._models.executor, self._models.stt.transcribe, utterance.samples, self._settings.stt.language
-            )
-            timer.stt_done_at = time.monotonic()
-            if not _WORD.search(text):
-                self._log.info("turn %d: no words in %.2f s of speech", turn_id, utterance.duration_s)
-                return
-            self._log.info("turn %d: user said %r (%.2f s)", turn_id, text, utterance.duration_s)
+            if text is None:
+                assert utterance is not None
+                text = await asyncio.get_running_loop().run_in_executor(
+                    self._models.executor, self._models.stt.transcribe, utterance.samples, self._settings.stt.language
+                )
+                timer.stt_done_at = time.monotonic()
+                if not _WORD.search(text):
+                    self._log.info("turn %d: no words in %.2f s of speech", turn_id, utterance.duration_s)
+                    return
+            self._log.info("turn %d: user said %r", turn_id, text)
             self._emit(m.Transcript(speaker="user", participant_id=self._participant_id, turn_id=turn_id, text=text, final=True))
             self._history.append(ChatMessage(role="user", content=text))
             chunks: asyncio.Queue[str | None] = asyncio.Queue()
             speaker = asyncio.create_task(self._speak(chunks, timer, spoken))
+            # The naive baseline speaks only once the whole reply is known.
+            streaming = self._settings.agent.pipeline == "streaming"
             chunker = SentenceChunker()
+            reply: list[str] = []
             async for delta in self._models.llm.stream(self._messages()):
                 if timer.llm_first_token_at is None:
                     timer.llm_first_token_at = time.monotonic()
+                if not streaming:
+                    reply.append(delta)
+                    continue
                 for chunk in chunker.feed(delta):
                     chunks.put_nowait(chunk)
                 if speaker.done():
                     break  # the speaker failed: its exception is raised below
-            rest = chunker.flush()
+            rest = chunker.flush() if streaming else "".join(reply).strip()
             if rest:
                 chunks.put_nowait(rest)
             chunks.put_nowait(None)

@@ -13,6 +13,7 @@ from aiortc.sdp import candidate_from_sdp
 from parley.agents.runtime import AgentModels
 from parley.agents.session import AgentSession
 from parley.server.config import Settings
+from parley.server.echo import EchoSession
 from parley.server.errors import SignalingError
 from parley.server.logs import CallLogger
 from parley.server.playout import PlayoutTrack
@@ -42,7 +43,7 @@ class Call:
         self,
         participant_id: str,
         settings: Settings,
-        models: AgentModels,
+        models: AgentModels | None,
         emit: Callable[[m.ServerMessage], None],
         on_failed: Callable[[str], None],
     ) -> None:
@@ -50,7 +51,11 @@ class Call:
         self._settings = settings
         self._log = CallLogger(log, participant=participant_id)
         self.playout = PlayoutTrack()
-        self.agent = AgentSession(models, settings, self.playout, emit, participant_id)
+        self.agent: AgentSession | EchoSession
+        if settings.agent.mode == "echo" or models is None:
+            self.agent = EchoSession(self.playout, participant_id)
+        else:
+            self.agent = AgentSession(models, settings, self.playout, emit, participant_id)
         self._on_failed = on_failed
         self.pc: RTCPeerConnection | None = None
         self._listen_task: asyncio.Task[None] | None = None

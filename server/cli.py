@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import ssl
 import sys
 from pathlib import Path
@@ -67,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="prepare (assemble and cache) and load-check the configured models")
     _add_common(models)
     sub.add_parser("config", help="print the effective configuration as JSON").add_argument("--config", type=Path)
+    sub.add_parser("bench", help="measure voice-to-voice latency and capacity (see `parley bench --help`)", add_help=False)
     return parser
 
 
@@ -81,7 +83,7 @@ async def _serve(settings: Settings) -> None:
     from parley.signaling.app import create_app
 
     use_host_addresses(settings.ice.host_addresses, include_loopback=settings.ice.include_loopback)
-    models = await _load_models(settings)
+    models = None if settings.agent.mode == "echo" else await _load_models(settings)
     ssl_context = None
     if settings.http.cert or settings.http.key:
         if not (settings.http.cert and settings.http.key):
@@ -94,11 +96,16 @@ async def _serve(settings: Settings) -> None:
     await site.start()
     scheme = "https" if ssl_context else "http"
     log.info("Parley is ready: open %s://%s:%d", scheme, settings.http.host, settings.http.port)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     try:
-        await asyncio.Event().wait()
+        await stop.wait()
+        log.info("shutting down")
     finally:
         await runner.cleanup()
-        await models.close()
+        if models is not None:
+            await models.close()
 
 
 async def _check_models(settings: Settings) -> None:
@@ -108,6 +115,11 @@ async def _check_models(settings: Settings) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:
+        from parley.bench.run import main as bench_main
+
+        return bench_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings(args.config, _overrides(args))

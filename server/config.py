@@ -75,6 +75,12 @@ class TtsSettings(_Section):
 
 
 class AgentSettings(_Section):
+    # voice: the agent answers. echo: send the caller's audio straight back (transport floor; no models).
+    mode: Literal["voice", "echo"] = "voice"
+    # streaming: VAD endpointing, clause-by-clause TTS. naive: fixed STT chunks, TTS after the whole
+    # LLM reply — the design most tutorials show, kept as the benchmark's baseline.
+    pipeline: Literal["streaming", "naive"] = "streaming"
+    naive_chunk_s: float = Field(1.0, gt=0.1)
     system_prompt: str = (
         "You are Parley, a friendly voice assistant. You are speaking out loud, so answer in one or "
         "two short, plain sentences, with no lists, markdown or emoji."

@@ -115,8 +115,11 @@ class SignalingConnection:
         self._error(code, "the media connection failed")
 
     async def _teardown(self) -> None:
-        self._state.connections.discard(self)
         if self.call is not None:
             await self.call.close()
+            totals = self._state.closed_playout
+            for key, value in vars(self.call.playout.stats).items():
+                setattr(totals, key, getattr(totals, key) + value)
+        self._state.connections.discard(self)
         if not self._ws.closed:
             await self._ws.close()

@@ -1,0 +1,234 @@
+"""A real aiortc caller: plays clips as its microphone, records the agent's audio, times each turn."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import fractions
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import aiohttp
+import av
+import numpy as np
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+RATE = 48_000
+FRAME = 960
+LOUD = 0.02  # peak above about -34 dBFS counts as sound
+
+
+@dataclass
+class Playback:
+    """Monotonic times at which a clip's first and last loud samples left the microphone."""
+
+    started: asyncio.Future[float]
+    ended: asyncio.Future[float]
+
+
+class QueueMicrophone(MediaStreamTrack):
+    """An audio track that plays queued clips in real time and silence otherwise."""
+
+    kind = "audio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._clips: collections.deque[tuple[np.ndarray, int, int, Playback]] = collections.deque()
+        self._offset = 0
+        self._start: float | None = None
+        self._frames = 0
+
+    def play(self, samples: np.ndarray) -> Playback:
+        """Queue a 48 kHz mono float clip; the returned futures say when its speech began and ended leaving."""
+        loud = np.flatnonzero(np.abs(samples) > LOUD)
+        first, last = (int(loud[0]), int(loud[-1])) if loud.size else (0, samples.size - 1)
+        loop = asyncio.get_running_loop()
+        handle = Playback(loop.create_future(), loop.create_future())
+        pcm = (np.clip(samples, -1, 1) * 32767).astype(np.int16)
+        self._clips.append((pcm, first, last, handle))
+        return handle
+
+    async def recv(self) -> av.AudioFrame:
+        if self._start is None:
+            self._start = time.monotonic()
+        await asyncio.sleep(max(0.0, self._start + self._frames * FRAME / RATE - time.monotonic()))
+        out = np.zeros(FRAME, np.int16)
+        filled = 0
+        events: list[asyncio.Future[float]] = []
+        while filled < FRAME and self._clips:
+            pcm, first, last, handle = self._clips[0]
+            take = min(FRAME - filled, pcm.size - self._offset)
+            out[filled : filled + take] = pcm[self._offset : self._offset + take]
+            if self._offset <= first < self._offset + take:
+                events.append(handle.started)
+            if self._offset <= last < self._offset + take:
+                events.append(handle.ended)
+            filled += take
+            self._offset += take
+            if self._offset >= pcm.size:
+                self._clips.popleft()
+                self._offset = 0
+        frame = av.AudioFrame.from_ndarray(out.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = RATE
+        frame.pts = self._frames * FRAME
+        frame.time_base = fractions.Fraction(1, RATE)
+        self._frames += 1
+        now = time.monotonic()
+        for future in events:
+            if not future.done():
+                future.set_result(now)
+        return frame
+
+
+class AudioRecorder:
+    """Receives the agent's track: arrival time and peak of every frame, and optionally the samples."""
+
+    def __init__(self, keep_audio: bool = False) -> None:
+        self.times: list[float] = []
+        self.peaks: list[float] = []
+        self.keep_audio = keep_audio
+        self.audio: list[np.ndarray] = []
+
+    async def run(self, track: MediaStreamTrack) -> None:
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
+        try:
+            while True:
+                frame = await track.recv()
+                now = time.monotonic()
+                for out in resampler.resample(frame):
+                    pcm = out.to_ndarray().reshape(-1).astype(np.float32) / 32768.0
+                    self.times.append(now)
+                    self.peaks.append(float(np.abs(pcm).max()) if pcm.size else 0.0)
+                    if self.keep_audio:
+                        self.audio.append(pcm)
+        except MediaStreamError:
+            pass
+
+    def first_loud_after(self, moment: float) -> float | None:
+        for at, peak in zip(self.times, self.peaks):
+            if at > moment and peak > LOUD:
+                return at
+        return None
+
+    def samples(self) -> np.ndarray:
+        return np.concatenate(self.audio) if self.audio else np.zeros(0, np.float32)
+
+
+@dataclass
+class TurnResult:
+    """One question as the caller experienced it, with the server's per-stage split."""
+
+    answered: bool
+    voice_to_voice_s: float | None
+    user_text: str = ""
+    agent_text: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+class Caller:
+    """Joins Parley over its WebSocket, calls with a ``QueueMicrophone``, and records everything it gets."""
+
+    def __init__(self, base_url: str, *, room: str = "bench", keep_audio: bool = False) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.room = room
+        self.mic = QueueMicrophone()
+        self.recorder = AudioRecorder(keep_audio)
+        self.messages: list[dict[str, Any]] = []
+        self.pc = RTCPeerConnection()
+        self._session: aiohttp.ClientSession | None = None
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def of_type(self, kind: str, since: int = 0) -> list[dict[str, Any]]:
+        return [msg for msg in self.messages[since:] if msg.get("type") == kind]
+
+    async def _read(self) -> None:
+        assert self.ws is not None
+        async for msg in self.ws:
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                self.messages.append(json.loads(msg.data))
+
+    async def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float, since: int = 0) -> dict[str, Any]:
+        """Return the first message from index ``since`` on that matches, waiting up to ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        checked = since
+        while True:
+            for msg in self.messages[checked:]:
+                if predicate(msg):
+                    return msg
+            checked = max(checked, len(self.messages))
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no matching message in {timeout} s; got {[m.get('type') for m in self.messages[since:]]}")
+            await asyncio.sleep(0.02)
+
+    async def start(self, timeout: float = 20.0) -> None:
+        """Join and complete the offer/answer exchange."""
+        self._session = aiohttp.ClientSession()
+        self.ws = await self._session.ws_connect(f"{self.base_url}/ws")
+        self._tasks.append(asyncio.create_task(self._read()))
+        await self.ws.send_json({"type": "join", "room": self.room})
+        joined = await self.wait_for(lambda m: m["type"] in ("joined", "error"), timeout)
+        if joined["type"] == "error":
+            raise RuntimeError(f"join refused: {joined['code']}: {joined['message']}")
+
+        @self.pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            self._tasks.append(asyncio.create_task(self.recorder.run(track)))
+
+        self.pc.addTrack(self.mic)
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        await self.ws.send_json({"type": "offer", "sdp": self.pc.localDescription.sdp})
+        answer = await self.wait_for(lambda m: m["type"] in ("answer", "error"), timeout)
+        if answer["type"] == "error":
+            raise RuntimeError(f"offer refused: {answer['code']}: {answer['message']}")
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+
+    async def ask(self, samples: np.ndarray, timeout: float = 90.0) -> TurnResult:
+        """Speak a question and wait until the agent has finished its turn."""
+        since = len(self.messages)
+        playback = self.mic.play(samples)
+        speech_end = await playback.ended
+        end = await self.wait_for(lambda m: m["type"] == "agent.state" and m["state"] == "listening", timeout, since)
+        turn_id = end.get("turn_id")
+        users = [m for m in self.of_type("transcript", since) if m["speaker"] == "user"]
+        agents = [m for m in self.of_type("transcript", since) if m["speaker"] == "agent" and m["final"]]
+        metrics = [m for m in self.of_type("turn.metrics", since) if m["turn_id"] == turn_id]
+        heard = self.recorder.first_loud_after(speech_end) if agents else None
+        return TurnResult(
+            answered=bool(agents) and heard is not None,
+            voice_to_voice_s=None if heard is None else heard - speech_end,
+            user_text=users[-1]["text"] if users else "",
+            agent_text=agents[-1]["text"] if agents else "",
+            metrics=metrics[-1] if metrics else {},
+        )
+
+    async def echo_round_trip(self, samples: np.ndarray, timeout: float = 5.0) -> float | None:
+        """Against an echo server: time from the clip's first loud sample leaving to its echo arriving."""
+        playback = self.mic.play(samples)
+        sent = await playback.started
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            heard = self.recorder.first_loud_after(sent)
+            if heard is not None:
+                await playback.ended
+                return heard - sent
+            await asyncio.sleep(0.01)
+        return None
+
+    async def close(self) -> None:
+        """Leave, close the peer connection and stop every task this caller started."""
+        if self.ws is not None and not self.ws.closed:
+            try:
+                await self.ws.send_json({"type": "leave"})
+            except ConnectionError:
+                pass
+            await self.ws.close()
+        await self.pc.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()

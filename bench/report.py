@@ -1,0 +1,127 @@
+"""Render a benchmark run: a markdown table for stdout, JSON and a PNG plot for the results folder."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def _ms(seconds: float | None) -> str:
+    return "—" if seconds is None else f"{seconds * 1000:.0f}"
+
+
+def _n(value: float | None, fmt: str = "{:.0f}") -> str:
+    return "—" if value is None else fmt.format(value)
+
+
+def markdown(run: dict[str, Any]) -> str:
+    """The human-readable report."""
+    lines = [f"## Parley bench {run['started_at']} — {run['machine']}", ""]
+    lines.append(f"Profile `{run['profile']}`; models: {run['models']}. All figures from this run.")
+    lines.append("")
+    single = run.get("single_call", {})
+    if single:
+        lines += [
+            "### Voice-to-voice latency, one call (caller's last speech sample → first agent sample heard)",
+            "",
+            "| configuration | answered | p50 ms | p95 ms | mean ms |",
+            "|---|---|---|---|---|",
+        ]
+        for name, data in single.items():
+            v = data["voice_to_voice_s"]
+            lines.append(f"| {name} | {data['answered']}/{data['questions']} | {_ms(v['p50'])} | {_ms(v['p95'])} | {_ms(v['mean'])} |")
+        ratio = run.get("baseline_ratio_p50")
+        if ratio:
+            lines.append(f"| **naive ÷ streaming (p50)** | | **{ratio:.2f}×** | | |")
+        lines.append("")
+    floor = run.get("transport_floor")
+    if floor:
+        rt = floor["round_trip_s"]
+        lines += [
+            "### Transport floor (echo through the same server, no agent)",
+            "",
+            f"Round trip p50 {_ms(rt['p50'])} ms, p95 {_ms(rt['p95'])} ms over {rt['n']} bursts.",
+            "",
+        ]
+    streaming = single.get("streaming")
+    if streaming:
+        stages = streaming["stages_ms"]
+        order = ["endpoint_wait_ms", "stt_ms", "llm_first_token_ms", "llm_first_chunk_ms", "tts_first_audio_ms",
+                 "playout_wait_ms", "first_audio_sent_ms"]
+        lines += [
+            "### Per-stage split, streaming, one call (server's `turn.metrics`, median / p95 ms)",
+            "",
+            "| endpoint wait | STT | LLM first token | LLM first clause | TTS first audio | playout wait | server total | transport + client |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        cells = [f"{_n(stages.get(k, {}).get('p50'))} / {_n(stages.get(k, {}).get('p95'))}" for k in order]
+        tr = streaming["transport_and_client_ms"]
+        cells.append(f"{_n(tr['p50'])} / {_n(tr['p95'])}")
+        lines.append("| " + " | ".join(cells) + " |")
+        lines += ["", "LLM first token and first clause count from the transcript; server total = speech end → first frame sent; "
+                  "transport + client = caller-measured voice-to-voice − server total.", ""]
+    for name, steps in run.get("ramp", {}).items():
+        lines += [
+            f"### Capacity ramp, {name} (stops when p95 > {run['limits']['p95_s']} s, frames fall behind, or questions go unanswered)",
+            "",
+            "| calls | turns | answered | p50 ms | p95 ms | frames sent | late | resyncs | CPU % | RSS MB | RSS/call MB | sustained |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for s in steps:
+            v = s["voice_to_voice_s"]
+            lines.append(
+                f"| {s['calls']} | {s['turns']} | {s['answered']} | {_ms(v['p50'])} | {_ms(v['p95'])} | {s['frames_sent']} | "
+                f"{s['late_frames']} | {s['resyncs']} | {_n(s['cpu_percent'])} | {_n(s['rss_mb'])} | "
+                f"{_n(s['rss_per_call_mb'], '{:.1f}')} | {'yes' if s['sustained'] else 'no: ' + '; '.join(s['reasons'])} |"
+            )
+        lines += ["", f"Maximum calls sustained ({name}): **{run['max_calls_sustained'].get(name, 0)}**", ""]
+    if run.get("not_measured"):
+        lines += ["Not measured in this run: " + "; ".join(run["not_measured"]), ""]
+    return "\n".join(lines)
+
+
+def write_json(run: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(run, indent=1, default=str))
+
+
+def write_plot(run: dict[str, Any], path: Path) -> bool:
+    """Latency p50/p95 against concurrent calls, one line pair per configuration; False without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        import matplotlib.ticker
+    except ImportError:
+        log.warning("matplotlib is not installed: no plot (pip install 'parley[bench]')")
+        return False
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for (name, steps), color in zip(run.get("ramp", {}).items(), ["tab:blue", "tab:orange", "tab:green"]):
+        calls = [s["calls"] for s in steps]
+        for key, style in (("p50", "-o"), ("p95", "--s")):
+            ys = [(s["voice_to_voice_s"][key] or float("nan")) * 1000 for s in steps]
+            ax.plot(calls, ys, style, color=color, label=f"{name} {key}")
+    floor = (run.get("transport_floor") or {}).get("round_trip_s", {}).get("p50")
+    if floor:
+        ax.axhline(floor * 1000, color="grey", linestyle=":", label="transport floor (echo p50)")
+    ax.set_xlabel("concurrent calls")
+    ax.set_ylabel("voice-to-voice latency (ms)")
+    ax.set_xscale("log", base=2)
+    all_calls = sorted({s["calls"] for steps in run.get("ramp", {}).values() for s in steps})
+    if all_calls:
+        ax.set_xticks(all_calls)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_title(f"Parley — {run['machine']}", fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True

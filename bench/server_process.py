@@ -1,0 +1,110 @@
+"""Start and stop a ``parley serve`` child for a benchmark, and read its CPU time and memory from /proc."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _tree(pid: int) -> list[int]:
+    """The pid and all its descendants (the embedded LLM runs as a child)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        todo.extend(children.get(current, []))
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds used so far by ``pid`` and its descendants."""
+    total = 0
+    for p in _tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / _TICKS
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of ``pid`` and its descendants."""
+    total = 0
+    for p in _tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            continue
+    return total
+
+
+class ServerProcess:
+    """A ``parley serve`` child on 127.0.0.1 with settings given as ``PARLEY_*`` variables."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, ready_timeout_s: float = 300.0) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._env = {**os.environ, **env}
+        self._log_path = log_path
+        self._ready_timeout_s = ready_timeout_s
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def __aenter__(self) -> "ServerProcess":
+        self._log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self._log_path.open("wb") as log:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "parley.server.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+                "--ice-host-address", "127.0.0.1", env=self._env, stdout=log, stderr=log,
+            )
+        deadline = time.monotonic() + self._ready_timeout_s
+        async with aiohttp.ClientSession() as http:
+            while time.monotonic() < deadline:
+                if self.process.returncode is not None:
+                    raise RuntimeError(f"parley serve exited with {self.process.returncode}; see {self._log_path}")
+                try:
+                    async with http.get(f"{self.url}/healthz") as resp:
+                        if resp.status == 200:
+                            return self
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.3)
+        await self.__aexit__(None, None, None)
+        raise TimeoutError(f"parley serve was not ready within {self._ready_timeout_s:.0f} s; see {self._log_path}")
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.terminate()
+            try:
+                await asyncio.wait_for(self.process.wait(), 10)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
