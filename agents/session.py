@@ -143,6 +143,7 @@ class AgentSession:
         turn_id = timer.turn_id
         speaker: asyncio.Task[None] | None = None
         spoken: list[str] = []
+        generated: list[str] = []
         try:
             self._set_state("thinking", turn_id)
             if text is None:
@@ -159,24 +160,7 @@ class AgentSession:
             self._history.append(ChatMessage(role="user", content=text))
             chunks: asyncio.Queue[str | None] = asyncio.Queue()
             speaker = asyncio.create_task(self._speak(chunks, timer, spoken))
-            # The naive baseline speaks only once the whole reply is known.
-            streaming = self._settings.agent.pipeline == "streaming"
-            chunker = SentenceChunker()
-            reply: list[str] = []
-            async for delta in self._models.llm.stream(self._messages()):
-                if timer.llm_first_token_at is None:
-                    timer.llm_first_token_at = time.monotonic()
-                if not streaming:
-                    reply.append(delta)
-                    continue
-                for chunk in chunker.feed(delta):
-                    chunks.put_nowait(chunk)
-                if speaker.done():
-                    break  # the speaker failed: its exception is raised below
-            rest = chunker.flush() if streaming else "".join(reply).strip()
-            if rest:
-                chunks.put_nowait(rest)
-            chunks.put_nowait(None)
+            await self._generate(timer, chunks, speaker, generated)
             await speaker
         except asyncio.CancelledError:
             self._log.info("turn %d cancelled", turn_id)
@@ -194,9 +178,31 @@ class AgentSession:
                 with contextlib.suppress(BaseException):
                     await speaker
             if spoken:
-                self._history.append(ChatMessage(role="assistant", content=" ".join(spoken)))
+                # Keep the reply exactly as generated so the LLM server's prompt cache still matches it.
+                self._history.append(ChatMessage(role="assistant", content="".join(generated).strip()))
             if turn_id == self._turn_id:
                 self._set_state("listening", turn_id)
+
+    async def _generate(
+        self, timer: TurnTimer, chunks: asyncio.Queue[str | None], speaker: asyncio.Task[None], generated: list[str]
+    ) -> None:
+        """Stream the LLM's reply into ``chunks`` (clause by clause, or whole for the naive baseline) and ``generated``."""
+        streaming = self._settings.agent.pipeline == "streaming"
+        chunker = SentenceChunker()
+        async for delta in self._models.llm.stream(self._messages()):
+            if timer.llm_first_token_at is None:
+                timer.llm_first_token_at = time.monotonic()
+            generated.append(delta)
+            if not streaming:
+                continue  # the naive baseline speaks only once the whole reply is known
+            for chunk in chunker.feed(delta):
+                chunks.put_nowait(chunk)
+            if speaker.done():
+                return  # the speaker failed: awaiting it raises its exception
+        rest = chunker.flush() if streaming else "".join(generated).strip()
+        if rest:
+            chunks.put_nowait(rest)
+        chunks.put_nowait(None)
 
     async def _speak(self, chunks: asyncio.Queue[str | None], timer: TurnTimer, spoken: list[str]) -> None:
         """Synthesize chunks in order and queue them for playout; return once the last one has been played."""

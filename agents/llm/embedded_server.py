@@ -31,6 +31,9 @@ def main() -> int:
     params.port = args.port
     params.hostnames = ["127.0.0.1"]
     params.cache_prompt = True  # keeps the shared system prompt warm between turns
+    # When the history window slides, the prompt's prefix changes; reuse cached chunks by KV shifting
+    # instead of re-evaluating the whole history (seconds on a CPU).
+    params.n_cache_reuse = 64
     try:
         server = xllamacpp.Server(params)
     except Exception as exc:  # the binding raises RuntimeError on a bad model file

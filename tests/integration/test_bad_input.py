@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 from aiortc import RTCPeerConnection
 
-from tests.support.client import TestCaller
+from parley.bench.caller import Caller
 
 pytestmark = pytest.mark.slow
 
@@ -86,8 +86,9 @@ async def test_bad_sdp_and_candidates_after_join(raw):
 
 
 async def test_client_vanishing_mid_answer_does_not_hurt_other_calls(server_url, question_samples):
-    vanisher = TestCaller(server_url, question_samples)
+    vanisher = Caller(server_url)
     await vanisher.start()
+    vanisher.mic.play(question_samples)
     await vanisher.wait_for(lambda m: m["type"] == "agent.state" and m["state"] == "thinking", 30)
     # Gone without a "leave": the socket and the peer connection just disappear.
     await vanisher.ws.close()
@@ -102,13 +103,13 @@ async def test_client_vanishing_mid_answer_does_not_hurt_other_calls(server_url,
             await asyncio.sleep(0.1)
     assert health["calls"] == 0, "the vanished call was not cleaned up"
 
-    survivor = TestCaller(server_url, question_samples)
+    survivor = Caller(server_url)
     await survivor.start()
     try:
-        await survivor.wait_for(lambda m: m["type"] == "transcript" and m["speaker"] == "agent" and m["final"], 60)
+        result = await survivor.ask(question_samples, timeout=60)
     finally:
         await survivor.close()
-    assert not survivor.recording.of_type("error")
+    assert result.answered and not survivor.of_type("error")
 
 
 def _serve(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:

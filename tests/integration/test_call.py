@@ -1,12 +1,16 @@
 """A real aiortc caller on loopback asks a spoken question; the agent must hear it and answer by voice."""
 
+import asyncio
+
 import numpy as np
 import pytest
+from aiohttp import web
 
+from parley.bench.caller import Caller
 from parley.server.audio import resample
-from tests.conftest import QUESTION
+from parley.signaling.app import create_app
+from tests.conftest import QUESTION, free_port
 from tests.support.audio import word_error_rate, words
-from tests.support.client import TestCaller
 
 pytestmark = pytest.mark.slow
 METRIC_FIELDS = (
@@ -21,46 +25,90 @@ def loud_seconds(samples: np.ndarray, rate: int = 48_000, threshold: float = 0.0
 
 
 async def test_spoken_question_gets_a_spoken_answer(server_url, question_samples, models):
-    caller = TestCaller(server_url, question_samples)
+    caller = Caller(server_url, room="test", keep_audio=True)
     await caller.start()
     try:
-        user = await caller.wait_for(lambda m: m["type"] == "transcript" and m["speaker"] == "user", 30)
-        done = await caller.wait_for(lambda m: m["type"] == "transcript" and m["speaker"] == "agent" and m["final"], 60)
+        result = await caller.ask(question_samples, timeout=60)
     finally:
         await caller.close()
-    recording = caller.recording
 
-    assert user["final"] is True
-    assert word_error_rate(QUESTION, user["text"]) <= 0.2, user["text"]
-    assert done["text"].strip()
+    assert word_error_rate(QUESTION, result.user_text) <= 0.2, result.user_text
+    assert [m["final"] for m in caller.of_type("transcript") if m["speaker"] == "user"] == [True]
+    assert result.answered and result.agent_text.strip()
 
-    metrics = recording.of_type("turn.metrics")
+    metrics = caller.of_type("turn.metrics")
     assert len(metrics) == 1
     for field in METRIC_FIELDS:
         assert isinstance(metrics[0][field], (int, float)) and metrics[0][field] >= 0, field
-    states = [m["state"] for m in recording.of_type("agent.state")]
-    assert states[:3] == ["thinking", "speaking", "listening"]
+    states = [m["state"] for m in caller.of_type("agent.state")]
+    assert states == ["thinking", "speaking", "listening"]
 
-    agent_audio = recording.samples()
+    agent_audio = caller.recorder.samples()
     assert loud_seconds(agent_audio) >= 0.5
     heard = models.stt.transcribe(resample(agent_audio, 48_000, 16_000))
     assert len(words(heard)) >= 2, heard
-    assert recording.first_loud_at is not None and caller.mic.speech_end_at is not None
-    assert recording.first_loud_at > caller.mic.speech_end_at  # the answer follows the question
+    assert result.voice_to_voice_s is not None and result.voice_to_voice_s > 0  # the answer follows the question
 
 
 async def test_two_calls_at_once_both_get_answers(server_url, question_samples):
-    callers = [TestCaller(server_url, question_samples) for _ in range(2)]
+    callers = [Caller(server_url, room="test", keep_audio=True) for _ in range(2)]
     try:
         for caller in callers:
             await caller.start()
-        for caller in callers:
-            await caller.wait_for(lambda m: m["type"] == "transcript" and m["speaker"] == "agent" and m["final"], 90)
+        results = await asyncio.gather(*(c.ask(question_samples, timeout=90) for c in callers))
     finally:
         for caller in callers:
             await caller.close()
-    ids = {c.recording.of_type("joined")[0]["participant_id"] for c in callers}
-    assert len(ids) == 2
-    for caller in callers:
-        assert {m["participant_id"] for m in caller.recording.of_type("transcript")} == {caller.recording.of_type("joined")[0]["participant_id"]}
-        assert loud_seconds(caller.recording.samples()) >= 0.5
+    assert all(r.answered for r in results)
+    ids = [c.of_type("joined")[0]["participant_id"] for c in callers]
+    assert len(set(ids)) == 2
+    for caller, pid in zip(callers, ids):
+        assert {m["participant_id"] for m in caller.of_type("transcript")} == {pid}  # nobody hears the other's turn
+        assert loud_seconds(caller.recorder.samples()) >= 0.5
+
+
+@pytest.fixture
+async def app_url(settings, models):
+    """Start another app on loopback with modified settings; yields a factory."""
+    runners = []
+
+    async def start(**agent_overrides) -> str:
+        custom = settings.model_copy(update={"agent": settings.agent.model_copy(update=agent_overrides)})
+        runner = web.AppRunner(create_app(custom, None if agent_overrides.get("mode") == "echo" else models))
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        runners.append(runner)
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+async def test_naive_baseline_pipeline_also_answers(app_url, question_samples):
+    """The benchmark's baseline (1 s STT chunks, TTS after the whole reply) is a working pipeline too."""
+    caller = Caller(await app_url(pipeline="naive"), keep_audio=True)
+    await caller.start()
+    try:
+        result = await caller.ask(question_samples, timeout=60)
+    finally:
+        await caller.close()
+    assert result.answered, caller.messages
+    assert word_error_rate(QUESTION, result.user_text) <= 0.4, result.user_text  # chunk edges cut words
+    assert len([m for m in caller.of_type("transcript") if m["speaker"] == "agent"]) == 2  # one chunk + final
+    assert loud_seconds(caller.recorder.samples()) >= 0.5
+
+
+async def test_echo_mode_sends_the_callers_audio_back(app_url, question_samples):
+    caller = Caller(await app_url(mode="echo"), keep_audio=True)
+    await caller.start()
+    try:
+        rtt = await caller.echo_round_trip(question_samples, timeout=5)
+        await asyncio.sleep(0.5)
+    finally:
+        await caller.close()
+    assert rtt is not None and rtt > 0
+    echoed = caller.recorder.samples()
+    assert loud_seconds(echoed) >= 0.5 * loud_seconds(question_samples)
+    assert not caller.of_type("transcript")  # no agent in echo mode
