@@ -188,7 +188,7 @@ class AgentSession:
     ) -> None:
         """Stream the LLM's reply into ``chunks`` (clause by clause, or whole for the naive baseline) and ``generated``."""
         streaming = self._settings.agent.pipeline == "streaming"
-        chunker = SentenceChunker()
+        chunker = SentenceChunker(first_chunk_max_words=self._settings.agent.first_chunk_max_words)
         async for delta in self._models.llm.stream(self._messages()):
             if timer.llm_first_token_at is None:
                 timer.llm_first_token_at = time.monotonic()

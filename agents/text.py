@@ -47,14 +47,16 @@ def split_sentences(text: str) -> list[str]:
 class SentenceChunker:
     """Incremental chunker for streamed text.
 
-    The first chunk is released at the first clause boundary once it has ``first_clause_words`` words
-    (so speech starts after a few tokens); later chunks are whole sentences, or clauses once the
-    pending text passes ``max_chars``.
+    The first chunk is released at the first clause boundary once it has ``first_clause_words`` words,
+    or after ``first_chunk_max_words`` words with no boundary at all (so speech starts after a few
+    tokens: the TTS speaks a clause in tens of ms, the LLM needs about a second for a sentence on a
+    CPU); later chunks are whole sentences, or clauses once the pending text passes ``max_chars``.
     """
 
-    def __init__(self, first_clause_words: int = 4, max_chars: int = 160) -> None:
+    def __init__(self, first_clause_words: int = 4, max_chars: int = 160, first_chunk_max_words: int = 0) -> None:
         self._pending = ""
         self._first_clause_words = first_clause_words
+        self._first_chunk_max_words = first_chunk_max_words
         self._max_chars = max_chars
         self._emitted = 0
 
@@ -78,6 +80,22 @@ class SentenceChunker:
     def _find_cut(self) -> int | None:
         text = self._pending
         early = self._emitted == 0 and self._first_clause_words > 0
+        if self._emitted == 0 and self._first_chunk_max_words:
+            cut = self._word_cut(text, self._first_chunk_max_words)
+            if cut is not None:
+                boundary = self._boundary_cut(text[: cut + 1], early)
+                return cut if boundary is None else boundary
+        return self._boundary_cut(text, early)
+
+    @staticmethod
+    def _word_cut(text: str, words: int) -> int | None:
+        """Index of the last character of word number ``words``, once the word after it has begun."""
+        spans = [m.end() - 1 for m in re.finditer(r"\S+", text)]
+        if len(spans) <= words:
+            return None
+        return spans[words - 1]
+
+    def _boundary_cut(self, text: str, early: bool) -> int | None:
         for i in range(len(text)):
             if _is_boundary(text, i, _SENTENCE_END, _CJK_SENTENCE_END):
                 return i

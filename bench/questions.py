@@ -7,13 +7,12 @@ import logging
 import shutil
 import subprocess
 import tempfile
-import wave
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from parley.server.audio import resample
+from parley.server.audio import read_wav, resample, write_wav
 
 log = logging.getLogger(__name__)
 RATE = 48_000
@@ -57,25 +56,11 @@ class Question:
         return self.samples.size / RATE
 
 
-def _read_wav(path: Path) -> tuple[np.ndarray, int]:
-    with wave.open(str(path), "rb") as wav:
-        data = np.frombuffer(wav.readframes(wav.getnframes()), np.int16).astype(np.float32) / 32768.0
-        return data.reshape(-1, wav.getnchannels()).mean(axis=1), wav.getframerate()
-
-
-def _write_wav(path: Path, samples: np.ndarray) -> None:
-    with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(RATE)
-        wav.writeframes((np.clip(samples, -1, 1) * 32767).astype(np.int16).tobytes())
-
-
 def _espeak(text: str, voice: str) -> np.ndarray:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "q.wav"
         subprocess.run(["espeak-ng", "-v", voice, "-s", "165", "-w", str(path), text], check=True)
-        samples, rate = _read_wav(path)
+        samples, rate = read_wav(path)
     return resample(samples, rate, RATE)
 
 
@@ -99,8 +84,8 @@ def load_questions(folder: Path, count: int | None = None) -> list[Question]:
             voice = _VOICES[i % len(_VOICES)] if engine == "espeak-ng" else ["emma", "fenrir", "kore"][i % 3]
             samples = _espeak(text, voice) if engine == "espeak-ng" else _hibari(text, voice)
             name = f"q{i + 1:02d}.wav"
-            _write_wav(folder / name, samples)
+            write_wav(folder / name, samples, RATE)
             index.append({"file": name, "text": text, "voice": voice, "engine": engine})
         index_path.write_text(json.dumps(index, indent=1))
     items = index[:count] if count else index
-    return [Question(item["text"], _read_wav(folder / item["file"])[0]) for item in items]
+    return [Question(item["text"], read_wav(folder / item["file"])[0]) for item in items]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import fractions
+import os
+import wave
 
 import av
 import numpy as np
@@ -82,3 +84,21 @@ class FrameToAgentPcm:
         if not out:
             return np.zeros(0, np.float32)
         return np.concatenate([int16_to_float(f.to_ndarray().reshape(-1)) for f in out])
+
+
+def read_wav(path: "str | os.PathLike[str]") -> tuple[np.ndarray, int]:
+    """Read a 16-bit PCM WAV file as mono float32; return the samples and the sample rate."""
+    with wave.open(str(path), "rb") as wav:
+        if wav.getsampwidth() != 2:
+            raise ValueError(f"{path}: only 16-bit PCM WAV is supported")
+        data = np.frombuffer(wav.readframes(wav.getnframes()), np.int16)
+        return int16_to_float(data).reshape(-1, wav.getnchannels()).mean(axis=1), wav.getframerate()
+
+
+def write_wav(path: "str | os.PathLike[str]", samples: np.ndarray, rate: int) -> None:
+    """Write float32 mono samples as a 16-bit PCM WAV file."""
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(float_to_int16(samples).tobytes())

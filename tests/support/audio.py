@@ -1,16 +1,17 @@
-"""Test audio: speech generated with espeak-ng, WAV I/O, and word error rate."""
+"""Test audio: speech generated with espeak-ng, and word error rate."""
 
 from __future__ import annotations
 
 import re
 import shutil
 import subprocess
-import wave
 from pathlib import Path
 
 import numpy as np
 
-from parley.server.audio import resample
+from parley.server.audio import read_wav, resample, write_wav
+
+__all__ = ["have_espeak", "read_wav", "speak_to_wav", "word_error_rate", "words", "write_wav"]
 
 
 def have_espeak() -> bool:
@@ -25,23 +26,6 @@ def speak_to_wav(text: str, path: Path, *, rate: int = 48_000, voice: str = "en-
     write_wav(path, resample(samples, native, rate), rate)
     raw.unlink()
     return path
-
-
-def read_wav(path: Path) -> tuple[np.ndarray, int]:
-    """Read a 16-bit PCM WAV as mono float32."""
-    with wave.open(str(path), "rb") as wav:
-        rate, channels, width = wav.getframerate(), wav.getnchannels(), wav.getsampwidth()
-        assert width == 2, f"{path}: only 16-bit PCM is supported"
-        data = np.frombuffer(wav.readframes(wav.getnframes()), np.int16).astype(np.float32) / 32768.0
-    return data.reshape(-1, channels).mean(axis=1), rate
-
-
-def write_wav(path: Path, samples: np.ndarray, rate: int) -> None:
-    with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(rate)
-        wav.writeframes((np.clip(samples, -1, 1) * 32767).astype(np.int16).tobytes())
 
 
 def words(text: str) -> list[str]:

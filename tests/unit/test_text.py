@@ -46,3 +46,21 @@ def test_long_sentence_is_cut_at_a_clause():
 
 def test_clean_for_speech_strips_markdown_and_emoji():
     assert clean_for_speech("**Paris** is the [capital](http://x.y) 😀 of `France`") == "Paris is the capital of France"
+
+
+def test_first_chunk_can_be_cut_by_word_count():
+    chunker = SentenceChunker(first_chunk_max_words=6)
+    chunks = _stream(chunker, "The tallest mountain in the world is Mount Everest. It is in Nepal.")
+    assert chunks == ["The tallest mountain in the world", "is Mount Everest.", "It is in Nepal."]
+
+
+def test_word_count_cut_prefers_an_earlier_clause():
+    chunks = _stream(SentenceChunker(first_chunk_max_words=6), "Sure thing, my friend, the answer is simple and short.")
+    assert chunks[0] == "Sure thing, my friend,"
+
+
+def test_word_count_cut_waits_for_the_next_word_to_begin():
+    chunker = SentenceChunker(first_chunk_max_words=3)
+    assert list(chunker.feed("one two thr")) == []
+    assert list(chunker.feed("ee")) == []
+    assert list(chunker.feed(" fo")) == ["one two three"]
