@@ -1,0 +1,34 @@
+"""`parley bench` end to end, tiny: it starts its servers, measures, writes JSON + PNG, and cleans up."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def _parley_servers() -> set[str]:
+    out = subprocess.run(["pgrep", "-f", "parley.server.cli serve"], capture_output=True, text=True).stdout
+    return set(out.split())
+
+
+def test_bench_runs_and_cleans_up(tmp_path):
+    before = _parley_servers()
+    result = subprocess.run(
+        [sys.executable, "-m", "parley.server.cli", "bench", "--llm-model", "smollm2-135m", "--questions", "2",
+         "--ramp", "1", "--step-seconds", "4", "--results", str(tmp_path), "--questions-dir", str(tmp_path / "q")],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Voice-to-voice latency" in result.stdout and "naive ÷ streaming" in result.stdout
+    [report] = list(tmp_path.glob("*.json"))
+    run = json.loads(report.read_text())
+    assert run["single_call"]["streaming"]["answered"] == 2
+    assert run["single_call"]["naive"]["questions"] == 2
+    assert run["transport_floor"]["round_trip_s"]["n"] >= 10
+    assert run["baseline_ratio_p50"] > 0
+    assert [s["calls"] for s in run["ramp"]["streaming"]] == [1]
+    assert list(tmp_path.glob("*.png"))
+    assert _parley_servers() == before  # every server the bench started is gone
