@@ -51,7 +51,6 @@ class AgentSession:
         self._turn_id = 0
         self._turn_task: asyncio.Task[None] | None = None
         self.state: m.AgentStateName = "listening"
-        self.completed_turns: list[dict[str, float | None]] = []
 
     # ---- input -------------------------------------------------------------------------------
 
@@ -245,7 +244,6 @@ class AgentSession:
         timer.first_audio_sent_at = await self._playout.buffer.wait_played(position)
         self._set_state("speaking", timer.turn_id)
         metrics = timer.as_metrics()
-        self.completed_turns.append(metrics)
         self._log.info(
             "turn %d metrics: %s", timer.turn_id, " ".join(f"{k}={v}" for k, v in metrics.items())
         )
