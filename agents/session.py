@@ -1,4 +1,4 @@
-"""``AgentSession``: one call's agent — listen, endpoint, transcribe, think, speak — with per-turn metrics."""
+"""``AgentSession``: one call's agent — listen, endpoint, transcribe, think, speak, yield the floor."""
 
 from __future__ import annotations
 
@@ -12,12 +12,15 @@ from typing import Callable
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from parley.agents.endpointer import Endpointer, SpeechStarted, Utterance
+from parley.agents.backchannel import is_backchannel, real_word_count
+from parley.agents.endpointer import EndpointEvent, Endpointer, InterimAudio, SpeechDiscarded, SpeechStarted, Utterance
 from parley.agents.llm.base import ChatMessage
 from parley.agents.metrics import TurnTimer
 from parley.agents.runtime import AgentModels
 from parley.agents.text import SentenceChunker, clean_for_speech
-from parley.server.audio import WEBRTC_RATE, FrameToAgentPcm, resample
+from parley.agents.turn import Segment, Turn
+from parley.agents.turn_state import Event, State, TurnStateMachine
+from parley.server.audio import AGENT_RATE, WEBRTC_RATE, FrameToAgentPcm, resample
 from parley.server.config import Settings
 from parley.server.errors import ParleyError
 from parley.server.logs import CallLogger
@@ -26,12 +29,13 @@ from parley.signaling import messages as m
 
 log = logging.getLogger(__name__)
 _WORD = re.compile(r"\w")
+EARLY_BARGE_IN_WORDS = 2  # an interim transcript with this many real words interrupts before the endpoint
 
 Emit = Callable[[m.ServerMessage], None]
 
 
 class AgentSession:
-    """Owns one call's agent: its input loop, its current turn, its memory; cancel-safe throughout."""
+    """Owns one call's agent: its input loop, its turns, its memory and its turn-taking state."""
 
     def __init__(
         self, models: AgentModels, settings: Settings, playout: PlayoutTrack, emit: Emit, participant_id: str
@@ -46,16 +50,33 @@ class AgentSession:
         self._endpointer = Endpointer(
             models.vad.open_stream(), threshold=vad.threshold, min_speech_ms=vad.min_speech_ms,
             endpoint_silence_ms=vad.endpoint_silence_ms, preroll_ms=vad.preroll_ms, max_utterance_s=vad.max_utterance_s,
+            discard_silence_ms=vad.discard_silence_ms, interim_ms=int(vad.interim_interval_s * 1000),
         )
-        self._history: list[ChatMessage] = []
-        self._turn_id = 0
-        self._turn_task: asyncio.Task[None] | None = None
-        self.state: m.AgentStateName = "listening"
+        self._backchannels = settings.agent.backchannels.get(settings.stt.language.split("-")[0], [])
+        self.fsm = TurnStateMachine(self._on_state_change, self._log)
+        self.history: list[ChatMessage] = []
+        self._turn: Turn | None = None
+        self._turn_counter = 0
+        self._utterance_seq = 0
+        self._decider: asyncio.Task[None] | None = None
+        self._interim: asyncio.Task[None] | None = None
+
+    @property
+    def state(self) -> State:
+        return self.fsm.state
+
+    def _on_state_change(self, previous: State, state: State, event: Event) -> None:
+        self._emit(m.AgentState(state=state.value, turn_id=self._turn.id if self._turn else None))
+
+    async def _transcribe(self, samples: np.ndarray) -> str:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._models.executor, self._models.stt.transcribe, samples, self._settings.stt.language
+        )
 
     # ---- input -------------------------------------------------------------------------------
 
     async def listen(self, track: MediaStreamTrack) -> None:
-        """Consume the caller's audio until the track ends; start a turn at each endpoint."""
+        """Consume the caller's audio until the track ends, driving the turn-taking state machine."""
         if self._settings.agent.pipeline == "naive":
             await self._listen_naive(track)
             return
@@ -63,14 +84,12 @@ class AgentSession:
         loop = asyncio.get_running_loop()
         pending: list[np.ndarray] = []
         pending_size = 0
-        window = self._endpointer.window_samples
         try:
             while True:
-                frame = await track.recv()
-                pcm = converter.convert(frame)
+                pcm = converter.convert(await track.recv())
                 pending.append(pcm)
                 pending_size += pcm.size
-                if pending_size < window:
+                if pending_size < self._endpointer.window_samples:
                     continue
                 chunk = np.concatenate(pending)
                 pending, pending_size = [], 0
@@ -78,21 +97,35 @@ class AgentSession:
                     self._models.vad_executor, self._endpointer.process, chunk, time.monotonic()
                 )
                 for event in events:
-                    if isinstance(event, Utterance):
-                        self._start_turn(TurnTimer(self._turn_id + 1, event.speech_end_at, event.endpoint_at), event)
-                    elif isinstance(event, SpeechStarted):
-                        self._log.debug("speech started")
+                    self._on_endpoint_event(event)
         except MediaStreamError:
             self._log.info("caller's audio track ended")
         except Exception as exc:  # a VAD failure ends listening for this call only
             self._log.exception("listening failed")
             self._emit(m.Error(code="backend_error", message=f"the agent stopped listening: {type(exc).__name__}"))
 
+    def _on_endpoint_event(self, event: EndpointEvent) -> None:
+        if isinstance(event, SpeechStarted):
+            if self._turn is not None and self._turn.active:
+                self._playout.pause()  # stop talking at once; decide later whether to carry on
+            self.fsm.fire(Event.SPEECH_START)
+        elif isinstance(event, SpeechDiscarded):
+            if self.state == State.PAUSED:
+                self._resume("a blip, not speech")
+            else:
+                self.fsm.fire(Event.SPEECH_DISCARDED)
+        elif isinstance(event, InterimAudio):
+            if self._interim is None or self._interim.done():
+                self._interim = asyncio.create_task(self._interim_transcript(event.samples, self._utterance_seq))
+        elif isinstance(event, Utterance):
+            self._utterance_seq += 1  # any interim pass still running is now stale
+            timer = TurnTimer(0, event.speech_end_at, event.endpoint_at)
+            self._decider = asyncio.create_task(self._decide(event, timer, self._decider))
+
     async def _listen_naive(self, track: MediaStreamTrack) -> None:
         """The baseline: transcribe fixed chunks; a chunk with no words after some words ends the turn."""
         converter = FrameToAgentPcm()
-        loop = asyncio.get_running_loop()
-        chunk_samples = int(self._settings.agent.naive_chunk_s * 16_000)
+        chunk_samples = int(self._settings.agent.naive_chunk_s * AGENT_RATE)
         pending = np.zeros(0, np.float32)
         heard: list[str] = []
         last_words_at = 0.0
@@ -102,115 +135,206 @@ class AgentSession:
                 if pending.size < chunk_samples:
                     continue
                 chunk, pending = pending[:chunk_samples], pending[chunk_samples:]
-                text = await loop.run_in_executor(
-                    self._models.executor, self._models.stt.transcribe, chunk, self._settings.stt.language
-                )
+                text = await self._transcribe(chunk)
                 now = time.monotonic()
                 if _WORD.search(text):
                     heard.append(text.strip())
                     last_words_at = now
                 elif heard:
-                    timer = TurnTimer(self._turn_id + 1, last_words_at, now)
+                    timer = TurnTimer(0, last_words_at, now)
                     timer.stt_done_at = now
-                    self._start_turn(timer, text=" ".join(heard))
+                    if self._turn is not None and self._turn.active and self._turn.task:
+                        self._turn.task.cancel()
+                    self._start_turn(timer, " ".join(heard))
                     heard = []
         except MediaStreamError:
             self._log.info("caller's audio track ended")
 
+    # ---- deciding what an utterance means -----------------------------------------------------
+
+    async def _interim_transcript(self, samples: np.ndarray, seq: int) -> None:
+        text = await self._transcribe(samples)
+        if seq != self._utterance_seq or not _WORD.search(text):
+            return  # the utterance ended meanwhile: its final transcript wins
+        self._emit(m.Transcript(
+            speaker="user", participant_id=self._participant_id, turn_id=self._turn_counter + 1, text=text, final=False,
+        ))
+        if self.state == State.PAUSED and self._turn is not None and self._turn.audio_started:
+            if real_word_count(text, self._backchannels) >= EARLY_BARGE_IN_WORDS:
+                self._interrupt("real words in the interim transcript")
+
+    async def _decide(self, utterance: Utterance, timer: TurnTimer, previous: asyncio.Task[None] | None) -> None:
+        """Transcribe a finished utterance, then resume, interrupt, fold or start a turn."""
+        if previous is not None and not previous.done():
+            with contextlib.suppress(BaseException):
+                await previous  # utterances are decided in order
+        try:
+            text = (await self._transcribe(utterance.samples)).strip()
+        except Exception as exc:
+            self._log.exception("transcription failed")
+            self._emit(m.Error(code="backend_error", message=f"transcription failed: {type(exc).__name__}"))
+            self._resume("transcription failed") if self.state == State.PAUSED else self.fsm.fire(Event.NO_WORDS)
+            return
+        timer.stt_done_at = time.monotonic()
+        words = bool(_WORD.search(text))
+        if self.state == State.PAUSED and self._turn is not None:
+            short = utterance.speech_ms < self._settings.vad.barge_in_min_speech_ms
+            if not words or short or is_backchannel(text, self._backchannels):
+                if words:
+                    self._emit(m.Transcript(
+                        speaker="user", participant_id=self._participant_id, turn_id=self._turn.id, text=text, final=True,
+                    ))
+                self._resume(f"backchannel {text!r}" if words else "no words")
+                return
+        if not words:
+            self._log.info("no words in %.2f s of speech", utterance.duration_s)
+            self.fsm.fire(Event.NO_WORDS)
+            return
+        current = self._turn
+        if current is not None and current.active:
+            if current.audio_started:
+                self._interrupt(f"caller said {text!r}")
+            else:  # nothing of the reply was heard: the caller was still talking, so fold both into one question
+                text = f"{current.user_text} {text}"
+                self._drop(current)
+        self._start_turn(timer, text)
+
+    def _resume(self, reason: str) -> None:
+        turn = self._turn
+        self._playout.resume()
+        if turn is None or not turn.active:
+            self.fsm.fire(Event.SPEECH_DISCARDED)
+            return
+        self._log.info("turn %d resumes: %s", turn.id, reason)
+        self.fsm.fire(Event.RESUME_SPEAKING if turn.audio_started else Event.RESUME_THINKING)
+        self._emit(m.AgentResumed(turn_id=turn.id))
+
+    def _interrupt(self, reason: str) -> None:
+        """Barge-in: cut the reply where playout stopped, drop the rest, cancel its generation."""
+        turn = self._turn
+        if turn is None or not turn.active or turn.task is None:
+            return
+        turn.interrupted_at = self._playout.buffer.played
+        self._playout.flush()
+        self._playout.resume()
+        turn.task.cancel()
+        heard = turn.remembered_reply()
+        self._log.info("turn %d interrupted (%s); the caller heard %r", turn.id, reason, heard)
+        self.fsm.fire(Event.BARGE_IN)
+        self._emit(m.AgentInterrupted(turn_id=turn.id, heard_text=heard))
+
+    def _drop(self, turn: Turn) -> None:
+        turn.dropped = True
+        self._playout.flush()
+        self._playout.resume()
+        if turn.task is not None:
+            turn.task.cancel()
+        self._log.info("turn %d folded into the caller's next utterance", turn.id)
+
     # ---- turns -------------------------------------------------------------------------------
 
-    def _start_turn(self, timer: TurnTimer, utterance: Utterance | None = None, text: str | None = None) -> None:
-        if self._turn_task is not None and not self._turn_task.done():
-            self._log.info("new utterance while turn %d runs: cancelling it", self._turn_id)
-            self._turn_task.cancel()
-        self._turn_id = timer.turn_id
-        self._turn_task = asyncio.create_task(self._run_turn(timer, utterance, text), name=f"turn-{timer.turn_id}")
-
-    def _set_state(self, state: m.AgentStateName, turn_id: int | None) -> None:
-        if state != self.state:
-            self._log.info("agent state %s -> %s (turn %s)", self.state, state, turn_id)
-            self.state = state
-            self._emit(m.AgentState(state=state, turn_id=turn_id))
+    def _start_turn(self, timer: TurnTimer, text: str) -> None:
+        self._turn_counter += 1
+        timer.turn_id = self._turn_counter
+        turn = Turn(self._turn_counter, timer, text)
+        self._turn = turn
+        self.fsm.fire(Event.UTTERANCE)
+        turn.task = asyncio.create_task(self._run_turn(turn), name=f"turn-{turn.id}")
 
     def _messages(self) -> list[ChatMessage]:
         keep = self._settings.agent.max_history_turns * 2
-        history = self._history[-keep:] if keep else []
+        history = self.history[-keep:] if keep else []
         return [ChatMessage(role="system", content=self._settings.agent.system_prompt), *history]
 
-    async def _run_turn(self, timer: TurnTimer, utterance: Utterance | None, text: str | None) -> None:
-        """Transcribe (unless ``text`` is given), stream the reply, speak it; cancel-safe."""
-        turn_id = timer.turn_id
+    async def _run_turn(self, turn: Turn) -> None:
+        """Stream the reply to the caller's words and speak it; cancel-safe."""
         speaker: asyncio.Task[None] | None = None
-        spoken: list[str] = []
-        generated: list[str] = []
         try:
-            self._set_state("thinking", turn_id)
-            if text is None:
-                assert utterance is not None
-                text = await asyncio.get_running_loop().run_in_executor(
-                    self._models.executor, self._models.stt.transcribe, utterance.samples, self._settings.stt.language
-                )
-                timer.stt_done_at = time.monotonic()
-                if not _WORD.search(text):
-                    self._log.info("turn %d: no words in %.2f s of speech", turn_id, utterance.duration_s)
-                    return
-            self._log.info("turn %d: user said %r", turn_id, text)
-            self._emit(m.Transcript(speaker="user", participant_id=self._participant_id, turn_id=turn_id, text=text, final=True))
-            self._history.append(ChatMessage(role="user", content=text))
-            chunks: asyncio.Queue[str | None] = asyncio.Queue()
-            speaker = asyncio.create_task(self._speak(chunks, timer, spoken))
-            await self._generate(timer, chunks, speaker, generated)
+            self._log.info("turn %d: user said %r", turn.id, turn.user_text)
+            self._emit(m.Transcript(
+                speaker="user", participant_id=self._participant_id, turn_id=turn.id, text=turn.user_text, final=True,
+            ))
+            turn.user_message = ChatMessage(role="user", content=turn.user_text)
+            self.history.append(turn.user_message)
+            chunks: asyncio.Queue[tuple[str, int, int] | None] = asyncio.Queue()
+            speaker = asyncio.create_task(self._speak(turn, chunks))
+            await self._generate(turn, chunks, speaker)
             await speaker
+            self.fsm.fire(Event.REPLY_DONE)
         except asyncio.CancelledError:
-            self._log.info("turn %d cancelled", turn_id)
-            self._playout.flush()
+            if turn.interrupted_at is None and not turn.dropped:
+                self._log.info("turn %d cancelled", turn.id)
+                self._playout.flush()
             raise
         except ParleyError as exc:
-            self._log.warning("turn %d failed: %s", turn_id, exc)
+            self._log.warning("turn %d failed: %s", turn.id, exc)
             self._emit(m.Error(code=exc.code, message=str(exc)))
+            self._playout.resume()
+            self.fsm.fire(Event.FAILED)
         except Exception as exc:
-            self._log.exception("turn %d failed", turn_id)
-            self._emit(m.Error(code="internal_error", message=f"turn {turn_id} failed: {type(exc).__name__}"))
+            self._log.exception("turn %d failed", turn.id)
+            self._emit(m.Error(code="internal_error", message=f"turn {turn.id} failed: {type(exc).__name__}"))
+            self._playout.resume()
+            self.fsm.fire(Event.FAILED)
         finally:
             if speaker is not None and not speaker.done():
                 speaker.cancel()
                 with contextlib.suppress(BaseException):
                     await speaker
-            if spoken:
-                # Keep the reply exactly as generated so the LLM server's prompt cache still matches it.
-                self._history.append(ChatMessage(role="assistant", content="".join(generated).strip()))
-            if turn_id == self._turn_id:
-                self._set_state("listening", turn_id)
+            self._remember(turn)
+
+    def _remember(self, turn: Turn) -> None:
+        if turn.dropped:
+            if turn.user_message in self.history:
+                self.history.remove(turn.user_message)
+            return
+        reply = turn.remembered_reply()
+        if reply and turn.segments:
+            # The reply as generated (not as cleaned for speech) keeps the LLM server's prompt cache valid.
+            self.history.append(ChatMessage(role="assistant", content=reply))
 
     async def _generate(
-        self, timer: TurnTimer, chunks: asyncio.Queue[str | None], speaker: asyncio.Task[None], generated: list[str]
+        self, turn: Turn, chunks: asyncio.Queue[tuple[str, int, int] | None], speaker: asyncio.Task[None]
     ) -> None:
-        """Stream the LLM's reply into ``chunks`` (clause by clause, or whole for the naive baseline) and ``generated``."""
+        """Stream the LLM's reply into ``chunks`` with each chunk's place in the reply's text."""
         streaming = self._settings.agent.pipeline == "streaming"
         chunker = SentenceChunker(first_chunk_max_words=self._settings.agent.first_chunk_max_words)
+        cursor = 0
+
+        def put(chunk: str) -> None:
+            nonlocal cursor
+            reply = turn.reply
+            start = reply.find(chunk, cursor)
+            start = cursor if start < 0 else start
+            cursor = start + len(chunk)
+            chunks.put_nowait((chunk, start, cursor))
+
         async for delta in self._models.llm.stream(self._messages()):
-            if timer.llm_first_token_at is None:
-                timer.llm_first_token_at = time.monotonic()
-            generated.append(delta)
+            if turn.timer.llm_first_token_at is None:
+                turn.timer.llm_first_token_at = time.monotonic()
+            turn.generated.append(delta)
             if not streaming:
                 continue  # the naive baseline speaks only once the whole reply is known
             for chunk in chunker.feed(delta):
-                chunks.put_nowait(chunk)
+                put(chunk)
             if speaker.done():
                 return  # the speaker failed: awaiting it raises its exception
-        rest = chunker.flush() if streaming else "".join(generated).strip()
+        rest = chunker.flush() if streaming else turn.reply.strip()
         if rest:
-            chunks.put_nowait(rest)
+            put(rest)
         chunks.put_nowait(None)
 
-    async def _speak(self, chunks: asyncio.Queue[str | None], timer: TurnTimer, spoken: list[str]) -> None:
+    async def _speak(self, turn: Turn, chunks: asyncio.Queue[tuple[str, int, int] | None]) -> None:
         """Synthesize chunks in order and queue them for playout; return once the last one has been played."""
         loop = asyncio.get_running_loop()
         tts = self._models.tts
+        timer = turn.timer
         end = self._playout.buffer.pushed
         reporter: asyncio.Task[None] | None = None
+        spoken: list[str] = []
         try:
-            while (chunk := await chunks.get()) is not None:
+            while (item := await chunks.get()) is not None:
+                chunk, raw_start, raw_end = item
                 text = clean_for_speech(chunk)
                 if not _WORD.search(text):
                     continue
@@ -220,39 +344,42 @@ class AgentSession:
                 pcm = resample(audio, tts.sample_rate, WEBRTC_RATE)
                 start = self._playout.buffer.pushed
                 end = self._playout.push(pcm)
+                turn.segments.append(Segment(start, end, raw_start, raw_end))
                 spoken.append(text)
                 if reporter is None:
                     timer.tts_first_audio_at = time.monotonic()
-                    reporter = asyncio.create_task(self._report_first_audio(start + 1, timer))
+                    reporter = asyncio.create_task(self._report_first_audio(turn, start + 1))
                 self._emit(m.Transcript(
-                    speaker="agent", participant_id=self._participant_id, turn_id=timer.turn_id,
-                    text=" ".join(spoken), final=False,
+                    speaker="agent", participant_id=self._participant_id, turn_id=turn.id, text=" ".join(spoken), final=False,
                 ))
             await self._playout.buffer.wait_played(end)
             if reporter is not None:
                 await reporter
             if spoken:
                 self._emit(m.Transcript(
-                    speaker="agent", participant_id=self._participant_id, turn_id=timer.turn_id,
-                    text=" ".join(spoken), final=True,
+                    speaker="agent", participant_id=self._participant_id, turn_id=turn.id, text=" ".join(spoken), final=True,
                 ))
         finally:
             if reporter is not None and not reporter.done():
                 reporter.cancel()
 
-    async def _report_first_audio(self, position: int, timer: TurnTimer) -> None:
-        timer.first_audio_sent_at = await self._playout.buffer.wait_played(position)
-        self._set_state("speaking", timer.turn_id)
-        metrics = timer.as_metrics()
-        self._log.info(
-            "turn %d metrics: %s", timer.turn_id, " ".join(f"{k}={v}" for k, v in metrics.items())
-        )
-        self._emit(m.TurnMetrics(turn_id=timer.turn_id, **metrics))
+    async def _report_first_audio(self, turn: Turn, position: int) -> None:
+        turn.timer.first_audio_sent_at = await self._playout.buffer.wait_played(position)
+        if turn.interrupted_at is not None or turn.dropped:
+            return  # released by a flush, not by playout
+        turn.audio_started = True
+        self.fsm.fire(Event.AUDIO_STARTED)
+        metrics = turn.timer.as_metrics()
+        self._log.info("turn %d metrics: %s", turn.id, " ".join(f"{k}={v}" for k, v in metrics.items()))
+        self._emit(m.TurnMetrics(turn_id=turn.id, **metrics))
 
     async def close(self) -> None:
-        """Cancel the current turn and stop speaking."""
-        if self._turn_task is not None and not self._turn_task.done():
-            self._turn_task.cancel()
+        """Cancel everything in flight and stop speaking."""
+        tasks = [t for t in (self._decider, self._interim, self._turn.task if self._turn else None) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(BaseException):
-                await self._turn_task
+                await task
         self._playout.flush()
+        self.fsm.reset()

@@ -191,7 +191,9 @@ class Caller:
         since = len(self.messages)
         playback = self.mic.play(samples)
         speech_end = await playback.ended
-        end = await self.wait_for(lambda m: m["type"] == "agent.state" and m["state"] == "listening", timeout, since)
+        thinking = await self.wait_for(lambda m: m["type"] == "agent.state" and m["state"] == "thinking", timeout, since)
+        after = self.messages.index(thinking, since)
+        end = await self.wait_for(lambda m: m["type"] == "agent.state" and m["state"] == "listening", timeout, after)
         turn_id = end.get("turn_id")
         users = [m for m in self.of_type("transcript", since) if m["speaker"] == "user"]
         agents = [m for m in self.of_type("transcript", since) if m["speaker"] == "agent" and m["final"]]

@@ -42,6 +42,12 @@ class VadSettings(_Section):
     endpoint_silence_ms: int = Field(450, ge=100)
     preroll_ms: int = Field(250, ge=0)
     max_utterance_s: float = Field(20.0, gt=1)
+    # A blip shorter than min_speech_ms is dropped once this much silence follows it.
+    discard_silence_ms: int = Field(200, ge=32)
+    # Caller speech over the agent must last this long (and carry real words) to interrupt it.
+    barge_in_min_speech_ms: int = Field(250, ge=0)
+    # Re-transcribe the growing utterance this often for interim transcripts (0: off).
+    interim_interval_s: float = Field(0.7, ge=0)
 
 
 class SttSettings(_Section):
@@ -74,7 +80,15 @@ class TtsSettings(_Section):
     threads: int = Field(1, ge=1)
 
 
+def _default_backchannels() -> dict[str, list[str]]:
+    from parley.agents.backchannel import DEFAULT_BACKCHANNELS
+
+    return {lang: list(words) for lang, words in DEFAULT_BACKCHANNELS.items()}
+
+
 class AgentSettings(_Section):
+    # Words that, said alone over the agent, do not interrupt it, per language (stt.language picks).
+    backchannels: dict[str, list[str]] = Field(default_factory=_default_backchannels)
     # voice: the agent answers. echo: send the caller's audio straight back (transport floor; no models).
     mode: Literal["voice", "echo"] = "voice"
     # streaming: VAD endpointing, clause-by-clause TTS. naive: fixed STT chunks, TTS after the whole

@@ -114,6 +114,15 @@ class PlayoutTrack(MediaStreamTrack):
         self._start: float | None = None
         self._pts = 0
         self._frames = 0
+        self.paused = False
+
+    def pause(self) -> None:
+        """Send silence from the next frame on, keeping the queued audio (the caller may just be saying "mhm")."""
+        self.paused = True
+
+    def resume(self) -> None:
+        """Carry on from the sample where ``pause`` stopped."""
+        self.paused = False
 
     def push(self, samples: np.ndarray) -> int:
         """Queue 48 kHz mono samples for playout; return the position after them."""
@@ -140,7 +149,10 @@ class PlayoutTrack(MediaStreamTrack):
             elif -wait > _FRAME_S:
                 self.stats.late_frames += 1
         self._frames += 1
-        pcm, real = self.buffer.pop(WEBRTC_FRAME_SAMPLES)
+        if self.paused:
+            pcm, real = np.zeros(WEBRTC_FRAME_SAMPLES, np.int16), 0
+        else:
+            pcm, real = self.buffer.pop(WEBRTC_FRAME_SAMPLES)
         self.stats.frames_sent += 1
         if real:
             self.stats.audio_frames_sent += 1

@@ -84,13 +84,28 @@ class Transcript(_Message):
     final: bool
 
 
-AgentStateName = Literal["listening", "thinking", "speaking"]
+AgentStateName = Literal["listening", "user_speaking", "thinking", "speaking", "paused"]
 
 
 class AgentState(_Message):
     type: Literal["agent.state"] = "agent.state"
     state: AgentStateName
     turn_id: int | None = None
+
+
+class AgentInterrupted(_Message):
+    """The caller barged in: the reply stopped; ``heard_text`` is what the caller heard of it."""
+
+    type: Literal["agent.interrupted"] = "agent.interrupted"
+    turn_id: int
+    heard_text: str
+
+
+class AgentResumed(_Message):
+    """The caller only said a backchannel (or made a noise): the reply carries on where it paused."""
+
+    type: Literal["agent.resumed"] = "agent.resumed"
+    turn_id: int
 
 
 class TurnMetrics(_Message):
@@ -115,7 +130,7 @@ class Pong(_Message):
     type: Literal["pong"] = "pong"
 
 
-ServerMessage = Union[Joined, Answer, Transcript, AgentState, TurnMetrics, Error, Pong]
+ServerMessage = Union[Joined, Answer, Transcript, AgentState, AgentInterrupted, AgentResumed, TurnMetrics, Error, Pong]
 
 
 def parse_client_message(raw: str | bytes) -> ClientMessage:

@@ -1,0 +1,74 @@
+"""``Turn``: one agent reply — its text as generated, its audio positions, and what the caller heard of it."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from parley.agents.llm.base import ChatMessage
+from parley.agents.metrics import TurnTimer
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One spoken chunk: its samples in the playout buffer and its characters in the reply."""
+
+    start: int
+    end: int
+    raw_start: int
+    raw_end: int
+
+
+def heard_chars(segments: list[Segment], played: int) -> int:
+    """How many characters of the reply had been played when playout reached sample ``played``."""
+    heard = 0
+    for seg in segments:
+        if played >= seg.end:
+            heard = seg.raw_end
+            continue
+        if played > seg.start:
+            fraction = (played - seg.start) / (seg.end - seg.start)
+            heard = seg.raw_start + int(fraction * (seg.raw_end - seg.raw_start))
+        break
+    return heard
+
+
+def heard_prefix(reply: str, chars: int) -> str:
+    """The reply cut to ``chars`` characters, backed off to a whole word."""
+    if chars >= len(reply):
+        return reply
+    cut = reply[:chars]
+    if reply[chars : chars + 1].isalnum() and cut[-1:].isalnum():
+        cut = cut[: max(0, cut.rfind(" "))]  # do not keep half a word
+    return cut.rstrip()
+
+
+@dataclass
+class Turn:
+    """An agent turn from the caller's transcript to the last frame of the reply (or its interruption)."""
+
+    id: int
+    timer: TurnTimer
+    user_text: str
+    user_message: ChatMessage | None = None
+    generated: list[str] = field(default_factory=list)
+    segments: list[Segment] = field(default_factory=list)
+    audio_started: bool = False
+    interrupted_at: int | None = None  # playout position when the caller barged in
+    dropped: bool = False  # folded into a newer utterance: forget it entirely
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def reply(self) -> str:
+        return "".join(self.generated)
+
+    @property
+    def active(self) -> bool:
+        return self.task is not None and not self.task.done() and self.interrupted_at is None and not self.dropped
+
+    def remembered_reply(self) -> str:
+        """What the history keeps: the reply as generated, or only what was heard before an interruption."""
+        reply = self.reply
+        if self.interrupted_at is None:
+            return reply.strip()
+        return heard_prefix(reply, heard_chars(self.segments, self.interrupted_at)).strip()
