@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import re
@@ -56,6 +57,7 @@ class AgentSession:
         self.fsm = TurnStateMachine(self._on_state_change, self._log)
         self.history: list[ChatMessage] = []
         self._turn: Turn | None = None
+        self.turns: collections.deque[Turn] = collections.deque(maxlen=16)  # recent turns, for inspection
         self._turn_counter = 0
         self._utterance_seq = 0
         self._decider: asyncio.Task[None] | None = None
@@ -238,6 +240,7 @@ class AgentSession:
         timer.turn_id = self._turn_counter
         turn = Turn(self._turn_counter, timer, text)
         self._turn = turn
+        self.turns.append(turn)
         self.fsm.fire(Event.UTTERANCE)
         turn.task = asyncio.create_task(self._run_turn(turn), name=f"turn-{turn.id}")
 

@@ -80,9 +80,11 @@ async def _load_models(settings: Settings):
 
 async def _serve(settings: Settings) -> None:
     from parley.server.ice import use_host_addresses
+    from parley.server.jitter import use_audio_jitter_prefetch
     from parley.signaling.app import create_app
 
     use_host_addresses(settings.ice.host_addresses, include_loopback=settings.ice.include_loopback)
+    use_audio_jitter_prefetch(settings.media.audio_jitter_prefetch)
     models = None if settings.agent.mode == "echo" else await _load_models(settings)
     ssl_context = None
     if settings.http.cert or settings.http.key:

@@ -35,6 +35,11 @@ class IceSettings(_Section):
     stun_urls: list[str] = []
 
 
+class MediaSettings(_Section):
+    # Packets aiortc buffers before decoding the caller's audio (its default 4 = 80 ms of added delay).
+    audio_jitter_prefetch: int = Field(1, ge=0, le=8)
+
+
 class VadSettings(_Section):
     backend: str = "silero"
     threshold: float = Field(0.5, gt=0, lt=1)
@@ -108,6 +113,7 @@ class AgentSettings(_Section):
 class Settings(_Section):
     http: HttpSettings = HttpSettings()
     ice: IceSettings = IceSettings()
+    media: MediaSettings = MediaSettings()
     vad: VadSettings = VadSettings()
     stt: SttSettings = SttSettings()
     llm: LlmSettings = LlmSettings()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+from types import SimpleNamespace
 from pathlib import Path
 from typing import AsyncIterator
 
@@ -13,6 +14,7 @@ from aiohttp import web
 
 from parley.server.config import Settings, load_settings
 from parley.server.ice import use_host_addresses
+from parley.server.jitter import use_audio_jitter_prefetch
 from tests.support.audio import have_espeak, read_wav, speak_to_wav
 
 QUESTION = "What is the capital of France?"
@@ -29,7 +31,9 @@ def make_test_settings() -> Settings:
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     use_host_addresses(["127.0.0.1"])
-    return make_test_settings()
+    settings = make_test_settings()
+    use_audio_jitter_prefetch(settings.media.audio_jitter_prefetch)  # server and test callers share this process
+    return settings
 
 
 @pytest.fixture(scope="session")
@@ -48,15 +52,22 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-async def server_url(settings: Settings, models) -> AsyncIterator[str]:
+async def parley_app(settings: Settings, models) -> AsyncIterator[SimpleNamespace]:
+    """A real Parley app on loopback: ``.url`` and ``.app``."""
     from parley.signaling.app import create_app
 
-    runner = web.AppRunner(create_app(settings, models))
+    app = create_app(settings, models)
+    runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://127.0.0.1:{port}"
+    yield SimpleNamespace(url=f"http://127.0.0.1:{port}", app=app)
     await runner.cleanup()
+
+
+@pytest.fixture(scope="session")
+def server_url(parley_app: SimpleNamespace) -> str:
+    return parley_app.url
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from parley.agents.endpointer import Endpointer, SpeechStarted, Utterance
+from parley.agents.endpointer import Endpointer, InterimAudio, SpeechDiscarded, SpeechStarted, Utterance
 
 WINDOW = 512  # 32 ms at 16 kHz
 
@@ -73,3 +73,19 @@ def test_max_utterance_forces_an_endpoint():
     probs = [0.9] * windows(3000)
     utterances = [e for e in run(probs, max_utterance_s=2.0) if isinstance(e, Utterance)]
     assert len(utterances) == 1 and abs(utterances[0].duration_s - 2.0) < 0.1
+
+
+def test_a_blip_is_discarded_soon_after_it_ends():
+    probs = [0.0] * 5 + [0.9] * 2 + [0.0] * windows(800)
+    events = run(probs, min_speech_ms=200, discard_silence_ms=200, endpoint_silence_ms=450)
+    discarded = [e for e in events if isinstance(e, SpeechDiscarded)]
+    assert len(discarded) == 1
+    assert discarded[0].at <= (5 + 2 + windows(200) + 1) * 0.032  # not after the full endpoint silence
+
+
+def test_interim_audio_grows_while_speaking():
+    probs = [0.9] * windows(1500) + [0.0] * windows(600)
+    events = run(probs, interim_ms=320, preroll_ms=0)
+    interims = [e.samples.size for e in events if isinstance(e, InterimAudio)]
+    assert len(interims) >= 3 and interims == sorted(interims)
+    assert len([e for e in events if isinstance(e, Utterance)]) == 1

@@ -1,0 +1,139 @@
+"""Turn-taking with real callers: barge-in, backchannels, noise, and pauses inside a question."""
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+from parley.bench.caller import LOUD, Caller
+from parley.signaling.app import STATE_KEY
+from tests.support.audio import read_wav, speak_to_wav, word_error_rate
+
+pytestmark = pytest.mark.slow
+LONG_QUESTION = "Tell me a long story about a brave little dragon who lived in the mountains."
+SECOND_QUESTION = "What is the capital of France?"
+
+
+def trim(samples: np.ndarray) -> np.ndarray:
+    """Cut espeak's own leading and trailing silence, so a pause we add is the only one."""
+    loud = np.flatnonzero(np.abs(samples) > 0.01)
+    return samples[loud[0] : loud[-1] + 1]
+
+
+@pytest.fixture(scope="module")
+def clips(audio_dir):
+    def say(name: str, text: str, speed: int = 160) -> np.ndarray:
+        return read_wav(speak_to_wav(text, audio_dir / f"{name}.wav", speed=speed))[0]
+
+    first, second = say("long", LONG_QUESTION), say("second", SECOND_QUESTION)
+    part_a, part_b = trim(say("part_a", "What is the capital")), trim(say("part_b", "of Germany?"))
+    return {
+        "long": first, "second": second, "mhm": say("okay", "okay", speed=140),
+        "paused": np.concatenate([part_a, np.zeros(int(0.3 * 48_000), np.float32), part_b]),
+    }
+
+
+def session_of(parley_app, caller: Caller):
+    pid = caller.of_type("joined")[0]["participant_id"]
+    [conn] = [c for c in parley_app.app[STATE_KEY].connections if c.participant_id == pid]
+    return conn.call.agent
+
+
+async def _agent_talking_for(caller: Caller, seconds: float, timeout: float = 60) -> float:
+    await caller.wait_for(lambda m: m["type"] == "agent.state" and m["state"] == "speaking", timeout)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        first = caller.recorder.first_loud_after(0)
+        if first is not None and time.monotonic() - first >= seconds:
+            return first
+        await asyncio.sleep(0.02)
+    raise TimeoutError("agent audio never flowed")
+
+
+def silent_from(caller: Caller, after: float, hold: float = 0.5) -> float | None:
+    """First frame time after ``after`` from which the received audio stays silent for ``hold`` seconds."""
+    times, peaks = caller.recorder.times, caller.recorder.peaks
+    for i, t in enumerate(times):
+        if t <= after:
+            continue
+        window = [p for tt, p in zip(times[i:], peaks[i:]) if tt - t <= hold]
+        if window and max(window) <= LOUD and times[-1] - t >= hold:
+            return t
+    return None
+
+
+async def test_barge_in_stops_the_agent_and_keeps_only_what_was_heard(parley_app, clips):
+    caller = Caller(parley_app.url, keep_audio=True)
+    await caller.start()
+    try:
+        caller.mic.play(clips["long"])
+        await _agent_talking_for(caller, 1.0)
+        session = session_of(parley_app, caller)
+        onset = await caller.mic.play(clips["second"]).started
+        interrupted = await caller.wait_for(lambda m: m["type"] == "agent.interrupted", 10)
+        answer = await caller.wait_for(
+            lambda m: m["type"] == "transcript" and m["speaker"] == "agent" and m["final"]
+            and m["turn_id"] > interrupted["turn_id"], 60,
+        )
+        stop = silent_from(caller, onset)
+    finally:
+        await caller.close()
+
+    before = [p for t, p in zip(caller.recorder.times, caller.recorder.peaks) if onset - 0.3 <= t <= onset]
+    assert before and max(before) > LOUD, "the agent was not audible when the caller cut in"
+    print(f"barge-in: agent audio silent {stop - onset if stop else float('nan'):.3f} s after the caller's onset")
+    assert stop is not None and stop - onset <= 0.300 + 0.020, f"agent audio stopped {stop and stop - onset:.3f} s after onset"
+    first_turn = next(t for t in session.turns if t.id == interrupted["turn_id"])
+    heard = interrupted["heard_text"]
+    assert heard and len(heard) < len(first_turn.reply.strip())
+    assert first_turn.reply.strip().startswith(heard)
+    assistant = [msg.content for msg in session.history if msg.role == "assistant"]
+    assert assistant[0] == heard  # the history keeps only what the caller heard
+    users = [m for m in caller.of_type("transcript") if m["speaker"] == "user" and m["final"]]
+    assert word_error_rate(SECOND_QUESTION, users[-1]["text"]) <= 0.2
+    assert answer["text"]
+
+
+async def _reply_survives(parley_app, clips, interjection: np.ndarray) -> tuple[Caller, object]:
+    caller = Caller(parley_app.url, keep_audio=True)
+    await caller.start()
+    try:
+        caller.mic.play(clips["long"])
+        await _agent_talking_for(caller, 1.0)
+        session = session_of(parley_app, caller)
+        await caller.mic.play(interjection).ended
+        final = await caller.wait_for(lambda m: m["type"] == "transcript" and m["speaker"] == "agent" and m["final"], 90)
+        await caller.wait_for(lambda m: m["type"] == "agent.state" and m["state"] == "listening", 10,
+                              caller.messages.index(final))
+    finally:
+        await caller.close()
+    assert not caller.of_type("agent.interrupted")
+    turn = session.turns[0]
+    assert [msg.content for msg in session.history if msg.role == "assistant"] == [turn.reply.strip()]
+    assert final["turn_id"] == turn.id
+    return caller, turn
+
+
+async def test_a_noise_burst_does_not_interrupt(parley_app, clips):
+    rng = np.random.default_rng(3)
+    burst = np.concatenate([np.zeros(4800), rng.standard_normal(4800) * 0.3, np.zeros(4800)]).astype(np.float32)
+    await _reply_survives(parley_app, clips, burst)
+
+
+async def test_a_backchannel_resumes_the_reply(parley_app, clips):
+    caller, _turn = await _reply_survives(parley_app, clips, clips["mhm"])
+    assert caller.of_type("agent.resumed"), [m["type"] for m in caller.messages]
+
+
+async def test_a_short_pause_inside_a_question_gives_one_final_transcript(parley_app, clips):
+    caller = Caller(parley_app.url)
+    await caller.start()
+    try:
+        result = await caller.ask(clips["paused"], timeout=60)
+    finally:
+        await caller.close()
+    finals = [m for m in caller.of_type("transcript") if m["speaker"] == "user" and m["final"]]
+    assert len(finals) == 1, [m["text"] for m in finals]
+    assert word_error_rate("What is the capital of Germany?", finals[0]["text"]) <= 0.35, finals[0]["text"]
+    assert result.answered
