@@ -5,6 +5,7 @@ const $ = (id) => document.getElementById(id);
 const callButton = $("call"), hangupButton = $("hangup"), statusEl = $("status"), stateEl = $("agent-state");
 const transcriptEl = $("transcript"), metricsBody = $("metrics").querySelector("tbody"), errorEl = $("error");
 const agentLines = new Map();  // turn_id -> <li> of the agent's reply
+let openUserLine = null;  // the caller's utterance in progress: interim text until its final transcript
 let client = null, meterTimer = null;
 
 function showError(text) { errorEl.textContent = text; errorEl.hidden = !text; }
@@ -21,11 +22,25 @@ function addLine(speaker, text, partial) {
 }
 
 function onTranscript({ detail: t }) {
-  if (t.speaker === "user") { addLine("user", t.text, !t.final); return; }
+  if (t.speaker === "user") {
+    if (!openUserLine) openUserLine = addLine("user", t.text, true);
+    openUserLine.querySelector("span").textContent = t.text;
+    openUserLine.classList.toggle("partial", !t.final);
+    if (t.final) openUserLine = null;
+    return;
+  }
   let li = agentLines.get(t.turn_id);
   if (!li) { li = addLine("agent", t.text, !t.final); agentLines.set(t.turn_id, li); }
   li.querySelector("span").textContent = t.text;
   li.classList.toggle("partial", !t.final);
+}
+
+function onInterrupted({ detail: i }) {
+  const li = agentLines.get(i.turn_id);
+  if (!li) return;
+  li.querySelector("span").textContent = i.heard_text;
+  li.classList.remove("partial");
+  li.classList.add("interrupted");
 }
 
 function onMetrics({ detail: m }) {
@@ -49,8 +64,9 @@ callButton.addEventListener("click", async () => {
   window.parley = client;  // handy in the console, and for end-to-end tests
   client.addEventListener("transcript", onTranscript);
   client.addEventListener("turn.metrics", onMetrics);
+  client.addEventListener("agent.interrupted", onInterrupted);
   client.addEventListener("agent.state", ({ detail }) => {
-    stateEl.textContent = `agent: ${detail.state}`;
+    stateEl.textContent = `agent: ${detail.state.replace("_", " ")}`;
     stateEl.dataset.state = detail.state;
   });
   client.addEventListener("error", ({ detail }) => showError(`${detail.code}: ${detail.message}`));

@@ -6,10 +6,14 @@
 //   await client.call();   // asks for the microphone, joins, negotiates WebRTC
 //   client.hangup();
 //
-// Events (CustomEvent, payload in .detail): "joined", "transcript", "agent.state", "turn.metrics",
-// "error", "connection" ({state}), "remotestream" ({stream}), "closed".
+// Events (CustomEvent, payload in .detail): "joined", "transcript" (interim ones have final: false),
+// "agent.state" (listening / user_speaking / thinking / speaking / paused), "agent.interrupted"
+// ({turn_id, heard_text}), "agent.resumed", "turn.metrics", "error", "connection" ({state}),
+// "remotestream" ({stream}), "closed".
 
-const SERVER_EVENTS = ["joined", "transcript", "agent.state", "turn.metrics", "error", "pong"];
+const SERVER_EVENTS = [
+  "joined", "transcript", "agent.state", "agent.interrupted", "agent.resumed", "turn.metrics", "error", "pong",
+];
 
 export function defaultSignalingUrl(location = window.location) {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Run one browser call inside a private network namespace that has only `lo`:
 # start `parley serve` there, drive chromium against it, print the driver's JSON line, stop.
-#   run_in_netns.sh <wav> <port> <timeout-ms> <screenshot> [extra parley serve args...]
+#   run_in_netns.sh <wav> <port> <timeout-ms> <screenshot> <answer|barge-in> [extra parley serve args...]
 set -euo pipefail
-wav=$1 port=$2 timeout_ms=$3 shot=$4; shift 4
+wav=$1 port=$2 timeout_ms=$3 shot=$4 expect=$5; shift 5
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 ip link set lo up
@@ -16,6 +16,6 @@ for _ in $(seq 1 240); do
   if ! kill -0 $server 2>/dev/null; then echo '{"ok": false, "error": "server exited"}'; cat "$log" >&2; exit 0; fi
   sleep 0.5
 done
-node "$here/call_page.mjs" "http://127.0.0.1:$port/" "$wav" "$timeout_ms" "$shot"
+node "$here/call_page.mjs" "http://127.0.0.1:$port/" "$wav" "$timeout_ms" "$shot" "$expect"
 echo "--- server log ---" >&2
 cat "$log" >&2
