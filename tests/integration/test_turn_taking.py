@@ -63,13 +63,22 @@ def silent_from(caller: Caller, after: float, hold: float = 0.5) -> float | None
     return None
 
 
-async def test_barge_in_stops_the_agent_and_keeps_only_what_was_heard(parley_app, clips):
+async def _long_reply_playing(parley_app, clips) -> tuple[Caller, object]:
+    """A caller who asked for a story and has heard the agent tell it for a second."""
     caller = Caller(parley_app.url, keep_audio=True)
     await caller.start()
     try:
         caller.mic.play(clips["long"])
         await _agent_talking_for(caller, 1.0)
-        session = session_of(parley_app, caller)
+        return caller, session_of(parley_app, caller)
+    except BaseException:
+        await caller.close()
+        raise
+
+
+async def test_barge_in_stops_the_agent_and_keeps_only_what_was_heard(parley_app, clips):
+    caller, session = await _long_reply_playing(parley_app, clips)
+    try:
         onset = await caller.mic.play(clips["second"]).started
         interrupted = await caller.wait_for(lambda m: m["type"] == "agent.interrupted", 10)
         answer = await caller.wait_for(
@@ -96,12 +105,8 @@ async def test_barge_in_stops_the_agent_and_keeps_only_what_was_heard(parley_app
 
 
 async def _reply_survives(parley_app, clips, interjection: np.ndarray) -> tuple[Caller, object]:
-    caller = Caller(parley_app.url, keep_audio=True)
-    await caller.start()
+    caller, session = await _long_reply_playing(parley_app, clips)
     try:
-        caller.mic.play(clips["long"])
-        await _agent_talking_for(caller, 1.0)
-        session = session_of(parley_app, caller)
         await caller.mic.play(interjection).ended
         final = await caller.wait_for(lambda m: m["type"] == "transcript" and m["speaker"] == "agent" and m["final"], 90)
         await caller.wait_for(lambda m: m["type"] == "agent.state" and m["state"] == "listening", 10,
