@@ -78,10 +78,6 @@ class Endpointer:
     def window_samples(self) -> int:
         return self._window
 
-    @property
-    def in_speech(self) -> bool:
-        return self._active
-
     def _reset_utterance(self) -> None:
         self._active = False
         self._windows: list[np.ndarray] = []

@@ -175,7 +175,10 @@ class AgentSession:
         except Exception as exc:
             self._log.exception("transcription failed")
             self._emit(m.Error(code="backend_error", message=f"transcription failed: {type(exc).__name__}"))
-            self._resume("transcription failed") if self.state == State.PAUSED else self.fsm.fire(Event.NO_WORDS)
+            if self.state == State.PAUSED:
+                self._resume("transcription failed")
+            else:
+                self.fsm.fire(Event.NO_WORDS)
             return
         timer.stt_done_at = time.monotonic()
         words = bool(_WORD.search(text))
