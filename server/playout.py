@@ -26,6 +26,11 @@ class PlayoutStats:
     late_frames: int = 0
     resyncs: int = 0
 
+    def add(self, other: "PlayoutStats") -> None:
+        """Add another track's counters to these."""
+        for key, value in vars(other).items():
+            setattr(self, key, getattr(self, key) + value)
+
 
 class PlayoutBuffer:
     """A FIFO of 48 kHz int16 samples with positions, so callers can wait until a sample has been played."""

@@ -31,8 +31,7 @@ class ParleyState:
         total = PlayoutStats(**vars(self.closed_playout))
         for conn in self.connections:
             if conn.call is not None:
-                for key, value in vars(conn.call.playout.stats).items():
-                    setattr(total, key, getattr(total, key) + value)
+                total.add(conn.call.playout.stats)
         return total
 
 

@@ -117,9 +117,7 @@ class SignalingConnection:
     async def _teardown(self) -> None:
         if self.call is not None:
             await self.call.close()
-            totals = self._state.closed_playout
-            for key, value in vars(self.call.playout.stats).items():
-                setattr(totals, key, getattr(totals, key) + value)
+            self._state.closed_playout.add(self.call.playout.stats)
         self._state.connections.discard(self)
         if not self._ws.closed:
             await self._ws.close()

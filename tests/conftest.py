@@ -51,9 +51,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-async def parley_app(settings: Settings, models) -> AsyncIterator[SimpleNamespace]:
-    """A real Parley app on loopback: ``.url`` and ``.app``."""
+async def serve_app(settings: Settings, models) -> tuple[web.AppRunner, SimpleNamespace]:
+    """Start a real Parley app on a free loopback port; return its runner and ``.url`` / ``.app``."""
     from parley.signaling.app import create_app
 
     app = create_app(settings, models)
@@ -61,7 +60,14 @@ async def parley_app(settings: Settings, models) -> AsyncIterator[SimpleNamespac
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield SimpleNamespace(url=f"http://127.0.0.1:{port}", app=app)
+    return runner, SimpleNamespace(url=f"http://127.0.0.1:{port}", app=app)
+
+
+@pytest.fixture(scope="session")
+async def parley_app(settings: Settings, models) -> AsyncIterator[SimpleNamespace]:
+    """A real Parley app on loopback: ``.url`` and ``.app``."""
+    runner, served = await serve_app(settings, models)
+    yield served
     await runner.cleanup()
 
 

@@ -4,12 +4,10 @@ import asyncio
 
 import numpy as np
 import pytest
-from aiohttp import web
 
 from parley.bench.caller import Caller
 from parley.server.audio import resample
-from parley.signaling.app import create_app
-from tests.conftest import QUESTION, free_port
+from tests.conftest import QUESTION, serve_app
 from tests.support.audio import word_error_rate, words
 
 pytestmark = pytest.mark.slow
@@ -75,12 +73,9 @@ async def app_url(settings, models):
 
     async def start(**agent_overrides) -> str:
         custom = settings.model_copy(update={"agent": settings.agent.model_copy(update=agent_overrides)})
-        runner = web.AppRunner(create_app(custom, None if agent_overrides.get("mode") == "echo" else models))
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
+        runner, served = await serve_app(custom, None if agent_overrides.get("mode") == "echo" else models)
         runners.append(runner)
-        return f"http://127.0.0.1:{port}"
+        return served.url
 
     yield start
     for runner in runners:
