@@ -44,15 +44,18 @@ async def transport_floor(url: str, rounds: int = 12) -> dict[str, Any]:
     return {"rounds": rounds, "round_trip_s": summary(trips), "samples_s": trips}
 
 
+async def _ask(caller: Caller, question: Question, timeout: float) -> TurnResult:
+    """Ask one question (a timeout counts as unanswered), then pause as a person would."""
+    try:
+        result = await caller.ask(question.samples, timeout=timeout)
+    except TimeoutError:
+        result = TurnResult(answered=False, voice_to_voice_s=None)
+    await asyncio.sleep(PAUSE_BETWEEN_QUESTIONS_S)
+    return result
+
+
 async def _ask_all(caller: Caller, questions: list[Question], timeout: float) -> list[TurnResult]:
-    results = []
-    for question in questions:
-        try:
-            results.append(await caller.ask(question.samples, timeout=timeout))
-        except TimeoutError:
-            results.append(TurnResult(answered=False, voice_to_voice_s=None))
-        await asyncio.sleep(PAUSE_BETWEEN_QUESTIONS_S)
-    return results
+    return [await _ask(caller, question, timeout) for question in questions]
 
 
 def _turns_report(questions: list[Question], results: list[TurnResult]) -> dict[str, Any]:
@@ -103,12 +106,8 @@ async def _caller_loop(url: str, questions: list[Question], offset: int, deadlin
         await asyncio.sleep(0.5)
         i = offset
         while time.monotonic() < deadline:
-            try:
-                results.append(await caller.ask(questions[i % len(questions)].samples, timeout=timeout))
-            except TimeoutError:
-                results.append(TurnResult(answered=False, voice_to_voice_s=None))
+            results.append(await _ask(caller, questions[i % len(questions)], timeout))
             i += 1
-            await asyncio.sleep(PAUSE_BETWEEN_QUESTIONS_S)
     finally:
         await caller.close()
     return results
