@@ -61,7 +61,7 @@ models: $(VENV)/.models-run
 	$(VENV)/bin/parley models
 
 run: apt-run $(VENV)/.models-run
-	$(VENV)/bin/parley serve --host $(HOST) --port $(PORT) $(RUN_ARGS)
+	$(VENV)/bin/parley serve --dev --host $(HOST) --port $(PORT) $(RUN_ARGS)
 
 tests/e2e/node_modules/.installed: tests/e2e/package.json tests/e2e/package-lock.json
 	cd tests/e2e && npm ci --no-audit --no-fund --silent

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
 from parley.agents.llm.base import ChatModel
@@ -95,6 +95,24 @@ class AgentModels:
     tts: TextToSpeech
     executor: ThreadPoolExecutor  # STT and TTS
     vad_executor: ThreadPoolExecutor  # VAD gets its own thread so a long STT never stalls endpointing
+    settings: Settings | None = None
+    voices: dict[str, TextToSpeech] = field(default_factory=dict)  # extra TTS voices rooms asked for
+
+    async def voice(self, name: str | None) -> TextToSpeech:
+        """The TTS voice called ``name`` (the default one for None), loaded once on first use."""
+        if self.settings is None or name is None or name == self.settings.tts.voice:
+            return self.tts
+        if name not in self.voices:
+            factory = _pick(TTS_BACKENDS, self.settings.tts.backend, "TTS")
+            tts_settings = self.settings.tts.model_copy(update={"voice": name})
+            try:
+                self.voices[name] = await asyncio.to_thread(factory, self.settings.model_copy(update={"tts": tts_settings}))
+            except ModelLoadError:
+                raise
+            except Exception as exc:
+                raise ModelLoadError(f"TTS voice {name!r}: {type(exc).__name__}: {exc}") from exc
+            log.info("loaded TTS voice %s", name)
+        return self.voices[name]
 
     @classmethod
     async def load(cls, settings: Settings) -> "AgentModels":
@@ -127,7 +145,7 @@ class AgentModels:
         return cls(
             vad=vad, stt=stt, llm=llm, tts=tts,  # type: ignore[arg-type]
             executor=ThreadPoolExecutor(settings.inference_threads, thread_name_prefix="parley-infer"),
-            vad_executor=ThreadPoolExecutor(1, thread_name_prefix="parley-vad"),
+            vad_executor=ThreadPoolExecutor(1, thread_name_prefix="parley-vad"), settings=settings,
         )
 
     async def close(self) -> None:

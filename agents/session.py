@@ -17,6 +17,7 @@ from parley.agents.backchannel import is_backchannel, real_word_count
 from parley.agents.endpointer import EndpointEvent, Endpointer, InterimAudio, SpeechDiscarded, SpeechStarted, Utterance
 from parley.agents.llm.base import ChatMessage
 from parley.agents.metrics import TurnTimer
+from parley.agents.profile import AgentProfile, Speaker, is_addressed
 from parley.agents.runtime import AgentModels
 from parley.agents.text import SentenceChunker, clean_for_speech
 from parley.agents.turn import Segment, Turn
@@ -39,21 +40,26 @@ class AgentSession:
     """Owns one call's agent: its input loop, its turns, its memory and its turn-taking state."""
 
     def __init__(
-        self, models: AgentModels, settings: Settings, playout: PlayoutTrack, emit: Emit, participant_id: str
+        self,
+        models: AgentModels,
+        settings: Settings,
+        playout: PlayoutTrack,
+        emit: Emit,
+        agent_id: str,
+        profile: AgentProfile | None = None,
+        people: Callable[[], int] = lambda: 1,
     ) -> None:
         self._models = models
         self._settings = settings
         self._playout = playout
         self._emit = emit
-        self._participant_id = participant_id
-        self._log = CallLogger(log, participant=participant_id)
-        vad = settings.vad
-        self._endpointer = Endpointer(
-            models.vad.open_stream(), threshold=vad.threshold, min_speech_ms=vad.min_speech_ms,
-            endpoint_silence_ms=vad.endpoint_silence_ms, preroll_ms=vad.preroll_ms, max_utterance_s=vad.max_utterance_s,
-            discard_silence_ms=vad.discard_silence_ms, interim_ms=int(vad.interim_interval_s * 1000),
+        self.agent_id = agent_id
+        self.profile = profile or AgentProfile(
+            settings.agent.name, settings.agent.system_prompt, settings.stt.language, settings.agent.reply_policy, models.tts,
         )
-        self._backchannels = settings.agent.backchannels.get(settings.stt.language.split("-")[0], [])
+        self._people = people
+        self._log = CallLogger(log, participant=agent_id)
+        self._backchannels = settings.agent.backchannels.get(self.profile.language.split("-")[0], [])
         self.fsm = TurnStateMachine(self._on_state_change, self._log)
         self.history: list[ChatMessage] = []
         self._turn: Turn | None = None
@@ -70,18 +76,40 @@ class AgentSession:
     def _on_state_change(self, previous: State, state: State, event: Event) -> None:
         self._emit(m.AgentState(state=state.value, turn_id=self._turn.id if self._turn else None))
 
+    def _user_transcript(self, speaker: Speaker, turn_id: int, text: str, final: bool) -> None:
+        self._emit(m.Transcript(
+            speaker="user", participant_id=speaker.participant_id, name=speaker.name, turn_id=turn_id, text=text, final=final,
+        ))
+
+    def _agent_transcript(self, turn_id: int, text: str, final: bool) -> None:
+        self._emit(m.Transcript(
+            speaker="agent", participant_id=self.agent_id, name=self.profile.name, turn_id=turn_id, text=text, final=final,
+        ))
+
+    def _new_endpointer(self) -> Endpointer:
+        vad = self._settings.vad
+        return Endpointer(
+            self._models.vad.open_stream(), threshold=vad.threshold, min_speech_ms=vad.min_speech_ms,
+            endpoint_silence_ms=vad.endpoint_silence_ms, preroll_ms=vad.preroll_ms, max_utterance_s=vad.max_utterance_s,
+            discard_silence_ms=vad.discard_silence_ms, interim_ms=int(vad.interim_interval_s * 1000),
+        )
+
     async def _transcribe(self, samples: np.ndarray) -> str:
         return await asyncio.get_running_loop().run_in_executor(
-            self._models.executor, self._models.stt.transcribe, samples, self._settings.stt.language
+            self._models.executor, self._models.stt.transcribe, samples, self.profile.language
         )
 
     # ---- input -------------------------------------------------------------------------------
 
-    async def listen(self, track: MediaStreamTrack) -> None:
-        """Consume the caller's audio until the track ends, driving the turn-taking state machine."""
+    async def listen(self, track: MediaStreamTrack, speaker: Speaker) -> None:
+        """Consume one person's audio until the track ends, driving the turn-taking state machine.
+
+        Called once per person in the room: each has an endpointer of its own, the turns are shared.
+        """
         if self._settings.agent.pipeline == "naive":
-            await self._listen_naive(track)
+            await self._listen_naive(track, speaker)
             return
+        endpointer = self._new_endpointer()
         converter = FrameToAgentPcm()
         loop = asyncio.get_running_loop()
         pending: list[np.ndarray] = []
@@ -91,22 +119,20 @@ class AgentSession:
                 pcm = converter.convert(await track.recv())
                 pending.append(pcm)
                 pending_size += pcm.size
-                if pending_size < self._endpointer.window_samples:
+                if pending_size < endpointer.window_samples:
                     continue
                 chunk = np.concatenate(pending)
                 pending, pending_size = [], 0
-                events = await loop.run_in_executor(
-                    self._models.vad_executor, self._endpointer.process, chunk, time.monotonic()
-                )
+                events = await loop.run_in_executor(self._models.vad_executor, endpointer.process, chunk, time.monotonic())
                 for event in events:
-                    self._on_endpoint_event(event)
+                    self._on_endpoint_event(event, speaker)
         except MediaStreamError:
-            self._log.info("caller's audio track ended")
+            self._log.info("%s's audio track ended", speaker.participant_id)
         except Exception as exc:  # a VAD failure ends listening for this call only
             self._log.exception("listening failed")
             self._emit(m.Error(code="backend_error", message=f"the agent stopped listening: {type(exc).__name__}"))
 
-    def _on_endpoint_event(self, event: EndpointEvent) -> None:
+    def _on_endpoint_event(self, event: EndpointEvent, speaker: Speaker) -> None:
         if isinstance(event, SpeechStarted):
             if self._turn is not None and self._turn.active:
                 self._playout.pause()  # stop talking at once; decide later whether to carry on
@@ -118,13 +144,13 @@ class AgentSession:
                 self.fsm.fire(Event.SPEECH_DISCARDED)
         elif isinstance(event, InterimAudio):
             if self._interim is None or self._interim.done():
-                self._interim = asyncio.create_task(self._interim_transcript(event.samples, self._utterance_seq))
+                self._interim = asyncio.create_task(self._interim_transcript(event.samples, self._utterance_seq, speaker))
         elif isinstance(event, Utterance):
             self._utterance_seq += 1  # any interim pass still running is now stale
             timer = TurnTimer(0, event.speech_end_at, event.endpoint_at)
-            self._decider = asyncio.create_task(self._decide(event, timer, self._decider))
+            self._decider = asyncio.create_task(self._decide(event, timer, self._decider, speaker))
 
-    async def _listen_naive(self, track: MediaStreamTrack) -> None:
+    async def _listen_naive(self, track: MediaStreamTrack, speaker: Speaker) -> None:
         """The baseline: transcribe fixed chunks; a chunk with no words after some words ends the turn."""
         converter = FrameToAgentPcm()
         chunk_samples = int(self._settings.agent.naive_chunk_s * AGENT_RATE)
@@ -147,26 +173,26 @@ class AgentSession:
                     timer.stt_done_at = now
                     if self._turn is not None and self._turn.active and self._turn.task:
                         self._turn.task.cancel()
-                    self._start_turn(timer, " ".join(heard))
+                    self._start_turn(timer, " ".join(heard), speaker)
                     heard = []
         except MediaStreamError:
             self._log.info("caller's audio track ended")
 
     # ---- deciding what an utterance means -----------------------------------------------------
 
-    async def _interim_transcript(self, samples: np.ndarray, seq: int) -> None:
+    async def _interim_transcript(self, samples: np.ndarray, seq: int, speaker: Speaker) -> None:
         text = await self._transcribe(samples)
         if seq != self._utterance_seq or not _WORD.search(text):
             return  # the utterance ended meanwhile: its final transcript wins
-        self._emit(m.Transcript(
-            speaker="user", participant_id=self._participant_id, turn_id=self._turn_counter + 1, text=text, final=False,
-        ))
+        self._user_transcript(speaker, self._turn_counter + 1, text, final=False)
         if self.state == State.PAUSED and self._turn is not None and self._turn.audio_started:
             if real_word_count(text, self._backchannels) >= EARLY_BARGE_IN_WORDS:
                 self._interrupt("real words in the interim transcript")
 
-    async def _decide(self, utterance: Utterance, timer: TurnTimer, previous: asyncio.Task[None] | None) -> None:
-        """Transcribe a finished utterance, then resume, interrupt, fold or start a turn."""
+    async def _decide(
+        self, utterance: Utterance, timer: TurnTimer, previous: asyncio.Task[None] | None, speaker: Speaker
+    ) -> None:
+        """Transcribe a finished utterance, then resume, interrupt, fold, note or start a turn."""
         if previous is not None and not previous.done():
             with contextlib.suppress(BaseException):
                 await previous  # utterances are decided in order
@@ -186,23 +212,41 @@ class AgentSession:
             short = utterance.speech_ms < self._settings.vad.barge_in_min_speech_ms
             if not words or short or is_backchannel(text, self._backchannels):
                 if words:
-                    self._emit(m.Transcript(
-                        speaker="user", participant_id=self._participant_id, turn_id=self._turn.id, text=text, final=True,
-                    ))
+                    self._user_transcript(speaker, self._turn.id, text, final=True)
                 self._resume(f"backchannel {text!r}" if words else "no words")
                 return
         if not words:
             self._log.info("no words in %.2f s of speech", utterance.duration_s)
             self.fsm.fire(Event.NO_WORDS)
             return
+        group = self.profile.group_mode(self._people())
+        if group and not is_addressed(text, self.profile.name):
+            self._note(speaker, text)
+            return
         current = self._turn
         if current is not None and current.active:
             if current.audio_started:
-                self._interrupt(f"caller said {text!r}")
-            else:  # nothing of the reply was heard: the caller was still talking, so fold both into one question
+                self._interrupt(f"{speaker.name or 'the caller'} said {text!r}")
+            elif current.speaker == speaker:  # nothing of the reply was heard: fold both into one question
                 text = f"{current.user_text} {text}"
                 self._drop(current)
-        self._start_turn(timer, text)
+            else:  # someone else spoke before the reply began: answer the newer one, keep the older as context
+                self._drop(current, keep_question=True)
+        self._start_turn(timer, text, speaker)
+
+    def _note(self, speaker: Speaker, text: str) -> None:
+        """Words not meant for the agent (a group call where nobody said its name): context, no reply."""
+        self._log.info("%s said %r (not to the agent)", speaker.name, text)
+        self._user_transcript(speaker, self._turn_counter, text, final=True)
+        self.history.append(ChatMessage(role="user", content=f"{speaker.name}: {text}"))
+        turn = self._turn
+        if self.state == State.PAUSED and turn is not None and turn.active:
+            if turn.audio_started:
+                self._interrupt(f"{speaker.name} talked over the agent")  # people are talking: yield the floor
+            else:
+                self._resume("words not meant for the agent")
+        else:
+            self.fsm.fire(Event.NO_WORDS)
 
     def _resume(self, reason: str) -> None:
         turn = self._turn
@@ -228,8 +272,9 @@ class AgentSession:
         self.fsm.fire(Event.BARGE_IN)
         self._emit(m.AgentInterrupted(turn_id=turn.id, heard_text=heard))
 
-    def _drop(self, turn: Turn) -> None:
+    def _drop(self, turn: Turn, keep_question: bool = False) -> None:
         turn.dropped = True
+        turn.keep_question = keep_question
         self._playout.flush()
         self._playout.resume()
         if turn.task is not None:
@@ -238,34 +283,42 @@ class AgentSession:
 
     # ---- turns -------------------------------------------------------------------------------
 
-    def _start_turn(self, timer: TurnTimer, text: str) -> None:
+    def _start_turn(self, timer: TurnTimer, text: str, speaker: Speaker) -> None:
         self._turn_counter += 1
         timer.turn_id = self._turn_counter
-        turn = Turn(self._turn_counter, timer, text)
+        turn = Turn(self._turn_counter, timer, text, speaker=speaker)
         self._turn = turn
         self.turns.append(turn)
         self.fsm.fire(Event.UTTERANCE)
         turn.task = asyncio.create_task(self._run_turn(turn), name=f"turn-{turn.id}")
 
-    def _messages(self) -> list[ChatMessage]:
+    def _messages(self, group: bool) -> list[ChatMessage]:
         keep = self._settings.agent.max_history_turns * 2
         history = self.history[-keep:] if keep else []
-        return [ChatMessage(role="system", content=self._settings.agent.system_prompt), *history]
+        merged: list[ChatMessage] = []
+        for message in history:  # words said between replies become one user message
+            if merged and message.role == "user" and merged[-1].role == "user":
+                merged[-1] = ChatMessage(role="user", content=f"{merged[-1].content}\n{message.content}")
+            else:
+                merged.append(message)
+        return [ChatMessage(role="system", content=self.profile.prompt(group)), *merged]
 
     async def _run_turn(self, turn: Turn) -> None:
         """Stream the reply to the caller's words and speak it; cancel-safe."""
-        speaker: asyncio.Task[None] | None = None
+        speaking: asyncio.Task[None] | None = None
         try:
-            self._log.info("turn %d: user said %r", turn.id, turn.user_text)
-            self._emit(m.Transcript(
-                speaker="user", participant_id=self._participant_id, turn_id=turn.id, text=turn.user_text, final=True,
-            ))
-            turn.user_message = ChatMessage(role="user", content=turn.user_text)
+            asker = turn.speaker
+            self._log.info("turn %d: %s said %r", turn.id, asker.name if asker else "the caller", turn.user_text)
+            if asker is not None:
+                self._user_transcript(asker, turn.id, turn.user_text, final=True)
+            group = self.profile.group_mode(self._people())
+            content = f"{asker.name}: {turn.user_text}" if group and asker is not None else turn.user_text
+            turn.user_message = ChatMessage(role="user", content=content)
             self.history.append(turn.user_message)
             chunks: asyncio.Queue[tuple[str, int, int] | None] = asyncio.Queue()
-            speaker = asyncio.create_task(self._speak(turn, chunks))
-            await self._generate(turn, chunks, speaker)
-            await speaker
+            speaking = asyncio.create_task(self._speak(turn, chunks))
+            await self._generate(turn, chunks, speaking, group)
+            await speaking
             self.fsm.fire(Event.REPLY_DONE)
         except asyncio.CancelledError:
             if turn.interrupted_at is None and not turn.dropped:
@@ -283,15 +336,15 @@ class AgentSession:
             self._playout.resume()
             self.fsm.fire(Event.FAILED)
         finally:
-            if speaker is not None and not speaker.done():
-                speaker.cancel()
+            if speaking is not None and not speaking.done():
+                speaking.cancel()
                 with contextlib.suppress(BaseException):
-                    await speaker
+                    await speaking
             self._remember(turn)
 
     def _remember(self, turn: Turn) -> None:
         if turn.dropped:
-            if turn.user_message in self.history:
+            if turn.user_message in self.history and not turn.keep_question:
                 self.history.remove(turn.user_message)
             return
         reply = turn.remembered_reply()
@@ -300,7 +353,7 @@ class AgentSession:
             self.history.append(ChatMessage(role="assistant", content=reply))
 
     async def _generate(
-        self, turn: Turn, chunks: asyncio.Queue[tuple[str, int, int] | None], speaker: asyncio.Task[None]
+        self, turn: Turn, chunks: asyncio.Queue[tuple[str, int, int] | None], speaking: asyncio.Task[None], group: bool
     ) -> None:
         """Stream the LLM's reply into ``chunks`` with each chunk's place in the reply's text."""
         streaming = self._settings.agent.pipeline == "streaming"
@@ -315,7 +368,7 @@ class AgentSession:
             cursor = start + len(chunk)
             chunks.put_nowait((chunk, start, cursor))
 
-        async for delta in self._models.llm.stream(self._messages()):
+        async for delta in self._models.llm.stream(self._messages(group)):
             if turn.timer.llm_first_token_at is None:
                 turn.timer.llm_first_token_at = time.monotonic()
             turn.generated.append(delta)
@@ -323,7 +376,7 @@ class AgentSession:
                 continue  # the naive baseline speaks only once the whole reply is known
             for chunk in chunker.feed(delta):
                 put(chunk)
-            if speaker.done():
+            if speaking.done():
                 return  # the speaker failed: awaiting it raises its exception
         rest = chunker.flush() if streaming else turn.reply.strip()
         if rest:
@@ -333,7 +386,7 @@ class AgentSession:
     async def _speak(self, turn: Turn, chunks: asyncio.Queue[tuple[str, int, int] | None]) -> None:
         """Synthesize chunks in order and queue them for playout; return once the last one has been played."""
         loop = asyncio.get_running_loop()
-        tts = self._models.tts
+        tts = self.profile.tts
         timer = turn.timer
         end = self._playout.buffer.pushed
         reporter: asyncio.Task[None] | None = None
@@ -355,16 +408,12 @@ class AgentSession:
                 if reporter is None:
                     timer.tts_first_audio_at = time.monotonic()
                     reporter = asyncio.create_task(self._report_first_audio(turn, start + 1))
-                self._emit(m.Transcript(
-                    speaker="agent", participant_id=self._participant_id, turn_id=turn.id, text=" ".join(spoken), final=False,
-                ))
+                self._agent_transcript(turn.id, " ".join(spoken), final=False)
             await self._playout.buffer.wait_played(end)
             if reporter is not None:
                 await reporter
             if spoken:
-                self._emit(m.Transcript(
-                    speaker="agent", participant_id=self._participant_id, turn_id=turn.id, text=" ".join(spoken), final=True,
-                ))
+                self._agent_transcript(turn.id, " ".join(spoken), final=True)
         finally:
             if reporter is not None and not reporter.done():
                 reporter.cancel()

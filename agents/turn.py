@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from parley.agents.llm.base import ChatMessage
 from parley.agents.metrics import TurnTimer
+from parley.agents.profile import Speaker
 
 
 @dataclass(frozen=True)
@@ -50,12 +51,14 @@ class Turn:
     id: int
     timer: TurnTimer
     user_text: str
+    speaker: Speaker | None = None  # who asked
     user_message: ChatMessage | None = None
     generated: list[str] = field(default_factory=list)
     segments: list[Segment] = field(default_factory=list)
     audio_started: bool = False
     interrupted_at: int | None = None  # playout position when the caller barged in
-    dropped: bool = False  # folded into a newer utterance: forget it entirely
+    dropped: bool = False  # superseded by a newer utterance before any of it was heard
+    keep_question: bool = False  # when dropped: keep the question in the history (someone else's, as context)
     task: asyncio.Task[None] | None = None
 
     @property

@@ -129,18 +129,41 @@ class TurnResult:
 
 
 class Caller:
-    """Joins Parley over its WebSocket, calls with a ``QueueMicrophone``, and records everything it gets."""
+    """Joins a Parley room over its WebSocket, calls with a ``QueueMicrophone``, and records everything it gets.
 
-    def __init__(self, base_url: str, *, room: str = "bench", keep_audio: bool = False) -> None:
+    Without a ``token`` it asks the server's dev mode for one (``POST /api/v1/dev/token``). It
+    answers the server's renegotiation offers and records each incoming track: ``recorder`` is the
+    agent's voice, ``recorder_for(participant_id)`` another person's forwarded microphone.
+    """
+
+    def __init__(
+        self, base_url: str, *, room: str | None = None, token: str | None = None, name: str | None = None,
+        identity: str | None = None, keep_audio: bool = False,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.room = room
+        self.token = token
+        self.name = name
+        self.identity = identity
+        self.keep_audio = keep_audio
         self.mic = QueueMicrophone()
-        self.recorder = AudioRecorder(keep_audio)
+        self.recorder = AudioRecorder(keep_audio)  # the agent's voice, on our microphone's m-line
+        self.mid_recorders: dict[str, AudioRecorder] = {}  # everyone else's audio, by m-line
+        self.tracks: dict[str, str] = {}  # mid → participant id, as the server last described it
+        self.participant_id: str | None = None
         self.messages: list[dict[str, Any]] = []
         self.pc = RTCPeerConnection()
+        self._mic_mid: str | None = None
         self._session: aiohttp.ClientSession | None = None
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.renegotiations = 0
+        self._negotiated = asyncio.Event()  # server offers wait until our own offer is answered
+
+    def recorder_for(self, participant_id: str) -> AudioRecorder | None:
+        """The recorder of the m-line that carries ``participant_id``'s audio now."""
+        mid = next((mid for mid, pid in self.tracks.items() if pid == participant_id), None)
+        return self.mid_recorders.get(mid) if mid is not None else None
 
     def of_type(self, kind: str, since: int = 0) -> list[dict[str, Any]]:
         return [msg for msg in self.messages[since:] if msg.get("type") == kind]
@@ -149,7 +172,36 @@ class Caller:
         assert self.ws is not None
         async for msg in self.ws:
             if msg.type == aiohttp.WSMsgType.TEXT:
-                self.messages.append(json.loads(msg.data))
+                data = json.loads(msg.data)
+                self.messages.append(data)
+                if data.get("type") == "offer":
+                    await self._answer_offer(data)
+
+    async def _answer_offer(self, offer: dict[str, Any]) -> None:
+        assert self.ws is not None
+        await self._negotiated.wait()
+        self.tracks = dict(offer.get("tracks", {}))
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type="offer"))
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        await self.ws.send_json({"type": "answer", "sdp": self.pc.localDescription.sdp})
+        self.renegotiations += 1
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        mid = next((t.mid for t in self.pc.getTransceivers() if t.receiver.track is track), None)
+        if mid is not None and mid == self._mic_mid:
+            recorder = self.recorder
+        else:
+            recorder = self.mid_recorders.setdefault(str(mid), AudioRecorder(self.keep_audio))
+        self._tasks.append(asyncio.create_task(recorder.run(track)))
+
+    async def _fetch_dev_token(self) -> str:
+        assert self._session is not None
+        body = {k: v for k, v in (("room", self.room), ("identity", self.identity), ("name", self.name)) if v}
+        async with self._session.post(f"{self.base_url}/api/v1/dev/token", json=body) as response:
+            data = await response.json()
+            if response.status != 201:
+                raise RuntimeError(f"no dev token: {response.status} {data}")
+            return str(data["token"])
 
     async def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float, since: int = 0) -> dict[str, Any]:
         """Return the first message from index ``since`` on that matches, waiting up to ``timeout`` s."""
@@ -167,24 +219,26 @@ class Caller:
     async def start(self, timeout: float = 20.0) -> None:
         """Join and complete the offer/answer exchange."""
         self._session = aiohttp.ClientSession()
-        self.ws = await self._session.ws_connect(f"{self.base_url}/ws")
+        if self.token is None:
+            self.token = await self._fetch_dev_token()
+        self.ws = await self._session.ws_connect(f"{self.base_url}/ws?token={self.token}")
         self._tasks.append(asyncio.create_task(self._read()))
-        await self.ws.send_json({"type": "join", "room": self.room})
+        await self.ws.send_json({"type": "join", **({"name": self.name} if self.name else {})})
         joined = await self.wait_for(lambda m: m["type"] in ("joined", "error"), timeout)
         if joined["type"] == "error":
             raise RuntimeError(f"join refused: {joined['code']}: {joined['message']}")
-
-        @self.pc.on("track")
-        def on_track(track: MediaStreamTrack) -> None:
-            self._tasks.append(asyncio.create_task(self.recorder.run(track)))
-
+        self.participant_id = joined["participant_id"]
+        self.pc.on("track", self._on_track)
         self.pc.addTrack(self.mic)
         await self.pc.setLocalDescription(await self.pc.createOffer())
+        self._mic_mid = next(t.mid for t in self.pc.getTransceivers() if t.sender.track is self.mic)
         await self.ws.send_json({"type": "offer", "sdp": self.pc.localDescription.sdp})
         answer = await self.wait_for(lambda m: m["type"] in ("answer", "error"), timeout)
         if answer["type"] == "error":
             raise RuntimeError(f"offer refused: {answer['code']}: {answer['message']}")
+        self.tracks = dict(answer.get("tracks", {}))
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+        self._negotiated.set()
 
     async def ask(self, samples: np.ndarray, timeout: float = 90.0) -> TurnResult:
         """Speak a question and wait until the agent has finished its turn."""

@@ -78,7 +78,7 @@ class ServerProcess:
         self._log_path.parent.mkdir(parents=True, exist_ok=True)
         with self._log_path.open("wb") as log:
             self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "parley.server.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+                sys.executable, "-m", "parley.server.cli", "serve", "--dev", "--host", "127.0.0.1", "--port", str(self.port),
                 "--ice-host-address", "127.0.0.1", env=self._env, stdout=log, stderr=log,
             )
         deadline = time.monotonic() + self._ready_timeout_s

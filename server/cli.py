@@ -18,6 +18,8 @@ from parley.server.errors import ConfigError, ModelLoadError
 from parley.server.logs import setup_logging
 
 log = logging.getLogger("parley")
+# Left out of the configuration printed at start (the agent's prompt is long; the rest are secrets).
+SECRET_FIELDS: dict[str, Any] = {"agent": True, "auth": {"api_key", "token_secret"}, "llm": {"api_key"}}
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -26,6 +28,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "host": ("http", "host"), "port": ("http", "port"), "cert": ("http", "cert"), "key": ("http", "key"),
         "llm_model": ("llm", "model"), "llm_url": ("llm", "url"), "stt_model": ("stt", "model"),
         "voice": ("tts", "voice"), "ice_host_address": ("ice", "host_addresses"), "log_level": ("log_level",),
+        "dev": ("auth", "dev_mode"),
     }
     for attr, path in flags.items():
         value = getattr(args, attr, None)
@@ -61,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="HTTP port (default 8080)")
     serve.add_argument("--cert", type=Path, help="TLS certificate (PEM): browsers only give the mic to https or 127.0.0.1")
     serve.add_argument("--key", type=Path, help="TLS private key (PEM)")
+    serve.add_argument(
+        "--dev", action="store_true", default=None,
+        help="dev mode (what `make run` uses): a default room, and join tokens for the bundled page without an API key",
+    )
     serve.add_argument(
         "--ice-host-address", action="append", metavar="IP",
         help="offer this address as an ICE host candidate (repeatable; needed for 127.0.0.1)",
@@ -132,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         print(settings.model_dump_json(indent=2))
         return 0
     setup_logging(settings.log_level)
-    log.info("configuration: %s", settings.model_dump_json(exclude={"agent"}))
+    log.info("configuration: %s", settings.model_dump_json(exclude=SECRET_FIELDS))
     try:
         if args.command == "serve":
             asyncio.run(_serve(settings))

@@ -27,6 +27,27 @@ class HttpSettings(_Section):
     max_calls: int = Field(16, ge=1)
 
 
+class AuthSettings(_Section):
+    # Dev mode (``parley serve --dev``, what ``make run`` uses): a default room exists and the bundled
+    # page gets join tokens from POST /api/v1/dev/token without an API key. Never on a public host.
+    dev_mode: bool = False
+    # Bearer key for the admin REST API (rooms, tokens). Empty: the admin API answers 401 (dev mode
+    # generates one and logs it).
+    api_key: str = ""
+    # HS256 secret for join tokens. Empty: a random one per start (tokens die with the process).
+    token_secret: str = ""
+    token_ttl_s: int = Field(3600, ge=10)
+    max_token_ttl_s: int = Field(24 * 3600, ge=10)
+
+
+class RoomSettings(_Section):
+    max_rooms: int = Field(100, ge=1)
+    # People per room (the agent does not count).
+    max_participants: int = Field(8, ge=1, le=64)
+    # The room dev mode creates, and the one the bundled page joins.
+    default_room: str = "default"
+
+
 class IceSettings(_Section):
     # aioice skips loopback addresses; list them here to offer them (tests, single-machine demos).
     host_addresses: list[str] = []
@@ -108,10 +129,17 @@ class AgentSettings(_Section):
         "two short, plain sentences, with no lists, markdown or emoji."
     )
     max_history_turns: int = Field(8, ge=0)
+    # The agent's name in rooms: people address it by this name, and transcripts show it.
+    name: str = "Parley"
+    # always: answer every utterance. addressed: only utterances that say the agent's name. auto:
+    # always with one person in the room, addressed with two or more.
+    reply_policy: Literal["always", "addressed", "auto"] = "auto"
 
 
 class Settings(_Section):
     http: HttpSettings = HttpSettings()
+    auth: AuthSettings = AuthSettings()
+    rooms: RoomSettings = RoomSettings()
     ice: IceSettings = IceSettings()
     media: MediaSettings = MediaSettings()
     vad: VadSettings = VadSettings()

@@ -40,3 +40,27 @@ class SignalingError(ParleyError):
     """A client sent something the signaling protocol cannot accept."""
 
     code = "bad_request"
+
+
+class NotFoundError(ParleyError):
+    """A room (or another named thing) does not exist."""
+
+    code = "not_found"
+
+
+class ConflictError(ParleyError):
+    """The request conflicts with what exists (a room id already taken)."""
+
+    code = "conflict"
+
+
+class LimitError(ParleyError):
+    """A configured limit (rooms, participants, calls) would be exceeded."""
+
+    code = "limit_reached"
+
+
+class AuthError(ParleyError):
+    """A missing, expired, forged or misdirected credential."""
+
+    code = "unauthorized"

@@ -1,47 +1,33 @@
-"""The aiohttp application: WebSocket signaling at ``/ws``, ``/healthz``, and the bundled web page."""
+"""The aiohttp application: WebSocket signaling at ``/ws``, the REST API, ``/healthz``, and the bundled page."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from dataclasses import dataclass, field
+import secrets
 from pathlib import Path
 
 from aiohttp import web
 
 from parley.agents.runtime import AgentModels
 from parley.server.config import Settings
-from parley.server.playout import PlayoutStats
+from parley.server.rooms import RoomRegistry
+from parley.signaling import api_models as api
+from parley.signaling.api import PREFIX, add_api_routes, api_errors
+from parley.signaling.auth import TokenAuthority
 from parley.signaling.connection import SignalingConnection
 from parley.signaling.messages import MAX_MESSAGE_BYTES
+from parley.signaling.openapi import build_openapi
+from parley.signaling.state import STATE_KEY, ParleyState
 
 log = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
-
-
-@dataclass
-class ParleyState:
-    settings: Settings
-    models: AgentModels | None  # None in echo mode
-    connections: set[SignalingConnection] = field(default_factory=set)
-    closed_playout: PlayoutStats = field(default_factory=PlayoutStats)  # totals of calls that ended
-
-    def playout_totals(self) -> PlayoutStats:
-        """Outgoing-frame counters over every call, live and ended."""
-        total = PlayoutStats(**vars(self.closed_playout))
-        for conn in self.connections:
-            if conn.call is not None:
-                total.add(conn.call.playout.stats)
-        return total
-
-
-STATE_KEY = web.AppKey("parley", ParleyState)
+OPENAPI_KEY = web.AppKey("openapi", dict)
 
 
 async def websocket(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=MAX_MESSAGE_BYTES * 4)
     await ws.prepare(request)
-    await SignalingConnection(ws, request.app[STATE_KEY]).run()
+    await SignalingConnection(ws, request.app[STATE_KEY], request.query.get("token")).run()
     return ws
 
 
@@ -49,32 +35,62 @@ async def healthz(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     models = state.models
     names = {"vad": models.vad.name, "stt": models.stt.name, "llm": models.llm.name, "tts": models.tts.name} if models else {}
-    return web.json_response({"status": "ok", "mode": state.settings.agent.mode, "calls": len(state.connections), "models": names})
+    health = api.Health(status="ok", mode=state.settings.agent.mode, calls=state.calls(), rooms=len(state.rooms.rooms), models=names)
+    return web.json_response(health.model_dump())
 
 
 async def stats(request: web.Request) -> web.Response:
-    """Counters for benchmarks and dashboards: live calls and outgoing 20 ms frames (sent, late, resyncs)."""
+    """Counters for benchmarks and dashboards: live calls and rooms, the agents' outgoing 20 ms frames."""
     state = request.app[STATE_KEY]
-    return web.json_response({"calls": len(state.connections), "playout": vars(state.playout_totals())})
+    return web.json_response({
+        "calls": state.calls(), "rooms": len(state.rooms.rooms), "connections": len(state.connections),
+        "playout": vars(state.rooms.playout_totals()),
+    })
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(request.app[OPENAPI_KEY])
 
 
 async def index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(WEB_DIR / "index.html")
 
 
-async def _close_calls(app: web.Application) -> None:
+async def _close_rooms(app: web.Application) -> None:
+    await app[STATE_KEY].rooms.close()
+
+
+async def _create_default_room(app: web.Application) -> None:
     state = app[STATE_KEY]
-    await asyncio.gather(*(c.call.close() for c in list(state.connections) if c.call), return_exceptions=True)
+    await state.rooms.create(api.RoomCreate(id=state.settings.rooms.default_room))
 
 
 def create_app(settings: Settings, models: AgentModels | None) -> web.Application:
     """Build the web application around already-loaded models."""
-    app = web.Application(client_max_size=MAX_MESSAGE_BYTES)
-    app[STATE_KEY] = ParleyState(settings, models)
+    auth = settings.auth
+    api_key = auth.api_key
+    if auth.dev_mode:
+        log.warning("dev mode: the default room is open to anyone who can reach this server (auth.dev_mode = false to close it)")
+        if not api_key:
+            api_key = secrets.token_urlsafe(24)
+            log.warning("dev mode: admin API key for this run: %s", api_key)
+    if not auth.token_secret:
+        log.info("auth.token_secret is not set: join tokens are signed with a random key and end with this process")
+    state = ParleyState(
+        settings, models, RoomRegistry(settings, models),
+        TokenAuthority(auth.token_secret, auth.token_ttl_s, auth.max_token_ttl_s), api_key,
+    )
+    app = web.Application(client_max_size=MAX_MESSAGE_BYTES, middlewares=[api_errors])
+    app[STATE_KEY] = state
     app.router.add_get("/", index)
     app.router.add_get("/ws", websocket)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/stats", stats)
+    app.router.add_get(f"{PREFIX}/openapi.json", openapi)
+    operations = add_api_routes(app, auth.dev_mode)
+    app[OPENAPI_KEY] = build_openapi(operations)
     app.router.add_static("/web/", WEB_DIR, show_index=False)
-    app.on_shutdown.append(_close_calls)
+    if auth.dev_mode:
+        app.on_startup.append(_create_default_room)
+    app.on_shutdown.append(_close_rooms)
     return app

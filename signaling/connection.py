@@ -1,4 +1,4 @@
-"""``SignalingConnection``: one WebSocket client — validates every message, drives its ``Call``."""
+"""``SignalingConnection``: one WebSocket client — checks its token, validates every message, drives its ``Participant``."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ from typing import TYPE_CHECKING
 
 from aiohttp import WSMsgType, web
 
-from parley.server.call import Call, ice_servers
 from parley.server.errors import ParleyError, SignalingError
 from parley.server.logs import CallLogger
+from parley.server.participant import Participant, ice_servers
+from parley.server.room import Room
 from parley.signaling import messages as m
 
 if TYPE_CHECKING:
-    from parley.signaling.app import ParleyState
+    from parley.signaling.state import ParleyState
 
 log = logging.getLogger(__name__)
 _counter = itertools.count(1)
@@ -26,14 +27,15 @@ _counter = itertools.count(1)
 class SignalingConnection:
     """Reads client messages in order, answers with typed messages, and owns the call it started."""
 
-    def __init__(self, ws: web.WebSocketResponse, state: "ParleyState") -> None:
+    def __init__(self, ws: web.WebSocketResponse, state: "ParleyState", token: str | None = None) -> None:
         self._ws = ws
         self._state = state
+        self._url_token = token
         self.participant_id = f"p{next(_counter)}-{secrets.token_hex(3)}"
         self._log = CallLogger(log, participant=self.participant_id)
         self._outbox: asyncio.Queue[str | None] = asyncio.Queue()
-        self.call: Call | None = None
-        self.room: str | None = None
+        self.participant: Participant | None = None
+        self.room: Room | None = None
 
     def emit(self, message: m.ServerMessage) -> None:
         """Queue a message for this client; dropped silently once the socket is gone."""
@@ -54,6 +56,7 @@ class SignalingConnection:
     async def run(self) -> None:
         """Serve the socket until the client leaves or vanishes, then tear the call down."""
         sender = asyncio.create_task(self._send_loop())
+        self._state.connections.add(self)
         try:
             async for raw in self._ws:
                 if raw.type == WSMsgType.TEXT:
@@ -75,12 +78,13 @@ class SignalingConnection:
         try:
             message = m.parse_client_message(raw)
             if isinstance(message, m.Join):
-                self._join(message)
+                await self._join(message)
             elif isinstance(message, m.Offer):
-                sdp = await self._require_call().answer(message.sdp)
-                self.emit(m.Answer(sdp=sdp))
+                self.emit(await self._require_participant().answer(message.sdp))
+            elif isinstance(message, m.ClientAnswer):
+                await self._require_participant().accept_answer(message.sdp)
             elif isinstance(message, m.Candidate):
-                await self._require_call().add_candidate(message)
+                await self._require_participant().add_candidate(message)
             elif isinstance(message, m.Ping):
                 self.emit(m.Pong())
             elif isinstance(message, m.Leave):
@@ -93,31 +97,51 @@ class SignalingConnection:
             self._error("internal_error", f"{type(exc).__name__} while handling the message")
         return True
 
-    def _require_call(self) -> Call:
-        if self.call is None:
+    def _require_participant(self) -> Participant:
+        if self.participant is None:
             raise SignalingError("send join first", code="not_joined")
-        return self.call
+        return self.participant
 
-    def _join(self, message: m.Join) -> None:
-        if self.call is not None:
+    async def _join(self, message: m.Join) -> None:
+        if self.participant is not None:
             raise SignalingError("already joined", code="already_joined")
-        if len(self._state.connections) >= self._state.settings.http.max_calls:
-            raise SignalingError(
-                f"the server is at its limit of {self._state.settings.http.max_calls} calls", code="server_full"
-            )
-        self.room = message.room
-        self.call = Call(self.participant_id, self._state.settings, self._state.models, self.emit, self._on_call_failed)
-        self._state.connections.add(self)
-        self._log.info("joined room %s as %r", message.room, message.name)
-        self.emit(m.Joined(participant_id=self.participant_id, room=message.room, ice_servers=ice_servers(self._state.settings)))
+        state = self._state
+        grant = state.tokens.verify(message.token or self._url_token, message.room)
+        room = state.rooms.get(grant.room)
+        if state.calls() >= state.settings.http.max_calls:
+            raise SignalingError(f"the server is at its limit of {state.settings.http.max_calls} calls", code="server_full")
+        participant = Participant(
+            self.participant_id, grant.identity, message.name or grant.name, state.settings, self.emit, self._on_call_failed,
+        )
+        participant.disconnect = self._disconnect
+        present = await room.admit(participant)
+        self.participant, self.room = participant, room
+        self._log.info("joined room %s as %s (%r)", room.id, grant.identity, participant.name)
+        self.emit(m.Joined(
+            participant_id=self.participant_id, room=room.id, identity=grant.identity,
+            ice_servers=ice_servers(state.settings), participants=present,
+        ))
+
+    def _disconnect(self) -> None:
+        """Close the socket once the messages already queued (such as the reason) have gone out."""
+
+        async def close_after_flush() -> None:
+            for _ in range(100):
+                if self._outbox.empty():
+                    break
+                await asyncio.sleep(0.01)
+            await self._ws.close()
+
+        asyncio.ensure_future(close_after_flush())
 
     def _on_call_failed(self, code: str) -> None:
         self._error(code, "the media connection failed")
 
     async def _teardown(self) -> None:
-        if self.call is not None:
-            await self.call.close()
-            self._state.closed_playout.add(self.call.playout.stats)
+        if self.participant is not None:
+            if self.room is not None:
+                await self.room.remove(self.participant)
+            await self.participant.close()
         self._state.connections.discard(self)
         if not self._ws.closed:
             await self._ws.close()

@@ -23,9 +23,16 @@ class _Message(BaseModel):
 # ---- client → server ---------------------------------------------------------------------------
 
 
+ROOM_ID_PATTERN = r"^[A-Za-z0-9_.-]+$"
+MAX_TOKEN_CHARS = 4096
+
+
 class Join(_Message):
+    """Join a room. The token comes here or in the WebSocket URL (``/ws?token=…``); its room wins."""
+
     type: Literal["join"]
-    room: str = Field("default", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    token: str | None = Field(None, max_length=MAX_TOKEN_CHARS)
+    room: str | None = Field(None, min_length=1, max_length=64, pattern=ROOM_ID_PATTERN)
     name: str | None = Field(None, max_length=64)
 
 
@@ -41,6 +48,13 @@ class Candidate(_Message):
     sdpMLineIndex: int | None = Field(None, ge=0, le=64)
 
 
+class ClientAnswer(_Message):
+    """The client's answer to a renegotiation ``offer`` from the server."""
+
+    type: Literal["answer"]
+    sdp: str = Field(min_length=1, max_length=MAX_SDP_CHARS)
+
+
 class Leave(_Message):
     type: Literal["leave"]
 
@@ -49,9 +63,9 @@ class Ping(_Message):
     type: Literal["ping"]
 
 
-ClientMessage = Annotated[Union[Join, Offer, Candidate, Leave, Ping], Field(discriminator="type")]
+ClientMessage = Annotated[Union[Join, Offer, ClientAnswer, Candidate, Leave, Ping], Field(discriminator="type")]
 _client_adapter: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
-CLIENT_TYPES = ("join", "offer", "candidate", "leave", "ping")
+CLIENT_TYPES = ("join", "offer", "answer", "candidate", "leave", "ping")
 
 
 # ---- server → client ---------------------------------------------------------------------------
@@ -63,22 +77,56 @@ class IceServer(_Message):
     credential: str | None = None
 
 
+class ParticipantInfo(_Message):
+    """Someone in a room: a person (``human``) or the room's AI agent (``agent``)."""
+
+    participant_id: str
+    identity: str
+    name: str
+    kind: Literal["human", "agent"]
+    joined_at: float  # Unix time
+
+
 class Joined(_Message):
     type: Literal["joined"] = "joined"
     participant_id: str
     room: str
+    identity: str = ""
     ice_servers: list[IceServer] = []
+    participants: list[ParticipantInfo] = []  # everyone already there, the agent included
 
 
 class Answer(_Message):
+    """The server's answer to the client's offer. ``tracks`` maps each m-line ``mid`` to whose audio it carries."""
+
     type: Literal["answer"] = "answer"
     sdp: str
+    tracks: dict[str, str] = {}
+
+
+class ServerOffer(_Message):
+    """Renegotiation: someone joined or left. Answer with an ``answer`` message; ``tracks`` maps mids to participants."""
+
+    type: Literal["offer"] = "offer"
+    sdp: str
+    tracks: dict[str, str] = {}
+
+
+class ParticipantJoined(_Message):
+    type: Literal["participant.joined"] = "participant.joined"
+    participant: ParticipantInfo
+
+
+class ParticipantLeft(_Message):
+    type: Literal["participant.left"] = "participant.left"
+    participant_id: str
 
 
 class Transcript(_Message):
     type: Literal["transcript"] = "transcript"
     speaker: Literal["user", "agent"]
-    participant_id: str
+    participant_id: str  # who spoke: a person, or the agent
+    name: str = ""  # their display name
     turn_id: int
     text: str
     final: bool
@@ -130,7 +178,10 @@ class Pong(_Message):
     type: Literal["pong"] = "pong"
 
 
-ServerMessage = Union[Joined, Answer, Transcript, AgentState, AgentInterrupted, AgentResumed, TurnMetrics, Error, Pong]
+ServerMessage = Union[
+    Joined, Answer, ServerOffer, ParticipantJoined, ParticipantLeft, Transcript,
+    AgentState, AgentInterrupted, AgentResumed, TurnMetrics, Error, Pong,
+]
 
 
 def parse_client_message(raw: str | bytes) -> ClientMessage:

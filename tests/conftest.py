@@ -18,12 +18,16 @@ from parley.server.jitter import use_audio_jitter_prefetch
 from tests.support.audio import have_espeak, read_wav, speak_to_wav
 
 QUESTION = "What is the capital of France?"
+TEST_API_KEY = "test-admin-key"
 
 
 def make_test_settings() -> Settings:
     """Settings for tests: the smallest LLM (fast, fluent, often wrong) and loopback-only ICE."""
     return load_settings(
-        overrides={"llm": {"model": "smollm2-135m", "max_tokens": 60}, "ice": {"host_addresses": ["127.0.0.1"]}},
+        overrides={
+            "llm": {"model": "smollm2-135m", "max_tokens": 60}, "ice": {"host_addresses": ["127.0.0.1"]},
+            "auth": {"dev_mode": True, "api_key": TEST_API_KEY},
+        },
         environ={},
     )
 

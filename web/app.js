@@ -5,16 +5,18 @@ const $ = (id) => document.getElementById(id);
 const callButton = $("call"), hangupButton = $("hangup"), statusEl = $("status"), stateEl = $("agent-state");
 const transcriptEl = $("transcript"), metricsBody = $("metrics").querySelector("tbody"), errorEl = $("error");
 const agentLines = new Map();  // turn_id -> <li> of the agent's reply
-let openUserLine = null;  // the caller's utterance in progress: interim text until its final transcript
+const openUserLines = new Map();  // participant id -> <li> of their utterance in progress (interim until final)
+const peerAudio = new Map();  // m-line mid -> <audio> playing another person
 let client = null, meterTimer = null;
 
 function showError(text) { errorEl.textContent = text; errorEl.hidden = !text; }
 
-function addLine(speaker, text, partial) {
+function addLine(speaker, who, text, partial) {
   const li = document.createElement("li");
   li.className = `${speaker}${partial ? " partial" : ""}`;
   li.dataset.speaker = speaker;
-  li.innerHTML = `<b>${speaker === "user" ? "You" : "Agent"}:</b> <span></span>`;
+  li.innerHTML = "<b></b> <span></span>";
+  li.querySelector("b").textContent = `${who}:`;
   li.querySelector("span").textContent = text;
   transcriptEl.appendChild(li);
   li.scrollIntoView({ block: "nearest" });
@@ -23,14 +25,16 @@ function addLine(speaker, text, partial) {
 
 function onTranscript({ detail: t }) {
   if (t.speaker === "user") {
-    if (!openUserLine) openUserLine = addLine("user", t.text, true);
-    openUserLine.querySelector("span").textContent = t.text;
-    openUserLine.classList.toggle("partial", !t.final);
-    if (t.final) openUserLine = null;
+    const mine = t.participant_id === client.participantId;
+    let li = openUserLines.get(t.participant_id);
+    if (!li) { li = addLine(mine ? "user" : "peer", mine ? "You" : (t.name || "Guest"), t.text, true); openUserLines.set(t.participant_id, li); }
+    li.querySelector("span").textContent = t.text;
+    li.classList.toggle("partial", !t.final);
+    if (t.final) openUserLines.delete(t.participant_id);
     return;
   }
   let li = agentLines.get(t.turn_id);
-  if (!li) { li = addLine("agent", t.text, !t.final); agentLines.set(t.turn_id, li); }
+  if (!li) { li = addLine("agent", t.name || "Agent", t.text, !t.final); agentLines.set(t.turn_id, li); }
   li.querySelector("span").textContent = t.text;
   li.classList.toggle("partial", !t.final);
 }
@@ -50,6 +54,22 @@ function onMetrics({ detail: m }) {
   metricsBody.appendChild(row);
 }
 
+function showPeople() {
+  const people = [...client.participants.values()].map((p) => p.name + (p.kind === "agent" ? " (agent)" : ""));
+  $("people").textContent = people.length ? `with ${people.join(", ")}` : "";
+}
+
+function onPeerTrack({ detail }) {
+  let audio = peerAudio.get(detail.mid);
+  if (!audio) {
+    audio = document.createElement("audio");
+    audio.autoplay = true;
+    document.body.appendChild(audio);
+    peerAudio.set(detail.mid, audio);
+  }
+  audio.srcObject = detail.stream;
+}
+
 function setCalling(on) {
   callButton.disabled = on;
   hangupButton.disabled = !on;
@@ -60,7 +80,8 @@ callButton.addEventListener("click", async () => {
   showError("");
   setCalling(true);
   statusEl.textContent = "connecting…";
-  client = new ParleyClient({ room: new URLSearchParams(location.search).get("room") || "default" });
+  const params = new URLSearchParams(location.search);
+  client = new ParleyClient({ room: params.get("room"), name: params.get("name"), token: params.get("token") });
   window.parley = client;  // handy in the console, and for end-to-end tests
   client.addEventListener("transcript", onTranscript);
   client.addEventListener("turn.metrics", onMetrics);
@@ -72,6 +93,8 @@ callButton.addEventListener("click", async () => {
   client.addEventListener("error", ({ detail }) => showError(`${detail.code}: ${detail.message}`));
   client.addEventListener("connection", ({ detail }) => { statusEl.textContent = detail.state; });
   client.addEventListener("remotestream", ({ detail }) => { $("remote-audio").srcObject = detail.stream; });
+  client.addEventListener("participanttrack", onPeerTrack);
+  for (const kind of ["joined", "participant.joined", "participant.left"]) client.addEventListener(kind, showPeople);
   client.addEventListener("closed", () => { statusEl.textContent = "disconnected"; setCalling(false); });
   try {
     await client.call();

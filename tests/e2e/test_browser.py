@@ -42,7 +42,7 @@ def browser_call(wav: Path, shot: Path, expect: str) -> dict:
         pytest.skip(f"end-to-end browser test needs a private network namespace: {reason}")
     proc = subprocess.run(
         ["unshare", "-n", str(HERE / "run_in_netns.sh"), str(wav), str(free_port()), "60000", str(shot), expect,
-         "--llm-model", "smollm2-135m"],
+         "--dev", "--llm-model", "smollm2-135m"],
         capture_output=True, text=True, timeout=240,
     )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]

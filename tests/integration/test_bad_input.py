@@ -19,9 +19,11 @@ class RawClient:
         self.session, self.ws = session, ws
 
     @classmethod
-    async def open(cls, url: str) -> "RawClient":
+    async def open(cls, url: str, room: str = "raw") -> "RawClient":
         session = aiohttp.ClientSession()
-        return cls(session, await session.ws_connect(f"{url}/ws"))
+        async with session.post(f"{url}/api/v1/dev/token", json={"room": room}) as response:
+            token = (await response.json())["token"]
+        return cls(session, await session.ws_connect(f"{url}/ws?token={token}"))
 
     async def ask(self, payload, *, binary: bool = False) -> dict:
         if binary:

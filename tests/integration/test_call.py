@@ -23,7 +23,7 @@ def loud_seconds(samples: np.ndarray, rate: int = 48_000, threshold: float = 0.0
 
 
 async def test_spoken_question_gets_a_spoken_answer(server_url, question_samples, models):
-    caller = Caller(server_url, room="test", keep_audio=True)
+    caller = Caller(server_url, room="test-one", keep_audio=True)
     await caller.start()
     try:
         result = await caller.ask(question_samples, timeout=60)
@@ -50,7 +50,7 @@ async def test_spoken_question_gets_a_spoken_answer(server_url, question_samples
 
 
 async def test_two_calls_at_once_both_get_answers(server_url, question_samples):
-    callers = [Caller(server_url, room="test", keep_audio=True) for _ in range(2)]
+    callers = [Caller(server_url, room=f"test-two-{i}", keep_audio=True) for i in range(2)]
     try:
         for caller in callers:
             await caller.start()
@@ -62,7 +62,11 @@ async def test_two_calls_at_once_both_get_answers(server_url, question_samples):
     ids = [c.of_type("joined")[0]["participant_id"] for c in callers]
     assert len(set(ids)) == 2
     for caller, pid in zip(callers, ids):
-        assert {m["participant_id"] for m in caller.of_type("transcript")} == {pid}  # nobody hears the other's turn
+        joined = caller.of_type("joined")[0]
+        agent = [p["participant_id"] for p in joined["participants"] if p["kind"] == "agent"]
+        assert len(agent) == 1 and joined["participants"][0]["kind"] == "agent"
+        # Each room's agent answers its own caller; nobody sees the other room's turns.
+        assert {m["participant_id"] for m in caller.of_type("transcript")} == {pid, agent[0]}
         assert loud_seconds(caller.recorder.samples()) >= 0.5
 
 

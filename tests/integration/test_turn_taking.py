@@ -37,7 +37,7 @@ def clips(audio_dir):
 def session_of(parley_app, caller: Caller):
     pid = caller.of_type("joined")[0]["participant_id"]
     [conn] = [c for c in parley_app.app[STATE_KEY].connections if c.participant_id == pid]
-    return conn.call.agent
+    return conn.room.agent.session
 
 
 async def _agent_talking_for(caller: Caller, seconds: float, timeout: float = 60) -> float:

@@ -1,0 +1,62 @@
+"""Who the agent is in a room (name, prompt, voice, language, reply policy) and who it hears."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from parley.agents.tts.base import TextToSpeech
+
+ReplyPolicy = Literal["always", "addressed", "auto"]
+_WORDS = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
+NAME_MATCH_RATIO = 0.8  # "Parlay", "Parley's" and "parley" all name an agent called Parley
+
+GROUP_PROMPT = (
+    " This is a group call: each user message starts with the speaker's name and a colon. Your name is "
+    "{name}. Answer the person who spoke to you, by name when it helps, and never start your reply with "
+    "a name and a colon."
+)
+
+
+@dataclass(frozen=True)
+class Speaker:
+    """A person the agent hears: their participant id and display name."""
+
+    participant_id: str
+    name: str
+
+
+@dataclass
+class AgentProfile:
+    """The agent's settings in one room."""
+
+    name: str
+    system_prompt: str
+    language: str
+    reply_policy: ReplyPolicy
+    tts: TextToSpeech
+
+    def group_mode(self, people: int) -> bool:
+        """Whether the agent answers only when addressed (and labels turns with speaker names)."""
+        if self.reply_policy == "auto":
+            return people >= 2
+        return self.reply_policy == "addressed"
+
+    def prompt(self, group: bool) -> str:
+        return self.system_prompt + (GROUP_PROMPT.format(name=self.name) if group else "")
+
+
+def is_addressed(text: str, name: str) -> bool:
+    """Whether ``text`` says ``name`` (tolerant of what speech recognition does to names)."""
+    wanted = [w.lower() for w in _WORDS.findall(name)]
+    if not wanted:
+        return False
+    words = [w.lower().removesuffix("'s") for w in _WORDS.findall(text)]
+    size = len(wanted)
+    for i in range(len(words) - size + 1):
+        said = " ".join(words[i : i + size])
+        if difflib.SequenceMatcher(None, said, " ".join(wanted)).ratio() >= NAME_MATCH_RATIO:
+            return True
+    return False

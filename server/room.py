@@ -1,0 +1,178 @@
+"""``Room``: people who hear each other (forwarded Opus) and, optionally, the agent who hears each of them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+
+from aiortc.mediastreams import MediaStreamTrack
+
+from parley.agents.profile import AgentProfile, Speaker
+from parley.agents.runtime import AgentModels
+from parley.agents.session import AgentSession
+from parley.server.agent_voice import AgentVoice
+from parley.server.config import Settings
+from parley.server.echo import EchoSession
+from parley.server.errors import SignalingError
+from parley.server.forwarding import AudioPublisher
+from parley.server.logs import CallLogger
+from parley.server.participant import Participant
+from parley.server.playout import PlayoutStats, PlayoutTrack
+from parley.signaling import api_models as api
+from parley.signaling import messages as m
+
+log = logging.getLogger(__name__)
+
+
+class RoomAgent:
+    """The room's agent as a participant: one voice (encoded once, heard by all) and one ear per person."""
+
+    def __init__(self, room: "Room", models: AgentModels | None, profile: AgentProfile | None) -> None:
+        self.participant_id = f"agent-{secrets.token_hex(3)}"
+        self.joined_at = time.time()
+        self.name = room.config.agent.name
+        self.playout = PlayoutTrack()
+        self.voice = AudioPublisher(self.participant_id)
+        self._pump = AgentVoice(self.playout, self.voice)
+        self.session: AgentSession | EchoSession
+        if room.settings.agent.mode == "echo" or models is None or profile is None:
+            self.session = EchoSession(self.playout, self.participant_id)
+        else:
+            self.session = AgentSession(
+                models, room.settings, self.playout, room.broadcast, self.participant_id, profile, people=room.people,
+            )
+        self._ears: dict[str, asyncio.Task[None]] = {}
+        self._pump.start()
+
+    def info(self) -> m.ParticipantInfo:
+        return m.ParticipantInfo(
+            participant_id=self.participant_id, identity="agent", name=self.name, kind="agent", joined_at=self.joined_at,
+        )
+
+    def listen_to(self, participant: Participant, track: MediaStreamTrack) -> None:
+        if participant.tap is not None:
+            participant.tap.decode = True
+        speaker = Speaker(participant.participant_id, participant.name)
+        self._ears[participant.participant_id] = asyncio.create_task(
+            self.session.listen(track, speaker), name=f"listen-{participant.participant_id}"
+        )
+
+    async def stop_listening(self, participant_id: str) -> None:
+        task = self._ears.pop(participant_id, None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+
+    async def close(self) -> None:
+        await self.session.close()
+        for participant_id in list(self._ears):
+            await self.stop_listening(participant_id)
+        await self._pump.close()
+
+
+class Room:
+    """Who is in one room, what each hears, and the agent among them."""
+
+    def __init__(self, config: api.Room, settings: Settings, models: AgentModels | None) -> None:
+        self.config = config
+        self.settings = settings
+        self._models = models
+        self.participants: dict[str, Participant] = {}
+        self.agent: RoomAgent | None = None
+        self.closed_playout = PlayoutStats()
+        self.closed = False
+        self._log = CallLogger(log, participant=f"room:{config.id}")
+
+    @property
+    def id(self) -> str:
+        return self.config.id
+
+    def people(self) -> int:
+        return len(self.participants)
+
+    def info(self) -> api.Room:
+        members = [p.info() for p in self.participants.values()]
+        if self.agent is not None:
+            members.insert(0, self.agent.info())
+        return self.config.model_copy(update={"participants": members})
+
+    def broadcast(self, message: m.ServerMessage, exclude: str | None = None) -> None:
+        for participant in list(self.participants.values()):
+            if participant.participant_id != exclude:
+                participant.send(message)
+
+    async def _profile(self) -> AgentProfile | None:
+        if self._models is None:
+            return None
+        agent = self.config.agent
+        tts = await self._models.voice(agent.voice)
+        return AgentProfile(agent.name, agent.system_prompt, agent.language, agent.reply_policy, tts)
+
+    async def admit(self, participant: Participant) -> list[m.ParticipantInfo]:
+        """Add a person: everyone hears them, they hear everyone. Returns who was already there."""
+        if self.closed:
+            raise SignalingError(f"room {self.id!r} was closed", code="room_closed")
+        if len(self.participants) >= self.config.max_participants:
+            raise SignalingError(
+                f"room {self.id!r} is full ({self.config.max_participants} people)", code="room_full"
+            )
+        if self.agent is None and self.config.agent.enabled:
+            self.agent = RoomAgent(self, self._models, await self._profile())
+            self._log.info("agent %s joined", self.agent.participant_id)
+        present = [p.info() for p in self.participants.values()]
+        if self.agent is not None:
+            present.insert(0, self.agent.info())
+            participant.hear_agent(self.agent.voice)
+        for other in self.participants.values():
+            participant.hear(other.publisher)
+            other.hear(participant.publisher)
+        self.broadcast(m.ParticipantJoined(participant=participant.info()))
+        self.participants[participant.participant_id] = participant
+        participant.on_microphone = self._on_microphone
+        self._log.info("%s (%s) joined; %d in the room", participant.participant_id, participant.identity, len(self.participants))
+        return present
+
+    def _on_microphone(self, participant: Participant, track: MediaStreamTrack) -> None:
+        if self.agent is not None and participant.participant_id in self.participants:
+            self.agent.listen_to(participant, track)
+
+    async def remove(self, participant: Participant) -> None:
+        """Take a person out (left, vanished or kicked); the others renegotiate and carry on."""
+        if self.participants.pop(participant.participant_id, None) is None:
+            return
+        for other in self.participants.values():
+            other.stop_hearing(participant.participant_id)
+        self.broadcast(m.ParticipantLeft(participant_id=participant.participant_id))
+        if self.agent is not None:
+            await self.agent.stop_listening(participant.participant_id)
+        await participant.close()
+        self._log.info("%s left; %d in the room", participant.participant_id, len(self.participants))
+        if not self.participants and self.agent is not None:
+            await self._close_agent()
+
+    async def _close_agent(self) -> None:
+        agent, self.agent = self.agent, None
+        if agent is not None:
+            await agent.close()
+            self.closed_playout.add(agent.playout.stats)
+            self._log.info("agent %s left", agent.participant_id)
+
+    def playout_stats(self) -> PlayoutStats:
+        total = PlayoutStats(**vars(self.closed_playout))
+        if self.agent is not None:
+            total.add(self.agent.playout.stats)
+        return total
+
+    async def close(self, reason: str = "the room was deleted") -> None:
+        """End the room: every participant gets ``room_closed`` and is disconnected."""
+        self.closed = True
+        for participant in list(self.participants.values()):
+            participant.send(m.Error(code="room_closed", message=reason))
+            participant.disconnect()
+        for participant in list(self.participants.values()):
+            await self.remove(participant)
+        await self._close_agent()

@@ -1,0 +1,97 @@
+"""``RoomRegistry``: the rooms of this process, created through the REST API (or by dev mode)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+
+from parley.agents.runtime import AgentModels
+from parley.server.config import Settings
+from parley.server.errors import ConfigError, ConflictError, LimitError, ModelLoadError, NotFoundError
+from parley.server.playout import PlayoutStats
+from parley.server.room import Room
+from parley.signaling import api_models as api
+
+log = logging.getLogger(__name__)
+
+
+class RoomRegistry:
+    """Creates, finds and deletes rooms within the configured limits."""
+
+    def __init__(self, settings: Settings, models: AgentModels | None) -> None:
+        self._settings = settings
+        self._models = models
+        self.rooms: dict[str, Room] = {}
+        self._closed_playout = PlayoutStats()  # agents of deleted rooms
+        self._lock = asyncio.Lock()
+
+    def _resolve(self, request: api.RoomCreate, room_id: str) -> api.Room:
+        defaults = self._settings.agent
+        agent = request.agent
+        language = agent.language or self._settings.stt.language
+        stt_model = self._settings.stt.model
+        if stt_model.endswith(".en") and not language.startswith("en"):
+            raise ConfigError(f"language {language!r} needs a multilingual STT model; this server runs {stt_model!r}")
+        return api.Room(
+            id=room_id,
+            created_at=time.time(),
+            agent=api.ResolvedAgent(
+                enabled=agent.enabled,
+                name=agent.name or defaults.name,
+                system_prompt=agent.system_prompt or defaults.system_prompt,
+                voice=agent.voice or self._settings.tts.voice,
+                language=language,
+                reply_policy=agent.reply_policy or defaults.reply_policy,
+            ),
+            max_participants=min(request.max_participants or self._settings.rooms.max_participants,
+                                 self._settings.rooms.max_participants),
+            participants=[],
+        )
+
+    async def create(self, request: api.RoomCreate) -> Room:
+        """Create a room; ``ConflictError`` if the id is taken, ``LimitError`` past ``rooms.max_rooms``."""
+        async with self._lock:
+            room_id = request.id or f"room-{secrets.token_hex(4)}"
+            if room_id in self.rooms:
+                raise ConflictError(f"room {room_id!r} already exists", code="room_exists")
+            if len(self.rooms) >= self._settings.rooms.max_rooms:
+                raise LimitError(f"the server holds its limit of {self._settings.rooms.max_rooms} rooms", code="too_many_rooms")
+            config = self._resolve(request, room_id)
+            if self._models is not None and config.agent.enabled:
+                try:
+                    await self._models.voice(config.agent.voice)  # an unknown voice fails here, not mid-call
+                except ModelLoadError as exc:
+                    raise ConfigError(f"agent.voice {config.agent.voice!r} cannot be used: {exc}") from exc
+            room = Room(config, self._settings, self._models)
+            self.rooms[room_id] = room
+            log.info("room %s created (agent %s)", room_id, "on" if config.agent.enabled else "off")
+            return room
+
+    def get(self, room_id: str) -> Room:
+        room = self.rooms.get(room_id)
+        if room is None:
+            raise NotFoundError(f"no room {room_id!r}", code="room_not_found")
+        return room
+
+    async def delete(self, room_id: str) -> None:
+        room = self.get(room_id)
+        del self.rooms[room_id]
+        await room.close()
+        self._closed_playout.add(room.playout_stats())
+        log.info("room %s deleted", room_id)
+
+    def participant_count(self) -> int:
+        return sum(room.people() for room in self.rooms.values())
+
+    def playout_totals(self) -> PlayoutStats:
+        """The agents' outgoing 20 ms frame counters (sent, late, resyncs), live and ended."""
+        total = PlayoutStats(**vars(self._closed_playout))
+        for room in self.rooms.values():
+            total.add(room.playout_stats())
+        return total
+
+    async def close(self) -> None:
+        for room in list(self.rooms.values()):
+            await room.close("the server is shutting down")

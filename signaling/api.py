@@ -1,0 +1,185 @@
+"""The REST API under ``/api/v1``: rooms and join tokens (admin, Bearer API key) and dev-mode tokens.
+
+Each handler is declared with ``@operation`` — method, path, auth, body and response models — and
+that declaration both registers the route and describes it in the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from parley.server.errors import AuthError, ConfigError, ConflictError, LimitError, NotFoundError, ParleyError
+from parley.signaling import api_models as api
+from parley.signaling.auth import check_api_key
+from parley.signaling.state import STATE_KEY, ParleyState
+
+log = logging.getLogger(__name__)
+PREFIX = "/api/v1"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Auth = Literal["admin", "dev", "none"]
+
+
+@dataclass
+class Operation:
+    """One documented route."""
+
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    auth: Auth = "admin"
+    body: type[BaseModel] | None = None
+    responses: dict[int, type[BaseModel] | None] = field(default_factory=dict)
+    dev_only: bool = False
+
+
+OPERATIONS: list[Operation] = []
+
+
+def operation(
+    method: str, path: str, summary: str, *, auth: Auth = "admin", body: type[BaseModel] | None = None,
+    responses: dict[int, type[BaseModel] | None] | None = None, dev_only: bool = False,
+) -> Callable[[Handler], Handler]:
+    def register(handler: Handler) -> Handler:
+        OPERATIONS.append(Operation(method, PREFIX + path, handler, summary, auth, body, responses or {}, dev_only))
+        return handler
+
+    return register
+
+
+# ---- errors ----------------------------------------------------------------------------------
+
+_STATUS: dict[type[ParleyError], int] = {AuthError: 401, NotFoundError: 404, ConflictError: 409, LimitError: 429, ConfigError: 422}
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    body = api.ErrorBody(error=api.ErrorDetail(code=code, message=message))
+    return web.json_response(body.model_dump(), status=status)
+
+
+@web.middleware
+async def api_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure under /api/ is a JSON ``{"error": {"code", "message"}}`` with the right status."""
+    if not request.path.startswith("/api/"):
+        return await handler(request)
+    try:
+        return await handler(request)
+    except ParleyError as exc:
+        status = next((s for kind, s in _STATUS.items() if isinstance(exc, kind)), 400)
+        log.info("%s %s -> %d %s: %s", request.method, request.path, status, exc.code, exc)
+        return error_response(status, exc.code, str(exc))
+    except web.HTTPNotFound:
+        return error_response(404, "not_found", f"no API route {request.path}")
+    except web.HTTPMethodNotAllowed as exc:
+        return error_response(405, "method_not_allowed", f"{request.method} is not allowed on {request.path}; use {', '.join(sorted(exc.allowed_methods))}")
+    except web.HTTPRequestEntityTooLarge:
+        return error_response(413, "body_too_large", "the request body is too large")
+
+
+async def _body(request: web.Request, model: type[BaseModel]) -> Any:
+    raw = await request.read()
+    if not raw.strip():
+        raw = b"{}"
+    try:
+        json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise ParleyError(f"the body is not valid JSON: {exc}", code="invalid_json") from exc
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()[:5])
+        raise ConfigError(f"invalid body: {problems}", code="invalid_body") from exc
+
+
+def _state(request: web.Request) -> ParleyState:
+    return request.app[STATE_KEY]
+
+
+def _admin(request: web.Request) -> ParleyState:
+    state = _state(request)
+    check_api_key(state.api_key, request.headers.get("Authorization"))
+    return state
+
+
+def _json(model: BaseModel, status: int = 200) -> web.Response:
+    return web.json_response(model.model_dump(mode="json"), status=status)
+
+
+def ws_url(request: web.Request, token: str) -> str:
+    scheme = "wss" if request.secure else "ws"
+    return f"{scheme}://{request.host}/ws?token={token}"
+
+
+# ---- rooms -----------------------------------------------------------------------------------
+
+
+@operation("POST", "/rooms", "Create a room with its agent settings", body=api.RoomCreate, responses={201: api.Room})
+async def create_room(request: web.Request) -> web.Response:
+    state = _admin(request)
+    body = await _body(request, api.RoomCreate)
+    room = await state.rooms.create(body)
+    return _json(room.info(), 201)
+
+
+@operation("GET", "/rooms", "List rooms with their live participants", responses={200: api.RoomList})
+async def list_rooms(request: web.Request) -> web.Response:
+    state = _admin(request)
+    return _json(api.RoomList(rooms=[room.info() for room in state.rooms.rooms.values()]))
+
+
+@operation("GET", "/rooms/{room_id}", "A room and who is in it now", responses={200: api.Room})
+async def get_room(request: web.Request) -> web.Response:
+    state = _admin(request)
+    return _json(state.rooms.get(request.match_info["room_id"]).info())
+
+
+@operation("DELETE", "/rooms/{room_id}", "Delete a room; everyone in it is disconnected", responses={204: None})
+async def delete_room(request: web.Request) -> web.Response:
+    state = _admin(request)
+    await state.rooms.delete(request.match_info["room_id"])
+    return web.Response(status=204)
+
+
+@operation(
+    "POST", "/rooms/{room_id}/tokens", "Mint a join token for one identity in this room",
+    body=api.TokenRequest, responses={201: api.Token},
+)
+async def create_token(request: web.Request) -> web.Response:
+    state = _admin(request)
+    room = state.rooms.get(request.match_info["room_id"])
+    body = await _body(request, api.TokenRequest)
+    token, expires_at = state.tokens.mint(room.id, body.identity, body.name, body.ttl_s)
+    return _json(api.Token(token=token, room=room.id, identity=body.identity, expires_at=expires_at, ws_url=ws_url(request, token)), 201)
+
+
+@operation(
+    "POST", "/dev/token", "Dev mode only: a join token without an API key (the room, default or named, is created if missing)",
+    auth="dev", body=api.DevTokenRequest, responses={201: api.Token}, dev_only=True,
+)
+async def dev_token(request: web.Request) -> web.Response:
+    state = _state(request)
+    body = await _body(request, api.DevTokenRequest)
+    room_id = body.room or state.settings.rooms.default_room
+    room = state.rooms.rooms.get(room_id)
+    if room is None:
+        try:
+            room = await state.rooms.create(api.RoomCreate(id=room_id))
+        except ConflictError:  # created meanwhile by another request
+            room = state.rooms.get(room_id)
+    identity = body.identity or f"guest-{len(state.connections) + 1}"
+    token, expires_at = state.tokens.mint(room.id, identity, body.name, None)
+    return _json(api.Token(token=token, room=room.id, identity=identity, expires_at=expires_at, ws_url=ws_url(request, token)), 201)
+
+
+def add_api_routes(app: web.Application, dev_mode: bool) -> list[Operation]:
+    """Register the API's operations (the dev route only in dev mode); return those registered."""
+    registered = [op for op in OPERATIONS if dev_mode or not op.dev_only]
+    for op in registered:
+        app.router.add_route(op.method, op.path, op.handler)
+    return registered

@@ -1,0 +1,90 @@
+"""Typed bodies of the REST API under ``/api/v1`` (they are also the OpenAPI document's schemas)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from parley.signaling.messages import ROOM_ID_PATTERN, ParticipantInfo
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AgentConfig(_Body):
+    """The agent of a room; a field left out takes the server's configured default."""
+
+    enabled: bool = True
+    name: str | None = Field(None, min_length=1, max_length=40, description="Name people address the agent by")
+    system_prompt: str | None = Field(None, max_length=8000)
+    voice: str | None = Field(None, max_length=64, description="TTS voice (hibari: heart, …)")
+    language: str | None = Field(None, max_length=16, description="Speech recognition language, e.g. en")
+    reply_policy: Literal["always", "addressed", "auto"] | None = Field(
+        None, description="always: answer every utterance; addressed: only when named; auto: addressed with 2+ people"
+    )
+
+
+class RoomCreate(_Body):
+    id: str | None = Field(None, min_length=1, max_length=64, pattern=ROOM_ID_PATTERN, description="Generated if absent")
+    agent: AgentConfig = AgentConfig()
+    max_participants: int | None = Field(None, ge=1, le=64, description="People, not counting the agent")
+
+
+class ResolvedAgent(_Body):
+    enabled: bool
+    name: str
+    system_prompt: str
+    voice: str
+    language: str
+    reply_policy: Literal["always", "addressed", "auto"]
+
+
+class Room(_Body):
+    id: str
+    created_at: float
+    agent: ResolvedAgent
+    max_participants: int
+    participants: list[ParticipantInfo]
+
+
+class RoomList(_Body):
+    rooms: list[Room]
+
+
+class TokenRequest(_Body):
+    identity: str = Field(min_length=1, max_length=128, description="Your app's id for this user")
+    name: str | None = Field(None, max_length=64, description="Display name (defaults to the identity)")
+    ttl_s: int | None = Field(None, ge=10, description="Lifetime in seconds (server default and maximum apply)")
+
+
+class Token(_Body):
+    token: str
+    room: str
+    identity: str
+    expires_at: int = Field(description="Unix time")
+    ws_url: str = Field(description="Where to connect: the WebSocket URL with the token in its query")
+
+
+class DevTokenRequest(_Body):
+    identity: str | None = Field(None, min_length=1, max_length=128)
+    name: str | None = Field(None, max_length=64)
+    room: str | None = Field(None, min_length=1, max_length=64, pattern=ROOM_ID_PATTERN)
+
+
+class ErrorDetail(_Body):
+    code: str
+    message: str
+
+
+class ErrorBody(_Body):
+    error: ErrorDetail
+
+
+class Health(BaseModel):
+    status: str
+    mode: str
+    calls: int
+    rooms: int
+    models: dict[str, str]
