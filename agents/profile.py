@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -11,7 +10,7 @@ from parley.agents.tts.base import TextToSpeech
 
 ReplyPolicy = Literal["always", "addressed", "auto"]
 _WORDS = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
-NAME_MATCH_RATIO = 0.8  # "Parlay", "Parley's" and "parley" all name an agent called Parley
+NEAR_MISS_MIN_CHARS = 5  # names this long also match with one letter wrong ("Parlay" for "Parley")
 
 GROUP_PROMPT = (
     " This is a group call: each user message starts with the speaker's name and a colon. Your name is "
@@ -48,15 +47,19 @@ class AgentProfile:
         return self.system_prompt + (GROUP_PROMPT.format(name=self.name) if group else "")
 
 
+def _sounds_like(said: str, name: str) -> bool:
+    if said == name:
+        return True
+    if len(said) != len(name) or len(name) < NEAR_MISS_MIN_CHARS:
+        return False
+    return sum(a != b for a, b in zip(said, name)) <= 1  # one letter misheard, nothing added or dropped
+
+
 def is_addressed(text: str, name: str) -> bool:
-    """Whether ``text`` says ``name`` (tolerant of what speech recognition does to names)."""
-    wanted = [w.lower() for w in _WORDS.findall(name)]
+    """Whether ``text`` says ``name``, allowing for one misheard letter in a long enough name."""
+    wanted = " ".join(w.lower() for w in _WORDS.findall(name))
     if not wanted:
         return False
     words = [w.lower().removesuffix("'s") for w in _WORDS.findall(text)]
-    size = len(wanted)
-    for i in range(len(words) - size + 1):
-        said = " ".join(words[i : i + size])
-        if difflib.SequenceMatcher(None, said, " ".join(wanted)).ratio() >= NAME_MATCH_RATIO:
-            return True
-    return False
+    size = wanted.count(" ") + 1
+    return any(_sounds_like(" ".join(words[i : i + size]), wanted) for i in range(len(words) - size + 1))

@@ -35,7 +35,7 @@ class AuthSettings(_Section):
     # generates one and logs it).
     api_key: str = ""
     # HS256 secret for join tokens. Empty: a random one per start (tokens die with the process).
-    token_secret: str = ""
+    token_secret: str = Field("", pattern=r"^$|^.{32,}$")  # at least 32 characters when set
     token_ttl_s: int = Field(3600, ge=10)
     max_token_ttl_s: int = Field(24 * 3600, ge=10)
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from parley.server.audio import read_wav, resample, write_wav
 
-__all__ = ["have_espeak", "read_wav", "speak_to_wav", "word_error_rate", "words", "write_wav"]
+__all__ = ["have_espeak", "peak_correlation", "read_wav", "speak_to_wav", "word_error_rate", "words", "write_wav"]
 
 
 def have_espeak() -> bool:
@@ -43,3 +43,23 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
         for j, h in enumerate(hyp, 1):
             prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
     return row[-1] / len(ref)
+
+
+def peak_correlation(reference: np.ndarray, recording: np.ndarray) -> float:
+    """Peak normalized cross-correlation of ``reference`` against every later window of ``recording``.
+
+    1.0 means the recording contains the reference exactly (at some delay, at any gain); unrelated
+    speech or silence stays near 0. Computed with FFTs so minutes of audio take milliseconds.
+    """
+    ref = reference.astype(np.float64) - float(reference.mean())
+    rec = recording.astype(np.float64)
+    n = ref.size
+    if rec.size < n:
+        rec = np.concatenate([rec, np.zeros(n - rec.size)])
+    size = 1 << int(np.ceil(np.log2(rec.size + n)))
+    corr = np.fft.irfft(np.fft.rfft(rec, size) * np.conj(np.fft.rfft(ref, size)), size)[: rec.size - n + 1]
+    energy = np.concatenate([[0.0], np.cumsum(rec * rec)])
+    window = energy[n:] - energy[:-n]
+    denom = np.sqrt(np.maximum(window, 1e-12)) * np.linalg.norm(ref)
+    ncc = np.where(window > 1e-6 * n, corr / denom, 0.0)  # digital silence correlates with nothing
+    return float(ncc.max()) if ncc.size else 0.0

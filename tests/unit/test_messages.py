@@ -18,6 +18,16 @@ def test_valid_messages_parse_to_their_types():
     cand = m.parse_client_message('{"type": "candidate", "candidate": "", "sdpMid": "0", "sdpMLineIndex": 0}')
     assert isinstance(cand, m.Candidate)
     assert isinstance(m.parse_client_message('{"type": "leave"}'), m.Leave)
+    assert isinstance(m.parse_client_message('{"type": "answer", "sdp": "v=0"}'), m.ClientAnswer)
+    assert m.parse_client_message('{"type": "join", "token": "a.b.c", "name": "Ada"}').token == "a.b.c"
+
+
+def test_server_offer_and_participant_events_serialize():
+    offer = json.loads(m.ServerOffer(sdp="v=0", tracks={"0": "agent-1", "1": "p2"}).model_dump_json())
+    assert offer == {"type": "offer", "sdp": "v=0", "tracks": {"0": "agent-1", "1": "p2"}}
+    info = m.ParticipantInfo(participant_id="p2", identity="u2", name="Bo", kind="human", joined_at=1.0)
+    assert json.loads(m.ParticipantJoined(participant=info).model_dump_json())["participant"]["name"] == "Bo"
+    assert json.loads(m.ParticipantLeft(participant_id="p2").model_dump_json())["type"] == "participant.left"
 
 
 @pytest.mark.parametrize(
@@ -31,6 +41,8 @@ def test_valid_messages_parse_to_their_types():
         ('{"type": "offer"}', "invalid_message"),
         ('{"type": "offer", "sdp": 42}', "invalid_message"),
         ('{"type": "join", "room": "bad room!"}', "invalid_message"),
+        ('{"type": "join", "token": 7}', "invalid_message"),
+        ('{"type": "answer"}', "invalid_message"),
         ('{"type": "join", "extra": 1}', "invalid_message"),
         ('{"type": "candidate", "candidate": "x", "sdpMLineIndex": -1}', "invalid_message"),
         ("[" * 100_000 + "]" * 100_000, "invalid_json"),
