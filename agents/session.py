@@ -95,8 +95,11 @@ class AgentSession:
         )
 
     async def _transcribe(self, samples: np.ndarray) -> str:
+        # In a group the agent's name decides whether it answers: bias recognition towards it
+        # (Whisper tiny.en hears a leading "Parley" as "Partly" or "Harley" otherwise).
+        hotwords = self.profile.name if self.profile.group_mode(self._people()) else None
         return await asyncio.get_running_loop().run_in_executor(
-            self._models.executor, self._models.stt.transcribe, samples, self.profile.language
+            self._models.executor, self._models.stt.transcribe, samples, self.profile.language, hotwords
         )
 
     # ---- input -------------------------------------------------------------------------------

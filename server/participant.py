@@ -22,6 +22,7 @@ from parley.server.config import Settings
 from parley.server.errors import SignalingError
 from parley.server.forwarding import AudioPublisher, EncodedAudioTap, ForwardingSlot
 from parley.server.logs import CallLogger
+from parley.server.sdp_align import RtpNumbering
 from parley.signaling import messages as m
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,8 @@ class Participant:
         self._negotiation: asyncio.Task[None] | None = None
         self._dirty = False
         self._pending_answer: asyncio.Future[str] | None = None
+        self._numbering: RtpNumbering | None = None  # the client's codec and extension numbers
+        self._connected = asyncio.Event()
         self._closed = False
 
     def send(self, message: m.ServerMessage) -> None:
@@ -152,6 +155,8 @@ class Participant:
         @pc.on("connectionstatechange")
         async def on_state() -> None:
             self._log.info("peer connection %s", pc.connectionState)
+            if pc.connectionState == "connected":
+                self._connected.set()
             if pc.connectionState == "failed" and not self._closed:
                 self._on_failed("ice_failed")
 
@@ -165,6 +170,7 @@ class Participant:
         first = self.pc is None
         if first:
             self.pc = self._new_peer_connection()
+            self._numbering = RtpNumbering(sdp)
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         except Exception as exc:  # aiortc raises ValueError/KeyError/… on malformed SDP
@@ -191,10 +197,20 @@ class Participant:
     async def _renegotiate(self) -> None:
         """Offer until the m-lines match who is in the room; one offer in flight at a time."""
         assert self.pc is not None
+        # aiortc starts a transceiver's RTP only once DTLS is up, with the parameters of that moment;
+        # a re-offer made before then would start the first m-line with aiortc's default numbering.
+        try:
+            await asyncio.wait_for(self._connected.wait(), ANSWER_TIMEOUT_S * 2)
+        except asyncio.TimeoutError:
+            self._log.warning("not renegotiating: the peer connection never connected")
+            return
         while self._dirty and not self._closed:
             self._dirty = False
             self._sync_slots()
-            await self.pc.setLocalDescription(await self.pc.createOffer())
+            offer = await self.pc.createOffer()
+            if self._numbering is not None:
+                offer = RTCSessionDescription(sdp=self._numbering.align_offer(offer.sdp), type="offer")
+            await self.pc.setLocalDescription(offer)
             loop = asyncio.get_running_loop()
             self._pending_answer = loop.create_future()
             self._emit(m.ServerOffer(sdp=self.pc.localDescription.sdp, tracks=self.tracks()))

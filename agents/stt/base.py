@@ -12,6 +12,6 @@ class SpeechToText(Protocol):
 
     name: str
 
-    def transcribe(self, samples: np.ndarray, language: str | None = None) -> str:
-        """Return the text of one utterance (16 kHz mono float32)."""
+    def transcribe(self, samples: np.ndarray, language: str | None = None, hotwords: str | None = None) -> str:
+        """Return the text of one utterance (16 kHz mono float32); ``hotwords`` biases it towards names."""
         ...

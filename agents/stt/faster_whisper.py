@@ -37,7 +37,7 @@ class FasterWhisperStt:
         self._beam_size = beam_size
         self._multilingual = bool(self._model.model.is_multilingual)
 
-    def transcribe(self, samples: np.ndarray, language: str | None = None) -> str:
+    def transcribe(self, samples: np.ndarray, language: str | None = None, hotwords: str | None = None) -> str:
         lang = (language or self._language) if self._multilingual else None
         if samples.size == 0:
             return ""
@@ -50,5 +50,6 @@ class FasterWhisperStt:
             condition_on_previous_text=False,
             vad_filter=False,
             without_timestamps=True,
+            hotwords=hotwords or None,
         )
         return " ".join(s.text.strip() for s in segments).strip()

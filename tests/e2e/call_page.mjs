@@ -1,29 +1,87 @@
 // Open Parley's bundled page in Debian's headless chromium with a fake microphone (a WAV file),
 // press Call, and report what the page saw as one JSON line on stdout.
-//   node call_page.mjs <page-url> <wav> <timeout-ms> [screenshot.png] [answer|barge-in]
+//   node call_page.mjs <page-url> <wav> <timeout-ms> [screenshot.png] [answer|barge-in|duo]
+// duo: a second browser (fake mic: $LISTENER_WAV) joins room "duo" first and listens; the first
+// browser then speaks. The report says what the listener heard: the speaker, and the agent.
 import { chromium } from "playwright-core";
 
 const [url, wav, timeoutArg, screenshot, expect = "answer"] = process.argv.slice(2);
 const timeout = Number(timeoutArg || 60000);
 const result = { ok: false, console: [] };
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  ignoreDefaultArgs: ["--mute-audio"],
-  args: [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-    `--use-file-for-fake-audio-capture=${wav}`, "--autoplay-policy=no-user-gesture-required",
-    "--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns",
-  ],
-});
-try {
+function launch(micWav) {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    headless: true,
+    ignoreDefaultArgs: ["--mute-audio"],
+    args: [
+      "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync",
+      "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+      `--use-file-for-fake-audio-capture=${micWav}`, "--autoplay-policy=no-user-gesture-required",
+      "--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns",
+    ],
+  });
+}
+
+async function open(browser, pageUrl, label) {
   const page = await browser.newPage();
-  page.on("console", (msg) => result.console.push(`${msg.type()}: ${msg.text()}`));
-  page.on("pageerror", (err) => result.console.push(`pageerror: ${err.message}`));
-  await page.goto(url, { timeout: 15000 });
+  page.on("console", (msg) => result.console.push(`${label} ${msg.type()}: ${msg.text()}`));
+  page.on("pageerror", (err) => result.console.push(`${label} pageerror: ${err.message}`));
+  await page.goto(pageUrl, { timeout: 15000 });
+  return page;
+}
+
+// Inbound audio of the m-line carrying `source` ("agent" or a participant id), once it has energy.
+async function heardFrom(page, source) {
+  const started = Date.now();
+  let stats = null;
+  while (Date.now() - started < timeout) {
+    stats = await page.evaluate(async (src) => {
+      const p = window.parley;
+      const mid = src === "agent" ? p._mainMid : Object.keys(p.tracks).find((k) => p.tracks[k] === src);
+      return mid === undefined ? null : p.inboundAudioStats(mid);
+    }, source);
+    if (stats && stats.bytesReceived > 0 && stats.totalAudioEnergy > 0) break;
+    await page.waitForTimeout(200);
+  }
+  return stats;
+}
+
+async function duo(browser) {
+  const other = await launch(process.env.LISTENER_WAV);
+  let listener = null, speaker = null;
+  try {
+    listener = await open(other, `${url}?room=duo&name=Lee`, "listener");
+    await listener.click("#call");
+    await listener.waitForFunction(() => window.parley && window.parley.pc && window.parley.pc.connectionState === "connected", null, { timeout });
+    speaker = await open(browser, `${url}?room=duo&name=Sam`, "speaker");
+    await speaker.click("#call");
+    await speaker.waitForFunction(() => window.parley && window.parley.participantId, null, { timeout });
+    const speakerId = await speaker.evaluate(() => window.parley.participantId);
+    await listener.waitForSelector("#transcript li.peer:not(.partial)", { timeout });
+    result.peer_transcript = await listener.textContent("#transcript li.peer:not(.partial)");
+    await listener.waitForSelector("#transcript li.agent:not(.partial)", { timeout });
+    result.agent_text = await listener.textContent("#transcript li.agent:not(.partial) span");
+    result.listener_heard_speaker = await heardFrom(listener, speakerId);
+    result.listener_heard_agent = await heardFrom(listener, "agent");
+    result.speaker_heard_agent = await heardFrom(speaker, "agent");
+    result.speaker_lines = await speaker.$$eval("#transcript li", (els) => els.map((e) => e.textContent));
+    result.people = await listener.textContent("#people");
+    if (screenshot) await listener.screenshot({ path: screenshot, fullPage: true });
+    await speaker.click("#hangup");
+    await listener.click("#hangup");
+    result.ok = true;
+  } finally {
+    for (const [label, page] of [["listener", listener], ["speaker", speaker]]) {
+      if (page) result[`${label}_page_error`] = await page.textContent("#error").catch(() => null);
+    }
+    await other.close();
+  }
+}
+
+async function single(browser) {
+  const page = await open(browser, url, "page");
   await page.click("#call");
   const started = Date.now();
   await page.waitForSelector("#transcript li.user:not(.partial)", { timeout });
@@ -54,6 +112,11 @@ try {
   if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });
   await page.click("#hangup");
   result.ok = true;
+}
+
+const browser = await launch(wav);
+try {
+  await (expect === "duo" ? duo(browser) : single(browser));
 } catch (err) {
   result.error = String(err && err.message || err);
 } finally {

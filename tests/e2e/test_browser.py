@@ -1,6 +1,7 @@
 """A real browser (Debian's headless chromium, fake mic from a WAV) calls Parley in a loopback-only namespace."""
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -31,7 +32,7 @@ def fake_mic_wav(audio_dir: Path, question_samples: np.ndarray) -> Path:
     return path
 
 
-def browser_call(wav: Path, shot: Path, expect: str) -> dict:
+def browser_call(wav: Path, shot: Path, expect: str, env: dict[str, str] | None = None) -> dict:
     """Serve Parley and drive chromium against it inside a loopback-only namespace; return the page's report."""
     need_binary("chromium")
     need_binary("node")
@@ -43,12 +44,13 @@ def browser_call(wav: Path, shot: Path, expect: str) -> dict:
     proc = subprocess.run(
         ["unshare", "-n", str(HERE / "run_in_netns.sh"), str(wav), str(free_port()), "60000", str(shot), expect,
          "--dev", "--llm-model", "smollm2-135m"],
-        capture_output=True, text=True, timeout=240,
+        capture_output=True, text=True, timeout=240, env={**os.environ, **(env or {})},
     )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     assert lines, f"no result from the browser driver\nstdout: {proc.stdout}\nstderr: {proc.stderr[-3000:]}"
     result = json.loads(lines[-1])
-    assert result["ok"], f"{result.get('error')}\n{result.get('console')}\n{proc.stderr[-3000:]}"
+    pages = {k: v for k, v in result.items() if k.endswith("_page_error") and v}
+    assert result["ok"], f"{result.get('error')}\n{result.get('console')}\n{pages}\n{proc.stderr[-3000:]}"
     return result
 
 
@@ -75,3 +77,24 @@ def test_browser_caller_interrupts_the_agent(audio_dir: Path, question_samples: 
     # The browser's echo canceller works on the mic while the agent plays, so the second question is not
     # always transcribed cleanly; what must hold is that the agent yielded and answered a new utterance.
     assert result["agent_lines"][0] == result["interrupted_text"]
+
+
+def test_two_browsers_in_one_room_hear_each_other_and_the_agent(audio_dir: Path, tmp_path: Path):
+    """Sam (fake mic: a question that names the agent) and Lee (silent) share a room in two browsers."""
+    question = "Hey Parley, what is the capital of France?"
+    speech, rate = read_wav(speak_to_wav(question, audio_dir / "duo.wav"))
+    speaker_wav, listener_wav = tmp_path / "sam.wav", tmp_path / "lee.wav"
+    write_wav(speaker_wav, np.concatenate([np.zeros(3 * rate), speech, np.zeros(rate * 40)]), rate)
+    write_wav(listener_wav, np.zeros(rate * 50, np.float32), rate)
+    result = browser_call(speaker_wav, tmp_path / "duo.png", "duo", env={"LISTENER_WAV": str(listener_wav)})
+    # Lee's page shows Sam's words under Sam's name, and the agent's answer (Sam said its name).
+    assert result["peer_transcript"].startswith("Sam:"), result
+    assert word_error_rate(question, result["peer_transcript"].split(":", 1)[1]) <= 0.3, result["peer_transcript"]
+    assert result["agent_text"], result
+    assert "Sam" in result["people"] and "Parley (agent)" in result["people"], result["people"]
+    # Lee's browser received and played Sam's forwarded audio and the agent's voice; Sam heard the agent.
+    for key in ("listener_heard_speaker", "listener_heard_agent", "speaker_heard_agent"):
+        stats = result[key]
+        assert stats and stats["bytesReceived"] > 0 and stats["totalAudioEnergy"] > 0, (key, stats)
+    assert any(line.startswith("You:") for line in result["speaker_lines"]), result["speaker_lines"]
+    assert not [c for c in result["console"] if " error" in c or "pageerror" in c], result["console"]

@@ -61,7 +61,7 @@ def clips(audio_dir):
         return read_wav(speak_to_wav(text, audio_dir / f"room-{name}.wav"))[0]
 
     return {
-        "alice": say("alice", "Parley, what is the capital of France?"),
+        "alice": say("alice", "Hey Parley, what is the capital of France?"),
         "erin": say("erin", "The weather in the mountains was cold and windy all week."),
     }
 

@@ -71,6 +71,13 @@ def test_stt_on_real_recorded_speech(models):
     assert errors / words <= 0.15, f"WER {errors / words:.2%}"
 
 
+def test_stt_hotwords_recover_the_agents_name(models, audio_dir):
+    """Group calls hinge on hearing the agent's name; tiny.en alone hears "Harley" here."""
+    samples, rate = read_wav(speak_to_wav("Parley, tell me the capital of France.", audio_dir / "name.wav"))
+    speech = np.concatenate([np.zeros(4000, np.float32), resample(samples, rate, 16_000)])  # like the VAD's pre-roll
+    assert "parley" in models.stt.transcribe(speech, "en", hotwords="Parley").lower()
+
+
 def test_stt_returns_empty_text_for_no_audio(models):
     assert models.stt.transcribe(np.zeros(0, np.float32)) == ""
 

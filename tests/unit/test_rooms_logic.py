@@ -83,3 +83,67 @@ async def test_slot_keeps_rtp_timestamps_continuous_across_sources():
     assert after[0] - before[-1] == 2 * 960  # right after the last packet, not at the new source's clock
     slot.stop()
     assert not second.subscribers
+
+
+CHROME_OFFER = """v=0\r
+o=- 1 2 IN IP4 127.0.0.1\r
+m=audio 9 UDP/TLS/RTP/SAVPF 111 63 9 0 8 13 110\r
+a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r
+a=extmap:2 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time\r
+a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r
+a=rtpmap:111 opus/48000/2\r
+a=rtcp-fb:111 transport-cc\r
+a=fmtp:111 minptime=10;useinbandfec=1\r
+a=rtpmap:63 red/48000/2\r
+a=rtpmap:9 G722/8000\r
+a=rtpmap:0 PCMU/8000\r
+a=rtpmap:8 PCMA/8000\r
+a=rtpmap:13 CN/8000\r
+a=rtpmap:110 telephone-event/48000\r
+"""
+
+AIORTC_REOFFER = """v=0\r
+o=- 3 3 IN IP4 0.0.0.0\r
+a=group:BUNDLE 0 1\r
+m=audio 5000 UDP/TLS/RTP/SAVPF 96 9 0 8\r
+a=sendrecv\r
+a=extmap:1 urn:ietf:params:rtp-hdrext:sdes:mid\r
+a=extmap:2 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r
+a=mid:0\r
+a=rtpmap:96 opus/48000/2\r
+a=rtpmap:9 G722/8000\r
+a=rtpmap:0 PCMU/8000\r
+a=rtpmap:8 PCMA/8000\r
+m=audio 5000 UDP/TLS/RTP/SAVPF 96 9 0 8 100\r
+a=sendonly\r
+a=extmap:1 urn:ietf:params:rtp-hdrext:sdes:mid\r
+a=extmap:3 urn:example:not-in-the-client-offer\r
+a=mid:1\r
+a=rtpmap:96 opus/48000/2\r
+a=fmtp:96 useinbandfec=1\r
+a=rtpmap:9 G722/8000\r
+a=rtpmap:0 PCMU/8000\r
+a=rtpmap:8 PCMA/8000\r
+a=rtpmap:100 unknowncodec/90000\r
+"""
+
+
+def test_reoffer_keeps_the_clients_rtp_numbering():
+    from parley.server.sdp_align import RtpNumbering
+
+    aligned = RtpNumbering(CHROME_OFFER).align_offer(AIORTC_REOFFER).splitlines()
+    media = [line for line in aligned if line.startswith("m=")]
+    assert media == ["m=audio 5000 UDP/TLS/RTP/SAVPF 111 9 0 8"] * 2  # opus renumbered, unknown codec dropped
+    assert aligned.count("a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid") == 2
+    assert "a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level" in aligned
+    assert not any("not-in-the-client-offer" in line or "unknowncodec" in line for line in aligned)
+    assert "a=fmtp:111 useinbandfec=1" in aligned and "a=rtpmap:111 opus/48000/2" in aligned
+    assert "a=group:BUNDLE 0 1" in aligned and aligned.index("a=group:BUNDLE 0 1") < aligned.index(media[0])
+
+
+def test_reoffer_is_unchanged_for_a_client_with_aiortc_numbering():
+    from parley.server.sdp_align import RtpNumbering
+
+    first = AIORTC_REOFFER.split("m=audio 5000 UDP/TLS/RTP/SAVPF 96 9 0 8 100")[0]
+    numbering = RtpNumbering(first)
+    assert numbering.align_offer(first) == first
