@@ -411,7 +411,8 @@ class AgentSession:
                 if reporter is None:
                     timer.tts_first_audio_at = time.monotonic()
                     reporter = asyncio.create_task(self._report_first_audio(turn, start + 1))
-                self._agent_transcript(turn.id, " ".join(spoken), final=False)
+                if turn.interrupted_at is None and not turn.dropped:  # cut meanwhile: heard_text has the last word
+                    self._agent_transcript(turn.id, " ".join(spoken), final=False)
             await self._playout.buffer.wait_played(end)
             if reporter is not None:
                 await reporter

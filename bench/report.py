@@ -79,6 +79,30 @@ def markdown(run: dict[str, Any]) -> str:
                 f"{_n(s['rss_per_call_mb'], '{:.1f}')} | {'yes' if s['sustained'] else 'no: ' + '; '.join(s['reasons'])} |"
             )
         lines += ["", f"Maximum calls sustained ({name}): **{run['max_calls_sustained'].get(name, 0)}**", ""]
+    forwarding = run.get("forwarding")
+    if forwarding:
+        codec = forwarding["codec"]
+        lines += [
+            "### SFU forwarding (rooms of people, no agent; Opus packets forwarded, never transcoded)",
+            "",
+            f"Server idle: {forwarding['idle_cpu_percent']:.1f} % CPU.",
+            "",
+            "| people | rooms | forwarded streams | server CPU % | CPU % per stream | frames/s per stream | max gap ms |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for s in forwarding["steps"]:
+            lines.append(
+                f"| {s['people']} | {s['rooms']} | {s['forwarded_streams']} | {s['server_cpu_percent']:.1f} | "
+                f"{s['cpu_per_stream_percent']:.2f} | {s['frames_per_stream_per_s']:.1f} | {_n(s['max_gap_ms'])} |"
+            )
+        lines += [
+            "",
+            f"For comparison, in this process: Opus encode {codec['encode_ms_per_frame']:.3f} ms and decode "
+            f"{codec['decode_ms_per_frame']:.3f} ms per 20 ms frame, so transcoding a stream (an MCU) would add "
+            f"~{codec['transcode_percent_per_stream']:.2f} % of a core per stream; the agent's voice, encoded once per "
+            f"room, costs ~{codec['agent_voice_percent_per_room']:.2f} % per room whatever the number of listeners.",
+            "",
+        ]
     if run.get("not_measured"):
         lines += ["Not measured in this run: " + "; ".join(run["not_measured"]), ""]
     return "\n".join(lines)

@@ -14,6 +14,7 @@ from typing import Any
 
 from parley.bench import report
 from parley.bench.questions import load_questions
+from parley.bench.forwarding import forwarding_ramp
 from parley.bench.scenarios import RampLimits, capacity_ramp, single_call_turns, transport_floor
 from parley.bench.server_process import ServerProcess
 from parley.server.ice import use_host_addresses
@@ -39,6 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-p95", type=float, default=3.0, help="a ramp step fails above this p95 voice-to-voice (s)")
     p.add_argument("--no-baseline", action="store_true", help="skip the naive baseline configuration")
     p.add_argument("--no-ramp", action="store_true", help="skip the capacity ramps")
+    p.add_argument("--forwarding", default="2,4,8,16", help="people per step of the SFU forwarding ramp (rooms of 2, no agent)")
+    p.add_argument("--forwarding-seconds", type=float, default=10.0, help="measuring window of each forwarding step")
+    p.add_argument("--no-forwarding", action="store_true", help="skip the SFU forwarding ramp")
+    p.add_argument("--forwarding-only", action="store_true", help="run only the SFU forwarding ramp")
     p.add_argument("--results", type=Path, default=Path("bench/results"), help="where JSON and PNG go")
     p.add_argument("--questions-dir", type=Path, default=Path("bench/questions"), help="cache of the spoken questions")
     return p
@@ -55,6 +60,9 @@ def _machine() -> str:
     except OSError:
         mem = 0.0
     return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, {platform.system()} {platform.release()}"
+
+
+BENCH_API_KEY = "bench-admin-key"
 
 
 def _server_env(args: argparse.Namespace, pipeline: str, mode: str = "voice") -> dict[str, str]:
@@ -82,9 +90,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         "started_at": started.isoformat(timespec="seconds"), "machine": _machine(), "profile": args.profile,
         "models": args.llm_url or args.llm_model or "defaults (Whisper tiny.en, Qwen2.5-1.5B Q4_K_M, hibari)",
         "limits": {"p95_s": limits.p95_s, "late_frame_ratio": limits.late_frame_ratio},
-        "single_call": {}, "ramp": {}, "max_calls_sustained": {}, "not_measured": [
-            "forwarding-only ramp (needs SFU rooms, not built yet)"
-        ],
+        "single_call": {}, "ramp": {}, "max_calls_sustained": {}, "not_measured": [],
     }
 
     async def measure(name: str, url: str, pid: int | None) -> None:
@@ -95,7 +101,19 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             run["ramp"][name] = [vars(s) for s in ramp]
             run["max_calls_sustained"][name] = max((s.calls for s in ramp if s.sustained), default=0)
 
-    if args.url:
+    if args.forwarding_only or not (args.no_forwarding or args.url):
+        log.info("SFU forwarding: starting a server without models (rooms without an agent)")
+        env = {**_server_env(args, "streaming", "echo"), "PARLEY_AUTH__API_KEY": BENCH_API_KEY}
+        async with ServerProcess(env, logs / "forwarding.log") as server:
+            people = [int(x) for x in args.forwarding.split(",") if x.strip()]
+            run["forwarding"] = await forwarding_ramp(
+                server.url, BENCH_API_KEY, server.pid, questions[0].samples, people, seconds=args.forwarding_seconds,
+            )
+    elif args.url:
+        run["not_measured"].append("SFU forwarding (the bench did not start the server: --url)")
+    if args.forwarding_only:
+        pass
+    elif args.url:
         await measure("streaming", args.url, None)
         run["not_measured"] += ["transport floor and naive baseline (the bench did not start the server: --url)"]
     else:

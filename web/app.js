@@ -35,6 +35,7 @@ function onTranscript({ detail: t }) {
   }
   let li = agentLines.get(t.turn_id);
   if (!li) { li = addLine("agent", t.name || "Agent", t.text, !t.final); agentLines.set(t.turn_id, li); }
+  if (li.classList.contains("interrupted")) return;  // what was heard is final
   li.querySelector("span").textContent = t.text;
   li.classList.toggle("partial", !t.final);
 }

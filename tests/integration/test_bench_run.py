@@ -18,7 +18,7 @@ def test_bench_runs_and_cleans_up(tmp_path):
     before = _parley_servers()
     result = subprocess.run(
         [sys.executable, "-m", "parley.server.cli", "bench", "--llm-model", "smollm2-135m", "--questions", "2",
-         "--ramp", "1", "--step-seconds", "4", "--results", str(tmp_path), "--questions-dir", str(tmp_path / "q")],
+         "--ramp", "1", "--step-seconds", "4", "--forwarding", "2", "--forwarding-seconds", "3", "--results", str(tmp_path), "--questions-dir", str(tmp_path / "q")],
         capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -30,5 +30,9 @@ def test_bench_runs_and_cleans_up(tmp_path):
     assert run["transport_floor"]["round_trip_s"]["n"] >= 10
     assert run["baseline_ratio_p50"] > 0
     assert [s["calls"] for s in run["ramp"]["streaming"]] == [1]
+    [step] = run["forwarding"]["steps"]
+    assert step["forwarded_streams"] == 2 and step["frames_per_stream_per_s"] > 40, step
+    assert step["cpu_per_stream_percent"] >= 0 and run["forwarding"]["codec"]["encode_ms_per_frame"] > 0
+    assert "SFU forwarding" in result.stdout
     assert list(tmp_path.glob("*.png"))
     assert _parley_servers() == before  # every server the bench started is gone
