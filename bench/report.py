@@ -124,7 +124,28 @@ def write_plot(run: dict[str, Any], path: Path) -> bool:
     except ImportError:
         log.warning("matplotlib is not installed: no plot (pip install 'parley[bench]')")
         return False
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    forwarding = (run.get("forwarding") or {}).get("steps") or []
+    voice = bool(run.get("ramp") or run.get("transport_floor"))
+    panels = int(voice) + int(bool(forwarding))
+    if not panels:
+        return False
+    fig, axes = plt.subplots(1, panels, figsize=(7 * panels, 4.2), squeeze=False)
+    if forwarding:
+        fax = axes[0][-1]
+        streams = [s["forwarded_streams"] for s in forwarding]
+        fax.plot(streams, [s["server_cpu_percent"] for s in forwarding], "-o", color="tab:purple", label="server CPU %")
+        fax.set_xlabel(f"forwarded audio streams (rooms of {forwarding[0]['room_size']}, no agent)")
+        fax.set_ylabel("% of one core")
+        fax.set_title("SFU forwarding cost", fontsize=9)
+        fax.grid(True, alpha=0.3)
+        fax.legend(fontsize=8)
+    if not voice:
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return True
+    ax = axes[0][0]
     for (name, steps), color in zip(run.get("ramp", {}).items(), ["tab:blue", "tab:orange", "tab:green"]):
         calls = [s["calls"] for s in steps]
         for key, style in (("p50", "-o"), ("p95", "--s")):

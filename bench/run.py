@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-p95", type=float, default=3.0, help="a ramp step fails above this p95 voice-to-voice (s)")
     p.add_argument("--no-baseline", action="store_true", help="skip the naive baseline configuration")
     p.add_argument("--no-ramp", action="store_true", help="skip the capacity ramps")
-    p.add_argument("--forwarding", default="2,4,8,16", help="people per step of the SFU forwarding ramp (rooms of 2, no agent)")
+    p.add_argument("--forwarding", default="2,4,8,16", help="people per step of the SFU forwarding ramp (no agent)")
+    p.add_argument("--forwarding-room-size", type=int, default=2, help="people per room in the forwarding ramp")
     p.add_argument("--forwarding-seconds", type=float, default=10.0, help="measuring window of each forwarding step")
     p.add_argument("--no-forwarding", action="store_true", help="skip the SFU forwarding ramp")
     p.add_argument("--forwarding-only", action="store_true", help="run only the SFU forwarding ramp")
@@ -107,7 +108,8 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         async with ServerProcess(env, logs / "forwarding.log") as server:
             people = [int(x) for x in args.forwarding.split(",") if x.strip()]
             run["forwarding"] = await forwarding_ramp(
-                server.url, BENCH_API_KEY, server.pid, questions[0].samples, people, seconds=args.forwarding_seconds,
+                server.url, BENCH_API_KEY, server.pid, questions[0].samples, people, room_size=args.forwarding_room_size,
+                seconds=args.forwarding_seconds,
             )
     elif args.url:
         run["not_measured"].append("SFU forwarding (the bench did not start the server: --url)")
