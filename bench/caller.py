@@ -13,7 +13,7 @@ from typing import Any, Callable
 import aiohttp
 import av
 import numpy as np
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCIceServer, RTCIceTransportPolicy, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 RATE = 48_000
@@ -138,7 +138,7 @@ class Caller:
 
     def __init__(
         self, base_url: str, *, room: str | None = None, token: str | None = None, name: str | None = None,
-        identity: str | None = None, keep_audio: bool = False,
+        identity: str | None = None, keep_audio: bool = False, relay_only: bool = False,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.room = room
@@ -146,6 +146,7 @@ class Caller:
         self.name = name
         self.identity = identity
         self.keep_audio = keep_audio
+        self.relay_only = relay_only  # use only the TURN server from `joined` (iceTransportPolicy relay)
         self.mic = QueueMicrophone()
         self.recorder = AudioRecorder(keep_audio)  # the agent's voice, on our microphone's m-line
         self.mid_recorders: dict[str, AudioRecorder] = {}  # everyone else's audio, by m-line
@@ -228,6 +229,13 @@ class Caller:
         if joined["type"] == "error":
             raise RuntimeError(f"join refused: {joined['code']}: {joined['message']}")
         self.participant_id = joined["participant_id"]
+        if self.relay_only:
+            servers = [RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
+                       for s in joined["ice_servers"] if s.get("username")]
+            if not servers:
+                raise RuntimeError("relay_only, but the server offered no TURN server in `joined`")
+            await self.pc.close()
+            self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers, iceTransportPolicy=RTCIceTransportPolicy.RELAY))
         self.pc.on("track", self._on_track)
         self.pc.addTrack(self.mic)
         await self.pc.setLocalDescription(await self.pc.createOffer())
@@ -239,6 +247,15 @@ class Caller:
         self.tracks = dict(answer.get("tracks", {}))
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
         self._negotiated.set()
+
+    def selected_candidate_types(self) -> tuple[str, str] | None:
+        """(local, remote) candidate types of the ICE pair in use, e.g. ("relay", "host")."""
+        for transceiver in self.pc.getTransceivers():
+            connection = transceiver.receiver.transport.transport._connection  # aioice.Connection
+            pair = connection._nominated.get(1)
+            if pair is not None:
+                return pair.local_candidate.type, pair.remote_candidate.type
+        return None
 
     async def ask(self, samples: np.ndarray, timeout: float = 90.0) -> TurnResult:
         """Speak a question and wait until the agent has finished its turn."""

@@ -19,7 +19,9 @@ from parley.server.logs import setup_logging
 
 log = logging.getLogger("parley")
 # Left out of the configuration printed at start (the agent's prompt is long; the rest are secrets).
-SECRET_FIELDS: dict[str, Any] = {"agent": True, "auth": {"api_key", "token_secret"}, "llm": {"api_key"}}
+SECRET_FIELDS: dict[str, Any] = {
+    "agent": True, "auth": {"api_key", "token_secret"}, "llm": {"api_key"}, "turn": {"secret"},
+}
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -75,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="prepare (assemble and cache) and load-check the configured models")
     _add_common(models)
     sub.add_parser("config", help="print the effective configuration as JSON").add_argument("--config", type=Path)
+    turn = sub.add_parser("turn", help="run coturn in the foreground, configured from Parley's [turn] settings")
+    turn.add_argument("--config", type=Path, help="TOML config file (default: $PARLEY_CONFIG, if set)")
+    turn.add_argument("--print-config", action="store_true", help="print the generated turnserver.conf (secret masked) and exit")
     sub.add_parser("bench", help="measure voice-to-voice latency and capacity (see `parley bench --help`)", add_help=False)
     return parser
 
@@ -123,6 +128,22 @@ async def _check_models(settings: Settings) -> None:
     log.info("all models are ready")
 
 
+def _turn(settings: Settings, print_only: bool) -> int:
+    from parley.turn.coturn import render_config, run_foreground
+
+    try:
+        if print_only:
+            print(render_config(settings.turn).replace(settings.turn.secret, "<turn.secret>"), end="")
+            return 0
+        config = settings.cache_dir / "turnserver.conf"
+        setup_logging(settings.log_level)
+        log.info("starting coturn with %s (TURN REST API credentials, realm %s)", config, settings.turn.realm)
+        return run_foreground(settings.turn, config)
+    except ConfigError as exc:
+        print(f"parley turn: {exc}", file=sys.stderr)
+        return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["bench"]:
@@ -136,8 +157,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"parley: {exc}", file=sys.stderr)
         return 2
     if args.command == "config":
-        print(settings.model_dump_json(indent=2))
+        print(settings.model_dump_json(indent=2, exclude=SECRET_FIELDS))
         return 0
+    if args.command == "turn":
+        return _turn(settings, args.print_config)
     setup_logging(settings.log_level)
     log.info("configuration: %s", settings.model_dump_json(exclude=SECRET_FIELDS))
     try:

@@ -24,6 +24,7 @@ from parley.server.forwarding import AudioPublisher, EncodedAudioTap, Forwarding
 from parley.server.logs import CallLogger
 from parley.server.sdp_align import RtpNumbering
 from parley.signaling import messages as m
+from parley.turn.credentials import ice_server_entries
 
 log = logging.getLogger(__name__)
 ANSWER_TIMEOUT_S = 10.0
@@ -38,9 +39,21 @@ def check_offer_sdp(sdp: str) -> None:
         raise SignalingError("the offer has no audio m-line: Parley calls need a microphone track", code="no_audio")
 
 
-def ice_servers(settings: Settings) -> list[m.IceServer]:
-    """The ICE servers handed to clients in ``joined``."""
-    return [m.IceServer(urls=[url]) for url in settings.ice.stun_urls]
+def ice_servers(settings: Settings, identity: str) -> list[m.IceServer]:
+    """The ICE servers handed to a client (in ``joined`` and ``GET /api/v1/ice-servers``): STUN, then
+    TURN with a credential of its own."""
+    return [
+        m.IceServer(urls=e.urls, username=e.username, credential=e.credential)
+        for e in ice_server_entries(settings, identity)
+    ]
+
+
+def server_ice_servers(settings: Settings) -> list[RTCIceServer]:
+    """What the server's own peer connections use: STUN, and TURN when ``turn.server_uses_turn``."""
+    entries = ice_server_entries(settings, "parley-server")
+    if not settings.turn.server_uses_turn:
+        entries = [e for e in entries if e.username is None]
+    return [RTCIceServer(urls=e.urls, username=e.username, credential=e.credential) for e in entries]
 
 
 class Participant:
@@ -138,8 +151,7 @@ class Participant:
     # ---- negotiation -------------------------------------------------------------------------
 
     def _new_peer_connection(self) -> RTCPeerConnection:
-        servers = [RTCIceServer(urls=s.urls, username=s.username, credential=s.credential) for s in ice_servers(self._settings)]
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=servers or None))
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=server_ice_servers(self._settings) or None))
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:

@@ -16,13 +16,14 @@ from pydantic import BaseModel, ValidationError
 
 from parley.server.errors import AuthError, ConfigError, ConflictError, LimitError, NotFoundError, ParleyError
 from parley.signaling import api_models as api
+from parley.server.participant import ice_servers
 from parley.signaling.auth import check_api_key
 from parley.signaling.state import STATE_KEY, ParleyState
 
 log = logging.getLogger(__name__)
 PREFIX = "/api/v1"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Auth = Literal["admin", "dev", "none"]
+Auth = Literal["admin", "token", "dev", "none"]
 
 
 @dataclass
@@ -175,6 +176,20 @@ async def dev_token(request: web.Request) -> web.Response:
     identity = body.identity or f"guest-{len(state.connections) + 1}"
     token, expires_at = state.tokens.mint(room.id, identity, body.name, None)
     return _json(api.Token(token=token, room=room.id, identity=identity, expires_at=expires_at, ws_url=ws_url(request, token)), 201)
+
+
+@operation(
+    "GET", "/ice-servers", "STUN/TURN servers with a fresh TURN credential, for a holder of a join token",
+    auth="token", responses={200: api.IceServers},
+)
+async def get_ice_servers(request: web.Request) -> web.Response:
+    state = _state(request)
+    scheme, _, bearer = request.headers.get("Authorization", "").partition(" ")
+    token = bearer.strip() if scheme.lower() == "bearer" else request.query.get("token")
+    grant = state.tokens.verify(token)
+    servers = ice_servers(state.settings, grant.identity)
+    ttl = state.settings.turn.credential_ttl_s if state.settings.turn.enabled else None
+    return _json(api.IceServers(ice_servers=servers, ttl_s=ttl))
 
 
 def add_api_routes(app: web.Application, dev_mode: bool) -> list[Operation]:

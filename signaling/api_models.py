@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from parley.signaling.messages import ROOM_ID_PATTERN, ParticipantInfo
+from parley.signaling.messages import ROOM_ID_PATTERN, IceServer, ParticipantInfo
 
 
 class _Body(BaseModel):
@@ -88,3 +88,10 @@ class Health(BaseModel):
     calls: int
     rooms: int
     models: dict[str, str]
+
+
+class IceServers(_Body):
+    """STUN/TURN servers for RTCPeerConnection's ``iceServers``; TURN credentials expire (TURN REST API)."""
+
+    ice_servers: list[IceServer]
+    ttl_s: int | None = Field(None, description="Lifetime of the TURN credential, when there is one")

@@ -119,7 +119,7 @@ class SignalingConnection:
         self._log.info("joined room %s as %s (%r)", room.id, grant.identity, participant.name)
         self.emit(m.Joined(
             participant_id=self.participant_id, room=room.id, identity=grant.identity,
-            ice_servers=ice_servers(state.settings), participants=present,
+            ice_servers=ice_servers(state.settings, grant.identity), participants=present,
         ))
 
     def _disconnect(self) -> None:

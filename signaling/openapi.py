@@ -66,6 +66,8 @@ def _operation(op: Operation) -> dict[str, Any]:
         doc["responses"].setdefault(str(status), {"description": text, **error})
     if op.auth == "admin":
         doc["security"] = [{"apiKey": []}]
+    elif op.auth == "token":
+        doc["security"] = [{"joinToken": []}]
     return doc
 
 
@@ -84,6 +86,9 @@ def build_openapi(operations: list[Operation]) -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": _schemas(list(dict.fromkeys(models))),
-            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer", "description": "auth.api_key"}},
+            "securitySchemes": {
+                "apiKey": {"type": "http", "scheme": "bearer", "description": "auth.api_key"},
+                "joinToken": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT", "description": "a join token"},
+            },
         },
     }

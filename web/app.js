@@ -82,7 +82,10 @@ callButton.addEventListener("click", async () => {
   setCalling(true);
   statusEl.textContent = "connecting…";
   const params = new URLSearchParams(location.search);
-  client = new ParleyClient({ room: params.get("room"), name: params.get("name"), token: params.get("token") });
+  client = new ParleyClient({
+    room: params.get("room"), name: params.get("name"), token: params.get("token"),
+    iceTransportPolicy: params.get("relay") === "1" ? "relay" : "all",  // ?relay=1: only through TURN
+  });
   window.parley = client;  // handy in the console, and for end-to-end tests
   client.addEventListener("transcript", onTranscript);
   client.addEventListener("turn.metrics", onMetrics);

@@ -44,10 +44,10 @@ export function defaultSignalingUrl(location = window.location) {
 
 export class ParleyClient extends EventTarget {
   constructor({ url = defaultSignalingUrl(), token = null, devTokenUrl = null, room = null, name = null,
-                iceServers = null, audio = { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+                iceServers = null, iceTransportPolicy = "all", audio = { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
                 gatherTimeoutMs = 2000 } = {}) {
     super();
-    Object.assign(this, { url, token, devTokenUrl, room, name, audio, gatherTimeoutMs });
+    Object.assign(this, { url, token, devTokenUrl, room, name, audio, gatherTimeoutMs, iceTransportPolicy });
     this.tracks = {};  // mid -> participant id, as the server last described it
     this.participants = new Map();  // participant id -> {participant_id, identity, name, kind}
     this._mainMid = null;
@@ -144,7 +144,8 @@ export class ParleyClient extends EventTarget {
     if (joined.type === "error") throw new Error(`${joined.code}: ${joined.message}`);
     this.participantId = joined.participant_id;
     const iceServers = [...(joined.ice_servers || []), ...(this.extraIceServers || [])];
-    this.pc = new RTCPeerConnection({ iceServers });
+    // "relay" sends everything through the TURN server from `joined` (what a phone behind a strict NAT ends up using).
+    this.pc = new RTCPeerConnection({ iceServers, iceTransportPolicy: this.iceTransportPolicy });
     this.pc.onconnectionstatechange = () => this._emit("connection", { state: this.pc.connectionState });
     this.pc.ontrack = (e) => this._onTrack(e);
     for (const track of this.localStream.getAudioTracks()) this.pc.addTrack(track, this.localStream);
@@ -199,6 +200,17 @@ export class ParleyClient extends EventTarget {
       }
     }
     return null;
+  }
+
+  /** Candidate types ("host", "srflx", "relay") of the ICE pair in use, from getStats(). */
+  async selectedCandidateTypes() {
+    if (!this.pc) return null;
+    const stats = await this.pc.getStats();
+    let pairId = null;
+    for (const r of stats.values()) if (r.type === "transport" && r.selectedCandidatePairId) pairId = r.selectedCandidatePairId;
+    const pair = pairId ? stats.get(pairId) : [...stats.values()].find((r) => r.type === "candidate-pair" && r.nominated && r.state === "succeeded");
+    if (!pair) return null;
+    return { local: stats.get(pair.localCandidateId)?.candidateType, remote: stats.get(pair.remoteCandidateId)?.candidateType };
   }
 
   /** Leave the call and release the microphone. */

@@ -1,0 +1,100 @@
+"""A real coturn on loopback for tests, configured by Parley's own renderer (plus allow-loopback-peers)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from aioice import stun
+from aioice.turn import create_turn_endpoint
+
+from parley.server.config import TurnSettings
+from parley.turn.coturn import command, write_config
+from parley.turn.credentials import mint_credential
+
+SECRET = "coturn-test-secret-0123456789abcdef"
+
+
+def _free_udp_tcp_port() -> int:
+    for _ in range(100):
+        port = random.randint(20_000, 40_000)
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, socket.socket() as tcp:
+                udp.bind(("127.0.0.1", port))
+                tcp.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port")
+
+
+@dataclass
+class Coturn:
+    settings: TurnSettings
+    process: subprocess.Popen
+    log_path: Path
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return "127.0.0.1", self.settings.port
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+class _Sink(asyncio.DatagramProtocol):
+    pass
+
+
+async def allocate(address: tuple[str, int], username: str, password: str) -> tuple[str, int]:
+    """Make a real TURN allocation; return the relayed address. Raises ``stun.TransactionFailed`` if refused."""
+    transport, _ = await create_turn_endpoint(_Sink, address, username, password, lifetime=60)
+    try:
+        return transport.get_extra_info("sockname")
+    finally:
+        transport.close()
+
+
+def turn_settings(port: int, relay_from: int) -> TurnSettings:
+    return TurnSettings(
+        enabled=True, secret=SECRET, realm="parley-test", port=port, min_port=relay_from, max_port=relay_from + 199,
+        allow_loopback_peers=True, credential_ttl_s=600,
+    )
+
+
+async def start_coturn(workdir: Path) -> Coturn:
+    if shutil.which("turnserver") is None:
+        pytest.fail("coturn is missing: `make test` installs it (apt-get install coturn)")
+    settings = turn_settings(_free_udp_tcp_port(), random.randrange(41_000, 60_000, 200))
+    log_path = workdir / "coturn.log"
+    config = write_config(settings, workdir / "turnserver.conf", log_file=str(log_path), pid_file=str(workdir / "turnserver.pid"))
+    process = subprocess.Popen(command(config), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = Coturn(settings, process, log_path)
+    credential = mint_credential(SECRET, "probe", 60)
+    deadline = time.monotonic() + 10
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"turnserver exited with {process.returncode}:\n{server.log()[-2000:]}")
+        try:
+            await allocate(server.address, credential.username, credential.password)
+            return server
+        except (stun.TransactionFailed, stun.TransactionTimeout, ConnectionError, OSError):
+            if time.monotonic() > deadline:
+                server.stop()
+                raise RuntimeError(f"coturn did not allocate within 10 s:\n{server.log()[-2000:]}")
+            await asyncio.sleep(0.2)
