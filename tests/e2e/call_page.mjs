@@ -109,6 +109,7 @@ async function single(browser) {
   result.agent_state = await page.getAttribute("#agent-state", "data-state");
   result.metrics_rows = await page.$$eval("#metrics tbody tr", (rows) => rows.map((r) => [...r.cells].map((c) => c.textContent)));
   result.status = await page.textContent("#status");
+  result.candidate_types = await page.evaluate(() => window.parley.selectedCandidateTypes());
   if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });
   await page.click("#hangup");
   result.ok = true;

@@ -1,6 +1,7 @@
 """A real browser (Debian's headless chromium, fake mic from a WAV) calls Parley in a loopback-only namespace."""
 
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -98,3 +99,27 @@ def test_two_browsers_in_one_room_hear_each_other_and_the_agent(audio_dir: Path,
         assert stats and stats["bytesReceived"] > 0 and stats["totalAudioEnergy"] > 0, (key, stats)
     assert any(line.startswith("You:") for line in result["speaker_lines"]), result["speaker_lines"]
     assert not [c for c in result["console"] if " error" in c or "pageerror" in c], result["console"]
+
+
+def test_browser_relay_only_call_through_coturn(fake_mic_wav: Path, tmp_path: Path):
+    """iceTransportPolicy "relay": the browser's media goes through coturn (test config: loopback peers allowed)."""
+    need_binary("turnserver")
+    from parley.turn.coturn import write_config
+    from tests.support.coturn import turn_settings
+
+    turn = turn_settings(free_port(), 45_000)
+    log = tmp_path / "coturn.log"
+    conf = write_config(turn, tmp_path / "turnserver.conf", log_file=str(log), pid_file=str(tmp_path / "turn.pid"))
+    env = {
+        "TURN_CONF": str(conf), "PAGE_QUERY": "?relay=1",
+        "PARLEY_TURN__ENABLED": "true", "PARLEY_TURN__SECRET": turn.secret, "PARLEY_TURN__PORT": str(turn.port),
+        "PARLEY_TURN__REALM": turn.realm,
+    }
+    result = browser_call(fake_mic_wav, tmp_path / "relay.png", "answer", env=env)
+    assert result["candidate_types"] and result["candidate_types"]["local"] == "relay", result["candidate_types"]
+    assert word_error_rate(QUESTION, result["user_transcript"]) <= 0.2, result["user_transcript"]
+    stats = result["inbound_audio"]
+    assert stats and stats["bytesReceived"] > 0 and stats["totalAudioEnergy"] > 0, stats
+    assert result["agent_text"], result
+    usage = re.findall(r"peer usage: realm=<[^>]*>, username=<[^>]*>, rp=(\d+), rb=\d+, sp=(\d+)", log.read_text())
+    assert any(int(rp) > 50 and int(sp) > 50 for rp, sp in usage), log.read_text()[-3000:]

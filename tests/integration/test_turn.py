@@ -113,3 +113,26 @@ async def test_relay_only_call_goes_through_coturn(turn_app, coturn):
             break
         await asyncio.sleep(0.1)
     assert relayed(), coturn.log()[-3000:]
+
+
+async def test_server_side_can_use_turn_too(settings, coturn):
+    """With turn.server_uses_turn the server's own peer connection also gathers a relay candidate."""
+    turned = settings.model_copy(update={
+        "turn": coturn.settings.model_copy(update={"server_uses_turn": True}),
+        "agent": settings.agent.model_copy(update={"mode": "echo"}),
+    })
+    runner, served = await serve_app(turned, None)
+    caller = Caller(served.url, relay_only=True)
+    try:
+        await caller.start()
+        answer = caller.of_type("answer")[0]["sdp"]
+        assert "typ relay" in answer, answer
+        for _ in range(100):
+            if caller.pc.connectionState == "connected":
+                break
+            await asyncio.sleep(0.05)
+        assert caller.pc.connectionState == "connected"
+        assert await caller.echo_round_trip(_burst()) is not None
+    finally:
+        await caller.close()
+        await runner.cleanup()
