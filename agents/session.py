@@ -24,7 +24,7 @@ from parley.agents.turn import Segment, Turn
 from parley.agents.turn_state import Event, State, TurnStateMachine
 from parley.server.audio import AGENT_RATE, WEBRTC_RATE, FrameToAgentPcm, resample
 from parley.server.config import Settings
-from parley.server.errors import ParleyError
+from parley.server.errors import BackendError, ParleyError
 from parley.server.logs import CallLogger
 from parley.server.playout import PlayoutTrack
 from parley.signaling import messages as m
@@ -98,9 +98,25 @@ class AgentSession:
         # In a group the agent's name decides whether it answers: bias recognition towards it
         # (Whisper tiny.en hears a leading "Parley" as "Partly" or "Harley" otherwise).
         hotwords = self.profile.name if self.profile.group_mode(self._people()) else None
-        return await asyncio.get_running_loop().run_in_executor(
+        job = asyncio.get_running_loop().run_in_executor(
             self._models.executor, self._models.stt.transcribe, samples, self.profile.language, hotwords
         )
+        try:
+            return await asyncio.wait_for(job, self._settings.agent.stt_timeout_s)
+        except asyncio.TimeoutError as exc:
+            raise BackendError(f"speech recognition took over {self._settings.agent.stt_timeout_s:.0f} s", code="stt_failed") from exc
+        except Exception as exc:
+            raise BackendError(f"speech recognition failed: {type(exc).__name__}: {exc}", code="stt_failed") from exc
+
+    async def _synthesize(self, text: str) -> np.ndarray:
+        tts = self.profile.tts
+        job = asyncio.get_running_loop().run_in_executor(self._models.executor, tts.synthesize, text)
+        try:
+            return await asyncio.wait_for(job, self._settings.agent.tts_timeout_s)
+        except asyncio.TimeoutError as exc:
+            raise BackendError(f"speech synthesis took over {self._settings.agent.tts_timeout_s:.0f} s", code="tts_failed") from exc
+        except Exception as exc:
+            raise BackendError(f"speech synthesis failed: {type(exc).__name__}: {exc}", code="tts_failed") from exc
 
     # ---- input -------------------------------------------------------------------------------
 
@@ -166,7 +182,11 @@ class AgentSession:
                 if pending.size < chunk_samples:
                     continue
                 chunk, pending = pending[:chunk_samples], pending[chunk_samples:]
-                text = await self._transcribe(chunk)
+                try:
+                    text = await self._transcribe(chunk)
+                except BackendError as exc:
+                    self._emit(m.Error(code=exc.code, message=str(exc)))
+                    continue
                 now = time.monotonic()
                 if _WORD.search(text):
                     heard.append(text.strip())
@@ -184,7 +204,11 @@ class AgentSession:
     # ---- deciding what an utterance means -----------------------------------------------------
 
     async def _interim_transcript(self, samples: np.ndarray, seq: int, speaker: Speaker) -> None:
-        text = await self._transcribe(samples)
+        try:
+            text = await self._transcribe(samples)
+        except BackendError as exc:  # the final pass reports it, if it fails too
+            self._log.debug("interim transcription failed: %s", exc)
+            return
         if seq != self._utterance_seq or not _WORD.search(text):
             return  # the utterance ended meanwhile: its final transcript wins
         self._user_transcript(speaker, self._turn_counter + 1, text, final=False)
@@ -201,9 +225,9 @@ class AgentSession:
                 await previous  # utterances are decided in order
         try:
             text = (await self._transcribe(utterance.samples)).strip()
-        except Exception as exc:
-            self._log.exception("transcription failed")
-            self._emit(m.Error(code="backend_error", message=f"transcription failed: {type(exc).__name__}"))
+        except BackendError as exc:
+            self._log.warning("transcription failed: %s", exc)
+            self._emit(m.Error(code=exc.code, message=str(exc)))
             if self.state == State.PAUSED:
                 self._resume("transcription failed")
             else:
@@ -388,7 +412,6 @@ class AgentSession:
 
     async def _speak(self, turn: Turn, chunks: asyncio.Queue[tuple[str, int, int] | None]) -> None:
         """Synthesize chunks in order and queue them for playout; return once the last one has been played."""
-        loop = asyncio.get_running_loop()
         tts = self.profile.tts
         timer = turn.timer
         end = self._playout.buffer.pushed
@@ -402,7 +425,7 @@ class AgentSession:
                     continue
                 if timer.first_chunk_at is None:
                     timer.first_chunk_at = time.monotonic()
-                audio = await loop.run_in_executor(self._models.executor, tts.synthesize, text)
+                audio = await self._synthesize(text)
                 pcm = resample(audio, tts.sample_rate, WEBRTC_RATE)
                 start = self._playout.buffer.pushed
                 end = self._playout.push(pcm)

@@ -170,6 +170,10 @@ class AgentSettings(_Section):
         "two short, plain sentences, with no lists, markdown or emoji."
     )
     max_history_turns: int = Field(8, ge=0)
+    # Longest wait for one transcription / one synthesized chunk before the turn fails (stt_failed /
+    # tts_failed) and the agent goes back to listening.
+    stt_timeout_s: float = Field(15.0, gt=0)
+    tts_timeout_s: float = Field(15.0, gt=0)
     # The agent's name in rooms: people address it by this name, and transcripts show it.
     name: str = "Parley"
     # always: answer every utterance. addressed: only utterances that say the agent's name. auto:

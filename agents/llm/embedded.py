@@ -86,7 +86,7 @@ class EmbeddedLlm:
     def stream(self, messages: list[ChatMessage]) -> AsyncIterator[str]:
         if self._process.returncode is not None:
             message = f"embedded LLM server exited with code {self._process.returncode}; see {self.log_path}"
-            raise BackendError(message, code="llm_failed")
+            raise BackendError(message, code="llm_unavailable")
         return self._client.stream(messages)
 
     async def close(self) -> None:

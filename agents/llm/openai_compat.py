@@ -58,7 +58,8 @@ class OpenAICompatibleChat:
             self._headers["Authorization"] = f"Bearer {api_key}"
         self._max_tokens = max_tokens
         self._temperature = temperature
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=5)
+        # total: the whole reply; sock_read: a server that stops sending mid-reply; connect: a dead host.
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(5.0, timeout_s), sock_read=min(10.0, timeout_s))
         self._extra = extra_body or {}
         self._session: aiohttp.ClientSession | None = None
 
@@ -89,7 +90,9 @@ class OpenAICompatibleChat:
                     delta = parse_sse_line(raw.decode("utf-8", "replace"))
                     if delta:
                         yield delta
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (aiohttp.ClientConnectionError, TimeoutError) as exc:  # refused, reset, or no answer in time
+            raise BackendError(f"LLM server {self.base_url} is unavailable: {exc!r}", code="llm_unavailable") from exc
+        except aiohttp.ClientError as exc:
             raise BackendError(f"LLM server {self.base_url} failed: {exc!r}", code="llm_failed") from exc
 
     async def close(self) -> None:

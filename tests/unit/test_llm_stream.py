@@ -69,9 +69,10 @@ async def test_http_error_becomes_backend_error():
     runner, url = await _serve(handler)
     client = OpenAICompatibleChat(url, "wrong")
     try:
-        with pytest.raises(BackendError, match="404"):
+        with pytest.raises(BackendError, match="404") as info:
             async for _ in client.stream([ChatMessage(role="user", content="q")]):
                 pass
+        assert info.value.code == "llm_failed"  # reachable, but refusing: not the same as down
     finally:
         await client.close()
         await runner.cleanup()
@@ -79,9 +80,10 @@ async def test_http_error_becomes_backend_error():
 
 async def test_unreachable_server_becomes_backend_error():
     client = OpenAICompatibleChat("http://127.0.0.1:9/v1", "m", timeout_s=3)
-    with pytest.raises(BackendError):
+    with pytest.raises(BackendError) as info:
         async for _ in client.stream([ChatMessage(role="user", content="q")]):
             pass
+    assert info.value.code == "llm_unavailable"
     await client.close()
 
 
