@@ -8,6 +8,7 @@ import contextlib
 import logging
 import re
 import time
+import weakref
 from typing import Callable
 
 import numpy as np
@@ -39,6 +40,8 @@ Emit = Callable[[m.ServerMessage], None]
 class AgentSession:
     """Owns one call's agent: its input loop, its turns, its memory and its turn-taking state."""
 
+    live: "weakref.WeakSet[AgentSession]" = weakref.WeakSet()  # for /metrics and leak checks
+
     def __init__(
         self,
         models: AgentModels,
@@ -58,6 +61,8 @@ class AgentSession:
             settings.agent.name, settings.agent.system_prompt, settings.stt.language, settings.agent.reply_policy, models.tts,
         )
         self._people = people
+        self.closed = False
+        AgentSession.live.add(self)
         self._log = CallLogger(log, participant=agent_id)
         self._backchannels = settings.agent.backchannels.get(self.profile.language.split("-")[0], [])
         self.fsm = TurnStateMachine(self._on_state_change, self._log)
@@ -465,3 +470,4 @@ class AgentSession:
                 await task
         self._playout.flush()
         self.fsm.reset()
+        self.closed = True

@@ -17,7 +17,7 @@ from parley.bench.questions import load_questions
 from parley.bench.forwarding import forwarding_ramp
 from parley.bench.scenarios import RampLimits, capacity_ramp, single_call_turns, transport_floor
 from parley.bench.server_process import ServerProcess
-from parley.server.ice import use_host_addresses
+from parley.server.ice import fix_consent_after_close, use_host_addresses
 from parley.server.logs import setup_logging
 
 log = logging.getLogger("parley.bench")
@@ -81,6 +81,7 @@ def _server_env(args: argparse.Namespace, pipeline: str, mode: str = "voice") ->
 
 async def _run(args: argparse.Namespace) -> dict[str, Any]:
     use_host_addresses(["127.0.0.1"])  # our callers offer loopback candidates only
+    fix_consent_after_close()
     started = dt.datetime.now(dt.timezone.utc)
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
     questions = load_questions(args.questions_dir, args.questions)

@@ -25,6 +25,12 @@ class HttpSettings(_Section):
     cert: Path | None = None
     key: Path | None = None
     max_calls: int = Field(16, ge=1)
+    # Browser pages allowed to open the WebSocket, as "https://app.example.org" ("*": any). The
+    # server's own origin is always allowed; clients that send no Origin (apps, bots) are too.
+    allowed_origins: list[str] = []
+    # Per WebSocket: messages per second on average, and the burst allowed above that.
+    ws_rate_per_s: float = Field(20.0, gt=0)
+    ws_burst: int = Field(100, ge=1)
 
 
 class AuthSettings(_Section):

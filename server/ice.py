@@ -28,3 +28,20 @@ def use_host_addresses(addresses: list[str], *, include_loopback: bool = False) 
         return [str(ip) for ip in chosen if (ip.version == 4 and use_ipv4) or (ip.version == 6 and use_ipv6)]
 
     aioice.ice.get_host_addresses = choose
+
+
+_original_connect = aioice.ice.Connection.connect
+
+
+async def _connect_then_respect_close(self: aioice.ice.Connection) -> None:
+    await _original_connect(self)
+    if getattr(self, "_closing", False) and self._query_consent_task is not None:
+        # close() ran while the check list was completing: aioice would start consent checks on a
+        # closed connection, a task that then sleeps forever (one leaked per short call, measured).
+        self._query_consent_task.cancel()
+        self._query_consent_task = None
+
+
+def fix_consent_after_close() -> None:
+    """Patch aioice so a connection closed during its ICE handshake does not leave a task behind."""
+    aioice.ice.Connection.connect = _connect_then_respect_close  # type: ignore[method-assign]

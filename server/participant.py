@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import weakref
 from typing import Callable
 
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
@@ -59,6 +60,8 @@ def server_ice_servers(settings: Settings) -> list[RTCIceServer]:
 class Participant:
     """A person in a room: their ``RTCPeerConnection``, their published microphone and their slots."""
 
+    live: "weakref.WeakSet[Participant]" = weakref.WeakSet()  # for /metrics and leak checks
+
     def __init__(
         self,
         participant_id: str,
@@ -91,6 +94,7 @@ class Participant:
         self._pending_answer: asyncio.Future[str] | None = None
         self._numbering: RtpNumbering | None = None  # the client's codec and extension numbers
         self._connected = asyncio.Event()
+        Participant.live.add(self)
         self._closed = False
 
     def send(self, message: m.ServerMessage) -> None:

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import secrets
 import time
+from typing import Callable
 
 from aiortc.mediastreams import MediaStreamTrack
 
@@ -77,8 +78,12 @@ class RoomAgent:
 class Room:
     """Who is in one room, what each hears, and the agent among them."""
 
-    def __init__(self, config: api.Room, settings: Settings, models: AgentModels | None) -> None:
+    def __init__(
+        self, config: api.Room, settings: Settings, models: AgentModels | None,
+        observer: Callable[[m.ServerMessage], None] | None = None,
+    ) -> None:
         self.config = config
+        self._observer = observer
         self.settings = settings
         self._models = models
         self.participants: dict[str, Participant] = {}
@@ -101,6 +106,8 @@ class Room:
         return self.config.model_copy(update={"participants": members})
 
     def broadcast(self, message: m.ServerMessage, exclude: str | None = None) -> None:
+        if self._observer is not None:
+            self._observer(message)
         for participant in list(self.participants.values()):
             if participant.participant_id != exclude:
                 participant.send(message)

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import secrets
 import time
+from typing import Callable
 
 from parley.agents.runtime import AgentModels
 from parley.server.config import Settings
@@ -13,6 +14,7 @@ from parley.server.errors import ConfigError, ConflictError, LimitError, ModelLo
 from parley.server.playout import PlayoutStats
 from parley.server.room import Room
 from parley.signaling import api_models as api
+from parley.signaling import messages as m
 
 log = logging.getLogger(__name__)
 
@@ -20,8 +22,11 @@ log = logging.getLogger(__name__)
 class RoomRegistry:
     """Creates, finds and deletes rooms within the configured limits."""
 
-    def __init__(self, settings: Settings, models: AgentModels | None) -> None:
+    def __init__(
+        self, settings: Settings, models: AgentModels | None, observer: Callable[[m.ServerMessage], None] | None = None,
+    ) -> None:
         self._settings = settings
+        self._observer = observer  # sees every message a room broadcasts (metrics)
         self._models = models
         self.rooms: dict[str, Room] = {}
         self._closed_playout = PlayoutStats()  # agents of deleted rooms
@@ -64,7 +69,7 @@ class RoomRegistry:
                     await self._models.voice(config.agent.voice)  # an unknown voice fails here, not mid-call
                 except ModelLoadError as exc:
                     raise ConfigError(f"agent.voice {config.agent.voice!r} cannot be used: {exc}") from exc
-            room = Room(config, self._settings, self._models)
+            room = Room(config, self._settings, self._models, self._observer)
             self.rooms[room_id] = room
             log.info("room %s created (agent %s)", room_id, "on" if config.agent.enabled else "off")
             return room

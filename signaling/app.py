@@ -10,11 +10,15 @@ from aiohttp import web
 
 from parley.agents.runtime import AgentModels
 from parley.server.config import Settings
+from parley.server.ice import fix_consent_after_close
 from parley.server.rooms import RoomRegistry
 from parley.signaling import api_models as api
-from parley.signaling.api import PREFIX, add_api_routes, api_errors
+from parley.signaling.api import PREFIX, add_api_routes, api_errors, error_response
 from parley.signaling.auth import TokenAuthority
 from parley.signaling.connection import SignalingConnection
+from parley.signaling.limits import origin_allowed
+from parley.signaling.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from parley.signaling.metrics import ParleyMetrics
 from parley.signaling.messages import MAX_MESSAGE_BYTES
 from parley.signaling.openapi import build_openapi
 from parley.signaling.state import STATE_KEY, ParleyState
@@ -24,10 +28,15 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 OPENAPI_KEY = web.AppKey("openapi", dict)
 
 
-async def websocket(request: web.Request) -> web.WebSocketResponse:
+async def websocket(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE_KEY]
+    origin = request.headers.get("Origin")
+    if not origin_allowed(origin, request.host, state.settings.http.allowed_origins):
+        log.warning("WebSocket from origin %s refused (http.allowed_origins)", origin)
+        return error_response(403, "origin_not_allowed", f"pages from {origin} may not open this WebSocket (http.allowed_origins)")
     ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=MAX_MESSAGE_BYTES * 4)
     await ws.prepare(request)
-    await SignalingConnection(ws, request.app[STATE_KEY], request.query.get("token")).run()
+    await SignalingConnection(ws, state, request.query.get("token")).run()
     return ws
 
 
@@ -46,6 +55,12 @@ async def stats(request: web.Request) -> web.Response:
         "calls": state.calls(), "rooms": len(state.rooms.rooms), "connections": len(state.connections),
         "playout": vars(state.rooms.playout_totals()),
     })
+
+
+async def prometheus(request: web.Request) -> web.Response:
+    """Prometheus text format: live counts, turn latency histograms, errors by code, process figures."""
+    body = request.app[STATE_KEY].metrics.render()
+    return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
 
 
 async def openapi(request: web.Request) -> web.Response:
@@ -67,6 +82,7 @@ async def _create_default_room(app: web.Application) -> None:
 
 def create_app(settings: Settings, models: AgentModels | None) -> web.Application:
     """Build the web application around already-loaded models."""
+    fix_consent_after_close()
     auth = settings.auth
     api_key = auth.api_key
     if auth.dev_mode:
@@ -76,16 +92,19 @@ def create_app(settings: Settings, models: AgentModels | None) -> web.Applicatio
             log.warning("dev mode: admin API key for this run: %s", api_key)
     if not auth.token_secret:
         log.info("auth.token_secret is not set: join tokens are signed with a random key and end with this process")
+    metrics = ParleyMetrics()
     state = ParleyState(
-        settings, models, RoomRegistry(settings, models),
-        TokenAuthority(auth.token_secret, auth.token_ttl_s, auth.max_token_ttl_s), api_key,
+        settings, models, RoomRegistry(settings, models, metrics.observe),
+        TokenAuthority(auth.token_secret, auth.token_ttl_s, auth.max_token_ttl_s), api_key, metrics,
     )
+    metrics.watch(state)
     app = web.Application(client_max_size=MAX_MESSAGE_BYTES, middlewares=[api_errors])
     app[STATE_KEY] = state
     app.router.add_get("/", index)
     app.router.add_get("/ws", websocket)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/stats", stats)
+    app.router.add_get("/metrics", prometheus)
     app.router.add_get(f"{PREFIX}/openapi.json", openapi)
     operations = add_api_routes(app, auth.dev_mode)
     app[OPENAPI_KEY] = build_openapi(operations)

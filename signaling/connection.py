@@ -7,6 +7,7 @@ import contextlib
 import itertools
 import logging
 import secrets
+import time
 from typing import TYPE_CHECKING
 
 from aiohttp import WSMsgType, web
@@ -16,6 +17,7 @@ from parley.server.logs import CallLogger
 from parley.server.participant import Participant, ice_servers
 from parley.server.room import Room
 from parley.signaling import messages as m
+from parley.signaling.limits import TokenBucket
 
 if TYPE_CHECKING:
     from parley.signaling.state import ParleyState
@@ -36,6 +38,10 @@ class SignalingConnection:
         self._outbox: asyncio.Queue[str | None] = asyncio.Queue()
         self.participant: Participant | None = None
         self.room: Room | None = None
+        http = state.settings.http
+        self._bucket = TokenBucket(http.ws_rate_per_s, http.ws_burst)
+        self._dropped = 0
+        self._last_rate_error = 0.0
 
     def emit(self, message: m.ServerMessage) -> None:
         """Queue a message for this client; dropped silently once the socket is gone."""
@@ -44,6 +50,7 @@ class SignalingConnection:
 
     def _error(self, code: str, message: str) -> None:
         self._log.warning("error %s: %s", code, message)
+        self._state.metrics.errors.labels(code).inc()
         self.emit(m.Error(code=code, message=message))
 
     async def _send_loop(self) -> None:
@@ -59,6 +66,8 @@ class SignalingConnection:
         self._state.connections.add(self)
         try:
             async for raw in self._ws:
+                if raw.type in (WSMsgType.TEXT, WSMsgType.BINARY) and not self._within_rate():
+                    continue
                 if raw.type == WSMsgType.TEXT:
                     if not await self._handle(raw.data):
                         break
@@ -72,6 +81,17 @@ class SignalingConnection:
             self._outbox.put_nowait(None)
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(sender, 2)
+
+    def _within_rate(self) -> bool:
+        """Spend a token; over the limit the message is dropped, with at most one error a second."""
+        if self._bucket.take():
+            return True
+        self._dropped += 1
+        now = time.monotonic()
+        if now - self._last_rate_error >= 1.0:
+            self._last_rate_error = now
+            self._error("rate_limited", f"more than {self._bucket.rate:g} messages a second: {self._dropped} dropped so far")
+        return False
 
     async def _handle(self, raw: str) -> bool:
         """Handle one message; return False when the client asked to leave."""

@@ -35,6 +35,7 @@ EXTRA_PATHS: dict[str, dict[str, Any]] = {
     }},
     "/healthz": {"get": {"summary": "Liveness and the loaded models", "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {"$ref": REF.format(model="Health")}}}}}}},
     "/stats": {"get": {"summary": "Live calls, rooms and the agents' outgoing-frame counters", "responses": {"200": {"description": "Counters", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+    "/metrics": {"get": {"summary": "Prometheus text format: live counts, turn latency histograms, errors by code", "responses": {"200": {"description": "Metrics", "content": {"text/plain": {}}}}}},
     "/api/v1/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {}}}}}},
 }
 

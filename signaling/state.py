@@ -14,6 +14,7 @@ from parley.signaling.auth import TokenAuthority
 
 if TYPE_CHECKING:
     from parley.signaling.connection import SignalingConnection
+    from parley.signaling.metrics import ParleyMetrics
 
 
 @dataclass
@@ -23,6 +24,7 @@ class ParleyState:
     rooms: RoomRegistry
     tokens: TokenAuthority
     api_key: str  # the admin key in force (dev mode generates one when none is configured)
+    metrics: "ParleyMetrics"
     connections: set["SignalingConnection"] = field(default_factory=set)
 
     def calls(self) -> int:
