@@ -21,12 +21,14 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 RUN_ARGS ?=
 
-.PHONY: run serve test test-fast bench deps models apt-run apt-test apt-bench clean help
+.PHONY: run serve test test-fast bench soak churn deps models apt-run apt-test apt-bench clean help
 
 help:
 	@echo "make run    install and serve Parley on http://$(HOST):$(PORT) (embedded CPU models)"
 	@echo "make test   install test dependencies and run the whole test suite"
 	@echo "make bench  measure voice-to-voice latency and capacity (BENCH_ARGS=--help for options)"
+	@echo "make soak   N calls for M minutes: late frames, errors, RSS (SOAK_ARGS=\"--calls 2 --minutes 10\")"
+	@echo "make churn  500 join/leave cycles: connections, agents, tasks and RSS back to baseline"
 	@echo "make clean  remove the virtualenv and test artefacts"
 
 define apt_install
@@ -76,6 +78,14 @@ apt-bench:
 BENCH_ARGS ?=
 bench: apt-bench $(VENV)/.models-run
 	$(VENV)/bin/parley bench $(BENCH_ARGS)
+
+SOAK_ARGS ?= --calls 2 --minutes 10
+soak: apt-bench $(VENV)/.models-run
+	$(PY) -m parley.bench.soak $(SOAK_ARGS)
+
+CHURN_CYCLES ?= 500
+churn: apt-test $(VENV)/.deps
+	PARLEY_CHURN_CYCLES=$(CHURN_CYCLES) $(PY) -m pytest -q -s tests/integration/test_reliability.py -k churn
 
 test-fast: $(VENV)/.deps
 	$(PY) -m pytest -ra -m "not e2e and not slow"

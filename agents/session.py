@@ -9,7 +9,7 @@ import logging
 import re
 import time
 import weakref
-from typing import Callable
+from typing import Callable, TypeVar
 
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -35,6 +35,7 @@ _WORD = re.compile(r"\w")
 EARLY_BARGE_IN_WORDS = 2  # an interim transcript with this many real words interrupts before the endpoint
 
 Emit = Callable[[m.ServerMessage], None]
+T = TypeVar("T")
 
 
 class AgentSession:
@@ -99,29 +100,29 @@ class AgentSession:
             discard_silence_ms=vad.discard_silence_ms, interim_ms=int(vad.interim_interval_s * 1000),
         )
 
+    async def _in_executor(self, what: str, code: str, timeout_s: float, fn: Callable[..., T], *args: object) -> T:
+        """Run a blocking model call off the loop, bounded by ``timeout_s``; any failure is a ``BackendError``."""
+        job = asyncio.get_running_loop().run_in_executor(self._models.executor, fn, *args)
+        try:
+            return await asyncio.wait_for(job, timeout_s)
+        except asyncio.TimeoutError as exc:
+            raise BackendError(f"{what} took over {timeout_s:.0f} s", code=code) from exc
+        except Exception as exc:
+            raise BackendError(f"{what} failed: {type(exc).__name__}: {exc}", code=code) from exc
+
     async def _transcribe(self, samples: np.ndarray) -> str:
         # In a group the agent's name decides whether it answers: bias recognition towards it
         # (Whisper tiny.en hears a leading "Parley" as "Partly" or "Harley" otherwise).
         hotwords = self.profile.name if self.profile.group_mode(self._people()) else None
-        job = asyncio.get_running_loop().run_in_executor(
-            self._models.executor, self._models.stt.transcribe, samples, self.profile.language, hotwords
+        return await self._in_executor(
+            "speech recognition", "stt_failed", self._settings.agent.stt_timeout_s,
+            self._models.stt.transcribe, samples, self.profile.language, hotwords,
         )
-        try:
-            return await asyncio.wait_for(job, self._settings.agent.stt_timeout_s)
-        except asyncio.TimeoutError as exc:
-            raise BackendError(f"speech recognition took over {self._settings.agent.stt_timeout_s:.0f} s", code="stt_failed") from exc
-        except Exception as exc:
-            raise BackendError(f"speech recognition failed: {type(exc).__name__}: {exc}", code="stt_failed") from exc
 
     async def _synthesize(self, text: str) -> np.ndarray:
-        tts = self.profile.tts
-        job = asyncio.get_running_loop().run_in_executor(self._models.executor, tts.synthesize, text)
-        try:
-            return await asyncio.wait_for(job, self._settings.agent.tts_timeout_s)
-        except asyncio.TimeoutError as exc:
-            raise BackendError(f"speech synthesis took over {self._settings.agent.tts_timeout_s:.0f} s", code="tts_failed") from exc
-        except Exception as exc:
-            raise BackendError(f"speech synthesis failed: {type(exc).__name__}: {exc}", code="tts_failed") from exc
+        return await self._in_executor(
+            "speech synthesis", "tts_failed", self._settings.agent.tts_timeout_s, self.profile.tts.synthesize, text,
+        )
 
     # ---- input -------------------------------------------------------------------------------
 
