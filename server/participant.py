@@ -247,8 +247,8 @@ class Participant:
 
     async def add_candidate(self, message: m.Candidate) -> None:
         """Add a trickled remote ICE candidate."""
-        if self.pc is None:
-            raise SignalingError("send an offer before ICE candidates", code="out_of_order")
+        if self.pc is None or self.pc.remoteDescription is None:
+            raise SignalingError("send an offer (one the server accepted) before ICE candidates", code="out_of_order")
         if not message.candidate:
             return  # end-of-candidates
         try:
