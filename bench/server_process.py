@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sys
 import time
 from pathlib import Path
 
 import aiohttp
 
+from parley.server.ports import free_loopback_port
+
 _TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _tree(pid: int) -> list[int]:
@@ -67,7 +62,7 @@ class ServerProcess:
     """A ``parley serve`` child on 127.0.0.1 with settings given as ``PARLEY_*`` variables."""
 
     def __init__(self, env: dict[str, str], log_path: Path, ready_timeout_s: float = 300.0) -> None:
-        self.port = _free_port()
+        self.port = free_loopback_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._env = {**os.environ, **env}
         self._log_path = log_path

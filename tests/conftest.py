@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 from types import SimpleNamespace
 from pathlib import Path
 from typing import AsyncIterator
@@ -13,6 +12,7 @@ import pytest
 from aiohttp import web
 
 from parley.server.config import Settings, load_settings
+from parley.server.ports import free_loopback_port as free_port
 from parley.server.ice import use_host_addresses
 from parley.server.jitter import use_audio_jitter_prefetch
 from tests.support.audio import have_espeak, read_wav, speak_to_wav
@@ -47,12 +47,6 @@ async def models(settings: Settings):
     loaded = await AgentModels.load(settings)
     yield loaded
     await loaded.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def serve_app(settings: Settings, models) -> tuple[web.AppRunner, SimpleNamespace]:

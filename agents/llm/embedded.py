@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import socket
 import sys
 from pathlib import Path
 from typing import AsyncIterator
@@ -13,14 +12,9 @@ from typing import AsyncIterator
 from parley.agents.llm.base import ChatMessage
 from parley.agents.llm.openai_compat import OpenAICompatibleChat
 from parley.server.errors import BackendError, ModelLoadError
+from parley.server.ports import free_loopback_port
 
 log = logging.getLogger(__name__)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class EmbeddedLlm:
@@ -50,7 +44,7 @@ class EmbeddedLlm:
         """Start the child, wait until the model is loaded, and warm it up."""
         log_dir.mkdir(parents=True, exist_ok=True)
         log_path = log_dir / "llm-server.log"
-        port = _free_port()
+        port = free_loopback_port()
         with log_path.open("ab") as log_file:
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "parley.agents.llm.embedded_server",
