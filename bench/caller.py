@@ -291,6 +291,17 @@ class Caller:
             await asyncio.sleep(0.01)
         return None
 
+    async def vanish(self) -> None:
+        """Disappear without ``leave``: the socket and the peer connection just drop (a lost phone)."""
+        if self.ws is not None:
+            await self.ws.close()
+        await self.pc.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+
     async def close(self) -> None:
         """Leave, close the peer connection and stop every task this caller started."""
         if self.ws is not None and not self.ws.closed:

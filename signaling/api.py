@@ -117,6 +117,14 @@ def ws_url(request: web.Request, token: str) -> str:
     return f"{scheme}://{request.host}/ws?token={token}"
 
 
+def _token_response(
+    request: web.Request, state: ParleyState, room_id: str, identity: str, name: str | None, ttl_s: int | None,
+) -> web.Response:
+    """Mint a join token and answer 201 with it, its expiry and the WebSocket URL that uses it."""
+    token, expires_at = state.tokens.mint(room_id, identity, name, ttl_s)
+    return _json(api.Token(token=token, room=room_id, identity=identity, expires_at=expires_at, ws_url=ws_url(request, token)), 201)
+
+
 # ---- rooms -----------------------------------------------------------------------------------
 
 
@@ -155,8 +163,7 @@ async def create_token(request: web.Request) -> web.Response:
     state = _admin(request)
     room = state.rooms.get(request.match_info["room_id"])
     body = await _body(request, api.TokenRequest)
-    token, expires_at = state.tokens.mint(room.id, body.identity, body.name, body.ttl_s)
-    return _json(api.Token(token=token, room=room.id, identity=body.identity, expires_at=expires_at, ws_url=ws_url(request, token)), 201)
+    return _token_response(request, state, room.id, body.identity, body.name, body.ttl_s)
 
 
 @operation(
@@ -174,8 +181,7 @@ async def dev_token(request: web.Request) -> web.Response:
         except ConflictError:  # created meanwhile by another request
             room = state.rooms.get(room_id)
     identity = body.identity or f"guest-{len(state.connections) + 1}"
-    token, expires_at = state.tokens.mint(room.id, identity, body.name, None)
-    return _json(api.Token(token=token, room=room.id, identity=identity, expires_at=expires_at, ws_url=ws_url(request, token)), 201)
+    return _token_response(request, state, room.id, identity, body.name, None)
 
 
 @operation(

@@ -92,10 +92,7 @@ async def test_client_vanishing_mid_answer_does_not_hurt_other_calls(server_url,
     await vanisher.start()
     vanisher.mic.play(question_samples)
     await vanisher.wait_for(lambda m: m["type"] == "agent.state" and m["state"] == "thinking", 30)
-    # Gone without a "leave": the socket and the peer connection just disappear.
-    await vanisher.ws.close()
-    await vanisher.pc.close()
-    await vanisher._session.close()
+    await vanisher.vanish()  # gone without a "leave"
 
     async with aiohttp.ClientSession() as http:
         for _ in range(50):

@@ -50,12 +50,8 @@ async def _one_cycle(url: str, i: int, question: np.ndarray) -> None:
     if i % 25 == 7:  # mid-answer: ask, and leave while the agent is thinking
         caller.mic.play(question)
         await caller.wait_for(lambda m: m["type"] == "agent.state" and m["state"] in ("thinking", "speaking"), 30)
-    if i % 3 == 0:  # vanish: no leave, the socket and the peer connection just drop
-        await caller.ws.close()
-        await caller.pc.close()
-        await caller._session.close()
-        for task in caller._tasks:
-            task.cancel()
+    if i % 3 == 0:
+        await caller.vanish()
     else:
         await caller.close()
 
