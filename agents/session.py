@@ -9,7 +9,7 @@ import logging
 import re
 import time
 import weakref
-from typing import Callable, TypeVar
+from typing import Awaitable, Callable, TypeVar
 
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -100,9 +100,8 @@ class AgentSession:
             discard_silence_ms=vad.discard_silence_ms, interim_ms=int(vad.interim_interval_s * 1000),
         )
 
-    async def _in_executor(self, what: str, code: str, timeout_s: float, fn: Callable[..., T], *args: object) -> T:
-        """Run a blocking model call off the loop, bounded by ``timeout_s``; any failure is a ``BackendError``."""
-        job = asyncio.get_running_loop().run_in_executor(self._models.executor, fn, *args)
+    async def _bounded(self, what: str, code: str, timeout_s: float, job: Awaitable[T]) -> T:
+        """Await a model call (run off the loop), bounded by ``timeout_s``; any failure is a ``BackendError``."""
         try:
             return await asyncio.wait_for(job, timeout_s)
         except asyncio.TimeoutError as exc:
@@ -114,15 +113,14 @@ class AgentSession:
         # In a group the agent's name decides whether it answers: bias recognition towards it
         # (Whisper tiny.en hears a leading "Parley" as "Partly" or "Harley" otherwise).
         hotwords = self.profile.name if self.profile.group_mode(self._people()) else None
-        return await self._in_executor(
+        return await self._bounded(
             "speech recognition", "stt_failed", self._settings.agent.stt_timeout_s,
-            self._models.stt.transcribe, samples, self.profile.language, hotwords,
+            self._models.transcribe(samples, self.profile.language, hotwords),
         )
 
     async def _synthesize(self, text: str) -> np.ndarray:
-        return await self._in_executor(
-            "speech synthesis", "tts_failed", self._settings.agent.tts_timeout_s, self.profile.tts.synthesize, text,
-        )
+        job = asyncio.get_running_loop().run_in_executor(self._models.executor, self.profile.tts.synthesize, text)
+        return await self._bounded("speech synthesis", "tts_failed", self._settings.agent.tts_timeout_s, job)
 
     # ---- input -------------------------------------------------------------------------------
 

@@ -150,4 +150,21 @@ def whisper_model_dir(name: str, cache_dir: Path, progress: Progress = log.info)
     path = Path(name).expanduser()
     if (path / "model.bin").is_file():
         return path
-    raise ModelLoadError(f"Whisper model {name!r} is neither tiny.en, base, nor a CTranslate2 model directory")
+    cached = _whisper_from_hub_cache(name)
+    if cached is not None:
+        return cached
+    raise ModelLoadError(
+        f"Whisper model {name!r} is neither tiny.en, base, a CTranslate2 model directory, nor a faster-whisper "
+        "model already in the local Hugging Face cache (nothing is downloaded at run time): set stt.model to the "
+        "directory that holds model.bin"
+    )
+
+
+def _whisper_from_hub_cache(name: str) -> Path | None:
+    """A faster-whisper model name (``large-v3-turbo``…) resolved from the local HF cache only."""
+    try:
+        from faster_whisper.utils import download_model
+
+        return Path(download_model(name, local_files_only=True))
+    except Exception:  # unknown name, not cached, or huggingface_hub refusing offline
+        return None

@@ -20,7 +20,7 @@ from parley.server.logs import setup_logging
 log = logging.getLogger("parley")
 # Left out of the configuration printed at start (the agent's prompt is long; the rest are secrets).
 SECRET_FIELDS: dict[str, Any] = {
-    "agent": True, "auth": {"api_key", "token_secret"}, "llm": {"api_key"}, "turn": {"secret"},
+    "agent": True, "auth": {"api_key", "token_secret"}, "llm": {"api_key"}, "tts": {"api_key"}, "turn": {"secret"},
 }
 
 
@@ -30,7 +30,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "host": ("http", "host"), "port": ("http", "port"), "cert": ("http", "cert"), "key": ("http", "key"),
         "llm_model": ("llm", "model"), "llm_url": ("llm", "url"), "stt_model": ("stt", "model"),
         "voice": ("tts", "voice"), "ice_host_address": ("ice", "host_addresses"), "log_level": ("log_level",),
-        "dev": ("auth", "dev_mode"),
+        "dev": ("auth", "dev_mode"), "profile": ("profile",),
     }
     for attr, path in flags.items():
         value = getattr(args, attr, None)
@@ -47,6 +47,10 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="TOML config file (default: $PARLEY_CONFIG, if set)")
+    parser.add_argument(
+        "--profile", choices=("cpu", "gpu"),
+        help="cpu (default): embedded models from PyPI; gpu: faster-whisper on CUDA, vLLM at llm.url, Fish Speech at tts.url",
+    )
     parser.add_argument("--llm-model", help="embedded LLM: qwen2.5-1.5b (default), qwen2.5-0.5b, smollm2-135m or a .gguf path")
     parser.add_argument("--llm-url", help="use an OpenAI-compatible server instead (e.g. vLLM at http://127.0.0.1:8000/v1)")
     parser.add_argument("--stt-model", help="Whisper model: tiny.en (default), base, or a CTranslate2 directory")
@@ -76,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     models = sub.add_parser("models", help="prepare (assemble and cache) and load-check the configured models")
     _add_common(models)
-    sub.add_parser("config", help="print the effective configuration as JSON").add_argument("--config", type=Path)
+    config = sub.add_parser("config", help="print the effective configuration as JSON")
+    config.add_argument("--config", type=Path)
+    config.add_argument("--profile", choices=("cpu", "gpu"))
     turn = sub.add_parser("turn", help="run coturn in the foreground, configured from Parley's [turn] settings")
     turn.add_argument("--config", type=Path, help="TOML config file (default: $PARLEY_CONFIG, if set)")
     turn.add_argument("--print-config", action="store_true", help="print the generated turnserver.conf (secret masked) and exit")

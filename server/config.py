@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from parley.server.profiles import profile_defaults
+
 from parley.server.errors import ConfigError
 
 ENV_PREFIX = "PARLEY_"
@@ -131,6 +133,11 @@ class SttSettings(_Section):
     language: str = "en"
     beam_size: int = Field(1, ge=1)
     threads: int = Field(2, ge=1)
+    # Cross-call batching: utterances from different calls that end within batch_window_ms (or that
+    # wait while a pass runs) are transcribed in one model pass, up to max_batch at a time.
+    batching: bool = True
+    batch_window_ms: float = Field(10.0, ge=0, le=1000)
+    max_batch: int = Field(8, ge=1, le=256)
 
 
 class LlmSettings(_Section):
@@ -144,13 +151,22 @@ class LlmSettings(_Section):
     context: int = Field(4096, ge=256)
     parallel: int = Field(4, ge=1)
     timeout_s: float = Field(30.0, gt=0)
+    # Extra fields for every request, e.g. {"chat_template_kwargs": {"enable_thinking": false}} for Qwen3 on vLLM.
+    extra_body: dict[str, Any] = Field(default_factory=dict)
 
 
 class TtsSettings(_Section):
-    backend: str = "hibari"
-    voice: str = "heart"
+    backend: str = "hibari"  # hibari (embedded CPU) | fish-speech (a Fish Speech API server, GPU)
+    voice: str = "heart"  # hibari: heart | emma | fenrir | fable | kore; fish-speech: a reference_id or "default"
     gain_db: float = 6.0
     threads: int = Field(1, ge=1)
+    # fish-speech only: the server, an optional reference clip to clone (with its transcript), its output rate.
+    url: str = ""
+    api_key: str = ""
+    reference_audio: str = ""
+    reference_text: str = ""
+    sample_rate: int = Field(44_100, ge=8000)
+    timeout_s: float = Field(30.0, gt=0)
 
 
 def _default_backchannels() -> dict[str, list[str]]:
@@ -188,6 +204,8 @@ class AgentSettings(_Section):
 
 
 class Settings(_Section):
+    # cpu: embedded models from PyPI. gpu: CUDA Whisper, a vLLM URL, a Fish Speech server (server/profiles.py).
+    profile: Literal["cpu", "gpu"] = "cpu"
     http: HttpSettings = HttpSettings()
     auth: AuthSettings = AuthSettings()
     rooms: RoomSettings = RoomSettings()
@@ -252,6 +270,11 @@ def load_settings(
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
     data = _merge(data, _env_overrides(environ))
     data = _merge(data, overrides or {})
+    profile = data.get("profile", "cpu")
+    try:
+        data = _merge(profile_defaults(profile), data) if isinstance(profile, str) else data
+    except KeyError as exc:
+        raise ConfigError(exc.args[0]) from exc
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:

@@ -49,11 +49,13 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def stats(request: web.Request) -> web.Response:
-    """Counters for benchmarks and dashboards: live calls and rooms, the agents' outgoing 20 ms frames."""
+    """Counters for benchmarks and dashboards: live calls and rooms, the agents' outgoing 20 ms frames,
+    and STT batching (utterances, batches, model passes)."""
     state = request.app[STATE_KEY]
     return web.json_response({
         "calls": state.calls(), "rooms": len(state.rooms.rooms), "connections": len(state.connections),
         "playout": vars(state.rooms.playout_totals()),
+        "inference": state.models.inference_stats() if state.models else {},
     })
 
 

@@ -53,6 +53,12 @@ class _LiveCollector(Collector):
         for kind in ("frames_sent", "audio_frames_sent", "late_frames", "resyncs"):
             frames.add_metric([kind], getattr(playout, kind))
         yield frames
+        batcher = state.models.stt_batcher if state.models else None
+        if batcher is not None:
+            stt = CounterMetricFamily("parley_stt_batching", "Cross-call STT batching", labels=["kind"])
+            for kind in ("utterances", "batches", "passes"):
+                stt.add_metric([kind], getattr(batcher.stats, kind))
+            yield stt
 
 
 class ParleyMetrics:

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
+
+
+@dataclass(frozen=True)
+class SttRequest:
+    """One utterance to transcribe, with the options of the call it came from."""
+
+    samples: np.ndarray  # 16 kHz mono float32
+    language: str | None = None
+    hotwords: str | None = None
 
 
 class SpeechToText(Protocol):
@@ -14,4 +24,13 @@ class SpeechToText(Protocol):
 
     def transcribe(self, samples: np.ndarray, language: str | None = None, hotwords: str | None = None) -> str:
         """Return the text of one utterance (16 kHz mono float32); ``hotwords`` biases it towards names."""
+        ...
+
+
+@runtime_checkable
+class BatchSpeechToText(Protocol):
+    """An STT model that can also transcribe several utterances in one model pass."""
+
+    def transcribe_batch(self, requests: Sequence[SttRequest]) -> list[str]:
+        """Return one text per request, in order."""
         ...

@@ -30,6 +30,11 @@ class FlakyStt:
             raise RuntimeError("injected STT failure")
         return self.real.transcribe(samples, language, hotwords)
 
+    def transcribe_batch(self, requests):  # the batched path (cross-call batching) fails the same way
+        if self.faults.stt:
+            raise RuntimeError("injected STT failure")
+        return self.real.transcribe_batch(requests)
+
 
 class FlakyTts:
     def __init__(self, real, faults: Faults) -> None:

