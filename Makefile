@@ -31,7 +31,7 @@ RUN_ARGS ?=
 help:
 	@echo "make run    install and serve Parley on http://$(HOST):$(PORT) (embedded CPU models)"
 	@echo "make test   install test dependencies and run the whole test suite"
-	@echo "make bench  measure voice-to-voice latency and capacity (BENCH_ARGS=--help for options)"
+	@echo "make bench  measure voice-to-voice latency and capacity (PROFILE=gpu, BENCH_ARGS=--help for options)"
 	@echo "make soak   N calls for M minutes: late frames, errors, RSS (SOAK_ARGS=\"--calls 2 --minutes 10\")"
 	@echo "make churn  500 join/leave cycles: connections, agents, tasks and RSS back to baseline"
 	@echo "make clean  remove the virtualenv and test artefacts"
@@ -90,8 +90,10 @@ apt-bench:
 	$(call apt_install,espeak-ng)
 
 BENCH_ARGS ?=
+PROFILE ?= cpu
+# `make bench PROFILE=gpu` measures the GPU profile (engines at the profile's URLs; see README).
 bench: apt-bench $(VENV)/.models-run
-	$(VENV)/bin/parley bench $(BENCH_ARGS)
+	$(VENV)/bin/parley bench --profile $(PROFILE) $(BENCH_ARGS)
 
 SOAK_ARGS ?= --calls 2 --minutes 10
 soak: apt-bench $(VENV)/.models-run

@@ -68,17 +68,19 @@ def markdown(run: dict[str, Any]) -> str:
         lines += [
             f"### Capacity ramp, {name} (stops when p95 > {run['limits']['p95_s']} s, frames fall behind, or questions go unanswered)",
             "",
-            "| calls | turns | answered | p50 ms | p95 ms | frames sent | late | resyncs | CPU % | RSS MB | RSS/call MB | sustained |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| calls | turns | answered | p50 ms | p95 ms | frames sent | late | resyncs | STT utterances / passes | CPU % | RSS MB | RSS/call MB | sustained |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for s in steps:
             v = s["voice_to_voice_s"]
             lines.append(
                 f"| {s['calls']} | {s['turns']} | {s['answered']} | {_ms(v['p50'])} | {_ms(v['p95'])} | {s['frames_sent']} | "
-                f"{s['late_frames']} | {s['resyncs']} | {_n(s['cpu_percent'])} | {_n(s['rss_mb'])} | "
+                f"{s['late_frames']} | {s['resyncs']} | {s.get('stt_utterances', 0)} / {s.get('stt_passes', 0)} | "
+                f"{_n(s['cpu_percent'])} | {_n(s['rss_mb'])} | "
                 f"{_n(s['rss_per_call_mb'], '{:.1f}')} | {'yes' if s['sustained'] else 'no: ' + '; '.join(s['reasons'])} |"
             )
         lines += ["", f"Maximum calls sustained ({name}): **{run['max_calls_sustained'].get(name, 0)}**", ""]
+    lines += _stt_batching_lines(run.get("stt_batching"))
     forwarding = run.get("forwarding")
     if forwarding:
         codec = forwarding["codec"]
@@ -170,3 +172,24 @@ def write_plot(run: dict[str, Any], path: Path) -> bool:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
+
+
+def _stt_batching_lines(section: dict | None) -> list[str]:
+    if not section:
+        return []
+    if "skipped" in section:
+        return ["### STT batching", "", f"Not measured: {section['skipped']}.", ""]
+    lines = [
+        f"### STT batching: N utterances ending together ({section['model']} on {section['device']}, "
+        f"{section['compute_type']}; window {section['window_ms']:g} ms, max batch {section['max_batch']})",
+        "",
+        "| utterances | mode | model passes | wall s | utterances/s | latency p50 ms | latency p95 ms |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in section["rows"]:
+        lat = r["latency_ms"]
+        lines.append(
+            f"| {r['utterances']} | {r['mode']} | {r['model_passes']} | {r['wall_s']:.2f} | {_n(r['utterances_per_s'], '{:.2f}')} | "
+            f"{_n(lat['p50'])} | {_n(lat['p95'])} |"
+        )
+    return lines + ["", "One by one: each utterance is its own model call on the inference pool (no batching).", ""]

@@ -17,6 +17,8 @@ from parley.bench.questions import load_questions
 from parley.bench.forwarding import forwarding_ramp
 from parley.bench.scenarios import RampLimits, capacity_ramp, single_call_turns, transport_floor
 from parley.bench.server_process import ServerProcess
+from parley.bench.stt_batching import stt_batching_bench
+from parley.server.config import load_settings
 from parley.server.ice import fix_consent_after_close, use_host_addresses
 from parley.server.logs import setup_logging
 
@@ -30,9 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
         "against a naive baseline and the transport floor, in one run.",
     )
     p.add_argument("--url", help="measure a Parley already running here (loopback) instead of starting one")
-    p.add_argument("--profile", choices=["cpu", "gpu"], default="cpu", help="cpu: embedded models (default); gpu: CUDA STT + --llm-url")
-    p.add_argument("--llm-model", help="LLM for the servers the bench starts (default: Parley's default)")
-    p.add_argument("--llm-url", help="OpenAI-compatible LLM URL (required by --profile gpu)")
+    p.add_argument(
+        "--profile", choices=["cpu", "gpu"], default="cpu",
+        help="cpu: embedded models (default); gpu: faster-whisper on CUDA, vLLM at --llm-url, Fish Speech at --tts-url",
+    )
+    p.add_argument("--llm-model", help="LLM for the servers the bench starts (default: the profile's)")
+    p.add_argument("--llm-url", help="OpenAI-compatible LLM URL (gpu profile default: http://127.0.0.1:8000/v1)")
+    p.add_argument("--tts-url", help="Fish Speech API server (gpu profile default: http://127.0.0.1:8081)")
     p.add_argument("--stt-model", help="Whisper model for the servers the bench starts")
     p.add_argument("--questions", type=int, default=24, help="how many of the 24 spoken questions to ask per configuration")
     p.add_argument("--ramp", default="1,2,4,8,16", help="concurrent-call steps (stops at the first failing step)")
@@ -44,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--forwarding-room-size", type=int, default=2, help="people per room in the forwarding ramp")
     p.add_argument("--forwarding-seconds", type=float, default=10.0, help="measuring window of each forwarding step")
     p.add_argument("--no-forwarding", action="store_true", help="skip the SFU forwarding ramp")
+    p.add_argument("--stt-batching", default="1,2,4,8", help="utterance counts for the STT batching comparison")
+    p.add_argument("--no-stt-batching", action="store_true", help="skip the STT batching comparison")
     p.add_argument("--forwarding-only", action="store_true", help="run only the SFU forwarding ramp")
     p.add_argument("--results", type=Path, default=Path("bench/results"), help="where JSON and PNG go")
     p.add_argument("--questions-dir", type=Path, default=Path("bench/questions"), help="cache of the spoken questions")
@@ -66,17 +74,22 @@ def _machine() -> str:
 BENCH_API_KEY = "bench-admin-key"
 
 
-def _server_env(args: argparse.Namespace, pipeline: str, mode: str = "voice") -> dict[str, str]:
-    env = {"PARLEY_AGENT__PIPELINE": pipeline, "PARLEY_AGENT__MODE": mode, "PARLEY_HTTP__MAX_CALLS": "64"}
+def _model_env(args: argparse.Namespace) -> dict[str, str]:
+    """The profile and model choices, as the environment of a Parley process (the bench's servers, or this one)."""
+    env = {"PARLEY_PROFILE": args.profile}
     if args.llm_model:
         env["PARLEY_LLM__MODEL"] = args.llm_model
     if args.stt_model:
         env["PARLEY_STT__MODEL"] = args.stt_model
     if args.llm_url:
         env.update({"PARLEY_LLM__BACKEND": "openai", "PARLEY_LLM__URL": args.llm_url})
-    if args.profile == "gpu":
-        env.update({"PARLEY_STT__DEVICE": "cuda", "PARLEY_STT__COMPUTE_TYPE": "float16"})
+    if args.tts_url:
+        env["PARLEY_TTS__URL"] = args.tts_url
     return env
+
+
+def _server_env(args: argparse.Namespace, pipeline: str, mode: str = "voice") -> dict[str, str]:
+    return {"PARLEY_AGENT__PIPELINE": pipeline, "PARLEY_AGENT__MODE": mode, "PARLEY_HTTP__MAX_CALLS": "64", **_model_env(args)}
 
 
 async def _run(args: argparse.Namespace) -> dict[str, Any]:
@@ -103,6 +116,11 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             run["ramp"][name] = [vars(s) for s in ramp]
             run["max_calls_sustained"][name] = max((s.calls for s in ramp if s.sustained), default=0)
 
+    if not (args.no_stt_batching or args.forwarding_only):
+        settings = load_settings(environ={**os.environ, **_model_env(args)})
+        sizes = [int(x) for x in args.stt_batching.split(",") if x.strip()]
+        log.info("STT batching: %s utterances at once, one by one and batched (%s on %s)", sizes, settings.stt.model, settings.stt.device)
+        run["stt_batching"] = await stt_batching_bench(settings, questions, sizes)
     if args.forwarding_only or not (args.no_forwarding or args.url):
         log.info("SFU forwarding: starting a server without models (rooms without an agent)")
         env = {**_server_env(args, "streaming", "echo"), "PARLEY_AUTH__API_KEY": BENCH_API_KEY}
@@ -140,9 +158,6 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.profile == "gpu" and not args.llm_url:
-        print("parley bench: --profile gpu needs --llm-url (a vLLM or other OpenAI-compatible server)", file=sys.stderr)
-        return 2
     setup_logging(os.environ.get("PARLEY_LOG_LEVEL", "INFO"))
     run = asyncio.run(_run(args))
     report.write_json(run, Path(run["json"]))

@@ -94,8 +94,11 @@ async def single_call_turns(url: str, questions: list[Question], timeout: float 
 
 
 async def _stats(http: aiohttp.ClientSession, url: str) -> dict[str, Any]:
+    """The server's playout counters, plus ``stt_utterances`` / ``stt_passes`` (0 without batching)."""
     async with http.get(f"{url}/stats") as resp:
-        return (await resp.json())["playout"]
+        body = await resp.json()
+    batching = (body.get("inference") or {}).get("stt_batching") or {}
+    return {**body["playout"], "stt_utterances": batching.get("utterances", 0), "stt_passes": batching.get("passes", 0)}
 
 
 async def _caller_loop(url: str, questions: list[Question], offset: int, deadline: float, timeout: float) -> list[TurnResult]:
@@ -132,6 +135,8 @@ class RampStep:
     rss_mb: float | None
     rss_per_call_mb: float | None
     sustained: bool
+    stt_utterances: int = 0  # transcriptions (finals and interims) the server ran during the step
+    stt_passes: int = 0  # model passes they took (fewer than utterances when calls' utterances were batched)
     reasons: list[str] = field(default_factory=list)
 
 
@@ -178,6 +183,8 @@ async def capacity_ramp(
                 rss_mb=peak_rss / 2**20 if server_pid else None,
                 rss_per_call_mb=(peak_rss - idle_rss) / 2**20 / calls if server_pid and idle_rss else None,
                 sustained=not reasons, reasons=reasons,
+                stt_utterances=after["stt_utterances"] - before["stt_utterances"],
+                stt_passes=after["stt_passes"] - before["stt_passes"],
             )
             out.append(step)
             if reasons:

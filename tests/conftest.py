@@ -21,6 +21,25 @@ QUESTION = "What is the capital of France?"
 TEST_API_KEY = "test-admin-key"
 
 
+def _cuda_devices() -> int:
+    try:
+        import ctranslate2
+
+        return ctranslate2.get_cuda_device_count()
+    except Exception:  # no CUDA runtime at all
+        return 0
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``gpu`` tests need CUDA: skipped (and counted as skipped, not passed) on machines without it."""
+    if _cuda_devices() > 0:
+        return
+    skip = pytest.mark.skip(reason="needs CUDA (GPU profile); none on this machine")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 def make_test_settings() -> Settings:
     """Settings for tests: the smallest LLM (fast, fluent, often wrong) and loopback-only ICE."""
     return load_settings(

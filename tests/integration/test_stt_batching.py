@@ -90,3 +90,28 @@ async def test_calls_ending_utterances_together_are_transcribed_in_fewer_passes(
     passes = after["passes"] - before["passes"]
     assert utterances == len(SENTENCES), (before, after)
     assert passes < utterances, (before, after)
+
+
+async def test_model_passes_leave_the_event_loop_free(models, spoken):
+    """A batch of Whisper passes (seconds of compute) runs off the loop: 20 ms timers keep their pace.
+
+    The bound is loose on purpose (this is not a benchmark): a pass run on the loop would stall it
+    for the whole pass, 0.3 s or more per utterance here.
+    """
+    utterances = [resample(c, 48_000, 16_000) for c in spoken] * 2
+    lags: list[float] = []
+
+    async def ticker(stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            started = loop.time()
+            await asyncio.sleep(0.02)
+            lags.append(loop.time() - started - 0.02)
+
+    stop = asyncio.Event()
+    ticking = asyncio.create_task(ticker(stop))
+    texts = await asyncio.gather(*(models.transcribe(u, "en") for u in utterances))
+    stop.set()
+    await ticking
+    assert all(texts) and len(lags) >= 20, (texts, len(lags))
+    assert max(lags) < 0.15, f"the event loop stalled {max(lags) * 1000:.0f} ms while models ran"
