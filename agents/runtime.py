@@ -12,13 +12,14 @@ from typing import Awaitable, Callable
 import numpy as np
 
 from parley.agents.llm.base import ChatModel
+from parley.agents.llm.openai_compat import OpenAICompatibleChat
 from parley.agents.stt.base import BatchSpeechToText, SpeechToText
 from parley.agents.stt.batching import SttBatcher
 from parley.agents.tts.base import TextToSpeech
 from parley.agents.vad.base import Vad
 from parley.server.audio import resample
 from parley.server.config import Settings
-from parley.server.errors import ConfigError, ModelLoadError
+from parley.server.errors import BackendError, ConfigError, ModelLoadError
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +61,14 @@ def _load_fish_speech(settings: Settings) -> TextToSpeech:
 async def _load_llm(settings: Settings) -> ChatModel:
     cfg = settings.llm
     if cfg.backend == "openai":
-        from parley.agents.llm.openai_compat import OpenAICompatibleChat
-
         if not cfg.url:
             raise ConfigError("llm.backend = 'openai' needs llm.url (e.g. http://127.0.0.1:8000/v1)")
-        return OpenAICompatibleChat(
+        chat = OpenAICompatibleChat(
             cfg.url, cfg.model, api_key=cfg.api_key, max_tokens=cfg.max_tokens,
             temperature=cfg.temperature, timeout_s=cfg.timeout_s, extra_body=cfg.extra_body,
         )
+        await _check_llm_server(chat)
+        return chat
     from parley.agents.llm.embedded import EmbeddedLlm
     from parley.agents.weights import llm_model_path
 
@@ -78,6 +79,20 @@ async def _load_llm(settings: Settings) -> ChatModel:
     )
     await llm.warm_up(settings.agent.system_prompt)
     return llm
+
+
+async def _check_llm_server(chat: OpenAICompatibleChat) -> None:
+    """Warn (not fail: the LLM server may start after us) when the URL is down or lacks the model."""
+    try:
+        served = await chat.served_models()
+    except BackendError as exc:
+        log.warning("%s; calls will get llm_unavailable until it answers", exc)
+        return
+    if served and chat.model not in served:
+        log.warning("LLM server %s serves %s, not %r (vLLM answers 404 to other names): set llm.model",
+                    chat.base_url, ", ".join(served), chat.model)
+    else:
+        log.info("LLM server %s is up (%s)", chat.base_url, ", ".join(served) or "no model list")
 
 
 def _warm_up(stt: SpeechToText, tts: TextToSpeech) -> None:

@@ -95,6 +95,19 @@ class OpenAICompatibleChat:
         except aiohttp.ClientError as exc:
             raise BackendError(f"LLM server {self.base_url} failed: {exc!r}", code="llm_failed") from exc
 
+    async def served_models(self) -> list[str]:
+        """The model ids ``GET {base_url}/models`` lists; raises ``BackendError`` when the server is unreachable."""
+        try:
+            async with self._client().get(
+                f"{self.base_url}/models", headers=self._headers, timeout=aiohttp.ClientTimeout(total=5)
+            ) as resp:
+                if resp.status != 200:
+                    raise BackendError(f"LLM server answered HTTP {resp.status} to GET /models", code="llm_failed")
+                body = await resp.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise BackendError(f"LLM server {self.base_url} is unavailable: {exc!r}", code="llm_unavailable") from exc
+        return [str(m.get("id")) for m in (body.get("data") or []) if isinstance(m, dict)]
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
