@@ -13,24 +13,16 @@ import logging
 import time
 from typing import Any
 
-import aiohttp
 import av
 import numpy as np
 from aiortc.codecs.opus import OpusDecoder, OpusEncoder
 from aiortc.jitterbuffer import JitterFrame
 
-from parley.bench.caller import Caller
+from parley.server.client import ParleyAdmin, ParleyClient
 from parley.bench.server_process import cpu_seconds
 
 log = logging.getLogger(__name__)
 FRAME = 960
-
-
-async def _admin(http: aiohttp.ClientSession, method: str, url: str, **kw: Any) -> Any:
-    async with http.request(method, url, **kw) as response:
-        if response.status >= 300:
-            raise RuntimeError(f"{method} {url}: {response.status} {await response.text()}")
-        return await response.json() if response.content_type == "application/json" else None
 
 
 async def _cpu_percent(pid: int, seconds: float) -> float:
@@ -44,15 +36,15 @@ async def forwarding_step(
 ) -> dict[str, Any]:
     """``people`` callers in rooms of ``room_size``; measure the server while they all talk."""
     rooms = max(1, people // room_size)
-    callers: list[Caller] = []
-    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {api_key}"}) as http:
+    callers: list[ParleyClient] = []
+    async with ParleyAdmin(url, api_key) as admin:
         ids = []
         for r in range(rooms):
-            room = await _admin(http, "POST", f"{url}/api/v1/rooms", json={"agent": {"enabled": False}})
+            room = await admin.create_room(agent={"enabled": False})
             ids.append(room["id"])
             for p in range(room_size):
-                token = await _admin(http, "POST", f"{url}/api/v1/rooms/{room['id']}/tokens", json={"identity": f"r{r}p{p}"})
-                caller = Caller(url, token=token["token"])
+                token = await admin.token(room["id"], f"r{r}p{p}")
+                caller = ParleyClient(url, token=token["token"])
                 await caller.start()
                 callers.append(caller)
         try:
@@ -78,7 +70,7 @@ async def forwarding_step(
             for caller in callers:
                 await caller.close()
             for room_id in ids:
-                await _admin(http, "DELETE", f"{url}/api/v1/rooms/{room_id}")
+                await admin.delete_room(room_id)
     streams = rooms * room_size * (room_size - 1)
     received = sum(b - a for a, b in zip(counts0, counts1))
     step = {

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from parley.bench.caller import Caller, TurnResult
+from parley.server.client import ParleyClient, TurnResult
 from parley.bench.questions import RATE, Question
 from parley.bench.server_process import cpu_seconds, rss_bytes
 from parley.bench.stats import summary
@@ -29,7 +29,7 @@ def _burst() -> np.ndarray:
 
 async def transport_floor(url: str, rounds: int = 12) -> dict[str, Any]:
     """Echo round trips (caller → server → caller, no agent), in seconds."""
-    caller = Caller(url, room="bench-echo")
+    caller = ParleyClient(url, room="bench-echo")
     await caller.start()
     trips: list[float] = []
     try:
@@ -44,7 +44,7 @@ async def transport_floor(url: str, rounds: int = 12) -> dict[str, Any]:
     return {"rounds": rounds, "round_trip_s": summary(trips), "samples_s": trips}
 
 
-async def _ask(caller: Caller, question: Question, timeout: float) -> TurnResult:
+async def _ask(caller: ParleyClient, question: Question, timeout: float) -> TurnResult:
     """Ask one question (a timeout counts as unanswered), then pause as a person would."""
     try:
         result = await caller.ask(question.samples, timeout=timeout)
@@ -54,7 +54,7 @@ async def _ask(caller: Caller, question: Question, timeout: float) -> TurnResult
     return result
 
 
-async def _ask_all(caller: Caller, questions: list[Question], timeout: float) -> list[TurnResult]:
+async def _ask_all(caller: ParleyClient, questions: list[Question], timeout: float) -> list[TurnResult]:
     return [await _ask(caller, question, timeout) for question in questions]
 
 
@@ -83,7 +83,7 @@ def _turns_report(questions: list[Question], results: list[TurnResult]) -> dict[
 
 async def single_call_turns(url: str, questions: list[Question], timeout: float = 90.0) -> dict[str, Any]:
     """One caller asks every question in turn."""
-    caller = Caller(url, room="bench-turns")
+    caller = ParleyClient(url, room="bench-turns")
     await caller.start()
     try:
         await asyncio.sleep(0.5)
@@ -102,7 +102,7 @@ async def _stats(http: aiohttp.ClientSession, url: str) -> dict[str, Any]:
 
 
 async def _caller_loop(url: str, questions: list[Question], offset: int, deadline: float, timeout: float) -> list[TurnResult]:
-    caller = Caller(url, room=f"bench-ramp-{offset}")
+    caller = ParleyClient(url, room=f"bench-ramp-{offset}")
     results: list[TurnResult] = []
     try:
         await caller.start()

@@ -17,7 +17,7 @@ from typing import Any
 
 import aiohttp
 
-from parley.bench.caller import Caller, TurnResult
+from parley.server.client import ParleyClient, TurnResult
 from parley.bench.questions import load_questions
 from parley.bench.scenarios import _ask
 from parley.bench.server_process import ServerProcess, rss_bytes
@@ -28,7 +28,7 @@ log = logging.getLogger("parley.soak")
 
 
 async def _caller(url: str, questions: list, index: int, deadline: float, errors: list[dict]) -> list[TurnResult]:
-    caller = Caller(url, room=f"soak-{index}")
+    caller = ParleyClient(url, room=f"soak-{index}")
     results: list[TurnResult] = []
     await caller.start()
     try:

@@ -14,6 +14,7 @@ from parley.server.ice import fix_consent_after_close
 from parley.server.rooms import RoomRegistry
 from parley.signaling import api_models as api
 from parley.signaling.api import PREFIX, add_api_routes, api_errors, error_response
+from parley.signaling.api_docs import render_docs
 from parley.signaling.auth import TokenAuthority
 from parley.signaling.connection import SignalingConnection
 from parley.signaling.limits import origin_allowed
@@ -69,6 +70,20 @@ async def openapi(request: web.Request) -> web.Response:
     return web.json_response(request.app[OPENAPI_KEY])
 
 
+async def api_docs(request: web.Request) -> web.Response:
+    """The OpenAPI document as a readable page."""
+    return web.Response(text=render_docs(request.app[OPENAPI_KEY]), content_type="text/html")
+
+
+@web.middleware
+async def public_static_cors(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    """Let pages on other origins import the SDK (``<script type="module" src=".../web/parley.js">``)."""
+    response = await handler(request)
+    if request.path.startswith("/web/"):
+        response.headers["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
 async def index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(WEB_DIR / "index.html")
 
@@ -100,7 +115,7 @@ def create_app(settings: Settings, models: AgentModels | None) -> web.Applicatio
         TokenAuthority(auth.token_secret, auth.token_ttl_s, auth.max_token_ttl_s), api_key, metrics,
     )
     metrics.watch(state)
-    app = web.Application(client_max_size=MAX_MESSAGE_BYTES, middlewares=[api_errors])
+    app = web.Application(client_max_size=MAX_MESSAGE_BYTES, middlewares=[api_errors, public_static_cors])
     app[STATE_KEY] = state
     app.router.add_get("/", index)
     app.router.add_get("/ws", websocket)
@@ -108,6 +123,7 @@ def create_app(settings: Settings, models: AgentModels | None) -> web.Applicatio
     app.router.add_get("/stats", stats)
     app.router.add_get("/metrics", prometheus)
     app.router.add_get(f"{PREFIX}/openapi.json", openapi)
+    app.router.add_get(f"{PREFIX}/docs", api_docs)
     operations = add_api_routes(app, auth.dev_mode)
     app[OPENAPI_KEY] = build_openapi(operations)
     app.router.add_static("/web/", WEB_DIR, show_index=False)

@@ -28,7 +28,7 @@ EXTRA_PATHS: dict[str, dict[str, Any]] = {
         "responses": {"200": {"description": "A file"}, "404": {"description": "No such file"}},
     }},
     "/ws": {"get": {
-        "summary": "Signaling WebSocket (JSON messages; see the README's protocol section). Needs a join token.",
+        "summary": "Signaling WebSocket (JSON messages; see docs/protocol.md). Needs a join token.",
         "parameters": [{"name": "token", "in": "query", "required": False, "schema": {"type": "string"},
                         "description": "Join token; may instead be sent in the join message"}],
         "responses": {"101": {"description": "Switching to the WebSocket protocol"}},
@@ -37,6 +37,7 @@ EXTRA_PATHS: dict[str, dict[str, Any]] = {
     "/stats": {"get": {"summary": "Live calls, rooms and the agents' outgoing-frame counters", "responses": {"200": {"description": "Counters", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
     "/metrics": {"get": {"summary": "Prometheus text format: live counts, turn latency histograms, errors by code", "responses": {"200": {"description": "Metrics", "content": {"text/plain": {}}}}}},
     "/api/v1/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {}}}}}},
+    "/api/v1/docs": {"get": {"summary": "This document as a readable HTML page", "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}}}},
 }
 
 

@@ -1,8 +1,8 @@
 // The bundled page: the JS SDK's first user.
-import { ParleyClient } from "/web/parley.js";
+import { ParleyClient } from "/web/parley.js";  // the page uses only the SDK's public API
 
 const $ = (id) => document.getElementById(id);
-const callButton = $("call"), hangupButton = $("hangup"), statusEl = $("status"), stateEl = $("agent-state");
+const callButton = $("call"), hangupButton = $("hangup"), muteButton = $("mute"), statusEl = $("status"), stateEl = $("agent-state");
 const transcriptEl = $("transcript"), metricsBody = $("metrics").querySelector("tbody"), errorEl = $("error");
 const agentLines = new Map();  // turn_id -> <li> of the agent's reply
 const openUserLines = new Map();  // participant id -> <li> of their utterance in progress (interim until final)
@@ -23,7 +23,7 @@ function addLine(speaker, who, text, partial) {
   return li;
 }
 
-function onTranscript({ detail: t }) {
+function onTranscript(t) {
   if (t.speaker === "user") {
     const mine = t.participant_id === client.participantId;
     let li = openUserLines.get(t.participant_id);
@@ -40,7 +40,7 @@ function onTranscript({ detail: t }) {
   li.classList.toggle("partial", !t.final);
 }
 
-function onInterrupted({ detail: i }) {
+function onInterrupted(i) {
   const li = agentLines.get(i.turn_id);
   if (!li) return;
   li.querySelector("span").textContent = i.heard_text;
@@ -48,7 +48,7 @@ function onInterrupted({ detail: i }) {
   li.classList.add("interrupted");
 }
 
-function onMetrics({ detail: m }) {
+function onMetrics(m) {
   const row = document.createElement("tr");
   const cells = [m.turn_id, m.endpoint_wait_ms, m.stt_ms, m.llm_first_token_ms, m.tts_first_audio_ms, m.first_audio_sent_ms];
   row.innerHTML = cells.map((v) => `<td>${v ?? "—"}</td>`).join("");
@@ -60,7 +60,7 @@ function showPeople() {
   $("people").textContent = people.length ? `with ${people.join(", ")}` : "";
 }
 
-function onPeerTrack({ detail }) {
+function onPeerTrack(detail) {
   let audio = peerAudio.get(detail.mid);
   if (!audio) {
     audio = document.createElement("audio");
@@ -74,6 +74,8 @@ function onPeerTrack({ detail }) {
 function setCalling(on) {
   callButton.disabled = on;
   hangupButton.disabled = !on;
+  muteButton.disabled = !on;
+  if (!on) muteButton.textContent = "Mute";
   if (!on) { clearInterval(meterTimer); $("mic-level").value = 0; stateEl.textContent = "agent: —"; stateEl.dataset.state = "idle"; }
 }
 
@@ -87,32 +89,43 @@ callButton.addEventListener("click", async () => {
     iceTransportPolicy: params.get("relay") === "1" ? "relay" : "all",  // ?relay=1: only through TURN
   });
   window.parley = client;  // handy in the console, and for end-to-end tests
-  client.addEventListener("transcript", onTranscript);
-  client.addEventListener("turn.metrics", onMetrics);
-  client.addEventListener("agent.interrupted", onInterrupted);
-  client.addEventListener("agent.state", ({ detail }) => {
+  client.on("transcript", onTranscript);
+  client.on("turnMetrics", onMetrics);
+  client.on("agentInterrupted", onInterrupted);
+  client.on("agentState", (detail) => {
     stateEl.textContent = `agent: ${detail.state.replace("_", " ")}`;
     stateEl.dataset.state = detail.state;
   });
-  client.addEventListener("error", ({ detail }) => showError(`${detail.code}: ${detail.message}`));
-  client.addEventListener("connection", ({ detail }) => { statusEl.textContent = detail.state; });
-  client.addEventListener("remotestream", ({ detail }) => { $("remote-audio").srcObject = detail.stream; });
-  client.addEventListener("participanttrack", onPeerTrack);
-  for (const kind of ["joined", "participant.joined", "participant.left"]) client.addEventListener(kind, showPeople);
-  client.addEventListener("closed", () => { statusEl.textContent = "disconnected"; setCalling(false); });
+  client.on("error", (detail) => showError(`${detail.code}: ${detail.message}`));
+  client.on("connectionState", (detail) => { statusEl.textContent = detail.state; });
+  client.on("reconnecting", (detail) => { statusEl.textContent = `reconnecting (attempt ${detail.attempt})…`; });
+  client.on("reconnected", () => { statusEl.textContent = "connected"; showError(""); });
+  client.on("agentAudio", (detail) => { $("remote-audio").srcObject = detail.stream; });
+  client.on("participantAudio", onPeerTrack);
+  for (const kind of ["joined", "participantJoined", "participantLeft"]) client.on(kind, showPeople);
+  client.on("muted", ({ muted }) => { muteButton.textContent = muted ? "Unmute" : "Mute"; });
+  client.on("ended", ({ reason }) => {
+    statusEl.textContent = reason === "hangup" ? "idle" : "disconnected";
+    setCalling(false);
+  });
   try {
     await client.call();
     meterTimer = setInterval(() => { $("mic-level").value = client.micLevel(); }, 100);
   } catch (err) {
     showError(err.message || String(err));
+    client.hangUp();
     statusEl.textContent = "failed";
-    client.hangup();
     setCalling(false);
   }
 });
 
 hangupButton.addEventListener("click", () => {
-  if (client) client.hangup();
+  if (client) client.hangUp();
   statusEl.textContent = "idle";
   setCalling(false);
+});
+
+muteButton.addEventListener("click", () => {
+  if (!client) return;
+  if (client.muted) client.unmute(); else client.mute();
 });

@@ -1,112 +1,220 @@
-// Parley JS SDK: one ES module, no build step. Mirrors signaling/messages.py.
+// Parley JS SDK: one ES module, no build step, no dependencies. Types: parley.d.ts beside it.
+// The wire protocol it speaks is docs/protocol.md (messages: signaling/messages.py).
 //
-//   import { ParleyClient } from "/web/parley.js";
-//   const client = new ParleyClient({ url: "ws://127.0.0.1:8080/ws", token });  // token from your backend
-//   client.addEventListener("transcript", (e) => console.log(e.detail.name, e.detail.text));
-//   await client.call();   // asks for the microphone, joins, negotiates WebRTC
-//   client.hangup();
-//
-// Without a token, call() asks the server's dev mode for one (POST /api/v1/dev/token), which only
-// works on a server started with --dev (as `make run` does).
-//
-// Events (CustomEvent, payload in .detail): "joined" ({participant_id, participants}),
-// "transcript" ({speaker, participant_id, name, text, final}), "agent.state" (listening /
-// user_speaking / thinking / speaking / paused), "agent.interrupted" ({turn_id, heard_text}),
-// "agent.resumed", "turn.metrics", "participant.joined" ({participant}), "participant.left"
-// ({participant_id}), "error", "connection" ({state}), "remotestream" ({stream}: the agent's voice),
-// "participanttrack" ({mid, participantId, stream}: another person's audio), "closed".
+//   <script type="module">
+//     import { connect } from "https://parley.example.org/web/parley.js";
+//     const call = await connect({ url: "https://parley.example.org", token });  // token: from your backend
+//     call.on("transcript", (t) => console.log(t.name, t.text, t.final));
+//     call.on("agentState", (s) => console.log("agent is", s.state));
+//     call.on("agentAudio", ({ stream }) => { audioElement.srcObject = stream; });
+//     call.mute(); call.unmute(); call.micLevel(); call.hangUp();
+//   </script>
 
-const SERVER_EVENTS = [
-  "joined", "transcript", "agent.state", "agent.interrupted", "agent.resumed", "turn.metrics",
-  "participant.joined", "participant.left", "error", "pong",
-];
+/**
+ * Server message types and the SDK event each one is emitted as (the payload is the message).
+ * @type {Readonly<Record<string, string>>}
+ */
+export const SERVER_EVENTS = Object.freeze({
+  "joined": "joined",
+  "transcript": "transcript",
+  "agent.state": "agentState",
+  "agent.interrupted": "agentInterrupted",
+  "agent.resumed": "agentResumed",
+  "turn.metrics": "turnMetrics",
+  "participant.joined": "participantJoined",
+  "participant.left": "participantLeft",
+  "error": "error",
+  "pong": "pong",
+});
 
+/** Error codes after which reconnecting cannot help: the call ends instead. */
+export const FINAL_ERROR_CODES = Object.freeze([
+  "room_closed", "room_not_found", "room_full", "server_full", "token_missing", "token_expired", "token_invalid",
+  "token_wrong_room", "origin_not_allowed",
+]);
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** An error the server (or the SDK) reported, with its stable `code`. */
+export class ParleyError extends Error {
+  /** @param {string} code @param {string} message */
+  constructor(code, message) {
+    super(`${code}: ${message}`);
+    this.name = "ParleyError";
+    this.code = code;
+  }
+}
+
+/**
+ * The dev-mode token route of the server that served this page.
+ * @param {Location} [location]
+ * @returns {string}
+ */
 export function defaultDevTokenUrl(location = window.location) {
   return `${location.protocol}//${location.host}/api/v1/dev/token`;
 }
 
-/** Ask a dev-mode server for a join token (rooms are created on demand there). */
+/**
+ * Ask a dev-mode server (`parley serve --dev`, what `make run` starts) for a join token; rooms are
+ * created on demand there. In production your backend mints tokens with the admin REST API instead.
+ * @param {{url?: string, room?: string|null, name?: string|null}} [options]
+ * @returns {Promise<string>}
+ */
 export async function fetchDevToken({ url = defaultDevTokenUrl(), room = null, name = null } = {}) {
   const body = { ...(room ? { room } : {}), ...(name ? { name } : {}) };
   const response = await fetch(url, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
   const data = await response.json().catch(() => ({}));
   if (!response.ok) {
     const error = data.error || { code: `http_${response.status}`, message: "no join token" };
-    throw new Error(`${error.code}: ${error.message} (give the client a token from your backend)`);
+    throw new ParleyError(error.code, `${error.message} (give the client a token from your backend)`);
   }
   return data.token;
 }
 
-export function defaultSignalingUrl(location = window.location) {
-  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  return `${scheme}//${location.host}/ws`;
+/**
+ * The signaling WebSocket URL for a Parley address: `https://host` → `wss://host/ws`; a `ws(s)://…`
+ * URL is kept as it is. Without an argument: the server that served this page.
+ * @param {string} [url]
+ * @returns {string}
+ */
+export function signalingUrl(url) {
+  if (!url) {
+    const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+    return `${scheme}//${window.location.host}/ws`;
+  }
+  if (/^wss?:/i.test(url)) return url;
+  const parsed = new URL(url, window.location.href);
+  parsed.protocol = parsed.protocol === "https:" ? "wss:" : "ws:";
+  if (parsed.pathname === "/" || parsed.pathname === "") parsed.pathname = "/ws";
+  return parsed.toString();
 }
 
+/** @deprecated kept for pages written against the first SDK: use {@link signalingUrl}. */
+export function defaultSignalingUrl() { return signalingUrl(); }
+
+/**
+ * Join a room and start a call: asks for the microphone, opens the signaling WebSocket, negotiates
+ * WebRTC. Resolves once the offer/answer exchange is done (audio starts flowing right after).
+ * @param {import("./parley").ConnectOptions} options
+ * @returns {Promise<ParleyClient>}
+ */
+export async function connect(options) {
+  const client = new ParleyClient(options);
+  try {
+    await client.call();
+  } catch (err) {
+    client.hangUp();
+    throw err;
+  }
+  return client;
+}
+
+/**
+ * One person's call in a Parley room. Events (listen with {@link ParleyClient#on} or
+ * `addEventListener`, payload in `event.detail`): joined, transcript, agentState, agentInterrupted,
+ * agentResumed, turnMetrics, participantJoined, participantLeft, error, agentAudio, participantAudio,
+ * connectionState, muted, reconnecting, reconnected, ended.
+ */
 export class ParleyClient extends EventTarget {
-  constructor({ url = defaultSignalingUrl(), token = null, devTokenUrl = null, room = null, name = null,
-                iceServers = null, iceTransportPolicy = "all", audio = { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
-                gatherTimeoutMs = 2000 } = {}) {
+  /** @param {import("./parley").ConnectOptions} [options] */
+  constructor({ url = undefined, token = null, tokenProvider = null, devTokenUrl = null, room = null, name = null,
+                iceServers = null, iceTransportPolicy = "all",
+                audio = { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+                gatherTimeoutMs = 2000, reconnect = {} } = {}) {
     super();
-    Object.assign(this, { url, token, devTokenUrl, room, name, audio, gatherTimeoutMs, iceTransportPolicy });
-    this.tracks = {};  // mid -> participant id, as the server last described it
-    this.participants = new Map();  // participant id -> {participant_id, identity, name, kind}
-    this._mainMid = null;
-    this._chain = Promise.resolve();  // offers and answers are applied one at a time, in arrival order
+    Object.assign(this, { token, tokenProvider, devTokenUrl, room, name, audio, gatherTimeoutMs, iceTransportPolicy });
+    this.url = signalingUrl(url);
+    /** @type {{enabled: boolean, timeoutMs: number}} */
+    this.reconnect = { enabled: true, timeoutMs: 15000, ...reconnect };
     this.extraIceServers = iceServers;
+    /** m-line mid → participant id whose audio it carries, as the server last described it. */
+    this.tracks = {};
+    /** participant id → {participant_id, identity, name, kind, joined_at}: everyone else in the room. */
+    this.participants = new Map();
+    this.participantId = null;
     this.ws = null;
     this.pc = null;
     this.localStream = null;
     this.remoteStream = null;
-    this.participantId = null;
+    this.ended = false;
+    this._mainMid = null;
+    this._chain = Promise.resolve();  // offers and answers are applied one at a time, in arrival order
     this._pending = new Map();
     this._analyser = null;
+    this._muted = false;
+    this._reconnecting = false;
+    this._lastError = null;
+  }
+
+  /**
+   * Listen to one SDK event; the handler gets the payload. Returns a function that unsubscribes.
+   * @param {string} type
+   * @param {(detail: any) => void} handler
+   * @returns {() => void}
+   */
+  on(type, handler) {
+    const listener = (event) => handler(event.detail);
+    this.addEventListener(type, listener);
+    return () => this.removeEventListener(type, listener);
   }
 
   _emit(type, detail) { this.dispatchEvent(new CustomEvent(type, { detail })); }
 
-  _send(message) { this.ws.send(JSON.stringify(message)); }
+  _send(message) {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(message));
+  }
 
   _expect(type, timeoutMs = 15000) {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no "${type}" from the server in ${timeoutMs} ms`)), timeoutMs);
-      this._pending.set(type, (msg) => { clearTimeout(timer); resolve(msg); });
+      const timer = setTimeout(() => { this._pending.delete(type); reject(new ParleyError("timeout", `no "${type}" from the server in ${timeoutMs} ms`)); }, timeoutMs);
+      this._pending.set(type, (msg) => {
+        clearTimeout(timer);
+        if (msg.type === "error") reject(new ParleyError(msg.code, msg.message));
+        else if (msg.type === "closed") reject(new ParleyError("connection_lost", "the signaling connection closed"));
+        else resolve(msg);
+      });
     });
+  }
+
+  _failPending(msg) {
+    for (const [, waiter] of this._pending) waiter(msg);
+    this._pending.clear();
   }
 
   _onMessage(event) {
     let msg;
     try { msg = JSON.parse(event.data); } catch { return; }
-    if (msg.type === "offer") { this._onServerOffer(msg); return; }
-    if (msg.type === "joined") for (const p of msg.participants || []) this.participants.set(p.participant_id, p);
+    if (msg.type === "offer") { this._serial(() => this._answerServerOffer(msg)); return; }
+    if (msg.type === "joined") {
+      this.participants.clear();
+      for (const p of msg.participants || []) this.participants.set(p.participant_id, p);
+    }
     if (msg.type === "participant.joined") this.participants.set(msg.participant.participant_id, msg.participant);
     if (msg.type === "participant.left") this.participants.delete(msg.participant_id);
+    if (msg.type === "error") this._lastError = msg.code;
     const waiter = this._pending.get(msg.type);
     if (waiter) { this._pending.delete(msg.type); waiter(msg); }
-    if (msg.type === "error" && this._pending.size) {
-      for (const [, w] of this._pending) w(msg);  // let a pending join/offer fail fast
-      this._pending.clear();
-    }
-    if (SERVER_EVENTS.includes(msg.type)) this._emit(msg.type, msg);
+    if (msg.type === "error") this._failPending(msg);  // a pending join/offer fails fast
+    const name = SERVER_EVENTS[msg.type];
+    if (name) this._emit(name, msg);
   }
 
-  // Someone joined or left: the server offers the new set of audio m-lines; we answer.
   _serial(step) {
     this._chain = this._chain.then(step, step);
     return this._chain;
   }
 
-  _onServerOffer(msg) {
-    return this._serial(() => this._answerServerOffer(msg));
-  }
-
+  // Someone joined or left: the server offers the new set of audio m-lines; we answer.
   async _answerServerOffer(msg) {
+    const pc = this.pc;
+    if (!pc) return;
     try {
       this.tracks = msg.tracks || {};
-      await this.pc.setRemoteDescription({ type: "offer", sdp: msg.sdp });
-      await this.pc.setLocalDescription(await this.pc.createAnswer());
-      this._send({ type: "answer", sdp: this.pc.localDescription.sdp });
+      await pc.setRemoteDescription({ type: "offer", sdp: msg.sdp });
+      await pc.setLocalDescription(await pc.createAnswer());
+      if (pc === this.pc) this._send({ type: "answer", sdp: pc.localDescription.sdp });
     } catch (err) {
-      this._emit("error", { code: "renegotiation_failed", message: String(err && err.message || err) });
+      this._emit("error", { type: "error", code: "renegotiation_failed", message: String(err && err.message || err) });
     }
   }
 
@@ -115,66 +223,158 @@ export class ParleyClient extends EventTarget {
     const stream = new MediaStream([event.track]);
     if (mid !== null && mid === this._mainMid) {
       this.remoteStream = stream;
-      this._emit("remotestream", { stream });
+      this._emit("agentAudio", { stream });
     } else {
-      this._emit("participanttrack", { mid, participantId: this.tracks[mid] || null, stream });
+      this._emit("participantAudio", { mid, participantId: this.tracks[mid] || null, stream });
     }
   }
 
-  async _open() {
+  async _openSocket() {
     const sep = this.url.includes("?") ? "&" : "?";
-    this.ws = new WebSocket(`${this.url}${sep}token=${encodeURIComponent(this.token)}`);
-    this.ws.onmessage = (e) => this._onMessage(e);
-    this.ws.onclose = () => this._emit("closed", {});
+    const ws = new WebSocket(`${this.url}${sep}token=${encodeURIComponent(this.token)}`);
+    this.ws = ws;
+    ws.onmessage = (e) => { if (ws === this.ws) this._onMessage(e); };
     await new Promise((resolve, reject) => {
-      this.ws.onopen = resolve;
-      this.ws.onerror = () => reject(new Error(`cannot reach ${this.url}`));
+      ws.onopen = resolve;
+      ws.onerror = () => reject(new ParleyError("unreachable", `cannot reach ${this.url}`));
+      ws.onclose = () => reject(new ParleyError("unreachable", `${this.url} closed the connection (refused Origin?)`));
+    });
+    ws.onclose = (e) => { if (ws === this.ws) this._onSocketClosed(e); };
+  }
+
+  // WebSocket, join, a fresh peer connection with our microphone, offer/answer.
+  async _establish() {
+    await this._openSocket();
+    this._send({ type: "join", ...(this.name ? { name: this.name } : {}) });
+    const joined = await this._expect("joined");
+    this.participantId = joined.participant_id;
+    const iceServers = [...(joined.ice_servers || []), ...(this.extraIceServers || [])];
+    // "relay" sends everything through the TURN server from `joined` (what a phone behind a strict NAT ends up using).
+    const pc = new RTCPeerConnection({ iceServers, iceTransportPolicy: this.iceTransportPolicy });
+    this.pc = pc;
+    this._chain = Promise.resolve();
+    pc.onconnectionstatechange = () => { if (pc === this.pc) this._emit("connectionState", { state: pc.connectionState }); };
+    pc.ontrack = (e) => { if (pc === this.pc) this._onTrack(e); };
+    for (const track of this.localStream.getAudioTracks()) pc.addTrack(track, this.localStream);
+    await pc.setLocalDescription(await pc.createOffer());
+    this._mainMid = pc.getTransceivers()[0].mid;
+    await this._gathered(pc);
+    this._send({ type: "offer", sdp: pc.localDescription.sdp });
+    const answer = await this._expect("answer");
+    await this._serial(async () => {
+      this.tracks = answer.tracks || {};
+      await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
     });
   }
 
-  /** Ask for the microphone, join the room and start the WebRTC call with the agent. */
+  /** Ask for the microphone, join the room and start the WebRTC call. Prefer {@link connect}. */
   async call() {
+    if (!this.token && this.tokenProvider) this.token = await this.tokenProvider();
     if (!this.token) {
       this.token = await fetchDevToken({ url: this.devTokenUrl || defaultDevTokenUrl(), room: this.room, name: this.name });
     }
     this.localStream = await navigator.mediaDevices.getUserMedia({ audio: this.audio, video: false });
-    await this._open();
-    this._send({ type: "join", ...(this.name ? { name: this.name } : {}) });
-    const joined = await this._expect("joined");
-    if (joined.type === "error") throw new Error(`${joined.code}: ${joined.message}`);
-    this.participantId = joined.participant_id;
-    const iceServers = [...(joined.ice_servers || []), ...(this.extraIceServers || [])];
-    // "relay" sends everything through the TURN server from `joined` (what a phone behind a strict NAT ends up using).
-    this.pc = new RTCPeerConnection({ iceServers, iceTransportPolicy: this.iceTransportPolicy });
-    this.pc.onconnectionstatechange = () => this._emit("connection", { state: this.pc.connectionState });
-    this.pc.ontrack = (e) => this._onTrack(e);
-    for (const track of this.localStream.getAudioTracks()) this.pc.addTrack(track, this.localStream);
-    await this.pc.setLocalDescription(await this.pc.createOffer());
-    this._mainMid = this.pc.getTransceivers()[0].mid;
-    await this._gathered();
-    this._send({ type: "offer", sdp: this.pc.localDescription.sdp });
-    const answer = await this._expect("answer");
-    if (answer.type === "error") throw new Error(`${answer.code}: ${answer.message}`);
-    await this._serial(async () => {
-      this.tracks = answer.tracks || {};
-      await this.pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
-    });
+    this._applyMute();
+    await this._establish();
+  }
+
+  // The socket closed while we did not hang up: rejoin (the server tore the old call down), or end.
+  _onSocketClosed(event) {
+    this._failPending({ type: "closed" });
+    if (this.ended || this._reconnecting) return;  // a rejoin attempt's socket: the loop retries
+    const final = FINAL_ERROR_CODES.includes(this._lastError);
+    if (!this.reconnect.enabled || final || !this.pc) {
+      const code = final ? this._lastError : "connection_lost";
+      this._end(code, `the signaling connection closed (code ${event.code})`);
+      return;
+    }
+    this._reconnectLoop();
+  }
+
+  async _reconnectLoop() {
+    if (this._reconnecting) return;
+    this._reconnecting = true;
+    this._closePeer();
+    const deadline = Date.now() + this.reconnect.timeoutMs;
+    let attempt = 0, delay = 250, reason = "the server could not be reached again";
+    while (!this.ended && Date.now() < deadline) {
+      attempt += 1;
+      this._emit("reconnecting", { attempt });
+      this._lastError = null;
+      try {
+        if (this.tokenProvider) this.token = await this.tokenProvider();
+        await Promise.race([
+          this._establish(),
+          sleep(Math.max(1000, deadline - Date.now())).then(() => { throw new ParleyError("timeout", "rejoining took too long"); }),
+        ]);
+        if (this.ended) return;
+        this._reconnecting = false;
+        this._emit("reconnected", { attempt, participantId: this.participantId });
+        return;
+      } catch (err) {
+        reason = err.message || String(err);
+        this._closeSocket();
+        this._closePeer();
+        if (FINAL_ERROR_CODES.includes(err.code)) break;
+        await sleep(Math.min(delay, Math.max(0, deadline - Date.now())));
+        delay = Math.min(delay * 2, 4000);
+      }
+    }
+    this._reconnecting = false;
+    if (!this.ended) this._end("connection_lost", `could not rejoin: ${reason}`);
+  }
+
+  _end(code, message) {
+    if (this.ended) return;
+    this.ended = true;
+    if (code !== "hangup") this._emit("error", { type: "error", code, message });
+    this._closeSocket();
+    this._closePeer();
+    if (this.localStream) this.localStream.getTracks().forEach((t) => t.stop());
+    this.localStream = null;
+    this._analyser = null;
+    this._emit("ended", { reason: code, message });
+  }
+
+  _closeSocket() {
+    const ws = this.ws;
+    this.ws = null;
+    if (ws && ws.readyState <= WebSocket.OPEN) ws.close();
+  }
+
+  _closePeer() {
+    const pc = this.pc;
+    this.pc = null;
+    if (pc) pc.close();
   }
 
   // aiortc does not trickle; we send our offer once gathering is complete (or after a timeout).
-  _gathered() {
-    if (this.pc.iceGatheringState === "complete") return Promise.resolve();
+  _gathered(pc) {
+    if (pc.iceGatheringState === "complete") return Promise.resolve();
     return new Promise((resolve) => {
-      const done = () => { this.pc.removeEventListener("icegatheringstatechange", check); resolve(); };
-      const check = () => { if (this.pc.iceGatheringState === "complete") done(); };
-      this.pc.addEventListener("icegatheringstatechange", check);
+      const done = () => { pc.removeEventListener("icegatheringstatechange", check); resolve(); };
+      const check = () => { if (pc.iceGatheringState === "complete") done(); };
+      pc.addEventListener("icegatheringstatechange", check);
       setTimeout(done, this.gatherTimeoutMs);
     });
   }
 
-  /** Microphone level in [0, 1] (RMS of the last few ms), for a meter. */
+  _applyMute() {
+    if (this.localStream) for (const t of this.localStream.getAudioTracks()) t.enabled = !this._muted;
+  }
+
+  /** Stop sending the microphone (the others and the agent hear silence). */
+  mute() { this._muted = true; this._applyMute(); this._emit("muted", { muted: true }); }
+
+  /** Send the microphone again. */
+  unmute() { this._muted = false; this._applyMute(); this._emit("muted", { muted: false }); }
+
+  /** Whether the microphone is muted. @returns {boolean} */
+  get muted() { return this._muted; }
+
+  /** Microphone level in [0, 1] (RMS of the last few ms, ×4), for a meter; 0 while muted. @returns {number} */
   micLevel() {
-    if (!this.localStream) return 0;
+    if (!this.localStream || this._muted) return 0;
     if (!this._analyser) {
       const ctx = new AudioContext();
       this._analyser = ctx.createAnalyser();
@@ -188,7 +388,10 @@ export class ParleyClient extends EventTarget {
     return Math.min(1, Math.sqrt(sum / this._samples.length) * 4);
   }
 
-  /** Inbound audio statistics of one m-line (default: the agent's), from getStats(). */
+  /**
+   * Inbound audio statistics of one m-line (default: the agent's), from getStats().
+   * @param {string|null} [mid]
+   */
   async inboundAudioStats(mid = this._mainMid) {
     if (!this.pc) return null;
     const stats = await this.pc.getStats();
@@ -213,16 +416,13 @@ export class ParleyClient extends EventTarget {
     return { local: stats.get(pair.localCandidateId)?.candidateType, remote: stats.get(pair.remoteCandidateId)?.candidateType };
   }
 
-  /** Leave the call and release the microphone. */
-  hangup() {
-    if (this.ws && this.ws.readyState === WebSocket.OPEN) {
-      this._send({ type: "leave" });
-      this.ws.close();
-    }
-    if (this.pc) this.pc.close();
-    if (this.localStream) this.localStream.getTracks().forEach((t) => t.stop());
-    this.pc = null;
-    this.localStream = null;
-    this._analyser = null;
+  /** Leave the call and release the microphone; emits `ended` with reason "hangup". */
+  hangUp() {
+    if (this.ended) return;
+    this._send({ type: "leave" });
+    this._end("hangup", "you hung up");
   }
+
+  /** @deprecated the first SDK's name: use {@link ParleyClient#hangUp}. */
+  hangup() { this.hangUp(); }
 }

@@ -7,7 +7,7 @@ import jwt
 import pytest
 from aiohttp import web
 
-from parley.bench.caller import Caller
+from parley.server.client import ParleyClient
 from parley.signaling.state import STATE_KEY
 from tests.conftest import TEST_API_KEY, serve_app
 
@@ -49,7 +49,7 @@ async def test_rooms_lifecycle_with_live_participants(server_url):
     assert status == 201 and token["room"] == "lifecycle" and token["expires_at"] > time.time()
     assert token["ws_url"].endswith(f"/ws?token={token['token']}")
 
-    caller = Caller(server_url, token=token["token"])
+    caller = ParleyClient(server_url, token=token["token"])
     await caller.start()
     try:
         status, live = await call(server_url, "GET", "/api/v1/rooms/lifecycle")
@@ -124,7 +124,7 @@ async def test_room_and_server_limits(settings, models):
         status, body = await call(url, "POST", "/api/v1/rooms", json={"id": "one-too-many"})
         assert status == 429 and body["error"]["code"] == "too_many_rooms"
         _, token = await call(url, "POST", "/api/v1/rooms/solo/tokens", json={"identity": "first"})
-        first = Caller(url, token=token["token"])
+        first = ParleyClient(url, token=token["token"])
         await first.start()
         try:
             _, token = await call(url, "POST", "/api/v1/rooms/solo/tokens", json={"identity": "second"})
@@ -175,3 +175,29 @@ async def test_dev_token_route_exists_only_in_dev_mode(settings, models):
         assert {(m, p) for p, item in doc["paths"].items() for m in item} == _app_routes(served.app)
     finally:
         await runner.cleanup()
+
+
+async def test_api_docs_page_renders_every_operation_and_schema(parley_app):
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{parley_app.url}/api/v1/docs") as response:
+            assert response.status == 200 and response.content_type == "text/html"
+            page = await response.text()
+        async with http.get(f"{parley_app.url}/api/v1/openapi.json") as response:
+            doc = await response.json()
+    assert "<script" not in page and "http://" not in page.split("</h1>")[0]  # self-contained, nothing fetched
+    for path, item in doc["paths"].items():
+        for method in item:
+            assert f'id="{method}-{path}"' in page, (method, path)
+    for name in doc["components"]["schemas"]:
+        assert f'id="schema-{name}"' in page, name
+    assert "<code>identity</code> *" in page  # a required field of TokenRequest, marked as required
+
+
+async def test_the_sdk_can_be_imported_from_another_origin(parley_app):
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{parley_app.url}/web/parley.js", headers={"Origin": "https://app.example.org"}) as response:
+            assert response.status == 200
+            assert response.headers.get("Access-Control-Allow-Origin") == "*"
+            assert "export async function connect" in await response.text()
+        async with http.get(f"{parley_app.url}/api/v1/rooms", headers={"Origin": "https://app.example.org"}) as response:
+            assert "Access-Control-Allow-Origin" not in response.headers  # the admin API stays server-to-server

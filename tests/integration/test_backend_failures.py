@@ -7,7 +7,7 @@ import pytest
 from aiohttp import web
 
 from parley.agents.llm.openai_compat import OpenAICompatibleChat
-from parley.bench.caller import Caller
+from parley.server.client import ParleyClient
 from tests.conftest import free_port, serve_app
 
 pytestmark = pytest.mark.slow
@@ -90,7 +90,7 @@ async def flaky(settings, models, hanging_llm):
     await llm.close()
 
 
-async def _ask_expecting_error(caller: Caller, samples, code: str) -> dict:
+async def _ask_expecting_error(caller: ParleyClient, samples, code: str) -> dict:
     since = len(caller.messages)
     caller.mic.play(samples)
     error = await caller.wait_for(lambda m: m["type"] == "error", 60, since)
@@ -105,7 +105,7 @@ async def _ask_expecting_error(caller: Caller, samples, code: str) -> dict:
 )
 async def test_a_failing_backend_costs_one_turn(flaky, question_samples, fault, code):
     faults, url = flaky
-    caller, bystander = Caller(url, room=f"faulty-{fault}"), Caller(url, room=f"bystander-{fault}")
+    caller, bystander = ParleyClient(url, room=f"faulty-{fault}"), ParleyClient(url, room=f"bystander-{fault}")
     await caller.start()
     await bystander.start()
     try:

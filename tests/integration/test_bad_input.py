@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 from aiortc import RTCPeerConnection
 
-from parley.bench.caller import Caller
+from parley.server.client import ParleyClient
 
 pytestmark = pytest.mark.slow
 
@@ -88,7 +88,7 @@ async def test_bad_sdp_and_candidates_after_join(raw):
 
 
 async def test_client_vanishing_mid_answer_does_not_hurt_other_calls(server_url, question_samples):
-    vanisher = Caller(server_url)
+    vanisher = ParleyClient(server_url)
     await vanisher.start()
     vanisher.mic.play(question_samples)
     await vanisher.wait_for(lambda m: m["type"] == "agent.state" and m["state"] == "thinking", 30)
@@ -102,7 +102,7 @@ async def test_client_vanishing_mid_answer_does_not_hurt_other_calls(server_url,
             await asyncio.sleep(0.1)
     assert health["calls"] == 0, "the vanished call was not cleaned up"
 
-    survivor = Caller(server_url)
+    survivor = ParleyClient(server_url)
     await survivor.start()
     try:
         result = await survivor.ask(question_samples, timeout=60)

@@ -5,7 +5,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from parley.bench.caller import Caller
+from parley.server.client import ParleyClient
 from parley.server.audio import resample
 from tests.conftest import QUESTION, serve_app
 from tests.support.audio import word_error_rate, words
@@ -23,7 +23,7 @@ def loud_seconds(samples: np.ndarray, rate: int = 48_000, threshold: float = 0.0
 
 
 async def test_spoken_question_gets_a_spoken_answer(server_url, question_samples, models):
-    caller = Caller(server_url, room="test-one", keep_audio=True)
+    caller = ParleyClient(server_url, room="test-one", keep_audio=True)
     await caller.start()
     try:
         result = await caller.ask(question_samples, timeout=60)
@@ -50,7 +50,7 @@ async def test_spoken_question_gets_a_spoken_answer(server_url, question_samples
 
 
 async def test_two_calls_at_once_both_get_answers(server_url, question_samples):
-    callers = [Caller(server_url, room=f"test-two-{i}", keep_audio=True) for i in range(2)]
+    callers = [ParleyClient(server_url, room=f"test-two-{i}", keep_audio=True) for i in range(2)]
     try:
         for caller in callers:
             await caller.start()
@@ -88,7 +88,7 @@ async def app_url(settings, models):
 
 async def test_naive_baseline_pipeline_also_answers(app_url, question_samples):
     """The benchmark's baseline (1 s STT chunks, TTS after the whole reply) is a working pipeline too."""
-    caller = Caller(await app_url(pipeline="naive"), keep_audio=True)
+    caller = ParleyClient(await app_url(pipeline="naive"), keep_audio=True)
     await caller.start()
     try:
         result = await caller.ask(question_samples, timeout=60)
@@ -101,7 +101,7 @@ async def test_naive_baseline_pipeline_also_answers(app_url, question_samples):
 
 
 async def test_echo_mode_sends_the_callers_audio_back(app_url, question_samples):
-    caller = Caller(await app_url(mode="echo"), keep_audio=True)
+    caller = ParleyClient(await app_url(mode="echo"), keep_audio=True)
     await caller.start()
     try:
         rtt = await caller.echo_round_trip(question_samples, timeout=5)

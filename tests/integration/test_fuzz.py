@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-from parley.bench.caller import Caller
+from parley.server.client import ParleyClient
 from parley.server.errors import SignalingError
 from parley.signaling.messages import Ping, parse_client_message
 from parley.signaling.state import STATE_KEY
@@ -193,7 +193,7 @@ def test_rest_fuzz(server, calls):
 
 def test_server_still_serves_a_call_after_the_fuzz(server):
     async def call() -> float | None:
-        caller = Caller(server.served.url, room="after-fuzz")
+        caller = ParleyClient(server.served.url, room="after-fuzz")
         await caller.start()
         try:
             await asyncio.sleep(0.5)

@@ -13,7 +13,7 @@ from parley.agents.llm.base import ChatMessage
 from parley.agents.llm.openai_compat import OpenAICompatibleChat
 from parley.agents.runtime import _load_llm
 from parley.agents.weights import llm_model_path
-from parley.bench.caller import Caller
+from parley.server.client import ParleyClient
 from tests.conftest import QUESTION, serve_app
 from tests.support.audio import read_wav, speak_to_wav, word_error_rate
 from tests.support.llama_server import LlamaCppServer, start_llama_cpp_server
@@ -81,7 +81,7 @@ async def llama_app(openai_settings, models):
 
 async def test_a_call_answered_through_llama_cpp_server(llama_app, llama_server, question_samples):
     requests_before = llama_server.log().count("POST /v1/chat/completions")
-    caller = Caller(llama_app.url, room="via-llama-cpp", keep_audio=True)
+    caller = ParleyClient(llama_app.url, room="via-llama-cpp", keep_audio=True)
     await caller.start()
     try:
         result = await caller.ask(question_samples, timeout=90)
@@ -96,7 +96,7 @@ async def test_barge_in_closes_the_llm_stream(llama_app, llama_server, audio_dir
     story = read_wav(speak_to_wav("Tell me a very long story about a dragon.", audio_dir / "story.wav"))[0]
     cut_in = read_wav(speak_to_wav("Stop, what is the capital of France?", audio_dir / "cut_in.wav"))[0]
     disconnects_before = llama_server.log().count(DISCONNECTED)
-    caller = Caller(llama_app.url, room="via-llama-cpp-barge", keep_audio=True)
+    caller = ParleyClient(llama_app.url, room="via-llama-cpp-barge", keep_audio=True)
     await caller.start()
     try:
         caller.mic.play(story)

@@ -14,7 +14,7 @@ import pytest
 from aiortc import RTCPeerConnection
 
 from parley.agents.session import AgentSession
-from parley.bench.caller import Caller
+from parley.server.client import ParleyClient
 from parley.server.participant import Participant
 from parley.signaling.metrics import live_agent_sessions, live_peer_connections
 from tests.conftest import serve_app
@@ -45,7 +45,7 @@ def counts() -> dict[str, int]:
 
 
 async def _one_cycle(url: str, i: int, question: np.ndarray) -> None:
-    caller = Caller(url, room=f"churn-{i % 4}")
+    caller = ParleyClient(url, room=f"churn-{i % 4}")
     await caller.start()
     if i % 25 == 7:  # mid-answer: ask, and leave while the agent is thinking
         caller.mic.play(question)
@@ -59,9 +59,9 @@ async def _one_cycle(url: str, i: int, question: np.ndarray) -> None:
 async def test_churn_returns_to_baseline(parley_app, question_samples):
     url = parley_app.url
     # A listener in another room throughout: churn must never leak audio or tracks into it.
-    listener = Caller(url, room="churn-isolated", keep_audio=True)
+    listener = ParleyClient(url, room="churn-isolated", keep_audio=True)
     await listener.start()
-    warm = Caller(url, room="churn-0")  # warm-up: first-use allocations are not leaks
+    warm = ParleyClient(url, room="churn-0")  # warm-up: first-use allocations are not leaks
     await warm.start()
     await warm.close()
     await asyncio.sleep(1.0)
@@ -91,7 +91,7 @@ async def test_churn_returns_to_baseline(parley_app, question_samples):
 
 
 async def test_metrics_expose_counts_and_turn_latency(parley_app, question_samples):
-    caller = Caller(parley_app.url, room="metrics")
+    caller = ParleyClient(parley_app.url, room="metrics")
     await caller.start()
     try:
         assert (await caller.ask(question_samples, timeout=60)).answered
@@ -158,7 +158,7 @@ async def test_message_rate_limit(settings):
 
 async def test_offer_without_dtls_is_refused(server_url):
     """DTLS-SRTP only: an offer with no fingerprint (plain RTP) gets invalid_sdp."""
-    caller = Caller(server_url, room="no-dtls")
+    caller = ParleyClient(server_url, room="no-dtls")
     pc = RTCPeerConnection()
     try:
         async with aiohttp.ClientSession() as http:

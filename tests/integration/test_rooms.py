@@ -3,17 +3,15 @@
 import asyncio
 import time
 
-import aiohttp
 import numpy as np
 import pytest
 
-from parley.bench.caller import Caller
+from parley.server.client import ParleyAdmin, ParleyClient
 from parley.signaling.state import STATE_KEY
 from tests.conftest import TEST_API_KEY
 from tests.support.audio import peak_correlation, read_wav, speak_to_wav
 
 pytestmark = pytest.mark.slow
-ADMIN = {"Authorization": f"Bearer {TEST_API_KEY}"}
 # Opus at aiortc's 96 kb/s keeps the waveform: a forwarded clip correlates with its source at
 # 0.9 or more (measured 0.97–0.99 here), while other speech or silence stays below 0.2. 0.6 sits
 # well clear of both, so the check fails if the audio is missing, garbled or someone else's.
@@ -22,21 +20,17 @@ OTHER_AUDIO = 0.3
 
 
 async def create_room(url: str, **body) -> dict:
-    async with aiohttp.ClientSession(headers=ADMIN) as http:
-        async with http.post(f"{url}/api/v1/rooms", json=body) as response:
-            assert response.status == 201, await response.text()
-            return await response.json()
+    async with ParleyAdmin(url, TEST_API_KEY) as admin:
+        return await admin.create_room(**body)
 
 
 async def token_for(url: str, room: str, identity: str, name: str) -> str:
-    async with aiohttp.ClientSession(headers=ADMIN) as http:
-        async with http.post(f"{url}/api/v1/rooms/{room}/tokens", json={"identity": identity, "name": name}) as response:
-            assert response.status == 201, await response.text()
-            return (await response.json())["token"]
+    async with ParleyAdmin(url, TEST_API_KEY) as admin:
+        return (await admin.token(room, identity, name=name))["token"]
 
 
-async def join(url: str, room: str, name: str) -> Caller:
-    caller = Caller(url, token=await token_for(url, room, name.lower(), name), name=name, keep_audio=True)
+async def join(url: str, room: str, name: str) -> ParleyClient:
+    caller = ParleyClient(url, token=await token_for(url, room, name.lower(), name), name=name, keep_audio=True)
     await caller.start()
     return caller
 
@@ -49,7 +43,7 @@ async def until(predicate, timeout: float, what: str) -> None:
     raise TimeoutError(what)
 
 
-def heard(caller: Caller, source: Caller) -> np.ndarray:
+def heard(caller: ParleyClient, source: ParleyClient) -> np.ndarray:
     recorder = caller.recorder_for(source.participant_id)
     assert recorder is not None, f"{caller.name} has no m-line for {source.name}: {caller.tracks}"
     return recorder.samples()

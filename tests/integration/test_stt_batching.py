@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from parley.agents.stt.batching import SttBatcher
-from parley.bench.caller import Caller
+from parley.server.client import ParleyClient
 from parley.server.audio import resample
 from tests.conftest import serve_app
 from tests.support.audio import read_wav, speak_to_wav, word_error_rate
@@ -66,7 +66,7 @@ async def test_calls_ending_utterances_together_are_transcribed_in_fewer_passes(
     # No interim transcripts here, so that every pass counted is a final utterance's.
     quiet = settings.model_copy(update={"vad": settings.vad.model_copy(update={"interim_interval_s": 0.0})})
     runner, served = await serve_app(quiet, models)
-    callers = [Caller(served.url, room=f"batch-{i}") for i in range(len(SENTENCES))]
+    callers = [ParleyClient(served.url, room=f"batch-{i}") for i in range(len(SENTENCES))]
     try:
         await asyncio.gather(*(c.start() for c in callers))
         async with aiohttp.ClientSession() as http:

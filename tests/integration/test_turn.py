@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from aioice import stun
 
-from parley.bench.caller import Caller
+from parley.server.client import ParleyClient
 from parley.turn.credentials import mint_credential
 from tests.conftest import serve_app
 from tests.support.coturn import SECRET, allocate, start_coturn
@@ -58,7 +58,7 @@ async def turn_app(settings, coturn):
 
 
 async def test_joined_and_rest_hand_out_turn_servers(turn_app, coturn):
-    caller = Caller(turn_app.url)
+    caller = ParleyClient(turn_app.url)
     await caller.start()
     try:
         joined = caller.of_type("joined")[0]
@@ -85,7 +85,7 @@ def _burst() -> np.ndarray:
 
 
 async def test_relay_only_call_goes_through_coturn(turn_app, coturn):
-    caller = Caller(turn_app.url, relay_only=True)
+    caller = ParleyClient(turn_app.url, relay_only=True)
     await caller.start()
     identity = caller.of_type("joined")[0]["identity"]
     try:
@@ -122,7 +122,7 @@ async def test_server_side_can_use_turn_too(settings, coturn):
         "agent": settings.agent.model_copy(update={"mode": "echo"}),
     })
     runner, served = await serve_app(turned, None)
-    caller = Caller(served.url, relay_only=True)
+    caller = ParleyClient(served.url, relay_only=True)
     try:
         await caller.start()
         answer = caller.of_type("answer")[0]["sdp"]

@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from parley.bench.caller import LOUD, Caller
+from parley.server.client import LOUD, ParleyClient
 from parley.signaling.app import STATE_KEY
 from tests.support.audio import read_wav, speak_to_wav, word_error_rate
 
@@ -34,13 +34,13 @@ def clips(audio_dir):
     }
 
 
-def session_of(parley_app, caller: Caller):
+def session_of(parley_app, caller: ParleyClient):
     pid = caller.of_type("joined")[0]["participant_id"]
     [conn] = [c for c in parley_app.app[STATE_KEY].connections if c.participant_id == pid]
     return conn.room.agent.session
 
 
-async def _agent_talking_for(caller: Caller, seconds: float, timeout: float = 60) -> float:
+async def _agent_talking_for(caller: ParleyClient, seconds: float, timeout: float = 60) -> float:
     await caller.wait_for(lambda m: m["type"] == "agent.state" and m["state"] == "speaking", timeout)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -51,7 +51,7 @@ async def _agent_talking_for(caller: Caller, seconds: float, timeout: float = 60
     raise TimeoutError("agent audio never flowed")
 
 
-def silent_from(caller: Caller, after: float, hold: float = 0.5) -> float | None:
+def silent_from(caller: ParleyClient, after: float, hold: float = 0.5) -> float | None:
     """First frame time after ``after`` from which the received audio stays silent for ``hold`` seconds."""
     times, peaks = caller.recorder.times, caller.recorder.peaks
     for i, t in enumerate(times):
@@ -63,9 +63,9 @@ def silent_from(caller: Caller, after: float, hold: float = 0.5) -> float | None
     return None
 
 
-async def _long_reply_playing(parley_app, clips) -> tuple[Caller, object]:
+async def _long_reply_playing(parley_app, clips) -> tuple[ParleyClient, object]:
     """A caller who asked for a story and has heard the agent tell it for a second."""
-    caller = Caller(parley_app.url, keep_audio=True)
+    caller = ParleyClient(parley_app.url, keep_audio=True)
     await caller.start()
     try:
         caller.mic.play(clips["long"])
@@ -104,7 +104,7 @@ async def test_barge_in_stops_the_agent_and_keeps_only_what_was_heard(parley_app
     assert answer["text"]
 
 
-async def _reply_survives(parley_app, clips, interjection: np.ndarray) -> tuple[Caller, object]:
+async def _reply_survives(parley_app, clips, interjection: np.ndarray) -> tuple[ParleyClient, object]:
     caller, session = await _long_reply_playing(parley_app, clips)
     try:
         await caller.mic.play(interjection).ended
@@ -132,7 +132,7 @@ async def test_a_backchannel_resumes_the_reply(parley_app, clips):
 
 
 async def test_a_short_pause_inside_a_question_gives_one_final_transcript(parley_app, clips):
-    caller = Caller(parley_app.url)
+    caller = ParleyClient(parley_app.url)
     await caller.start()
     try:
         result = await caller.ask(clips["paused"], timeout=60)

@@ -1,4 +1,19 @@
-"""A real aiortc caller: plays clips as its microphone, records the agent's audio, times each turn."""
+"""Python client for Parley: join a room over the signaling protocol with aiortc, talk, listen, read events.
+
+``ParleyClient`` is a participant: it plays clips (numpy arrays or WAV files) as its microphone,
+records what it receives (the agent's voice and every other person's audio), answers the server's
+renegotiation offers, and keeps every event. ``ParleyAdmin`` is the REST side a backend uses: rooms
+and join tokens. The tests, ``make bench`` and ``examples/bot.py`` all use these classes.
+
+    async with ParleyAdmin("http://127.0.0.1:8080", api_key) as admin:
+        room = await admin.create_room(agent={"name": "Ava"})
+        token = (await admin.token(room["id"], "bot-1", name="Bot"))["token"]
+    client = ParleyClient("http://127.0.0.1:8080", token=token)
+    client.on("transcript", lambda m: print(m["name"], m["text"]))
+    await client.start()
+    result = await client.ask(samples_48k)   # speak, wait for the agent's whole answer
+    await client.close()
+"""
 
 from __future__ import annotations
 
@@ -8,6 +23,7 @@ import fractions
 import json
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import aiohttp
@@ -128,7 +144,7 @@ class TurnResult:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
-class Caller:
+class ParleyClient:
     """Joins a Parley room over its WebSocket, calls with a ``QueueMicrophone``, and records everything it gets.
 
     Without a ``token`` it asks the server's dev mode for one (``POST /api/v1/dev/token``). It
@@ -160,6 +176,19 @@ class Caller:
         self._tasks: list[asyncio.Task[None]] = []
         self.renegotiations = 0
         self._negotiated = asyncio.Event()  # server offers wait until our own offer is answered
+        self._handlers: dict[str, list[Callable[[dict[str, Any]], None]]] = {}
+
+    def on(self, kind: str, handler: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
+        """Call ``handler(message)`` for every server message of type ``kind`` ("*": all); returns an unsubscribe."""
+        self._handlers.setdefault(kind, []).append(handler)
+        return lambda: self._handlers[kind].remove(handler)
+
+    def play_wav(self, path: str | Path) -> Playback:
+        """Queue a WAV file (any rate, mono or stereo) on the microphone."""
+        from parley.server.audio import read_wav, resample
+
+        samples, rate = read_wav(Path(path))
+        return self.mic.play(resample(samples, rate, RATE))
 
     def recorder_for(self, participant_id: str) -> AudioRecorder | None:
         """The recorder of the m-line that carries ``participant_id``'s audio now."""
@@ -175,6 +204,8 @@ class Caller:
             if msg.type == aiohttp.WSMsgType.TEXT:
                 data = json.loads(msg.data)
                 self.messages.append(data)
+                for handler in [*self._handlers.get(str(data.get("type")), ()), *self._handlers.get("*", ())]:
+                    handler(data)
                 if data.get("type") == "offer":
                     await self._answer_offer(data)
 
@@ -316,3 +347,57 @@ class Caller:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
+
+
+class ParleyApiError(RuntimeError):
+    """A REST call answered with an error: ``status``, and the server's ``code`` and ``message``."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"HTTP {status} {code}: {message}")
+        self.status, self.code, self.message = status, code, message
+
+
+class ParleyAdmin:
+    """The admin REST API (``/api/v1``, Bearer API key): rooms and join tokens, for your backend."""
+
+    def __init__(self, base_url: str, api_key: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._session = aiohttp.ClientSession(headers={"Authorization": f"Bearer {api_key}"})
+
+    async def __aenter__(self) -> "ParleyAdmin":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        async with self._session.request(method, f"{self.base_url}/api/v1{path}", json=body) as response:
+            data = await response.json() if response.content_type == "application/json" else None
+            if response.status >= 300:
+                error = (data or {}).get("error") or {}
+                raise ParleyApiError(response.status, error.get("code", "http_error"), error.get("message", ""))
+            return data
+
+    async def create_room(self, id: str | None = None, *, agent: dict[str, Any] | None = None,
+                          max_participants: int | None = None) -> dict[str, Any]:
+        """Create a room (id generated when absent); ``agent`` sets its name, prompt, voice, policy or disables it."""
+        body: dict[str, Any] = {k: v for k, v in (("id", id), ("agent", agent), ("max_participants", max_participants)) if v is not None}
+        return await self._call("POST", "/rooms", body)
+
+    async def token(self, room: str, identity: str, *, name: str | None = None, ttl_s: int | None = None) -> dict[str, Any]:
+        """A join token for ``identity`` in ``room``: ``{"token", "expires_at", "ws_url", …}``."""
+        body: dict[str, Any] = {"identity": identity, **({"name": name} if name else {}), **({"ttl_s": ttl_s} if ttl_s else {})}
+        return await self._call("POST", f"/rooms/{room}/tokens", body)
+
+    async def room(self, room: str) -> dict[str, Any]:
+        return await self._call("GET", f"/rooms/{room}")
+
+    async def rooms(self) -> list[dict[str, Any]]:
+        return (await self._call("GET", "/rooms"))["rooms"]
+
+    async def delete_room(self, room: str) -> None:
+        """Delete a room; everyone in it is disconnected (``room_closed``)."""
+        await self._call("DELETE", f"/rooms/{room}")
+
+    async def close(self) -> None:
+        await self._session.close()
