@@ -85,6 +85,7 @@ callButton.addEventListener("click", async () => {
   statusEl.textContent = "connecting…";
   const params = new URLSearchParams(location.search);
   client = new ParleyClient({
+    url: params.get("ws") || undefined,  // ?ws=wss://other-host/ws: signaling elsewhere than this page's server
     room: params.get("room"), name: params.get("name"), token: params.get("token"),
     iceTransportPolicy: params.get("relay") === "1" ? "relay" : "all",  // ?relay=1: only through TURN
   });
@@ -99,7 +100,12 @@ callButton.addEventListener("click", async () => {
   client.on("error", (detail) => showError(`${detail.code}: ${detail.message}`));
   client.on("connectionState", (detail) => { statusEl.textContent = detail.state; });
   client.on("reconnecting", (detail) => { statusEl.textContent = `reconnecting (attempt ${detail.attempt})…`; });
-  client.on("reconnected", () => { statusEl.textContent = "connected"; showError(""); });
+  client.on("reconnected", () => {
+    statusEl.textContent = "connected";
+    showError("");
+    agentLines.clear();  // a rejoined call starts its own turn numbers
+    openUserLines.clear();
+  });
   client.on("agentAudio", (detail) => { $("remote-audio").srcObject = detail.stream; });
   client.on("participantAudio", onPeerTrack);
   for (const kind of ["joined", "participantJoined", "participantLeft"]) client.on(kind, showPeople);

@@ -144,10 +144,14 @@ export class ParleyClient extends EventTarget {
     this._muted = false;
     this._reconnecting = false;
     this._lastError = null;
+    this._joined = null;
+    this._peerStreams = new Map();  // mid → {mid, participantId, stream}: others' audio now
   }
 
   /**
    * Listen to one SDK event; the handler gets the payload. Returns a function that unsubscribes.
+   * `joined`, `agentAudio` and `participantAudio` are sticky: a handler added after they fired is
+   * called at once with the current value (so `await connect()` then `on("agentAudio")` works).
    * @param {string} type
    * @param {(detail: any) => void} handler
    * @returns {() => void}
@@ -155,6 +159,11 @@ export class ParleyClient extends EventTarget {
   on(type, handler) {
     const listener = (event) => handler(event.detail);
     this.addEventListener(type, listener);
+    // State events are sticky: subscribing after connect() resolved still gets the current value.
+    const current = type === "agentAudio" ? (this.remoteStream ? [{ stream: this.remoteStream }] : [])
+      : type === "participantAudio" ? [...this._peerStreams.values()]
+      : type === "joined" && this._joined ? [this._joined] : [];
+    for (const detail of current) queueMicrotask(() => handler(detail));
     return () => this.removeEventListener(type, listener);
   }
 
@@ -186,6 +195,8 @@ export class ParleyClient extends EventTarget {
     try { msg = JSON.parse(event.data); } catch { return; }
     if (msg.type === "offer") { this._serial(() => this._answerServerOffer(msg)); return; }
     if (msg.type === "joined") {
+      this._joined = msg;
+      this._peerStreams.clear();
       this.participants.clear();
       for (const p of msg.participants || []) this.participants.set(p.participant_id, p);
     }
@@ -210,6 +221,7 @@ export class ParleyClient extends EventTarget {
     if (!pc) return;
     try {
       this.tracks = msg.tracks || {};
+      for (const d of this._peerStreams.values()) d.participantId = this.tracks[d.mid] || null;  // m-lines are reused
       await pc.setRemoteDescription({ type: "offer", sdp: msg.sdp });
       await pc.setLocalDescription(await pc.createAnswer());
       if (pc === this.pc) this._send({ type: "answer", sdp: pc.localDescription.sdp });
@@ -225,7 +237,9 @@ export class ParleyClient extends EventTarget {
       this.remoteStream = stream;
       this._emit("agentAudio", { stream });
     } else {
-      this._emit("participantAudio", { mid, participantId: this.tracks[mid] || null, stream });
+      const detail = { mid, participantId: this.tracks[mid] || null, stream };
+      this._peerStreams.set(mid, detail);
+      this._emit("participantAudio", detail);
     }
   }
 

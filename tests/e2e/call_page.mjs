@@ -1,8 +1,9 @@
 // Open Parley's bundled page in Debian's headless chromium with a fake microphone (a WAV file),
 // press Call, and report what the page saw as one JSON line on stdout.
-//   node call_page.mjs <page-url> <wav> <timeout-ms> [screenshot.png] [answer|barge-in|duo]
+//   node call_page.mjs <page-url> <wav> <timeout-ms> [screenshot.png] [answer|barge-in|duo|embed|reconnect]
 // duo: a second browser (fake mic: $LISTENER_WAV) joins room "duo" first and listens; the first
 // browser then speaks. The report says what the listener heard: the speaker, and the agent.
+import net from "node:net";
 import { chromium } from "playwright-core";
 
 const [url, wav, timeoutArg, screenshot, expect = "answer"] = process.argv.slice(2);
@@ -115,9 +116,91 @@ async function single(browser) {
   result.ok = true;
 }
 
+// The embed example (examples/embed/index.html, served by examples/backend.py on another origin).
+async function embed(browser) {
+  const page = await open(browser, url, "embed");
+  await page.click("#talk");
+  await page.waitForSelector("#log li[data-speaker=user]:not(.partial)", { timeout });
+  result.user_transcript = await page.textContent("#log li[data-speaker=user]:not(.partial) span");
+  await page.waitForSelector("#log li[data-speaker=agent]", { timeout });
+  result.agent_text = await page.textContent("#log li[data-speaker=agent] span");
+  const started = Date.now();
+  let stats = null;
+  while (Date.now() - started < timeout) {
+    stats = await page.evaluate(() => window.call.inboundAudioStats());
+    if (stats && stats.bytesReceived > 0 && stats.totalAudioEnergy > 0) break;
+    await page.waitForTimeout(200);
+  }
+  result.inbound_audio = stats;
+  result.page_origin = await page.evaluate(() => location.origin);
+  result.sdk_origin = await page.evaluate(() => new URL(window.call.url).host);
+  if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });
+  await page.click("#end");
+  result.state_after_end = await page.textContent("#state");
+  result.ok = true;
+}
+
+// A TCP proxy in front of Parley for the signaling WebSocket only, so the test can cut it.
+function signalingProxy(port, target) {
+  const sockets = new Set();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(target.port, target.host);
+    for (const s of [client, upstream]) { sockets.add(s); s.on("close", () => sockets.delete(s)); s.on("error", () => {}); }
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  server.listen(port, "127.0.0.1");
+  return { cut: () => { const n = sockets.size; for (const s of sockets) s.destroy(); return n; }, close: () => server.close() };
+}
+
+async function healthz() {
+  return (await fetch(`${process.env.PARLEY_URL}/healthz`)).json();
+}
+
+async function reconnect(browser) {
+  const parley = new URL(process.env.PARLEY_URL);
+  const proxy = signalingProxy(Number(process.env.PROXY_PORT), { host: parley.hostname, port: Number(parley.port) });
+  try {
+    const page = await open(browser, `${url}?ws=ws://127.0.0.1:${process.env.PROXY_PORT}/ws`, "page");
+    await page.click("#call");
+    await page.waitForFunction(() => window.parley && window.parley.participantId, null, { timeout });
+    await page.evaluate(() => {
+      window.__events = [];
+      for (const kind of ["reconnecting", "reconnected", "ended", "error"]) {
+        window.parley.on(kind, (d) => window.__events.push({ kind, at: Date.now(), code: d && d.code, attempt: d && d.attempt }));
+      }
+    });
+    await page.waitForSelector("#transcript li.agent", { timeout });  // the first question is being answered
+    result.first_participant = await page.evaluate(() => window.parley.participantId);
+    result.calls_before_cut = (await healthz()).calls;
+    const cutAt = Date.now();
+    result.sockets_cut = proxy.cut();
+    await page.waitForFunction(() => window.__events.some((e) => e.kind === "reconnected" || e.kind === "ended"), null, { timeout: 30000 });
+    result.events = await page.evaluate(() => window.__events);
+    const back = result.events.find((e) => e.kind === "reconnected");
+    result.reconnect_ms = back ? back.at - cutAt : null;
+    result.second_participant = await page.evaluate(() => window.parley.participantId);
+    await page.waitForTimeout(1500);
+    result.calls_after_reconnect = (await healthz()).calls;
+    // The fake mic asks a second question a while later: it must be answered on the rejoined call.
+    await page.waitForFunction(() => document.querySelectorAll("#transcript li.user:not(.partial)").length >= 2, null, { timeout });
+    await page.waitForFunction(() => document.querySelectorAll("#transcript li.agent").length >= 2, null, { timeout });
+    result.user_lines = await page.$$eval("#transcript li.user:not(.partial) span", (els) => els.map((e) => e.textContent));
+    result.agent_lines = await page.$$eval("#transcript li.agent span", (els) => els.map((e) => e.textContent));
+    if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });
+    await page.click("#hangup");
+    await page.waitForTimeout(1500);
+    result.calls_after_hangup = (await healthz()).calls;
+    result.ok = true;
+  } finally {
+    proxy.close();
+  }
+}
+
 const browser = await launch(wav);
 try {
-  await (expect === "duo" ? duo(browser) : single(browser));
+  const modes = { duo, embed, reconnect };
+  await (modes[expect] || single)(browser);
 } catch (err) {
   result.error = String(err && err.message || err);
 } finally {

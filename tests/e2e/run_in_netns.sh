@@ -21,7 +21,17 @@ for _ in $(seq 1 240); do
   if ! kill -0 $server 2>/dev/null; then echo '{"ok": false, "error": "server exited"}'; cat "$log" >&2; exit 0; fi
   sleep 0.5
 done
-node "$here/call_page.mjs" "http://127.0.0.1:$port/${PAGE_QUERY:-}" "$wav" "$timeout_ms" "$shot" "$expect"
+page="http://127.0.0.1:$port/${PAGE_QUERY:-}"
+backend=
+if [ -n "${EMBED_PORT:-}" ]; then  # examples/backend.py: another origin that serves the embed page and mints tokens
+  "$root/.venv/bin/python" "$root/examples/backend.py" --parley "http://127.0.0.1:$port" --api-key "$PARLEY_AUTH__API_KEY" \
+    --port "$EMBED_PORT" >>"$log" 2>&1 &
+  backend=$!
+  trap 'kill $server $turn_pid $backend 2>/dev/null; wait $server $turn_pid $backend 2>/dev/null || true' EXIT
+  for _ in $(seq 1 60); do curl -sf "http://127.0.0.1:$EMBED_PORT/" >/dev/null 2>&1 && break; sleep 0.25; done
+  page="http://127.0.0.1:$EMBED_PORT/"
+fi
+PARLEY_URL="http://127.0.0.1:$port" node "$here/call_page.mjs" "$page" "$wav" "$timeout_ms" "$shot" "$expect"
 if [ -n "$turn_pid" ]; then sleep 1; fi  # coturn logs a session's traffic as the allocation ends
 echo "--- server log ---" >&2
 cat "$log" >&2

@@ -33,7 +33,8 @@ def fake_mic_wav(audio_dir: Path, question_samples: np.ndarray) -> Path:
     return path
 
 
-def browser_call(wav: Path, shot: Path, expect: str, env: dict[str, str] | None = None) -> dict:
+def browser_call(wav: Path, shot: Path, expect: str, env: dict[str, str] | None = None,
+                 serve_args: tuple[str, ...] = ("--dev",)) -> dict:
     """Serve Parley and drive chromium against it inside a loopback-only namespace; return the page's report."""
     need_binary("chromium")
     need_binary("node")
@@ -44,7 +45,7 @@ def browser_call(wav: Path, shot: Path, expect: str, env: dict[str, str] | None 
         pytest.skip(f"end-to-end browser test needs a private network namespace: {reason}")
     proc = subprocess.run(
         ["unshare", "-n", str(HERE / "run_in_netns.sh"), str(wav), str(free_port()), "60000", str(shot), expect,
-         "--dev", "--llm-model", "smollm2-135m"],
+         *serve_args, "--llm-model", "smollm2-135m"],
         capture_output=True, text=True, timeout=240, env={**os.environ, **(env or {})},
     )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -123,3 +124,43 @@ def test_browser_relay_only_call_through_coturn(fake_mic_wav: Path, tmp_path: Pa
     assert result["agent_text"], result
     usage = re.findall(r"peer usage: realm=<[^>]*>, username=<[^>]*>, rp=(\d+), rb=\d+, sp=(\d+)", log.read_text())
     assert any(int(rp) > 50 and int(sp) > 50 for rp, sp in usage), log.read_text()[-3000:]
+
+
+def test_embed_example_on_another_origin_calls_through_the_sdk(fake_mic_wav: Path, tmp_path: Path):
+    """examples/backend.py serves examples/embed/index.html on its own port (another origin), mints the
+    token with the REST API; the page imports the SDK from Parley and calls. Parley runs without dev mode."""
+    embed_port = free_port()
+    env = {
+        "EMBED_PORT": str(embed_port), "PARLEY_AUTH__API_KEY": "embed-test-admin-key",
+        "PARLEY_HTTP__ALLOWED_ORIGINS": f'["http://127.0.0.1:{embed_port}"]',
+    }
+    result = browser_call(fake_mic_wav, tmp_path / "embed.png", "embed", env=env, serve_args=())
+    assert result["page_origin"] == f"http://127.0.0.1:{embed_port}" and not result["sdk_origin"].endswith(f":{embed_port}")
+    assert word_error_rate(QUESTION, result["user_transcript"]) <= 0.2, result["user_transcript"]
+    assert result["agent_text"], result
+    stats = result["inbound_audio"]
+    assert stats and stats["bytesReceived"] > 0 and stats["totalAudioEnergy"] > 0, stats
+    assert result["state_after_end"] == "call ended"
+    assert not [c for c in result["console"] if c.startswith(("embed error", "embed pageerror"))], result["console"]
+
+
+def test_sdk_rejoins_when_the_websocket_drops_mid_call(audio_dir: Path, question_samples: np.ndarray, tmp_path: Path):
+    """The signaling WebSocket goes through a proxy the driver cuts after the first answer starts. The SDK
+    must rejoin within a bound, the server must hold one call (not a half-open second), and the second
+    question on the fake mic must be answered on the rejoined call."""
+    second = "How many legs does a spider have?"
+    speech, rate = read_wav(speak_to_wav(second, audio_dir / "second.wav"))
+    wav = tmp_path / "two-questions.wav"
+    write_wav(wav, np.concatenate([np.zeros(rate), question_samples, np.zeros(14 * rate), speech, np.zeros(40 * rate)]), rate)
+    env = {"PROXY_PORT": str(free_port()), "PARLEY_HTTP__ALLOWED_ORIGINS": '["*"]'}
+    result = browser_call(wav, tmp_path / "reconnect.png", "reconnect", env=env)
+    kinds = [e["kind"] for e in result["events"]]
+    print(f"reconnect: rejoined {result['reconnect_ms']} ms after the cut; events {result['events']}")
+    assert result["sockets_cut"] >= 2 and result["calls_before_cut"] == 1, result
+    assert "reconnecting" in kinds and "reconnected" in kinds and "ended" not in kinds, result["events"]
+    assert result["reconnect_ms"] is not None and result["reconnect_ms"] < 10_000, result["reconnect_ms"]
+    assert result["second_participant"] != result["first_participant"]  # a new participant on the server
+    assert result["calls_after_reconnect"] == 1, result  # the dropped call was torn down, not left half-open
+    assert word_error_rate(second, result["user_lines"][-1]) <= 0.3, result["user_lines"]
+    assert len(result["agent_lines"]) >= 2 and result["agent_lines"][-1], result["agent_lines"]
+    assert result["calls_after_hangup"] == 0, result

@@ -1,0 +1,72 @@
+"""The examples in examples/ work against a real server: the backend snippet's tokens join a call, and
+the Python bot joins a room, asks by voice and hears the agent answer."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from parley.server.client import ParleyAdmin, ParleyClient
+from parley.server.ports import free_loopback_port
+from tests.conftest import TEST_API_KEY
+
+pytestmark = pytest.mark.slow
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+sys.path.insert(0, str(EXAMPLES))
+
+
+async def test_backend_snippet_mints_tokens_that_join_its_room(server_url):
+    from backend import build_app  # examples/backend.py
+
+    runner = web.AppRunner(build_app(server_url, TEST_API_KEY, "embed-room"))
+    await runner.setup()
+    port = free_loopback_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{port}/") as response:
+                assert response.status == 200 and "/web/parley.js" in await response.text()
+            grants = []
+            for _ in range(2):  # the second visitor finds the room already there
+                async with http.post(f"http://127.0.0.1:{port}/token") as response:
+                    assert response.status == 200, await response.text()
+                    grants.append(await response.json())
+        assert grants[0]["token"] != grants[1]["token"] and grants[0]["parley_url"] == server_url
+        visitor = ParleyClient(server_url, token=grants[1]["token"])
+        await visitor.start()
+        try:
+            joined = visitor.of_type("joined")[0]
+            assert joined["room"] == "embed-room" and joined["identity"].startswith("visitor-")
+            assert [p["name"] for p in joined["participants"]] == ["Ava"]  # the agent the backend configured
+        finally:
+            await visitor.close()
+    finally:
+        await runner.cleanup()
+        async with ParleyAdmin(server_url, TEST_API_KEY) as admin:
+            await admin.delete_room("embed-room")
+
+
+async def test_python_bot_asks_and_hears_the_answer(server_url):
+    async with ParleyAdmin(server_url, TEST_API_KEY) as admin:
+        await admin.create_room("bots", agent={"reply_policy": "always"})
+    try:
+        bot = await asyncio.create_subprocess_exec(
+            sys.executable, str(EXAMPLES / "bot.py"), "--url", server_url, "--api-key", TEST_API_KEY, "--room", "bots",
+            "--say", "What is the capital of France?", "--timeout", "60",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(bot.communicate(), 120)
+    finally:
+        async with ParleyAdmin(server_url, TEST_API_KEY) as admin:
+            await admin.delete_room("bots")
+    text = out.decode()
+    assert bot.returncode == 0, text + err.decode()[-2000:]
+    assert "joined room bots as Bot" in text
+    lines = text.splitlines()
+    assert any(line.startswith("Parley: ") and len(line) > len("Parley: ") for line in lines), text  # the agent's reply
+    assert "answer heard" in text
