@@ -86,6 +86,7 @@ callButton.addEventListener("click", async () => {
   const params = new URLSearchParams(location.search);
   client = new ParleyClient({
     url: params.get("ws") || undefined,  // ?ws=wss://other-host/ws: signaling elsewhere than this page's server
+    reconnect: params.get("reconnect_ms") ? { timeoutMs: Number(params.get("reconnect_ms")) } : {},
     room: params.get("room"), name: params.get("name"), token: params.get("token"),
     iceTransportPolicy: params.get("relay") === "1" ? "relay" : "all",  // ?relay=1: only through TURN
   });

@@ -150,18 +150,21 @@ function signalingProxy(port, target) {
     upstream.pipe(client);
   });
   server.listen(port, "127.0.0.1");
-  return { cut: () => { const n = sockets.size; for (const s of sockets) s.destroy(); return n; }, close: () => server.close() };
+  const cut = () => { const n = sockets.size; for (const s of sockets) s.destroy(); return n; };
+  return { cut, close: () => { server.close(); return cut(); } };
 }
 
 async function healthz() {
   return (await fetch(`${process.env.PARLEY_URL}/healthz`)).json();
 }
 
-async function reconnect(browser) {
+// unreachable: the proxy stops for good; the SDK must give up after ?reconnect_ms and end the call.
+async function reconnect(browser, unreachable = false) {
   const parley = new URL(process.env.PARLEY_URL);
   const proxy = signalingProxy(Number(process.env.PROXY_PORT), { host: parley.hostname, port: Number(parley.port) });
   try {
-    const page = await open(browser, `${url}?ws=ws://127.0.0.1:${process.env.PROXY_PORT}/ws`, "page");
+    const query = `?ws=ws://127.0.0.1:${process.env.PROXY_PORT}/ws${unreachable ? "&reconnect_ms=3000" : ""}`;
+    const page = await open(browser, `${url}${query}`, "page");
     await page.click("#call");
     await page.waitForFunction(() => window.parley && window.parley.participantId, null, { timeout });
     await page.evaluate(() => {
@@ -174,9 +177,19 @@ async function reconnect(browser) {
     result.first_participant = await page.evaluate(() => window.parley.participantId);
     result.calls_before_cut = (await healthz()).calls;
     const cutAt = Date.now();
-    result.sockets_cut = proxy.cut();
+    result.sockets_cut = unreachable ? proxy.close() : proxy.cut();
     await page.waitForFunction(() => window.__events.some((e) => e.kind === "reconnected" || e.kind === "ended"), null, { timeout: 30000 });
     result.events = await page.evaluate(() => window.__events);
+    if (unreachable) {
+      result.ended_ms = result.events.find((e) => e.kind === "ended").at - cutAt;
+      await page.waitForTimeout(1000);
+      result.calls_after_end = (await healthz()).calls;
+      result.status = await page.textContent("#status");
+      result.mic_released = await page.evaluate(() => window.parley.localStream === null);
+      result.call_button_enabled = await page.isEnabled("#call");
+      result.ok = true;
+      return;
+    }
     const back = result.events.find((e) => e.kind === "reconnected");
     result.reconnect_ms = back ? back.at - cutAt : null;
     result.second_participant = await page.evaluate(() => window.parley.participantId);
@@ -199,7 +212,7 @@ async function reconnect(browser) {
 
 const browser = await launch(wav);
 try {
-  const modes = { duo, embed, reconnect };
+  const modes = { duo, embed, reconnect, "reconnect-fails": (b) => reconnect(b, true) };
   await (modes[expect] || single)(browser);
 } catch (err) {
   result.error = String(err && err.message || err);

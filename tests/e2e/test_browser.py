@@ -164,3 +164,16 @@ def test_sdk_rejoins_when_the_websocket_drops_mid_call(audio_dir: Path, question
     assert word_error_rate(second, result["user_lines"][-1]) <= 0.3, result["user_lines"]
     assert len(result["agent_lines"]) >= 2 and result["agent_lines"][-1], result["agent_lines"]
     assert result["calls_after_hangup"] == 0, result
+
+
+def test_sdk_ends_the_call_cleanly_when_the_server_stays_unreachable(fake_mic_wav: Path, tmp_path: Path):
+    """The proxy in front of the WebSocket goes away for good: after its reconnect window (3 s here) the
+    SDK reports connection_lost and ends; the server has already torn the call down."""
+    env = {"PROXY_PORT": str(free_port()), "PARLEY_HTTP__ALLOWED_ORIGINS": '["*"]'}
+    result = browser_call(fake_mic_wav, tmp_path / "unreachable.png", "reconnect-fails", env=env)
+    kinds = [e["kind"] for e in result["events"]]
+    assert "reconnecting" in kinds and "reconnected" not in kinds, result["events"]
+    assert any(e["kind"] == "error" and e["code"] == "connection_lost" for e in result["events"]), result["events"]
+    assert 3000 <= result["ended_ms"] < 8000, result["ended_ms"]  # gave up after its window, did not hang
+    assert result["calls_before_cut"] == 1 and result["calls_after_end"] == 0, result
+    assert result["mic_released"] and result["call_button_enabled"] and result["status"] == "disconnected", result
