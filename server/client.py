@@ -322,10 +322,8 @@ class ParleyClient:
             await asyncio.sleep(0.01)
         return None
 
-    async def vanish(self) -> None:
-        """Disappear without ``leave``: the socket and the peer connection just drop (a lost phone)."""
-        if self.ws is not None:
-            await self.ws.close()
+    async def _release(self) -> None:
+        """Close the peer connection, stop every task this client started, close the HTTP session."""
         await self.pc.close()
         for task in self._tasks:
             task.cancel()
@@ -333,20 +331,21 @@ class ParleyClient:
         if self._session is not None:
             await self._session.close()
 
+    async def vanish(self) -> None:
+        """Disappear without ``leave``: the socket and the peer connection just drop (a lost phone)."""
+        if self.ws is not None:
+            await self.ws.close()
+        await self._release()
+
     async def close(self) -> None:
-        """Leave, close the peer connection and stop every task this caller started."""
+        """Leave the room, then release everything."""
         if self.ws is not None and not self.ws.closed:
             try:
                 await self.ws.send_json({"type": "leave"})
             except ConnectionError:
                 pass
             await self.ws.close()
-        await self.pc.close()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._session is not None:
-            await self._session.close()
+        await self._release()
 
 
 class ParleyApiError(RuntimeError):

