@@ -311,6 +311,9 @@ class AgentSession:
         if turn.task is not None:
             turn.task.cancel()
         self._log.info("turn %d folded into the caller's next utterance", turn.id)
+        self.fsm.fire(Event.CANCELLED)  # the caller has the floor again; the next turn starts from there
+        if turn.segments:  # its text was already shown (synthesized ahead of playout): withdraw it, nothing was heard
+            self._emit(m.AgentInterrupted(turn_id=turn.id, heard_text=""))
 
     # ---- turns -------------------------------------------------------------------------------
 

@@ -43,6 +43,7 @@ function onTranscript(t) {
 function onInterrupted(i) {
   const li = agentLines.get(i.turn_id);
   if (!li) return;
+  if (!i.heard_text) { li.remove(); agentLines.delete(i.turn_id); return; }  // withdrawn before a word was heard
   li.querySelector("span").textContent = i.heard_text;
   li.classList.remove("partial");
   li.classList.add("interrupted");
@@ -87,6 +88,8 @@ callButton.addEventListener("click", async () => {
   client = new ParleyClient({
     url: params.get("ws") || undefined,  // ?ws=wss://other-host/ws: signaling elsewhere than this page's server
     reconnect: params.get("reconnect_ms") ? { timeoutMs: Number(params.get("reconnect_ms")) } : {},
+    // ?aec=0: raw microphone (no echo cancellation, noise suppression or gain control), for tests and diagnosis.
+    ...(params.get("aec") === "0" ? { audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false } } : {}),
     room: params.get("room"), name: params.get("name"), token: params.get("token"),
     iceTransportPolicy: params.get("relay") === "1" ? "relay" : "all",  // ?relay=1: only through TURN
   });

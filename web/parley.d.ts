@@ -47,7 +47,7 @@ export interface AgentStateMessage {
 export interface AgentInterruptedMessage {
   type: "agent.interrupted";
   turn_id: number;
-  /** What the caller heard of the reply before cutting in. */
+  /** What the caller heard of the reply before cutting in; "" withdraws a reply of which nothing was played. */
   heard_text: string;
 }
 

@@ -48,6 +48,7 @@ def browser_call(wav: Path, shot: Path, expect: str, env: dict[str, str] | None 
          *serve_args, "--llm-model", "smollm2-135m"],
         capture_output=True, text=True, timeout=240, env={**os.environ, **(env or {})},
     )
+    (shot.parent / f"{shot.stem}-server.log").write_text(proc.stderr)  # kept with the screenshot for diagnosis
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     assert lines, f"no result from the browser driver\nstdout: {proc.stdout}\nstderr: {proc.stderr[-3000:]}"
     result = json.loads(lines[-1])
@@ -73,15 +74,16 @@ def test_browser_caller_interrupts_the_agent(audio_dir: Path, question_samples: 
     wav = tmp_path / "barge-in.wav"
     gap = np.zeros(int(4.5 * rate), np.float32)  # the agent starts answering ~2 s after the story request
     write_wav(wav, np.concatenate([np.zeros(rate), story, gap, question_samples, np.zeros(rate * 40)]), rate)
-    result = browser_call(wav, tmp_path / "barge-in.png", "barge-in")
+    # Raw microphone: with Chromium's echo canceller on, a fake capture device's question spoken over the
+    # agent was sometimes suppressed whole (server log: no speech at all during a 25 s reply, 2 runs in ~10),
+    # and the WAV's second loop then did the barge-in. Barge-in itself is what this test is about.
+    result = browser_call(wav, tmp_path / "barge-in.png", "barge-in", env={"PAGE_QUERY": "?aec=0"})
     assert result["interrupted_text"], result
     assert len(result["agent_lines"]) >= 2 and len(result["user_lines"]) >= 2, result
-    # The browser's echo canceller works on the mic while the agent plays, so the second question is not
-    # always transcribed cleanly; what must hold is that the agent yielded and answered a new utterance.
-    # The interrupted reply shows only what was heard, and a new answer follows it. (Once, under load, the
-    # story request itself was answered twice before the cut, so the interrupted line is not always first.)
-    assert result["interrupted_text"] in result["agent_lines"], result
-    assert result["agent_lines"].index(result["interrupted_text"]) < len(result["agent_lines"]) - 1, result["agent_lines"]
+    # The agent must have yielded to the second question and answered a new utterance.
+    # The first reply on the page is the interrupted one, showing only what was heard. (A reply folded into
+    # a longer question before any of it played is withdrawn and removed from the page.)
+    assert result["agent_lines"][0] == result["interrupted_text"]
 
 
 def test_two_browsers_in_one_room_hear_each_other_and_the_agent(audio_dir: Path, tmp_path: Path):

@@ -28,7 +28,9 @@ def clips(audio_dir):
 
     first, second = say("long", LONG_QUESTION), say("second", SECOND_QUESTION)
     part_a, part_b = trim(say("part_a", "What is the capital")), trim(say("part_b", "of Germany?"))
+    long_gap = np.zeros(int(1.05 * 48_000), np.float32)  # longer than the endpoint silence: two utterances
     return {
+        "split": np.concatenate([part_a, long_gap, part_b]),
         "long": first, "second": second, "mhm": say("okay", "okay", speed=140),
         "paused": np.concatenate([part_a, np.zeros(int(0.3 * 48_000), np.float32), part_b]),
     }
@@ -142,3 +144,26 @@ async def test_a_short_pause_inside_a_question_gives_one_final_transcript(parley
     assert len(finals) == 1, [m["text"] for m in finals]
     assert word_error_rate("What is the capital of Germany?", finals[0]["text"]) <= 0.35, finals[0]["text"]
     assert result.answered
+
+
+async def test_every_reply_shown_is_either_finished_or_withdrawn(parley_app, clips):
+    """A question split by a pause a little longer than the endpoint: the first half gets a reply, the
+    second half starts before it plays (the agent pauses), and the reply's text is already shown when the
+    two halves are folded into one question. The shown reply must be withdrawn (agent.interrupted with
+    nothing heard), and the agent's state must go on to thinking, speaking and listening — before the
+    fix it stayed "paused" for the rest of the call while the agent spoke."""
+    caller = ParleyClient(parley_app.url)
+    await caller.start()
+    try:
+        caller.mic.play(clips["split"])
+        final = await caller.wait_for(lambda m: m["type"] == "transcript" and m["speaker"] == "agent" and m["final"], 60)
+        await caller.wait_for(lambda m: m["type"] == "agent.state" and m["state"] == "listening", 15, caller.messages.index(final))
+    finally:
+        await caller.close()
+    shown = {m["turn_id"] for m in caller.of_type("transcript") if m["speaker"] == "agent"}
+    finished = {m["turn_id"] for m in caller.of_type("transcript") if m["speaker"] == "agent" and m["final"]}
+    withdrawn = {m["turn_id"] for m in caller.of_type("agent.interrupted")}
+    assert shown <= finished | withdrawn, (shown, finished, withdrawn)
+    states = [m["state"] for m in caller.of_type("agent.state")]
+    print(f"split question: states {states}, withdrawn turns {sorted(withdrawn)}")
+    assert states[-1] == "listening" and "speaking" in states, states
