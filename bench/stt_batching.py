@@ -11,12 +11,11 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
-
-import numpy as np
+from functools import partial
+from typing import Any, Awaitable, Callable
 
 from parley.agents.runtime import STT_BACKENDS
-from parley.agents.stt.base import BatchSpeechToText, SpeechToText
+from parley.agents.stt.base import BatchSpeechToText
 from parley.agents.stt.batching import SttBatcher
 from parley.bench.questions import RATE, Question
 from parley.bench.stats import summary
@@ -26,24 +25,14 @@ from parley.server.config import Settings
 log = logging.getLogger(__name__)
 
 
-async def _one_by_one(stt: SpeechToText, executor: ThreadPoolExecutor, utterances: list[np.ndarray]) -> list[float]:
-    loop = asyncio.get_running_loop()
-
-    async def one(samples: np.ndarray) -> float:
+async def _latencies(jobs: list[Callable[[], Awaitable[object]]]) -> list[float]:
+    """Start every job at once; return each one's seconds from start to result."""
+    async def timed(job: Callable[[], Awaitable[object]]) -> float:
         started = time.perf_counter()
-        await loop.run_in_executor(executor, stt.transcribe, samples, None, None)
+        await job()
         return time.perf_counter() - started
 
-    return list(await asyncio.gather(*(one(u) for u in utterances)))
-
-
-async def _batched(batcher: SttBatcher, utterances: list[np.ndarray]) -> list[float]:
-    async def one(samples: np.ndarray) -> float:
-        started = time.perf_counter()
-        await batcher.transcribe(samples)
-        return time.perf_counter() - started
-
-    return list(await asyncio.gather(*(one(u) for u in utterances)))
+    return list(await asyncio.gather(*(timed(job) for job in jobs)))
 
 
 def _row(mode: str, size: int, wall: float, latencies: list[float], passes: int | None) -> dict[str, Any]:
@@ -75,13 +64,14 @@ async def stt_batching_bench(settings: Settings, questions: list[Question], size
                     batcher = SttBatcher(stt, executor, window_s=cfg.batch_window_ms / 1000, max_batch=cfg.max_batch)
                     started = time.perf_counter()
                     if mode == "batched":
-                        latencies += await _batched(batcher, batch)
+                        latencies += await _latencies([partial(batcher.transcribe, u) for u in batch])
                         passes += batcher.stats.passes
-                    else:
-                        latencies += await _one_by_one(stt, executor, batch)
+                    else:  # what a server without batching does: each utterance its own call on the pool
+                        loop = asyncio.get_running_loop()
+                        latencies += await _latencies([partial(loop.run_in_executor, executor, stt.transcribe, u) for u in batch])
                         passes += size
                     walls.append(time.perf_counter() - started)
-                    await batcher.close()
+                    await batcher.close()  # its runner task starts only on first use
                 row = _row(mode, size, sum(walls) / len(walls), latencies, passes // repeats)
                 log.info("STT %s, %d utterances: %.2f s, %.1f utterances/s", mode, size, row["wall_s"], row["utterances_per_s"])
                 rows.append(row)
