@@ -26,10 +26,16 @@ class BatchStats:
     """Counters since start: utterances in, batches run, model passes (one per prompt group), sizes."""
 
     utterances: int = 0
-    batches: int = 0
     passes: int = 0
-    largest_batch: int = 0
     sizes: dict[int, int] = field(default_factory=dict)  # batch size → how many batches had it
+
+    @property
+    def batches(self) -> int:
+        return sum(self.sizes.values())
+
+    @property
+    def largest_batch(self) -> int:
+        return max(self.sizes, default=0)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -108,10 +114,8 @@ class SttBatcher:
 
     def _count(self, size: int, passes_before: int | None) -> None:
         stats = self.stats
-        stats.batches += 1
         passes_after = getattr(self._stt, "passes", None)
         stats.passes += (passes_after - passes_before) if passes_before is not None and passes_after is not None else 1
-        stats.largest_batch = max(stats.largest_batch, size)
         stats.sizes[size] = stats.sizes.get(size, 0) + 1
 
     async def close(self) -> None:

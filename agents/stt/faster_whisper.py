@@ -70,22 +70,17 @@ class FasterWhisperStt:
 
         Longer utterances fall back to :meth:`transcribe` (Whisper's window is 30 s).
         """
-        model = self._model
         texts: list[str] = [""] * len(requests)
-        batch: list[int] = []
-        for i, req in enumerate(requests):
-            if req.samples.size == 0:
-                continue
-            if req.samples.size > model.feature_extractor.n_samples:
-                texts[i] = self.transcribe(req.samples, req.language, req.hotwords)
-            else:
-                batch.append(i)
         # CTranslate2 wants <|startoftranscript|> at one position for the whole batch: items whose
         # prompts differ (another language, hotwords or none) go in separate passes.
         groups: dict[tuple[str | None, str | None], list[int]] = {}
-        for i in batch:
-            req = requests[i]
-            groups.setdefault((self._language_for(req.language), req.hotwords or None), []).append(i)
+        for i, req in enumerate(requests):
+            if req.samples.size == 0:
+                continue
+            if req.samples.size > self._model.feature_extractor.n_samples:
+                texts[i] = self.transcribe(req.samples, req.language, req.hotwords)
+            else:
+                groups.setdefault((self._language_for(req.language), req.hotwords or None), []).append(i)
         for (language, hotwords), members in groups.items():
             for i, text in zip(members, self._batch_pass([requests[i].samples for i in members], language, hotwords)):
                 texts[i] = text

@@ -18,6 +18,7 @@ from aioice.turn import create_turn_endpoint
 from parley.server.config import TurnSettings
 from parley.turn.coturn import command, write_config
 from parley.turn.credentials import mint_credential
+from tests.support.processes import stop_process
 
 SECRET = "coturn-test-secret-0123456789abcdef"
 
@@ -49,12 +50,7 @@ class Coturn:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        stop_process(self.process, 5)
 
 
 class _Sink(asyncio.DatagramProtocol):

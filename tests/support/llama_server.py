@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from parley.server.ports import free_loopback_port
+from tests.support.processes import stop_process
 
 
 @dataclass
@@ -36,12 +37,7 @@ class LlamaCppServer:
         return False
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        stop_process(self.process, 10)
 
 
 def start_llama_cpp_server(model: Path, log_path: Path, *, threads: int = 2, context: int = 2048,
