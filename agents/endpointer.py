@@ -1,9 +1,12 @@
-"""``Endpointer``: turn a stream of 16 kHz audio into utterances using VAD probabilities and silence."""
+"""``Endpointer``: turn a stream of 16 kHz audio into utterances using VAD probabilities, silence and,
+optionally, an end-of-turn model that hears whether the speaker sounds finished."""
 
 from __future__ import annotations
 
 import collections
+import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -28,11 +31,30 @@ class InterimAudio:
 
 
 @dataclass(frozen=True)
+class SpeechPaused:
+    """The speaker went quiet for ``tail_ms``: ``samples`` is the utterance as it will be committed if no
+    more speech comes — transcribe it now, and the transcript is ready sooner (overlap)."""
+
+    samples: np.ndarray
+    pause: int  # matches ``Utterance.pause`` when the utterance ends in this pause
+
+
+@dataclass(frozen=True)
+class SpeechResumed:
+    """Speech came back after a ``SpeechPaused``: work started on that pause's samples is stale."""
+
+    pause: int
+
+
+@dataclass(frozen=True)
 class Utterance:
-    samples: np.ndarray  # 16 kHz mono float32, with a little pre-roll
+    samples: np.ndarray  # 16 kHz mono float32, with a little pre-roll and ``tail_ms`` of trailing silence
     speech_end_at: float  # arrival time of the last window judged speech
-    endpoint_at: float  # arrival time of the window that completed the endpoint silence
+    endpoint_at: float  # arrival time of the window that completed the endpoint
     speech_ms: float = 0.0  # how much of it the VAD judged speech
+    pause: int | None = None  # the ``SpeechPaused`` whose samples these are (None: cut at max_utterance_s)
+    turn_probability: float | None = None  # the end-of-turn model's last verdict, when one was asked
+    turn_model_ms: float = 0.0  # time spent in the end-of-turn model for this utterance
 
     @property
     def duration_s(self) -> float:
@@ -40,12 +62,19 @@ class Utterance:
 
 
 class Endpointer:
-    """Segments speech: an utterance ends after ``endpoint_silence_ms`` of non-speech.
+    """Segments speech into utterances.
 
+    Without ``end_of_turn`` an utterance ends after ``endpoint_silence_ms`` of non-speech. With it,
+    the model is asked once ``turn_check_silence_ms`` of a pause have passed: "finished"
+    (probability ≥ ``turn_threshold``) ends the utterance at once; otherwise the endpointer keeps
+    listening, asks again every ``turn_recheck_ms`` of further silence (a pause that goes on sounds
+    more and more finished), and ends it after ``turn_max_silence_ms`` of silence at the latest.
+
+    ``tail_ms`` into every pause, ``SpeechPaused`` offers the utterance so far; an utterance that ends
+    in that pause carries exactly those samples, so a transcript started then is the final one.
     A blip shorter than ``min_speech_ms`` of speech is dropped (clicks, coughs) as soon as
-    ``discard_silence_ms`` of silence follows it. A short pause inside the silence threshold keeps
-    the same utterance going. Every ``interim_ms`` of utterance, the audio so far is offered for an
-    interim transcript.
+    ``discard_silence_ms`` of silence follows it. Every ``interim_ms`` of utterance, the audio so far
+    is offered for an interim transcript.
     """
 
     def __init__(
@@ -59,6 +88,12 @@ class Endpointer:
         max_utterance_s: float = 20.0,
         discard_silence_ms: int = 200,
         interim_ms: int = 0,
+        end_of_turn: Callable[[np.ndarray], float] | None = None,
+        turn_check_silence_ms: int = 200,
+        turn_max_silence_ms: int = 1500,
+        turn_threshold: float = 0.5,
+        turn_recheck_ms: int = 300,
+        tail_ms: int = 200,
     ) -> None:
         self._vad = vad
         self._window = vad.window_samples
@@ -70,6 +105,14 @@ class Endpointer:
         self._max_windows = int(max_utterance_s * 1000 / self._window_ms)
         self._discard_silence_ms = discard_silence_ms
         self._interim_windows = int(interim_ms / self._window_ms) if interim_ms else 0
+        self._end_of_turn = end_of_turn
+        self._check_ms = turn_check_silence_ms
+        self._max_silence_ms = max(turn_max_silence_ms, turn_check_silence_ms)
+        self._turn_threshold = turn_threshold
+        self._recheck_ms = turn_recheck_ms
+        first_decision = turn_check_silence_ms if end_of_turn else endpoint_silence_ms
+        self._tail_ms = min(tail_ms, first_decision)
+        self._pauses = 0
         self._preroll: collections.deque[np.ndarray] = collections.deque(maxlen=max(1, int(preroll_ms / self._window_ms)))
         self._pending = np.zeros(0, np.float32)
         self._reset_utterance()
@@ -84,6 +127,10 @@ class Endpointer:
         self._speech_ms = 0.0
         self._silence_ms = 0.0
         self._last_speech_at = 0.0
+        self._snapshot: int | None = None  # windows offered by this pause's SpeechPaused
+        self._next_check_ms: float | None = None  # silence at which the end-of-turn model is asked next
+        self._turn_probability: float | None = None
+        self._turn_model_ms = 0.0
 
     def process(self, samples: np.ndarray, now: float) -> list["EndpointEvent"]:
         """Feed samples that arrived at ``now``; return the events they complete. Blocking (runs the VAD)."""
@@ -95,39 +142,68 @@ class Endpointer:
         events: list[EndpointEvent] = []
         for index, prob in enumerate(self._vad.probabilities(chunk)):
             window = chunk[index * self._window : (index + 1) * self._window]
-            event = self._step(window, prob, now)
-            if event is not None:
-                events.append(event)
+            events += self._step(window, prob, now)
         return events
 
-    def _step(self, window: np.ndarray, prob: float, now: float) -> "EndpointEvent | None":
+    def _step(self, window: np.ndarray, prob: float, now: float) -> list["EndpointEvent"]:
         if not self._active:
             if prob < self._on:
                 self._preroll.append(window)
-                return None
+                return []
             self._active = True
             self._windows = [*self._preroll, window]
             self._preroll.clear()
             self._speech_ms = self._window_ms
             self._last_speech_at = now
-            return SpeechStarted(at=now)
+            return [SpeechStarted(at=now)]
         self._windows.append(window)
+        events: list[EndpointEvent] = []
         if prob >= self._off:
             self._speech_ms += self._window_ms
             self._silence_ms = 0.0
             self._last_speech_at = now
+            if self._snapshot is not None:
+                events.append(SpeechResumed(self._pauses))
+            self._snapshot, self._next_check_ms = None, None  # the pause is over: the next one is judged afresh
         else:
             self._silence_ms += self._window_ms
         long_enough = self._speech_ms >= self._min_speech_ms
         if not long_enough and self._silence_ms >= self._discard_silence_ms:
             self._reset_utterance()
-            return SpeechDiscarded(at=now)
-        too_long = len(self._windows) >= self._max_windows
-        if self._silence_ms < self._silence_ms_needed and not too_long:
-            if self._interim_windows and prob >= self._off and len(self._windows) % self._interim_windows == 0:
-                return InterimAudio(np.concatenate(self._windows))
-            return None
-        utterance = Utterance(np.concatenate(self._windows), self._last_speech_at, now, self._speech_ms)
+            return [SpeechDiscarded(at=now)]
+        if long_enough and self._snapshot is None and self._silence_ms >= self._tail_ms:
+            self._pauses += 1
+            self._snapshot = len(self._windows)
+            events.append(SpeechPaused(np.concatenate(self._windows), self._pauses))
+        if len(self._windows) >= self._max_windows:
+            return [*events, self._commit(now, long_enough, whole=True)]
+        if self._turn_is_over():
+            return [*events, self._commit(now, long_enough)]
+        if self._interim_windows and prob >= self._off and len(self._windows) % self._interim_windows == 0:
+            events.append(InterimAudio(np.concatenate(self._windows)))
+        return events
+
+    def _turn_is_over(self) -> bool:
+        if self._end_of_turn is None:
+            return self._silence_ms >= self._silence_ms_needed
+        if self._silence_ms >= self._max_silence_ms:
+            return True
+        due = self._check_ms if self._next_check_ms is None else self._next_check_ms
+        if self._silence_ms < due or self._speech_ms < self._min_speech_ms:
+            return False
+        self._next_check_ms = self._silence_ms + self._recheck_ms if self._recheck_ms else float("inf")
+        started = time.perf_counter()
+        self._turn_probability = self._end_of_turn(np.concatenate(self._windows))
+        self._turn_model_ms += (time.perf_counter() - started) * 1000
+        return self._turn_probability >= self._turn_threshold
+
+    def _commit(self, now: float, long_enough: bool, whole: bool = False) -> "EndpointEvent":
+        windows = self._windows if whole or self._snapshot is None else self._windows[: self._snapshot]
+        pause = None if whole or self._snapshot is None else self._pauses
+        utterance = Utterance(
+            np.concatenate(windows), self._last_speech_at, now, self._speech_ms, pause,
+            self._turn_probability, round(self._turn_model_ms, 1),
+        )
         self._reset_utterance()
         return utterance if long_enough else SpeechDiscarded(at=now)
 
@@ -139,4 +215,4 @@ class Endpointer:
         self._vad.reset()
 
 
-EndpointEvent = SpeechStarted | SpeechDiscarded | InterimAudio | Utterance
+EndpointEvent = SpeechStarted | SpeechDiscarded | SpeechPaused | SpeechResumed | InterimAudio | Utterance

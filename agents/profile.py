@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
-
+from parley.agents.settings import ReplyPolicy
 from parley.agents.tts.base import TextToSpeech
 
-ReplyPolicy = Literal["always", "addressed", "auto"]
 _WORDS = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
 NEAR_MISS_MIN_CHARS = 5  # names this long also match with one letter wrong ("Parlay" for "Parley")
 

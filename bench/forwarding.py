@@ -18,7 +18,7 @@ import numpy as np
 from aiortc.codecs.opus import OpusDecoder, OpusEncoder
 from aiortc.jitterbuffer import JitterFrame
 
-from parley.server.client import ParleyAdmin, ParleyClient
+from parley.signaling.client import ParleyAdmin, ParleyClient
 from parley.bench.server_process import cpu_seconds
 
 log = logging.getLogger(__name__)

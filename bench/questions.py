@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from parley.server.audio import read_wav, resample, write_wav
+from parley.core.audio import read_wav, resample, write_wav
 
 log = logging.getLogger(__name__)
 RATE = 48_000
@@ -44,6 +44,26 @@ QUESTIONS = [
     "How do bees make honey?",
 ]
 _VOICES = ["en-us", "en-gb", "en-us+f3", "en-gb+m3"]
+# Questions with a thinking pause in the middle (two halves joined by silence): an agent that ends the
+# turn on the pause answers half a question (a premature reply).
+PAUSED_QUESTIONS = [
+    ("What is the capital of", "Australia?"),
+    ("Can you tell me how many", "bones are in the human body?"),
+    ("I would like to know", "who invented the telephone."),
+    ("How long does it take", "to boil an egg?"),
+    ("What is the difference between", "a frog and a toad?"),
+    ("Could you recommend", "a movie for tonight?"),
+    ("Why do leaves", "change colour in autumn?"),
+    ("What is the best way", "to learn a new language?"),
+]
+PAUSES_S = [0.6, 0.8, 1.0, 1.2]
+# Mandarin: spoken by Kokoro's jm_kumo (a man's voice) — not the agent's own Mandarin voice (jf_gongitsune).
+MANDARIN_QUESTIONS = [
+    "中国的首都是哪个城市？", "一年有多少天？", "天空为什么是蓝色的？", "你最喜欢什么颜色？",
+    "水在多少度会结冰？", "太阳系有几颗行星？", "长城有多长？", "请推荐一本好书。",
+    "今天适合出去散步吗？", "熊猫吃什么？", "怎样才能睡得更好？", "上海离北京远吗？",
+]
+MANDARIN_VOICE = "jm_kumo"
 
 
 @dataclass(frozen=True)
@@ -69,6 +89,49 @@ def _hibari(text: str, voice: str) -> np.ndarray:
 
     tts = HibariTts(voice)
     return resample(tts.synthesize(text), tts.sample_rate, RATE)
+
+
+def load_paused_questions(folder: Path, count: int | None = None) -> list[Question]:
+    """The paused questions (first half, 0.6–1.2 s of silence, second half), generated into ``folder`` once."""
+    folder.mkdir(parents=True, exist_ok=True)
+    texts = [f"{a} … {b}" for a, b in PAUSED_QUESTIONS]
+    index_path = folder / "paused.json"
+    index = json.loads(index_path.read_text()) if index_path.exists() else []
+    if [item["text"] for item in index] != texts:
+        index = []
+        for i, (first, second) in enumerate(PAUSED_QUESTIONS):
+            voice = _VOICES[i % len(_VOICES)]
+            halves = [_espeak(part, voice) if shutil.which("espeak-ng") else _hibari(part, "emma") for part in (first, second)]
+            pause = np.zeros(int(PAUSES_S[i % len(PAUSES_S)] * RATE), np.float32)
+            name = f"paused{i + 1:02d}.wav"
+            write_wav(folder / name, np.concatenate([halves[0], pause, halves[1]]), RATE)
+            index.append({"file": name, "text": texts[i], "voice": voice, "pause_s": PAUSES_S[i % len(PAUSES_S)]})
+        index_path.write_text(json.dumps(index, indent=1))
+    items = index[:count] if count else index
+    return [Question(item["text"], read_wav(folder / item["file"])[0]) for item in items]
+
+
+def load_mandarin_questions(folder: Path, cache_dir: Path, count: int | None = None) -> list[Question]:
+    """The Mandarin questions, synthesized once into ``folder/zh`` with Kokoro's jm_kumo voice."""
+    folder = folder / "zh"
+    folder.mkdir(parents=True, exist_ok=True)
+    index_path = folder / "questions.json"
+    index = json.loads(index_path.read_text()) if index_path.exists() else []
+    if [item["text"] for item in index] != MANDARIN_QUESTIONS:
+        from parley.agents.tts.kokoro import KokoroTts
+        from parley.agents.weights import kokoro_files
+
+        log.info("generating %d Mandarin questions with Kokoro %s into %s", len(MANDARIN_QUESTIONS), MANDARIN_VOICE, folder)
+        tts = KokoroTts(*kokoro_files(cache_dir), MANDARIN_VOICE, threads=2)
+        index = []
+        for i, text in enumerate(MANDARIN_QUESTIONS):
+            samples = resample(tts.synthesize(text), tts.sample_rate, RATE)
+            name = f"zh{i + 1:02d}.wav"
+            write_wav(folder / name, samples, RATE)
+            index.append({"file": name, "text": text, "voice": MANDARIN_VOICE, "engine": "kokoro"})
+        index_path.write_text(json.dumps(index, indent=1))
+    items = index[:count] if count else index
+    return [Question(item["text"], read_wav(folder / item["file"])[0]) for item in items]
 
 
 def load_questions(folder: Path, count: int | None = None) -> list[Question]:

@@ -7,6 +7,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from parley.agents.stage_timer import STAGES
+
 log = logging.getLogger(__name__)
 
 
@@ -18,6 +20,15 @@ def _n(value: float | None, fmt: str = "{:.0f}") -> str:
     return "—" if value is None else fmt.format(value)
 
 
+def _table(title: str, columns: list[str]) -> list[str]:
+    """A section title and the head of a markdown table."""
+    return [f"### {title}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+
+
+def _of(count: int | None, total: int) -> str:
+    return "–" if count is None else f"{count}/{total}"
+
+
 def markdown(run: dict[str, Any]) -> str:
     """The human-readable report."""
     lines = [f"## Parley bench {run['started_at']} — {run['machine']}", ""]
@@ -25,18 +36,58 @@ def markdown(run: dict[str, Any]) -> str:
     lines.append("")
     single = run.get("single_call", {})
     if single:
-        lines += [
-            "### Voice-to-voice latency, one call (caller's last speech sample → first agent sample heard)",
-            "",
-            "| configuration | answered | p50 ms | p95 ms | mean ms |",
-            "|---|---|---|---|---|",
-        ]
+        lines += _table("Voice-to-voice latency, one call (caller's last speech sample → first agent sample heard)",
+                        ["configuration", "answered", "p50 ms", "p95 ms", "mean ms"])
         for name, data in single.items():
             v = data["voice_to_voice_s"]
             lines.append(f"| {name} | {data['answered']}/{data['questions']} | {_ms(v['p50'])} | {_ms(v['p95'])} | {_ms(v['mean'])} |")
-        ratio = run.get("baseline_ratio_p50")
-        if ratio:
-            lines.append(f"| **naive ÷ streaming (p50)** | | **{ratio:.2f}×** | | |")
+        for other, key in (("naive", "baseline_ratio_p50"), ("sequential", "sequential_ratio_p50"), ("pipecat", "pipecat_ratio_p50")):
+            ratio = run.get(key)
+            if ratio:
+                lines.append(f"| **{other} ÷ streaming (p50)** | | **{ratio:.2f}×** | | |")
+        lines.append("")
+        busy = {name: data["cpu_cores_busy"] for name, data in single.items() if data.get("cpu_cores_busy") is not None}
+        if busy:
+            lines.append("CPU while answering one call (cores busy, the server's process tree with its LLM): "
+                         + ", ".join(f"{name} {value:.2f}" for name, value in busy.items()) + ".")
+            lines.append("")
+    admission = run.get("admission")
+    if admission:
+        lines += _table("Admission control (agent.capacity 1): one call, alone and while a second caller is refused",
+                        ["phase", "answered", "p50 ms", "p95 ms"])
+        for phase in ("alone", "while_refusing"):
+            data = admission[phase]
+            v = data["voice_to_voice_s"]
+            lines.append(f"| {phase.replace('_', ' ')} | {data['answered']}/{data['questions']} | {_ms(v['p50'])} | {_ms(v['p95'])} |")
+        attempts = admission.get("join_attempts") or {}
+        lines.append("")
+        lines.append("Second caller's join attempts: " + (", ".join(f"{k} {v}" for k, v in sorted(attempts.items())) or "none") + ".")
+        lines.append("")
+    paused = run.get("paused") or {}
+    if paused:
+        lines += _table("Questions with a pause inside (0.6–1.2 s of silence mid-sentence)",
+                        ["configuration", "premature replies", "answered", "one caller line", "p50 ms (not premature)", "p95 ms"])
+        for name, data in paused.items():
+            v = data["voice_to_voice_s"]
+            lines.append(
+                f"| {name} | {data['premature']}/{data['questions']} | {data['answered']}/{data['questions']} | "
+                f"{_of(data['one_user_line'], data['questions'])} | {_ms(v['p50'])} | {_ms(v['p95'])} |"
+            )
+        lines += ["", "Premature: the agent's voice reached the caller before the question's last word.", ""]
+    for name, early in (run.get("early_stt") or {}).items():
+        lines.append(
+            f"Early transcription ({name}): {early['started']} started at a pause, {early['used']} were the final "
+            f"transcript, {early['superseded']} thrown away (more speech came), {early['wasted_s']:.1f} s of model time wasted."
+        )
+    for name, spec in (run.get("speculative_replies") or {}).items():
+        if not spec.get("started") and not spec.get("primes"):
+            continue
+        lines.append(
+            f"Speculative replies ({name}): {spec['started']} LLM replies started before the end of the turn, "
+            f"{spec['used']} used, {spec['cancelled']} cancelled ({spec['wasted_s']:.1f} s of LLM time wasted); "
+            f"{spec.get('primes', 0)} prompt-cache primes while the caller spoke."
+        )
+    if run.get("early_stt") or run.get("speculative_replies"):
         lines.append("")
     floor = run.get("transport_floor")
     if floor:
@@ -47,23 +98,25 @@ def markdown(run: dict[str, Any]) -> str:
             f"Round trip p50 {_ms(rt['p50'])} ms, p95 {_ms(rt['p95'])} ms over {rt['n']} bursts.",
             "",
         ]
-    streaming = single.get("streaming")
-    if streaming:
-        stages = streaming["stages_ms"]
-        order = ["endpoint_wait_ms", "stt_ms", "llm_first_token_ms", "llm_first_chunk_ms", "tts_first_audio_ms",
-                 "playout_wait_ms", "first_audio_sent_ms"]
+    split = [(name, single[name]) for name in ("streaming", "sequential") if name in single]
+    if split:
+        order = ["endpoint_wait_ms", "end_of_turn_ms", *[s for s in STAGES if s not in ("endpoint_wait_ms", "end_of_turn_ms")]]
         lines += [
-            "### Per-stage split, streaming, one call (server's `turn.metrics`, median / p95 ms)",
+            "### Per-stage split, one call (server's `turn.metrics`, median / p95 ms)",
             "",
-            "| endpoint wait | STT | LLM first token | LLM first clause | TTS first audio | playout wait | server total | transport + client |",
-            "|---|---|---|---|---|---|---|---|",
+            "| configuration | endpoint wait | of it, end-of-turn model | STT after endpoint | LLM first token | LLM first clause | "
+            "TTS first audio | playout wait | server total | transport + client |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
-        cells = [f"{_n(stages.get(k, {}).get('p50'))} / {_n(stages.get(k, {}).get('p95'))}" for k in order]
-        tr = streaming["transport_and_client_ms"]
-        cells.append(f"{_n(tr['p50'])} / {_n(tr['p95'])}")
-        lines.append("| " + " | ".join(cells) + " |")
-        lines += ["", "LLM first token and first clause count from the transcript; server total = speech end → first frame sent; "
-                  "transport + client = caller-measured voice-to-voice − server total.", ""]
+        for name, data in split:
+            stages = data["stages_ms"]
+            cells = [f"{_n(stages.get(k, {}).get('p50'))} / {_n(stages.get(k, {}).get('p95'))}" for k in order]
+            tr = data["transport_and_client_ms"]
+            cells.append(f"{_n(tr['p50'])} / {_n(tr['p95'])}")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines += ["", "STT after endpoint: what is left of the transcription once the turn has ended (it starts at the "
+                  "pause when overlapped); LLM first token and first clause count from the transcript; server total = "
+                  "speech end → first frame sent; transport + client = caller-measured voice-to-voice − server total.", ""]
     for name, steps in run.get("ramp", {}).items():
         lines += [
             f"### Capacity ramp, {name} (stops when p95 > {run['limits']['p95_s']} s, frames fall behind, or questions go unanswered)",
@@ -127,11 +180,23 @@ def write_plot(run: dict[str, Any], path: Path) -> bool:
         log.warning("matplotlib is not installed: no plot (pip install 'parley[bench]')")
         return False
     forwarding = (run.get("forwarding") or {}).get("steps") or []
-    voice = bool(run.get("ramp") or run.get("transport_floor"))
-    panels = int(voice) + int(bool(forwarding))
+    voice = bool(run.get("ramp"))  # latency against concurrent calls (with the transport floor drawn in)
+    single = {name: d["voice_to_voice_s"] for name, d in (run.get("single_call") or {}).items() if d["voice_to_voice_s"].get("p50")}
+    panels = int(voice) + int(bool(forwarding)) + int(bool(single))
     if not panels:
         return False
     fig, axes = plt.subplots(1, panels, figsize=(7 * panels, 4.2), squeeze=False)
+    if single:  # the configurations side by side (Parley's, and Pipecat's on the same models)
+        bax = axes[0][int(voice)]
+        names = list(single)
+        xs = range(len(names))
+        bax.bar([x - 0.2 for x in xs], [single[n]["p50"] * 1000 for n in names], 0.4, label="p50", color="tab:blue")
+        bax.bar([x + 0.2 for x in xs], [(single[n]["p95"] or 0) * 1000 for n in names], 0.4, label="p95", color="tab:orange")
+        bax.set_xticks(list(xs), names)
+        bax.set_ylabel("voice-to-voice latency, one call (ms)")
+        bax.set_title("One call, the same questions and caller", fontsize=9)
+        bax.grid(True, axis="y", alpha=0.3)
+        bax.legend(fontsize=8)
     if forwarding:
         fax = axes[0][-1]
         streams = [s["forwarded_streams"] for s in forwarding]

@@ -9,18 +9,22 @@ import logging
 import os
 import platform
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from parley.bench import report
-from parley.bench.questions import load_questions
+from parley.bench.questions import load_mandarin_questions, load_paused_questions, load_questions
 from parley.bench.forwarding import forwarding_ramp
-from parley.bench.scenarios import RampLimits, capacity_ramp, single_call_turns, transport_floor
-from parley.bench.server_process import ServerProcess
+from parley.bench.pipecat_peer import PIPECAT_VERSION, measure_pipecat
+from parley.bench.scenarios import (
+    RampLimits, admission_turns, capacity_ramp, paused_question_turns, server_stats, single_call_turns, transport_floor,
+)
+from parley.bench.server_process import ServerProcess, cpu_seconds
 from parley.bench.stt_batching import stt_batching_bench
 from parley.server.config import load_settings
-from parley.server.ice import fix_consent_after_close, use_host_addresses
-from parley.server.logs import setup_logging
+from parley.core import aiortc_hooks
+from parley.core.logs import setup_logging
 
 log = logging.getLogger("parley.bench")
 
@@ -45,7 +49,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--step-seconds", type=float, default=30.0, help="duration of each ramp step")
     p.add_argument("--max-p95", type=float, default=3.0, help="a ramp step fails above this p95 voice-to-voice (s)")
     p.add_argument("--no-baseline", action="store_true", help="skip the naive baseline configuration")
+    p.add_argument("--mandarin", type=int, default=12, help="Mandarin questions on a zh server (0: skip)")
+    p.add_argument(
+        "--no-admission", action="store_true",
+        help="skip the admission-control run (agent.capacity 1: one call asks while a second is refused busy)",
+    )
+    p.add_argument(
+        "--no-sequential", action="store_true",
+        help="skip the sequential configuration (silence endpoint, no overlap) measured beside the default one",
+    )
+    p.add_argument("--paused", type=int, default=8, help="how many paused questions to ask per configuration (0: none)")
     p.add_argument("--no-ramp", action="store_true", help="skip the capacity ramps")
+    p.add_argument(
+        "--no-pipecat", action="store_true",
+        help="skip Pipecat on the same models (its own virtualenv, made once under ~/.cache/parley/pipecat-venv)",
+    )
     p.add_argument("--forwarding", default="2,4,8,16", help="people per step of the SFU forwarding ramp (no agent)")
     p.add_argument("--forwarding-room-size", type=int, default=2, help="people per room in the forwarding ramp")
     p.add_argument("--forwarding-seconds", type=float, default=10.0, help="measuring window of each forwarding step")
@@ -71,7 +89,7 @@ def _machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, {platform.system()} {platform.release()}"
 
 
-BENCH_API_KEY = "bench-admin-key"
+BENCH_API_KEY = "bench-admin-key-0001"
 
 
 def _model_env(args: argparse.Namespace) -> dict[str, str]:
@@ -89,15 +107,23 @@ def _model_env(args: argparse.Namespace) -> dict[str, str]:
 
 
 def _server_env(args: argparse.Namespace, pipeline: str, mode: str = "voice") -> dict[str, str]:
-    return {"PARLEY_AGENT__PIPELINE": pipeline, "PARLEY_AGENT__MODE": mode, "PARLEY_HTTP__MAX_CALLS": "64", **_model_env(args)}
+    # The capacity ramp measures how many calls the machine sustains: admission control (agent.capacity)
+    # would stop it at its own default, so the bench's servers admit up to the ramp's ceiling.
+    return {"PARLEY_AGENT__PIPELINE": pipeline, "PARLEY_AGENT__MODE": mode, "PARLEY_HTTP__MAX_CALLS": "64",
+            "PARLEY_AGENT__CAPACITY": "64", **_model_env(args)}
+
+
+# Today's default ("streaming": end-of-turn model, transcription from the pause on) against the
+# pipeline before it ("sequential": a fixed 450 ms of silence, then STT, then the LLM).
+SEQUENTIAL = {"PARLEY_VAD__ENDPOINT": "silence", "PARLEY_AGENT__SPECULATE": "false"}
 
 
 async def _run(args: argparse.Namespace) -> dict[str, Any]:
-    use_host_addresses(["127.0.0.1"])  # our callers offer loopback candidates only
-    fix_consent_after_close()
+    aiortc_hooks.install(aiortc_hooks.HookSettings(host_addresses=("127.0.0.1",)))  # our callers offer loopback only
     started = dt.datetime.now(dt.timezone.utc)
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
     questions = load_questions(args.questions_dir, args.questions)
+    paused = load_paused_questions(args.questions_dir, args.paused) if args.paused else []
     steps = [int(x) for x in args.ramp.split(",") if x.strip()]
     limits = RampLimits(p95_s=args.max_p95)
     logs = args.results / "logs" / stamp
@@ -105,13 +131,24 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         "started_at": started.isoformat(timespec="seconds"), "machine": _machine(), "profile": args.profile,
         "models": args.llm_url or args.llm_model or "defaults (Whisper tiny.en, Qwen2.5-1.5B Q4_K_M, hibari)",
         "limits": {"p95_s": limits.p95_s, "late_frame_ratio": limits.late_frame_ratio},
-        "single_call": {}, "ramp": {}, "max_calls_sustained": {}, "not_measured": [],
+        "single_call": {}, "paused": {}, "early_stt": {}, "speculative_replies": {}, "ramp": {}, "max_calls_sustained": {}, "not_measured": [],
     }
 
-    async def measure(name: str, url: str, pid: int | None) -> None:
+    async def measure(name: str, url: str, pid: int | None, ramp: bool = True) -> None:
         log.info("%s: %d questions on one call", name, len(questions))
+        started_cpu, started_at = (cpu_seconds(pid) if pid else 0.0), time.monotonic()
         run["single_call"][name] = await single_call_turns(url, questions)
-        if not args.no_ramp:
+        if pid:  # the server's process tree (LLM child included) while it answered one call
+            run["single_call"][name]["cpu_cores_busy"] = (cpu_seconds(pid) - started_cpu) / (time.monotonic() - started_at)
+        if paused and name != "naive":
+            log.info("%s: %d questions with a pause inside", name, len(paused))
+            run["paused"][name] = await paused_question_turns(url, paused)
+        inference = (await server_stats(url)).get("inference") or {}
+        if inference.get("early_stt"):
+            run["early_stt"][name] = inference["early_stt"]
+        if inference.get("speculative_replies"):
+            run["speculative_replies"][name] = inference["speculative_replies"]
+        if ramp and not args.no_ramp:
             ramp = await capacity_ramp(url, questions, steps, args.step_seconds, pid, limits)
             run["ramp"][name] = [vars(s) for s in ramp]
             run["max_calls_sustained"][name] = max((s.calls for s in ramp if s.sustained), default=0)
@@ -141,16 +178,48 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         log.info("transport floor: starting an echo server")
         async with ServerProcess(_server_env(args, "streaming", "echo"), logs / "echo.log") as echo:
             run["transport_floor"] = await transport_floor(echo.url)
-        log.info("starting Parley (streaming pipeline)")
+        log.info("starting Parley (streaming pipeline: end-of-turn model, overlapped transcription)")
         async with ServerProcess(_server_env(args, "streaming"), logs / "streaming.log") as server:
             await measure("streaming", server.url, server.pid)
+        if args.mandarin and args.profile == "cpu":
+            log.info("starting Parley in Mandarin (agent.language zh: Whisper base, Kokoro), %d questions", args.mandarin)
+            settings = load_settings(environ={**os.environ, **_model_env(args)})
+            mandarin = load_mandarin_questions(args.questions_dir, settings.cache_dir, args.mandarin)
+            async with ServerProcess({**_server_env(args, "streaming"), "PARLEY_AGENT__LANGUAGE": "zh"}, logs / "mandarin.log") as server:
+                started_cpu, started_at = cpu_seconds(server.pid) if server.pid else 0.0, time.monotonic()
+                run["single_call"]["mandarin"] = await single_call_turns(server.url, mandarin)
+                if server.pid:
+                    run["single_call"]["mandarin"]["cpu_cores_busy"] = (cpu_seconds(server.pid) - started_cpu) / (time.monotonic() - started_at)
+        elif args.mandarin:
+            run["not_measured"].append("Mandarin (set up for the cpu profile's embedded models only)")
+        if not args.no_admission:
+            log.info("starting Parley with agent.capacity 1 (admission control: a second agent call is refused)")
+            async with ServerProcess({**_server_env(args, "streaming"), "PARLEY_AGENT__CAPACITY": "1"}, logs / "admission.log") as server:
+                run["admission"] = await admission_turns(server.url, questions[: max(4, len(questions) // 2)])
+        else:
+            run["not_measured"].append("admission control (--no-admission)")
+        if not args.no_sequential:
+            log.info("starting Parley (sequential: 450 ms silence endpoint, no overlap)")
+            async with ServerProcess({**_server_env(args, "streaming"), **SEQUENTIAL}, logs / "sequential.log") as server:
+                await measure("sequential", server.url, server.pid, ramp=False)
+        if not args.no_pipecat and args.profile == "cpu":
+            log.info("Pipecat %s on the same models (Whisper, llama.cpp server + GGUF, hibari), the same caller", PIPECAT_VERSION)
+            settings = load_settings(environ={**os.environ, **_model_env(args)})
+            pipecat = await measure_pipecat(settings, questions, paused, logs)
+            run["single_call"]["pipecat"] = pipecat["single_call"]
+            if pipecat["paused"]:
+                run["paused"]["pipecat"] = pipecat["paused"]
+        elif not args.no_pipecat:
+            run["not_measured"].append("Pipecat (set up for the cpu profile's embedded models only)")
         if not args.no_baseline:
             log.info("starting Parley with the naive baseline pipeline")
             async with ServerProcess(_server_env(args, "naive"), logs / "naive.log") as server:
                 await measure("naive", server.url, server.pid)
-    base, ours = run["single_call"].get("naive"), run["single_call"].get("streaming")
-    if base and ours and base["voice_to_voice_s"]["p50"] and ours["voice_to_voice_s"]["p50"]:
-        run["baseline_ratio_p50"] = base["voice_to_voice_s"]["p50"] / ours["voice_to_voice_s"]["p50"]
+    ours = run["single_call"].get("streaming")
+    for other, key in (("naive", "baseline_ratio_p50"), ("sequential", "sequential_ratio_p50"), ("pipecat", "pipecat_ratio_p50")):
+        theirs = run["single_call"].get(other)
+        if theirs and ours and theirs["voice_to_voice_s"]["p50"] and ours["voice_to_voice_s"]["p50"]:
+            run[key] = theirs["voice_to_voice_s"]["p50"] / ours["voice_to_voice_s"]["p50"]
     run["json"] = str(args.results / f"{stamp}.json")
     run["png"] = str(args.results / f"{stamp}.png")
     return run

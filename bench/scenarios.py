@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from parley.server.client import ParleyClient, TurnResult
+from parley.signaling.client import ParleyClient, TurnResult
 from parley.bench.questions import RATE, Question
 from parley.bench.server_process import cpu_seconds, rss_bytes
 from parley.bench.stats import summary
@@ -93,10 +93,67 @@ async def single_call_turns(url: str, questions: list[Question], timeout: float 
     return _turns_report(questions, results)
 
 
+async def _ask_paused(caller: ParleyClient, question: Question, timeout: float) -> dict[str, Any]:
+    """Speak a question with a pause inside; note whether the agent's voice came before its last word."""
+    since = len(caller.messages)
+    playback = caller.mic.play(question.samples)
+    started = await playback.started
+    ended = await playback.ended
+    early = caller.recorder.first_loud_after(started)
+    premature = early is not None and early < ended
+    deadline = time.monotonic() + timeout
+    settled_since: float | None = None
+    while time.monotonic() < deadline:  # the agent has answered (or given up) and is listening again
+        states = [m for m in caller.of_type("agent.state", since)]
+        if states and states[-1]["state"] == "listening" and any(m["state"] == "thinking" for m in states):
+            settled_since = settled_since or time.monotonic()
+            if time.monotonic() - settled_since >= 1.0:
+                break
+        else:
+            settled_since = None
+        await asyncio.sleep(0.05)
+    finals = [m for m in caller.of_type("transcript", since) if m["speaker"] == "agent" and m["final"]]
+    users = [m for m in caller.of_type("transcript", since) if m["speaker"] == "user" and m["final"]]
+    lines = {m.get("utterance_id") for m in caller.of_type("transcript", since) if m["speaker"] == "user"}
+    heard = caller.recorder.first_loud_after(ended)
+    await asyncio.sleep(PAUSE_BETWEEN_QUESTIONS_S)
+    return {
+        "question": question.text, "premature": premature, "answered": bool(finals) and heard is not None,
+        "voice_to_voice_s": None if heard is None else heard - ended,
+        "user_lines": [m["text"] for m in users], "caller_lines": len(lines), "agent_text": finals[-1]["text"] if finals else "",
+    }
+
+
+async def paused_question_turns(url: str, questions: list[Question], timeout: float = 40.0) -> dict[str, Any]:
+    """One caller asks every paused question; the premature-reply rate is what this set measures."""
+    caller = ParleyClient(url, room="bench-paused")
+    await caller.start()
+    try:
+        await asyncio.sleep(0.5)
+        turns = [await _ask_paused(caller, question, timeout) for question in questions]
+    finally:
+        await caller.close()
+    return {
+        "questions": len(turns), "premature": sum(t["premature"] for t in turns),
+        "answered": sum(t["answered"] for t in turns),
+        "one_user_line": sum(t["caller_lines"] == 1 for t in turns),
+        "voice_to_voice_s": summary(t["voice_to_voice_s"] for t in turns if t["answered"] and not t["premature"]),
+        "turns": turns,
+    }
+
+
+async def server_stats(url: str, http: aiohttp.ClientSession | None = None) -> dict[str, Any]:
+    """The server's /stats (playout, STT batching, early transcriptions)."""
+    if http is None:
+        async with aiohttp.ClientSession() as own:
+            return await server_stats(url, own)
+    async with http.get(f"{url}/stats") as resp:
+        return await resp.json()
+
+
 async def _stats(http: aiohttp.ClientSession, url: str) -> dict[str, Any]:
     """The server's playout counters, plus ``stt_utterances`` / ``stt_passes`` (0 without batching)."""
-    async with http.get(f"{url}/stats") as resp:
-        body = await resp.json()
+    body = await server_stats(url, http)
     batching = (body.get("inference") or {}).get("stt_batching") or {}
     return {**body["playout"], "stt_utterances": batching.get("utterances", 0), "stt_passes": batching.get("passes", 0)}
 
@@ -195,3 +252,47 @@ async def capacity_ramp(
 
 def _fmt_s(value: float | None) -> str:
     return "none answered" if value is None else f"{value:.2f} s"
+
+
+async def _knock(url: str, stop: asyncio.Event, every_s: float = 2.0) -> dict[str, int]:
+    """Try to start one more agent call (a new room) every ``every_s`` until ``stop``; count the answers."""
+    outcomes: dict[str, int] = {}
+    n = 0
+    while not stop.is_set():
+        n += 1
+        intruder = ParleyClient(url, room=f"bench-intruder-{n}")
+        try:
+            await intruder.start()
+            outcomes["admitted"] = outcomes.get("admitted", 0) + 1
+        except RuntimeError as exc:  # "join refused: busy: …"
+            code = str(exc).split(":")[1].strip() if ":" in str(exc) else "refused"
+            outcomes[code] = outcomes.get(code, 0) + 1
+        finally:
+            await intruder.close()
+        try:
+            await asyncio.wait_for(stop.wait(), every_s)
+        except TimeoutError:
+            pass
+    return outcomes
+
+
+async def admission_turns(url: str, questions: list[Question], timeout: float = 90.0) -> dict[str, Any]:
+    """Admission control at work (a server with agent.capacity 1): one caller asks half the questions
+    alone, then the other half while another caller tries to start a second agent call every 2 s."""
+    half = max(1, len(questions) // 2)
+    caller = ParleyClient(url, room="bench-admitted")
+    await caller.start()
+    try:
+        await asyncio.sleep(0.5)
+        alone = await _ask_all(caller, questions[:half], timeout)
+        stop = asyncio.Event()
+        knocking = asyncio.create_task(_knock(url, stop))
+        during = await _ask_all(caller, questions[half:], timeout)
+        stop.set()
+        outcomes = await knocking
+    finally:
+        await caller.close()
+    return {
+        "alone": _turns_report(questions[:half], alone), "while_refusing": _turns_report(questions[half:], during),
+        "join_attempts": outcomes,
+    }

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 import time
 from pathlib import Path
 
 import aiohttp
 
-from parley.server.ports import free_loopback_port
+from parley.core.net import free_loopback_port
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -45,6 +46,34 @@ def cpu_seconds(pid: int) -> float:
     return total / _TICKS
 
 
+def _role(pid: int) -> str:
+    """A short name for a process of a Parley tree: parley, llm-server, or its executable's name."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "gone"
+    text = b" ".join(argv).decode(errors="replace")
+    if "embedded_server" in text:
+        return "llm-server"
+    if "parley" in text:
+        return "parley"
+    return Path(argv[0].decode(errors="replace")).name or "?"
+
+
+def rss_by_process(pid: int) -> dict[str, float]:
+    """Resident memory in MB of ``pid`` and each descendant, by role (``parley``, ``llm-server``…)."""
+    out: dict[str, float] = {}
+    for p in _tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    role = _role(p)
+                    out[role] = out.get(role, 0.0) + int(line.split()[1]) / 1024
+        except OSError:
+            continue
+    return out
+
+
 def rss_bytes(pid: int) -> int:
     """Resident memory of ``pid`` and its descendants."""
     total = 0
@@ -56,6 +85,29 @@ def rss_bytes(pid: int) -> int:
         except OSError:
             continue
     return total
+
+
+async def stop_child(process: asyncio.subprocess.Process, grace_s: float = 10.0, *, group: bool = False) -> None:
+    """SIGTERM, then SIGKILL if it is still running after ``grace_s``; nothing if it already exited.
+
+    ``group``: the child leads its own session (``start_new_session``): signal its whole process group,
+    so processes it forked go with it.
+    """
+    def send(sig: int) -> None:
+        try:
+            os.killpg(process.pid, sig) if group else process.send_signal(sig)
+        except ProcessLookupError:
+            pass
+
+    if process.returncode is None:
+        send(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), grace_s)
+        except TimeoutError:
+            send(signal.SIGKILL)
+            await process.wait()
+    if group:
+        send(signal.SIGKILL)  # whatever it forked and left behind
 
 
 class ServerProcess:
@@ -92,13 +144,8 @@ class ServerProcess:
         raise TimeoutError(f"parley serve was not ready within {self._ready_timeout_s:.0f} s; see {self._log_path}")
 
     async def __aexit__(self, *exc: object) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.terminate()
-            try:
-                await asyncio.wait_for(self.process.wait(), 10)
-            except TimeoutError:
-                self.process.kill()
-                await self.process.wait()
+        if self.process is not None:
+            await stop_child(self.process)
 
     @property
     def pid(self) -> int | None:

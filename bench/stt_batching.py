@@ -19,7 +19,7 @@ from parley.agents.stt.base import BatchSpeechToText
 from parley.agents.stt.batching import SttBatcher
 from parley.bench.questions import RATE, Question
 from parley.bench.stats import summary
-from parley.server.audio import resample
+from parley.core.audio import resample
 from parley.server.config import Settings
 
 log = logging.getLogger(__name__)

@@ -16,9 +16,9 @@ import sys
 
 import numpy as np
 
-from parley.server.audio import read_wav, resample
-from parley.server.client import ParleyAdmin, ParleyClient
-from parley.server.ice import fix_consent_after_close
+from parley.core.audio import read_wav, resample
+from parley.signaling.client import ParleyAdmin, ParleyClient
+from parley.core import aiortc_hooks
 
 
 def speak(text: str, voice: str) -> np.ndarray:
@@ -30,7 +30,7 @@ def speak(text: str, voice: str) -> np.ndarray:
 
 
 async def run(args: argparse.Namespace) -> int:
-    fix_consent_after_close()
+    aiortc_hooks.install()
     token = None
     if args.api_key:
         async with ParleyAdmin(args.url, args.api_key) as admin:

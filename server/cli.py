@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import ssl
 import sys
@@ -13,9 +14,10 @@ from typing import Any
 
 from aiohttp import web
 
-from parley.server.config import Settings, load_settings
-from parley.server.errors import ConfigError, ModelLoadError
-from parley.server.logs import setup_logging
+from parley.server.config import Settings, hook_settings, load_settings
+from parley.core.aiortc_hooks import LibraryMismatchError
+from parley.core.errors import ConfigError, ModelLoadError
+from parley.core.logs import setup_logging
 
 log = logging.getLogger("parley")
 # Left out of the configuration printed at start (the agent's prompt is long; the rest are secrets).
@@ -30,7 +32,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "host": ("http", "host"), "port": ("http", "port"), "cert": ("http", "cert"), "key": ("http", "key"),
         "llm_model": ("llm", "model"), "llm_url": ("llm", "url"), "stt_model": ("stt", "model"),
         "voice": ("tts", "voice"), "ice_host_address": ("ice", "host_addresses"), "log_level": ("log_level",),
-        "dev": ("auth", "dev_mode"), "profile": ("profile",),
+        "dev": ("auth", "dev_mode"), "dev_public": ("auth", "dev_public"), "profile": ("profile",),
     }
     for attr, path in flags.items():
         value = getattr(args, attr, None)
@@ -72,7 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--key", type=Path, help="TLS private key (PEM)")
     serve.add_argument(
         "--dev", action="store_true", default=None,
-        help="dev mode (what `make run` uses): a default room, and join tokens for the bundled page without an API key",
+        help="dev mode (what `make run` uses): a default room, and join tokens for the bundled page without an API key; "
+        "loopback addresses only, unless --dev-public",
+    )
+    serve.add_argument(
+        "--dev-public", action="store_true", default=None,
+        help="allow dev mode on a non-loopback --host: anyone who reaches the port can then join the dev rooms",
     )
     serve.add_argument(
         "--ice-host-address", action="append", metavar="IP",
@@ -97,12 +104,10 @@ async def _load_models(settings: Settings):
 
 
 async def _serve(settings: Settings) -> None:
-    from parley.server.ice import use_host_addresses
-    from parley.server.jitter import use_audio_jitter_prefetch
-    from parley.signaling.app import create_app
+    from parley.core import aiortc_hooks
+    from parley.server.app import create_app, drain
 
-    use_host_addresses(settings.ice.host_addresses, include_loopback=settings.ice.include_loopback)
-    use_audio_jitter_prefetch(settings.media.audio_jitter_prefetch)
+    aiortc_hooks.install(hook_settings(settings))
     models = None if settings.agent.mode == "echo" else await _load_models(settings)
     ssl_context = None
     if settings.http.cert or settings.http.key:
@@ -110,7 +115,8 @@ async def _serve(settings: Settings) -> None:
             raise ConfigError("TLS needs both --cert and --key")
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_context.load_cert_chain(settings.http.cert, settings.http.key)
-    runner = web.AppRunner(create_app(settings, models), access_log=None)
+    app = create_app(settings, models)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.http.host, settings.http.port, ssl_context=ssl_context)
     await site.start()
@@ -121,7 +127,7 @@ async def _serve(settings: Settings) -> None:
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
-        log.info("shutting down")
+        await drain(app, settings.http.shutdown_grace_s)
     finally:
         await runner.cleanup()
         if models is not None:
@@ -135,7 +141,8 @@ async def _check_models(settings: Settings) -> None:
 
 
 def _turn(settings: Settings, print_only: bool) -> int:
-    from parley.turn.coturn import render_config, run_foreground
+    from parley.turn.coturn import render_config
+    from parley.turn.foreground import run_foreground
 
     try:
         if print_only:
@@ -153,9 +160,9 @@ def _turn(settings: Settings, print_only: bool) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["bench"]:
-        from parley.bench.run import main as bench_main
-
-        return bench_main(argv[1:])
+        # The bench drives a Parley server from outside (it sits above this package), so it runs as its
+        # own program: this process becomes `python -m parley.bench` (same PID, signals, exit status).
+        os.execv(sys.executable, [sys.executable, "-m", "parley.bench", *argv[1:]])
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings(args.config, _overrides(args))
@@ -176,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(_check_models(settings))
     except ModelLoadError as exc:
         log.error("a model failed to load: %s", exc)
+        return 3
+    except LibraryMismatchError as exc:
+        log.error("%s", exc)
         return 3
     except ConfigError as exc:
         log.error("configuration error: %s", exc)

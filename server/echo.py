@@ -8,8 +8,8 @@ import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from parley.server.audio import WEBRTC_RATE
-from parley.server.logs import CallLogger
+from parley.core.audio import WEBRTC_RATE
+from parley.core.logs import CallLogger
 from parley.server.playout import PlayoutTrack
 
 log = logging.getLogger(__name__)

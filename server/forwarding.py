@@ -19,6 +19,8 @@ import av
 from aiortc import RTCRtpReceiver
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from parley.core.aiortc_hooks import tap_decoder_queue
+
 log = logging.getLogger(__name__)
 OPUS_TIME_BASE = fractions.Fraction(1, 48_000)
 OPUS_FRAME = 960  # 20 ms at 48 kHz
@@ -116,7 +118,9 @@ class _TappedDecoderQueue(queue.Queue):  # type: ignore[type-arg]
         if item is None:  # the receiver stops: always let the decoder thread see it
             super().put(item, block, timeout)
             return
-        _codec, frame = item
+        codec, frame = item
+        if str(getattr(codec, "mimeType", "")).lower() != "audio/opus":
+            return  # forwarding carries Opus only: other codecs' bytes would corrupt the others' streams
         self.publisher.publish(frame.data, frame.timestamp)
         if self.decode:
             super().put(item, block, timeout)
@@ -126,13 +130,8 @@ class EncodedAudioTap:
     """Forward a receiver's Opus frames to a publisher; decode them only while ``decode`` is on."""
 
     def __init__(self, receiver: RTCRtpReceiver, publisher: AudioPublisher) -> None:
-        name = "_RTCRtpReceiver__decoder_queue"
-        if not isinstance(getattr(receiver, name, None), queue.Queue):
-            raise RuntimeError("this aiortc version has no decoder queue to tap; SFU forwarding needs aiortc 1.x")
-        if getattr(receiver, "_RTCRtpReceiver__started", False):
-            raise RuntimeError("tap the receiver before it starts")
         self._queue = _TappedDecoderQueue(publisher)
-        setattr(receiver, name, self._queue)
+        tap_decoder_queue(receiver, self._queue)
 
     @property
     def decode(self) -> bool:

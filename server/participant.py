@@ -20,38 +20,23 @@ from aiortc.mediastreams import MediaStreamTrack
 from aiortc.sdp import candidate_from_sdp
 
 from parley.server.config import Settings
-from parley.server.errors import SignalingError
+from parley.core.errors import SignalingError
+from parley.server.candidates import check_candidate_address
 from parley.server.forwarding import AudioPublisher, EncodedAudioTap, ForwardingSlot
-from parley.server.logs import CallLogger
+from parley.core.logs import CallLogger
+from parley.server.offer_check import check_offer_sdp
 from parley.server.sdp_align import RtpNumbering
 from parley.signaling import messages as m
 from parley.turn.credentials import ice_server_entries
 
 log = logging.getLogger(__name__)
-ANSWER_TIMEOUT_S = 10.0
-
-
-def check_offer_sdp(sdp: str) -> None:
-    """Reject what is plainly not an SDP offer with audio, before aiortc sees it."""
-    lines = [line.strip() for line in sdp.strip().splitlines()]
-    if not lines or lines[0] != "v=0" or not any(line.startswith("m=") for line in lines):
-        raise SignalingError("offer.sdp is not an SDP session description", code="invalid_sdp")
-    if not any(line.startswith("m=audio") for line in lines):
-        raise SignalingError("the offer has no audio m-line: Parley calls need a microphone track", code="no_audio")
-
-
-def ice_servers(settings: Settings, identity: str) -> list[m.IceServer]:
-    """The ICE servers handed to a client (in ``joined`` and ``GET /api/v1/ice-servers``): STUN, then
-    TURN with a credential of its own."""
-    return [
-        m.IceServer(urls=e.urls, username=e.username, credential=e.credential)
-        for e in ice_server_entries(settings, identity)
-    ]
+MAX_REMOTE_CANDIDATES = 32  # trickled ICE candidates one client may send (a browser sends a handful)
+OnFailed = Callable[[str, str], None]  # (error code, message): the call cannot go on
 
 
 def server_ice_servers(settings: Settings) -> list[RTCIceServer]:
     """What the server's own peer connections use: STUN, and TURN when ``turn.server_uses_turn``."""
-    entries = ice_server_entries(settings, "parley-server")
+    entries = ice_server_entries(settings.ice.stun_urls, settings.turn, "parley-server")
     if not settings.turn.server_uses_turn:
         entries = [e for e in entries if e.username is None]
     return [RTCIceServer(urls=e.urls, username=e.username, credential=e.credential) for e in entries]
@@ -69,7 +54,7 @@ class Participant:
         name: str,
         settings: Settings,
         emit: Callable[[m.ServerMessage], None],
-        on_failed: Callable[[str], None],
+        on_failed: OnFailed,
     ) -> None:
         self.participant_id = participant_id
         self.identity = identity
@@ -93,7 +78,9 @@ class Participant:
         self._dirty = False
         self._pending_answer: asyncio.Future[str] | None = None
         self._numbering: RtpNumbering | None = None  # the client's codec and extension numbers
-        self._connected = asyncio.Event()
+        self.connected = asyncio.Event()  # ICE and DTLS are up
+        self._sdp_lock = asyncio.Lock()  # one offer/answer exchange at a time, whoever offers (no glare)
+        self._remote_candidates = 0
         Participant.live.add(self)
         self._closed = False
 
@@ -172,29 +159,34 @@ class Participant:
         async def on_state() -> None:
             self._log.info("peer connection %s", pc.connectionState)
             if pc.connectionState == "connected":
-                self._connected.set()
+                self.connected.set()
             if pc.connectionState == "failed" and not self._closed:
-                self._on_failed("ice_failed")
+                self._on_failed("ice_failed", "the media connection (ICE/DTLS) failed")
 
         return pc
 
     async def answer(self, sdp: str) -> m.Answer:
         """Apply the client's offer and return our answer."""
-        check_offer_sdp(sdp)
-        if self.pc is not None and self.pc.signalingState != "stable":
+        if self._sdp_lock.locked() or (self.pc is not None and self.pc.signalingState != "stable"):
             raise SignalingError("an offer from the server is waiting for your answer", code="out_of_order")
-        first = self.pc is None
-        if first:
-            self.pc = self._new_peer_connection()
-            self._numbering = RtpNumbering(sdp)
-        try:
-            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-        except Exception as exc:  # aiortc raises ValueError/KeyError/… on malformed SDP
-            raise SignalingError(f"offer.sdp was rejected: {type(exc).__name__}: {exc}", code="invalid_sdp") from exc
-        if first:
-            self.pc.addTrack(self._main_slot)
-        await self.pc.setLocalDescription(await self.pc.createAnswer())
-        self._negotiated = True
+        async with self._sdp_lock:
+            first = self.pc is None
+            negotiated = None if first else [t.mid for t in self.pc.getTransceivers() if t.mid is not None]
+            check_offer_sdp(sdp, negotiated)
+            if first:
+                self.pc = self._new_peer_connection()
+                self._numbering = RtpNumbering(sdp)
+            try:
+                await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+                if first:
+                    self.pc.addTrack(self._main_slot)
+                await self.pc.setLocalDescription(await self.pc.createAnswer())
+            except Exception as exc:  # aiortc raises ValueError/KeyError/… on malformed SDP
+                if first:  # start afresh on the next offer: a half-set-up connection would never get the agent's track
+                    pc, self.pc, self._numbering = self.pc, None, None
+                    await pc.close()
+                raise SignalingError(f"offer.sdp was rejected: {type(exc).__name__}: {exc}", code="invalid_sdp") from exc
+            self._negotiated = True
         if self._wanted:
             self._schedule_renegotiation()
         return m.Answer(sdp=self.pc.localDescription.sdp, tracks=self.tracks())
@@ -215,34 +207,33 @@ class Participant:
         assert self.pc is not None
         # aiortc starts a transceiver's RTP only once DTLS is up, with the parameters of that moment;
         # a re-offer made before then would start the first m-line with aiortc's default numbering.
-        try:
-            await asyncio.wait_for(self._connected.wait(), ANSWER_TIMEOUT_S * 2)
-        except asyncio.TimeoutError:
-            self._log.warning("not renegotiating: the peer connection never connected")
-            return
+        # The connection ends the call if ICE does not connect in time (http.connect_timeout_s).
+        await self.connected.wait()
+        timeout = self._settings.http.renegotiation_timeout_s
         while self._dirty and not self._closed:
-            self._dirty = False
-            self._sync_slots()
-            offer = await self.pc.createOffer()
-            if self._numbering is not None:
-                offer = RTCSessionDescription(sdp=self._numbering.align_offer(offer.sdp), type="offer")
-            await self.pc.setLocalDescription(offer)
-            loop = asyncio.get_running_loop()
-            self._pending_answer = loop.create_future()
-            self._emit(m.ServerOffer(sdp=self.pc.localDescription.sdp, tracks=self.tracks()))
-            try:
-                sdp = await asyncio.wait_for(self._pending_answer, ANSWER_TIMEOUT_S)
-                await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
-            except asyncio.TimeoutError:
-                self._log.warning("no answer to the renegotiation offer in %.0f s", ANSWER_TIMEOUT_S)
-                self._emit(m.Error(code="renegotiation_timeout", message="the server's offer was not answered in time"))
-                return
-            except Exception as exc:
-                self._log.warning("renegotiation answer rejected: %s", exc)
-                self._emit(m.Error(code="invalid_sdp", message=f"answer.sdp was rejected: {type(exc).__name__}: {exc}"))
-                return
-            finally:
-                self._pending_answer = None
+            async with self._sdp_lock:
+                self._dirty = False
+                self._sync_slots()
+                offer = await self.pc.createOffer()
+                if self._numbering is not None:
+                    offer = RTCSessionDescription(sdp=self._numbering.align_offer(offer.sdp), type="offer")
+                await self.pc.setLocalDescription(offer)
+                loop = asyncio.get_running_loop()
+                self._pending_answer = loop.create_future()
+                self._emit(m.ServerOffer(sdp=self.pc.localDescription.sdp, tracks=self.tracks()))
+                try:
+                    sdp = await asyncio.wait_for(self._pending_answer, timeout)
+                    await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+                except asyncio.TimeoutError:
+                    self._log.warning("no answer to the renegotiation offer in %.0f s: ending the call", timeout)
+                    self._on_failed("renegotiation_timeout", f"the server's offer was not answered in {timeout:g} s")
+                    return
+                except Exception as exc:
+                    self._log.warning("renegotiation answer rejected: %s", exc)
+                    self._on_failed("invalid_sdp", f"answer.sdp was rejected: {type(exc).__name__}: {exc}")
+                    return
+                finally:
+                    self._pending_answer = None
             self._log.info("renegotiated: %s", self.tracks())
 
     async def add_candidate(self, message: m.Candidate) -> None:
@@ -251,11 +242,15 @@ class Participant:
             raise SignalingError("send an offer (one the server accepted) before ICE candidates", code="out_of_order")
         if not message.candidate:
             return  # end-of-candidates
+        if self._remote_candidates >= MAX_REMOTE_CANDIDATES:
+            raise SignalingError(f"no more than {MAX_REMOTE_CANDIDATES} ICE candidates per call", code="too_many_candidates")
         try:
             text = message.candidate.split(":", 1)[1] if message.candidate.startswith("candidate:") else message.candidate
             candidate = candidate_from_sdp(text)
         except Exception as exc:
             raise SignalingError(f"candidate is not an ICE candidate: {exc}", code="invalid_candidate") from exc
+        check_candidate_address(candidate.ip, candidate.port)
+        self._remote_candidates += 1
         candidate.sdpMid = message.sdpMid
         candidate.sdpMLineIndex = message.sdpMLineIndex
         try:

@@ -12,7 +12,7 @@ import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from parley.server.audio import WEBRTC_FRAME_SAMPLES, WEBRTC_RATE, float_to_int16
+from parley.core.audio import WEBRTC_FRAME_SAMPLES, WEBRTC_RATE, float_to_int16
 
 _TIME_BASE = fractions.Fraction(1, WEBRTC_RATE)
 _FRAME_S = WEBRTC_FRAME_SAMPLES / WEBRTC_RATE

@@ -13,17 +13,21 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from parley.agents.profile import AgentProfile, Speaker
 from parley.agents.runtime import AgentModels
+from parley.agents.dialogue_state import State
 from parley.agents.session import AgentSession
+from parley.server.admission import AgentAdmission
 from parley.server.agent_voice import AgentVoice
+from parley.server.audio_backlog import BoundedAudioTrack
 from parley.server.config import Settings
 from parley.server.echo import EchoSession
-from parley.server.errors import SignalingError
+from parley.core.errors import SignalingError
 from parley.server.forwarding import AudioPublisher
-from parley.server.logs import CallLogger
+from parley.core.logs import CallLogger
 from parley.server.participant import Participant
 from parley.server.playout import PlayoutStats, PlayoutTrack
 from parley.signaling import api_models as api
 from parley.signaling import messages as m
+from parley.signaling.agent_wire import broadcaster
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +46,14 @@ class RoomAgent:
         if room.settings.agent.mode == "echo" or models is None or profile is None:
             self.session = EchoSession(self.playout, self.participant_id)
         else:
-            self.session = AgentSession(
-                models, room.settings, self.playout, room.broadcast, self.participant_id, profile, people=room.people,
-            )
+            emit = broadcaster(room.broadcast, self.participant_id, lambda: profile.name)
+            self.session = AgentSession(models, room.settings, self.playout, emit, self.participant_id, profile, people=room.people)
         self._ears: dict[str, asyncio.Task[None]] = {}
         self._pump.start()
+
+    @property
+    def replying(self) -> bool:
+        return isinstance(self.session, AgentSession) and self.session.state in (State.THINKING, State.SPEAKING)
 
     def info(self) -> m.ParticipantInfo:
         return m.ParticipantInfo(
@@ -54,12 +61,21 @@ class RoomAgent:
         )
 
     def listen_to(self, participant: Participant, track: MediaStreamTrack) -> None:
-        if participant.tap is not None:
-            participant.tap.decode = True
+        """Decode this person's microphone for the agent, for as long as the agent listens to it."""
+        tap = participant.tap
+        if tap is not None:
+            tap.decode = True
+        audio = BoundedAudioTrack(track)  # the agent falling behind drops old audio, never piles it up
         speaker = Speaker(participant.participant_id, participant.name)
-        self._ears[participant.participant_id] = asyncio.create_task(
-            self.session.listen(track, speaker), name=f"listen-{participant.participant_id}"
-        )
+        task = asyncio.create_task(self.session.listen(audio, speaker), name=f"listen-{participant.participant_id}")
+        self._ears[participant.participant_id] = task
+
+        def stopped(_: asyncio.Task[None]) -> None:  # ended, failed or cancelled: stop decoding for nobody
+            if tap is not None:
+                tap.decode = False
+            audio.stop()
+
+        task.add_done_callback(stopped)
 
     async def stop_listening(self, participant_id: str) -> None:
         task = self._ears.pop(participant_id, None)
@@ -69,9 +85,9 @@ class RoomAgent:
                 await task
 
     async def close(self) -> None:
-        await self.session.close()
-        for participant_id in list(self._ears):
+        for participant_id in list(self._ears):  # first the ears: no new utterance reaches the session
             await self.stop_listening(participant_id)
+        await self.session.close()
         await self._pump.close()
 
 
@@ -80,9 +96,12 @@ class Room:
 
     def __init__(
         self, config: api.Room, settings: Settings, models: AgentModels | None,
-        observer: Callable[[m.ServerMessage], None] | None = None,
+        observer: Callable[[m.ServerMessage], None] | None = None, created_by_dev: bool = False,
+        admission: AgentAdmission | None = None,
     ) -> None:
+        self._admission = admission
         self.config = config
+        self.created_by_dev = created_by_dev  # dev mode's token route serves only such rooms
         self._observer = observer
         self.settings = settings
         self._models = models
@@ -90,6 +109,7 @@ class Room:
         self.agent: RoomAgent | None = None
         self.closed_playout = PlayoutStats()
         self.closed = False
+        self._admitting = asyncio.Lock()  # one admission at a time: the identity and size checks hold
         self._log = CallLogger(log, participant=f"room:{config.id}")
 
     @property
@@ -120,7 +140,22 @@ class Room:
         return AgentProfile(agent.name, agent.system_prompt, agent.language, agent.reply_policy, tts)
 
     async def admit(self, participant: Participant) -> list[m.ParticipantInfo]:
-        """Add a person: everyone hears them, they hear everyone. Returns who was already there."""
+        """Add a person: everyone hears them, they hear everyone. Returns who was already there.
+
+        One live participant per identity: a rejoin with the same token replaces the older call, which
+        gets ``replaced`` and is disconnected (a reusable token cannot fill the room).
+        """
+        async with self._admitting:
+            return await self._admit(participant)
+
+    async def _admit(self, participant: Participant) -> list[m.ParticipantInfo]:
+        if self.closed:
+            raise SignalingError(f"room {self.id!r} was closed", code="room_closed")
+        for older in [p for p in self.participants.values() if p.identity == participant.identity]:
+            self._log.info("%s (%s) replaces %s", participant.participant_id, participant.identity, older.participant_id)
+            older.send(m.Error(code="replaced", message="you joined this room again from another connection"))
+            older.disconnect()
+            await self.remove(older)
         if self.closed:
             raise SignalingError(f"room {self.id!r} was closed", code="room_closed")
         if len(self.participants) >= self.config.max_participants:
@@ -128,7 +163,14 @@ class Room:
                 f"room {self.id!r} is full ({self.config.max_participants} people)", code="room_full"
             )
         if self.agent is None and self.config.agent.enabled:
-            self.agent = RoomAgent(self, self._models, await self._profile())
+            if self._admission is not None:
+                self._admission.acquire(self.id)  # BusyError: the others keep their latency
+            try:
+                self.agent = RoomAgent(self, self._models, await self._profile())
+            except BaseException:
+                if self._admission is not None:
+                    self._admission.release(self.id)
+                raise
             self._log.info("agent %s joined", self.agent.participant_id)
         present = [p.info() for p in self.participants.values()]
         if self.agent is not None:
@@ -164,6 +206,8 @@ class Room:
     async def _close_agent(self) -> None:
         agent, self.agent = self.agent, None
         if agent is not None:
+            if self._admission is not None:
+                self._admission.release(self.id)
             await agent.close()
             self.closed_playout.add(agent.playout.stats)
             self._log.info("agent %s left", agent.participant_id)
@@ -174,11 +218,15 @@ class Room:
             total.add(self.agent.playout.stats)
         return total
 
-    async def close(self, reason: str = "the room was deleted") -> None:
-        """End the room: every participant gets ``room_closed`` and is disconnected."""
+    def replying(self) -> bool:
+        """Whether the agent is answering someone right now (thinking or speaking)."""
+        return self.agent is not None and self.agent.replying
+
+    async def close(self, reason: str = "the room was deleted", code: str = "room_closed", retry_after_s: float | None = None) -> None:
+        """End the room: every participant gets ``code`` (``room_closed``; ``server_shutdown`` at exit) and is disconnected."""
         self.closed = True
         for participant in list(self.participants.values()):
-            participant.send(m.Error(code="room_closed", message=reason))
+            participant.send(m.Error(code=code, message=reason, retry_after_s=retry_after_s))
             participant.disconnect()
         for participant in list(self.participants.values()):
             await self.remove(participant)

@@ -9,8 +9,9 @@ import time
 from typing import Callable
 
 from parley.agents.runtime import AgentModels
+from parley.server.admission import AgentAdmission
 from parley.server.config import Settings
-from parley.server.errors import ConfigError, ConflictError, LimitError, ModelLoadError, NotFoundError
+from parley.core.errors import ConfigError, ConflictError, LimitError, ModelLoadError, NotFoundError
 from parley.server.playout import PlayoutStats
 from parley.server.room import Room
 from parley.signaling import api_models as api
@@ -31,22 +32,23 @@ class RoomRegistry:
         self.rooms: dict[str, Room] = {}
         self._closed_playout = PlayoutStats()  # agents of deleted rooms
         self._lock = asyncio.Lock()
+        self.admission = AgentAdmission(settings.agent.agent_capacity, settings.agent.retry_after_s) if models is not None else None
 
     def _resolve(self, request: api.RoomCreate, room_id: str) -> api.Room:
         defaults = self._settings.agent
         agent = request.agent
-        language = agent.language or self._settings.stt.language
-        stt_model = self._settings.stt.model
-        if stt_model.endswith(".en") and not language.startswith("en"):
-            raise ConfigError(f"language {language!r} needs a multilingual STT model; this server runs {stt_model!r}")
+        language = agent.language or defaults.language
+        if not language.startswith(("en", "zh")):
+            raise ConfigError(f"agent.language {language!r} is not supported: en or zh")
+        chinese = language.startswith("zh")
         return api.Room(
             id=room_id,
             created_at=time.time(),
             agent=api.ResolvedAgent(
                 enabled=agent.enabled,
                 name=agent.name or defaults.name,
-                system_prompt=agent.system_prompt or defaults.system_prompt,
-                voice=agent.voice or self._settings.tts.voice,
+                system_prompt=agent.system_prompt or defaults.system_prompts.get(language.split("-")[0]) or defaults.system_prompt,
+                voice=agent.voice or (self._settings.tts.zh_voice if chinese else self._settings.tts.voice),
                 language=language,
                 reply_policy=agent.reply_policy or defaults.reply_policy,
             ),
@@ -55,8 +57,12 @@ class RoomRegistry:
             participants=[],
         )
 
-    async def create(self, request: api.RoomCreate) -> Room:
-        """Create a room; ``ConflictError`` if the id is taken, ``LimitError`` past ``rooms.max_rooms``."""
+    async def create(self, request: api.RoomCreate, *, by_dev: bool = False) -> Room:
+        """Create a room; ``ConflictError`` if the id is taken, ``LimitError`` past ``rooms.max_rooms``.
+
+        ``by_dev``: created by dev mode (its default room, or the dev token route), which may then
+        hand out tokens for it; rooms made through the admin API are never open to that route.
+        """
         async with self._lock:
             room_id = request.id or f"room-{secrets.token_hex(4)}"
             if room_id in self.rooms:
@@ -66,10 +72,14 @@ class RoomRegistry:
             config = self._resolve(request, room_id)
             if self._models is not None and config.agent.enabled:
                 try:
+                    await self._models.prepare_language(config.agent.language)  # Mandarin's STT, once
+                except ModelLoadError as exc:
+                    raise ConfigError(f"agent.language {config.agent.language!r} cannot be served: {exc}") from exc
+                try:
                     await self._models.voice(config.agent.voice)  # an unknown voice fails here, not mid-call
                 except ModelLoadError as exc:
                     raise ConfigError(f"agent.voice {config.agent.voice!r} cannot be used: {exc}") from exc
-            room = Room(config, self._settings, self._models, self._observer)
+            room = Room(config, self._settings, self._models, self._observer, created_by_dev=by_dev, admission=self.admission)
             self.rooms[room_id] = room
             log.info("room %s created (agent %s)", room_id, "on" if config.agent.enabled else "off")
             return room
@@ -97,6 +107,11 @@ class RoomRegistry:
             total.add(room.playout_stats())
         return total
 
-    async def close(self) -> None:
+    def replies_in_progress(self) -> int:
+        """Rooms whose agent is thinking or speaking right now."""
+        return sum(room.replying() for room in self.rooms.values())
+
+    async def close(self, retry_after_s: float | None = None) -> None:
+        """End every room at shutdown: participants get ``server_shutdown`` (with the retry hint)."""
         for room in list(self.rooms.values()):
-            await room.close("the server is shutting down")
+            await room.close("the server is shutting down", code="server_shutdown", retry_after_s=retry_after_s)

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from parley.server.errors import AuthError, ConfigError, ConflictError, LimitError, NotFoundError, ParleyError
+from parley.core.errors import (
+    AuthError, ConfigError, ConflictError, ForbiddenError, LimitError, NotFoundError, ParleyError,
+)
 from parley.signaling import api_models as api
-from parley.server.participant import ice_servers
 from parley.signaling.auth import check_api_key
+from parley.signaling.ice import ice_servers
 from parley.signaling.state import STATE_KEY, ParleyState
 
 log = logging.getLogger(__name__)
@@ -56,10 +59,18 @@ def operation(
 
 # ---- errors ----------------------------------------------------------------------------------
 
-_STATUS: dict[type[ParleyError], int] = {AuthError: 401, NotFoundError: 404, ConflictError: 409, LimitError: 429, ConfigError: 422}
+class UnsupportedMediaError(ParleyError):
+    """A request body in a format the API does not take."""
 
 
-def error_response(status: int, code: str, message: str) -> web.Response:
+_STATUS: dict[type[ParleyError], int] = {
+    ForbiddenError: 403, AuthError: 401, NotFoundError: 404, ConflictError: 409, UnsupportedMediaError: 415, LimitError: 429, ConfigError: 422,
+}
+
+
+def error_response(request: web.Request, status: int, code: str, message: str) -> web.Response:
+    """The JSON error body every HTTP refusal gets; counted with the errors clients receive."""
+    request.app[STATE_KEY].count_error(code)
     body = api.ErrorBody(error=api.ErrorDetail(code=code, message=message))
     return web.json_response(body.model_dump(), status=status)
 
@@ -74,19 +85,24 @@ async def api_errors(request: web.Request, handler: Handler) -> web.StreamRespon
     except ParleyError as exc:
         status = next((s for kind, s in _STATUS.items() if isinstance(exc, kind)), 400)
         log.info("%s %s -> %d %s: %s", request.method, request.path, status, exc.code, exc)
-        return error_response(status, exc.code, str(exc))
+        return error_response(request, status, exc.code, str(exc))
     except web.HTTPNotFound:
-        return error_response(404, "not_found", f"no API route {request.path}")
+        return error_response(request, 404, "not_found", f"no API route {request.path}")
     except web.HTTPMethodNotAllowed as exc:
-        return error_response(405, "method_not_allowed", f"{request.method} is not allowed on {request.path}; use {', '.join(sorted(exc.allowed_methods))}")
+        return error_response(request, 405, "method_not_allowed", f"{request.method} is not allowed on {request.path}; use {', '.join(sorted(exc.allowed_methods))}")
     except web.HTTPRequestEntityTooLarge:
-        return error_response(413, "body_too_large", "the request body is too large")
+        return error_response(request, 413, "body_too_large", "the request body is too large")
 
 
 async def _body(request: web.Request, model: type[BaseModel]) -> Any:
     raw = await request.read()
     if not raw.strip():
         raw = b"{}"
+    elif request.content_type != "application/json":
+        # A page on another site can POST text/plain without a CORS preflight; JSON it cannot.
+        raise UnsupportedMediaError(
+            f"send the body as application/json, not {request.content_type or 'no Content-Type'}", code="unsupported_media_type",
+        )
     try:
         json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
@@ -167,7 +183,9 @@ async def create_token(request: web.Request) -> web.Response:
 
 
 @operation(
-    "POST", "/dev/token", "Dev mode only: a join token without an API key (the room, default or named, is created if missing)",
+    "POST", "/dev/token",
+    "Dev mode only: a join token without an API key for a dev room (the default one, or one it creates); "
+    "rooms made with the admin API are refused",
     auth="dev", body=api.DevTokenRequest, responses={201: api.Token}, dev_only=True,
 )
 async def dev_token(request: web.Request) -> web.Response:
@@ -177,10 +195,15 @@ async def dev_token(request: web.Request) -> web.Response:
     room = state.rooms.rooms.get(room_id)
     if room is None:
         try:
-            room = await state.rooms.create(api.RoomCreate(id=room_id))
+            agent = api.AgentConfig(language=body.language) if body.language else api.AgentConfig()
+            room = await state.rooms.create(api.RoomCreate(id=room_id, agent=agent), by_dev=True)
         except ConflictError:  # created meanwhile by another request
             room = state.rooms.get(room_id)
-    identity = body.identity or f"guest-{len(state.connections) + 1}"
+    if not room.created_by_dev:
+        raise ForbiddenError(f"room {room.id!r} was created with the admin API: ask your backend for a token", code="not_a_dev_room")
+    if body.name and body.name.strip().lower() == room.config.agent.name.lower():
+        raise ConfigError(f"{body.name!r} is the agent's name in this room: choose another", code="invalid_body")
+    identity = body.identity or f"guest-{secrets.token_hex(4)}"
     return _token_response(request, state, room.id, identity, body.name, None)
 
 
@@ -193,7 +216,7 @@ async def get_ice_servers(request: web.Request) -> web.Response:
     scheme, _, bearer = request.headers.get("Authorization", "").partition(" ")
     token = bearer.strip() if scheme.lower() == "bearer" else request.query.get("token")
     grant = state.tokens.verify(token)
-    servers = ice_servers(state.settings, grant.identity)
+    servers = ice_servers(state.settings.ice.stun_urls, state.settings.turn, grant.identity)
     ttl = state.settings.turn.credential_ttl_s if state.settings.turn.enabled else None
     return _json(api.IceServers(ice_servers=servers, ttl_s=ttl))
 

@@ -6,7 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from parley.signaling.messages import ROOM_ID_PATTERN, IceServer, ParticipantInfo
+from parley.agents.settings import ReplyPolicy
+from parley.signaling.messages import PRINTABLE_PATTERN, ROOM_ID_PATTERN, IceServer, ParticipantInfo
 
 
 class _Body(BaseModel):
@@ -17,11 +18,11 @@ class AgentConfig(_Body):
     """The agent of a room; a field left out takes the server's configured default."""
 
     enabled: bool = True
-    name: str | None = Field(None, min_length=1, max_length=40, description="Name people address the agent by")
+    name: str | None = Field(None, min_length=1, max_length=40, pattern=PRINTABLE_PATTERN, description="Name people address the agent by")
     system_prompt: str | None = Field(None, max_length=8000)
     voice: str | None = Field(None, max_length=64, description="TTS voice (hibari: heart, …)")
-    language: str | None = Field(None, max_length=16, description="Speech recognition language, e.g. en")
-    reply_policy: Literal["always", "addressed", "auto"] | None = Field(
+    language: str | None = Field(None, max_length=16, description="The room's language: en or zh (Mandarin)")
+    reply_policy: ReplyPolicy | None = Field(
         None, description="always: answer every utterance; addressed: only when named; auto: addressed with 2+ people"
     )
 
@@ -38,7 +39,7 @@ class ResolvedAgent(_Body):
     system_prompt: str
     voice: str
     language: str
-    reply_policy: Literal["always", "addressed", "auto"]
+    reply_policy: ReplyPolicy
 
 
 class Room(_Body):
@@ -54,8 +55,10 @@ class RoomList(_Body):
 
 
 class TokenRequest(_Body):
-    identity: str = Field(min_length=1, max_length=128, description="Your app's id for this user")
-    name: str | None = Field(None, max_length=64, description="Display name (defaults to the identity)")
+    identity: str = Field(min_length=1, max_length=128, pattern=PRINTABLE_PATTERN, description="Your app's id for this user")
+    name: str | None = Field(
+        None, max_length=64, pattern=PRINTABLE_PATTERN, description="Display name others see (defaults to the identity)",
+    )
     ttl_s: int | None = Field(None, ge=10, description="Lifetime in seconds (server default and maximum apply)")
 
 
@@ -68,9 +71,11 @@ class Token(_Body):
 
 
 class DevTokenRequest(_Body):
-    identity: str | None = Field(None, min_length=1, max_length=128)
-    name: str | None = Field(None, max_length=64)
+    identity: str | None = Field(None, min_length=1, max_length=128, pattern=PRINTABLE_PATTERN)
+    name: str | None = Field(None, max_length=64, pattern=PRINTABLE_PATTERN)
     room: str | None = Field(None, min_length=1, max_length=64, pattern=ROOM_ID_PATTERN)
+    # A dev room this creates speaks this language (the bundled page's ?lang=zh); an existing room keeps its own.
+    language: Literal["en", "zh"] | None = None
 
 
 class ErrorDetail(_Body):
@@ -88,6 +93,21 @@ class Health(BaseModel):
     calls: int
     rooms: int
     models: dict[str, str]
+
+
+class LlmReadiness(BaseModel):
+    status: str  # ready | restarting | failed | unreachable | closed
+    restarts: int  # embedded LLM children restarted since start
+    detail: str = ""
+
+
+class Readiness(BaseModel):
+    ready: bool  # 200 when true, 503 when not
+    draining: bool  # shutting down: no new calls
+    reasons: list[str]  # why not ready (empty when ready)
+    llm: LlmReadiness | None = None  # None in echo mode
+    agents_running: int | None = None  # rooms whose agent runs now (admission control)
+    agent_capacity: int | None = None
 
 
 class IceServers(_Body):

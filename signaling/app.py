@@ -3,29 +3,30 @@
 from __future__ import annotations
 
 import logging
-import secrets
+from importlib.resources import files
 from pathlib import Path
+from typing import Awaitable, Callable, Iterable
 
 from aiohttp import web
 
-from parley.agents.runtime import AgentModels
-from parley.server.config import Settings
-from parley.server.ice import fix_consent_after_close
-from parley.server.rooms import RoomRegistry
+from parley.core.net import is_loopback_host
 from parley.signaling import api_models as api
-from parley.signaling.api import PREFIX, add_api_routes, api_errors, error_response
+from parley.signaling.api import PREFIX, Handler, add_api_routes, api_errors, error_response
 from parley.signaling.api_docs import render_docs
-from parley.signaling.auth import TokenAuthority
 from parley.signaling.connection import SignalingConnection
-from parley.signaling.limits import origin_allowed
-from parley.signaling.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from parley.signaling.metrics import ParleyMetrics
+from parley.signaling.contracts import EdgeSettings
+from parley.signaling.limits import origin_allowed, unjoined_socket_refusal
 from parley.signaling.messages import MAX_MESSAGE_BYTES
 from parley.signaling.openapi import build_openapi
 from parley.signaling.state import STATE_KEY, ParleyState
 
 log = logging.getLogger(__name__)
-WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+
+
+def web_dir() -> Path:
+    """The bundled page and JS SDK: package data of ``parley.web`` (in a checkout, the repo's ``web/``)."""
+    return Path(str(files("parley.web")))
+
 OPENAPI_KEY = web.AppKey("openapi", dict)
 
 
@@ -34,10 +35,22 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     origin = request.headers.get("Origin")
     if not origin_allowed(origin, request.host, state.settings.http.allowed_origins):
         log.warning("WebSocket from origin %s refused (http.allowed_origins)", origin)
-        return error_response(403, "origin_not_allowed", f"pages from {origin} may not open this WebSocket (http.allowed_origins)")
-    ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=MAX_MESSAGE_BYTES * 4)
-    await ws.prepare(request)
-    await SignalingConnection(ws, state, request.query.get("token")).run()
+        return error_response(request, 403, "origin_not_allowed", f"pages from {origin} may not open this WebSocket (http.allowed_origins)")
+    address = request.remote or ""
+    refusal = unjoined_socket_refusal([(c.address, c.joined) for c in state.connections], address, state.settings.http)
+    if refusal is not None:
+        log.warning("WebSocket from %s refused: %s", address, refusal)
+        return error_response(request, 429, "too_many_connections", refusal)
+    # A message a little over the limit gets the typed message_too_large; far over, aiohttp closes with 1009.
+    ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=MAX_MESSAGE_BYTES + 64 * 1024)
+    connection = SignalingConnection(ws, state, request.query.get("token"), address)
+    state.connections.add(connection)  # counted before the upgrade's await, so the caps hold under a burst
+    try:
+        await ws.prepare(request)
+    except BaseException:
+        state.connections.discard(connection)
+        raise
+    await connection.run()
     return ws
 
 
@@ -45,8 +58,31 @@ async def healthz(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     models = state.models
     names = {"vad": models.vad.name, "stt": models.stt.name, "llm": models.llm.name, "tts": models.tts.name} if models else {}
+    if models is not None and models.end_of_turn is not None:
+        names["end_of_turn"] = models.end_of_turn.name
     health = api.Health(status="ok", mode=state.settings.agent.mode, calls=state.calls(), rooms=len(state.rooms.rooms), models=names)
     return web.json_response(health.model_dump())
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness for a load balancer: 200 when this server should get new calls, 503 (with why) when not."""
+    state = request.app[STATE_KEY]
+    reasons: list[str] = []
+    if state.draining:
+        reasons.append("the server is shutting down")
+    llm = None
+    models = state.models
+    if models is not None:
+        health = await models.llm.health()
+        llm = api.LlmReadiness(status=health.status, restarts=health.restarts, detail=health.detail)
+        if not health.ready:
+            reasons.append(f"LLM {health.status}" + (f": {health.detail}" if health.detail else ""))
+    admission = state.admission
+    body = api.Readiness(
+        ready=not reasons, draining=state.draining, reasons=reasons, llm=llm,
+        agents_running=admission.active if admission else None, agent_capacity=admission.capacity if admission else None,
+    )
+    return web.json_response(body.model_dump(), status=200 if body.ready else 503)
 
 
 async def stats(request: web.Request) -> web.Response:
@@ -60,12 +96,6 @@ async def stats(request: web.Request) -> web.Response:
     })
 
 
-async def prometheus(request: web.Request) -> web.Response:
-    """Prometheus text format: live counts, turn latency histograms, errors by code, process figures."""
-    body = request.app[STATE_KEY].metrics.render()
-    return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
-
-
 async def openapi(request: web.Request) -> web.Response:
     return web.json_response(request.app[OPENAPI_KEY])
 
@@ -73,6 +103,28 @@ async def openapi(request: web.Request) -> web.Response:
 async def api_docs(request: web.Request) -> web.Response:
     """The OpenAPI document as a readable page."""
     return web.Response(text=render_docs(request.app[OPENAPI_KEY]), content_type="text/html")
+
+
+def host_guard(settings: EdgeSettings) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]] | None:
+    """Refuse requests whose Host header this server does not answer to (DNS rebinding), or None when any is fine.
+
+    ``http.allowed_hosts`` when set; otherwise, in dev mode on a loopback address, loopback names only,
+    so a web page on another site cannot rebind its own name to 127.0.0.1 and use the dev routes.
+    """
+    allowed = {h.lower() for h in settings.http.allowed_hosts}
+    local_dev = settings.auth.dev_mode and not settings.auth.dev_public and is_loopback_host(settings.http.host)
+    if not allowed and not local_dev:
+        return None
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        host = request.url.host or ""
+        if host.lower() in allowed or (not allowed and is_loopback_host(host)):
+            return await handler(request)
+        log.warning("request for Host %r refused (http.allowed_hosts)", request.host)
+        return error_response(request, 421, "host_not_allowed", f"this server does not answer for {host!r} (http.allowed_hosts)")
+
+    return guard
 
 
 @web.middleware
@@ -85,49 +137,29 @@ async def public_static_cors(request: web.Request, handler):  # type: ignore[no-
 
 
 async def index(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(WEB_DIR / "index.html")
+    return web.FileResponse(web_dir() / "index.html")
 
 
-async def _close_rooms(app: web.Application) -> None:
-    await app[STATE_KEY].rooms.close()
+def build_app(state: ParleyState, *, extra_routes: Iterable[web.RouteDef] = ()) -> web.Application:
+    """The web application around ``state``: WebSocket, REST API, health, docs, the bundled page.
 
-
-async def _create_default_room(app: web.Application) -> None:
-    state = app[STATE_KEY]
-    await state.rooms.create(api.RoomCreate(id=state.settings.rooms.default_room))
-
-
-def create_app(settings: Settings, models: AgentModels | None) -> web.Application:
-    """Build the web application around already-loaded models."""
-    fix_consent_after_close()
-    auth = settings.auth
-    api_key = auth.api_key
-    if auth.dev_mode:
-        log.warning("dev mode: the default room is open to anyone who can reach this server (auth.dev_mode = false to close it)")
-        if not api_key:
-            api_key = secrets.token_urlsafe(24)
-            log.warning("dev mode: admin API key for this run: %s", api_key)
-    if not auth.token_secret:
-        log.info("auth.token_secret is not set: join tokens are signed with a random key and end with this process")
-    metrics = ParleyMetrics()
-    state = ParleyState(
-        settings, models, RoomRegistry(settings, models, metrics.observe),
-        TokenAuthority(auth.token_secret, auth.token_ttl_s, auth.max_token_ttl_s), api_key, metrics,
-    )
-    metrics.watch(state)
-    app = web.Application(client_max_size=MAX_MESSAGE_BYTES, middlewares=[api_errors, public_static_cors])
+    The server assembles ``state`` (rooms, models, tokens) and adds what only it serves
+    (``extra_routes``, e.g. ``/metrics``) and the lifecycle hooks.
+    """
+    settings = state.settings
+    guard = host_guard(settings)
+    middlewares = [*([guard] if guard else []), api_errors, public_static_cors]
+    app = web.Application(client_max_size=MAX_MESSAGE_BYTES, middlewares=middlewares)
     app[STATE_KEY] = state
     app.router.add_get("/", index)
     app.router.add_get("/ws", websocket)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     app.router.add_get("/stats", stats)
-    app.router.add_get("/metrics", prometheus)
+    app.router.add_routes(list(extra_routes))
     app.router.add_get(f"{PREFIX}/openapi.json", openapi)
     app.router.add_get(f"{PREFIX}/docs", api_docs)
-    operations = add_api_routes(app, auth.dev_mode)
+    operations = add_api_routes(app, settings.auth.dev_mode)
     app[OPENAPI_KEY] = build_openapi(operations)
-    app.router.add_static("/web/", WEB_DIR, show_index=False)
-    if auth.dev_mode:
-        app.on_startup.append(_create_default_room)
-    app.on_shutdown.append(_close_rooms)
+    app.router.add_static("/web/", web_dir(), show_index=False)
     return app

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import jwt
 
-from parley.server.errors import AuthError
+from parley.core.errors import AuthError
 
 ALGORITHM = "HS256"
 ISSUER = "parley"

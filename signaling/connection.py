@@ -1,4 +1,4 @@
-"""``SignalingConnection``: one WebSocket client — checks its token, validates every message, drives its ``Participant``."""
+"""``SignalingConnection``: one WebSocket client — checks its token, validates every message, drives its call."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ import itertools
 import logging
 import secrets
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Awaitable, Callable
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
-from parley.server.errors import ParleyError, SignalingError
-from parley.server.logs import CallLogger
-from parley.server.participant import Participant, ice_servers
-from parley.server.room import Room
+from parley.core.errors import ParleyError, SignalingError
+from parley.core.logs import CallLogger
 from parley.signaling import messages as m
+from parley.signaling.contracts import Call, Room
+from parley.signaling.ice import ice_servers
 from parley.signaling.limits import TokenBucket
 
 if TYPE_CHECKING:
@@ -29,29 +29,53 @@ _counter = itertools.count(1)
 class SignalingConnection:
     """Reads client messages in order, answers with typed messages, and owns the call it started."""
 
-    def __init__(self, ws: web.WebSocketResponse, state: "ParleyState", token: str | None = None) -> None:
+    def __init__(
+        self, ws: web.WebSocketResponse, state: "ParleyState", token: str | None = None, address: str = "",
+    ) -> None:
         self._ws = ws
         self._state = state
         self._url_token = token
+        self.address = address  # the client's IP, for the per-address cap on sockets that have not joined
         self.participant_id = f"p{next(_counter)}-{secrets.token_hex(3)}"
         self._log = CallLogger(log, participant=self.participant_id)
         self._outbox: asyncio.Queue[str | None] = asyncio.Queue()
-        self.participant: Participant | None = None
+        self.participant: Call | None = None
         self.room: Room | None = None
+        self._joined = asyncio.Event()
+        self._offered = asyncio.Event()  # the server answered this client's first offer
+        self._ending = False
         http = state.settings.http
+        self._max_outbox = http.max_outbox_messages
         self._bucket = TokenBucket(http.ws_rate_per_s, http.ws_burst)
         self._dropped = 0
         self._last_rate_error = 0.0
 
-    def emit(self, message: m.ServerMessage) -> None:
-        """Queue a message for this client; dropped silently once the socket is gone."""
-        if not self._ws.closed:
-            self._outbox.put_nowait(message.model_dump_json())
+    @property
+    def joined(self) -> bool:
+        return self.participant is not None
 
-    def _error(self, code: str, message: str) -> None:
+    def emit(self, message: m.ServerMessage) -> None:
+        """Queue a message for this client; dropped silently once the socket is gone.
+
+        Every message the server sends this client comes through here (its own answers, the room's
+        broadcasts, the agent's events), so here every error it receives is counted.
+        A client that lets ``http.max_outbox_messages`` pile up unread is disconnected: its queue
+        must not grow without bound on the server.
+        """
+        if self._ws.closed or self._ending:
+            return
+        if isinstance(message, m.Error):
+            self._state.count_error(message.code)
+        if self._outbox.qsize() >= self._max_outbox:
+            self._log.warning("the client reads too slowly (%d messages queued): closing its socket", self._outbox.qsize())
+            self._ending = True
+            asyncio.ensure_future(self._ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"slow_consumer"))
+            return
+        self._outbox.put_nowait(message.model_dump_json())
+
+    def _error(self, code: str, message: str, retry_after_s: float | None = None) -> None:
         self._log.warning("error %s: %s", code, message)
-        self._state.metrics.errors.labels(code).inc()
-        self.emit(m.Error(code=code, message=message))
+        self.emit(m.Error(code=code, message=message, retry_after_s=retry_after_s))
 
     async def _send_loop(self) -> None:
         while (text := await self._outbox.get()) is not None:
@@ -63,6 +87,7 @@ class SignalingConnection:
     async def run(self) -> None:
         """Serve the socket until the client leaves or vanishes, then tear the call down."""
         sender = asyncio.create_task(self._send_loop())
+        deadlines = asyncio.create_task(self._enforce_deadlines())
         self._state.connections.add(self)
         try:
             async for raw in self._ws:
@@ -77,6 +102,9 @@ class SignalingConnection:
                     self._log.warning("socket error: %s", self._ws.exception())
                     break
         finally:
+            deadlines.cancel()
+            with contextlib.suppress(BaseException):
+                await deadlines
             await self._teardown()
             self._outbox.put_nowait(None)
             with contextlib.suppress(BaseException):
@@ -101,6 +129,7 @@ class SignalingConnection:
                 await self._join(message)
             elif isinstance(message, m.Offer):
                 self.emit(await self._require_participant().answer(message.sdp))
+                self._offered.set()
             elif isinstance(message, m.ClientAnswer):
                 await self._require_participant().accept_answer(message.sdp)
             elif isinstance(message, m.Candidate):
@@ -111,13 +140,13 @@ class SignalingConnection:
                 self._log.info("left")
                 return False
         except ParleyError as exc:
-            self._error(exc.code, str(exc))
+            self._error(exc.code, str(exc), exc.retry_after_s)
         except Exception as exc:  # a bug must cost this message, not the server
             self._log.exception("unexpected error handling a message")
             self._error("internal_error", f"{type(exc).__name__} while handling the message")
         return True
 
-    def _require_participant(self) -> Participant:
+    def _require_participant(self) -> Call:
         if self.participant is None:
             raise SignalingError("send join first", code="not_joined")
         return self.participant
@@ -127,19 +156,23 @@ class SignalingConnection:
             raise SignalingError("already joined", code="already_joined")
         state = self._state
         grant = state.tokens.verify(message.token or self._url_token, message.room)
+        if state.draining:
+            raise SignalingError("the server is shutting down", code="server_shutdown", retry_after_s=state.settings.http.shutdown_retry_after_s)
         room = state.rooms.get(grant.room)
         if state.calls() >= state.settings.http.max_calls:
             raise SignalingError(f"the server is at its limit of {state.settings.http.max_calls} calls", code="server_full")
-        participant = Participant(
-            self.participant_id, grant.identity, message.name or grant.name, state.settings, self.emit, self._on_call_failed,
+        if message.name is not None and message.name != grant.name:
+            self._log.info("join.name %r ignored: names come from the token (%r)", message.name, grant.name)
+        participant = state.open_call(
+            self.participant_id, grant.identity, grant.name, self.emit, self._end_call, self._disconnect,
         )
-        participant.disconnect = self._disconnect
         present = await room.admit(participant)
         self.participant, self.room = participant, room
+        self._joined.set()
         self._log.info("joined room %s as %s (%r)", room.id, grant.identity, participant.name)
         self.emit(m.Joined(
             participant_id=self.participant_id, room=room.id, identity=grant.identity,
-            ice_servers=ice_servers(state.settings, grant.identity), participants=present,
+            ice_servers=ice_servers(state.settings.ice.stun_urls, state.settings.turn, grant.identity), participants=present,
         ))
 
     def _disconnect(self) -> None:
@@ -154,8 +187,33 @@ class SignalingConnection:
 
         asyncio.ensure_future(close_after_flush())
 
-    def _on_call_failed(self, code: str) -> None:
-        self._error(code, "the media connection failed")
+    def _end_call(self, code: str, message: str) -> None:
+        """The call cannot go on (ICE failed, a deadline passed, renegotiation failed): say why, close the socket.
+
+        The teardown that follows takes the participant out of the room; a client that wants to carry
+        on rejoins with a fresh socket and peer connection (the JS SDK does).
+        """
+        if self._ending:
+            return
+        self._error(code, message)
+        self._ending = True
+        self._disconnect()
+
+    async def _enforce_deadlines(self) -> None:
+        """Close a socket that does not join, offer or connect in time (``http.*_timeout_s``)."""
+        http = self._state.settings.http
+        steps: list[tuple[float, str, str, Callable[[], Awaitable[object]]]] = [
+            (http.join_timeout_s, "join_timeout", "no join in {:g} s", self._joined.wait),
+            (http.offer_timeout_s, "offer_timeout", "no accepted offer in {:g} s after joining", self._offered.wait),
+            (http.connect_timeout_s, "ice_timeout", "the media connection did not connect within {:g} s of the answer",
+             lambda: self._require_participant().connected.wait()),
+        ]
+        for timeout, code, message, done in steps:
+            try:
+                await asyncio.wait_for(done(), timeout)
+            except asyncio.TimeoutError:
+                self._end_call(code, message.format(timeout))
+                return
 
     async def _teardown(self) -> None:
         if self.participant is not None:

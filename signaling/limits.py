@@ -1,9 +1,12 @@
-"""Per-connection message rate limit (a token bucket) and the WebSocket Origin check."""
+"""Per-connection message rate limit (a token bucket), the caps on sockets that have not joined, and the WebSocket Origin check."""
 
 from __future__ import annotations
 
 import time
+from typing import Iterable
 from urllib.parse import urlsplit
+
+from parley.signaling.settings import HttpSettings
 
 
 class TokenBucket:
@@ -31,3 +34,18 @@ def origin_allowed(origin: str | None, host: str, allowed: list[str]) -> bool:
     if "*" in allowed or origin.rstrip("/") in {a.rstrip("/") for a in allowed}:
         return True
     return urlsplit(origin).netloc.lower() == host.lower()
+
+
+def unjoined_socket_refusal(sockets: Iterable[tuple[str, bool]], address: str, http: HttpSettings) -> str | None:
+    """Why a new WebSocket from ``address`` is refused, or None. ``sockets``: (client address, joined) of the open ones.
+
+    Sockets that have not joined hold nothing but cost memory and a task: at most
+    ``http.max_unjoined_sockets`` of them, and ``http.max_unjoined_per_address`` from one address.
+    """
+    waiting = [peer for peer, joined in sockets if not joined]
+    if len(waiting) >= http.max_unjoined_sockets:
+        return f"{len(waiting)} sockets are waiting to join (http.max_unjoined_sockets); try again shortly"
+    mine = sum(1 for peer in waiting if peer == address)
+    if mine >= http.max_unjoined_per_address:
+        return f"{mine} sockets from your address are waiting to join (http.max_unjoined_per_address)"
+    return None

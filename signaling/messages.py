@@ -10,7 +10,9 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from parley.server.errors import SignalingError
+from parley.agents.dialogue_state import State
+from parley.agents.stage_timer import STAGES
+from parley.core.errors import SignalingError
 
 MAX_MESSAGE_BYTES = 256 * 1024
 MAX_SDP_CHARS = 64 * 1024
@@ -24,6 +26,8 @@ class _Message(BaseModel):
 
 
 ROOM_ID_PATTERN = r"^[A-Za-z0-9_.-]+$"
+# Names and identities are shown to others and written to logs: no control characters or line breaks.
+PRINTABLE_PATTERN = r"^[^\x00-\x1f\x7f\x85\u2028\u2029]*$"
 MAX_TOKEN_CHARS = 4096
 
 
@@ -33,6 +37,7 @@ class Join(_Message):
     type: Literal["join"]
     token: str | None = Field(None, max_length=MAX_TOKEN_CHARS)
     room: str | None = Field(None, min_length=1, max_length=64, pattern=ROOM_ID_PATTERN)
+    # Ignored: the display name is the token's (a caller cannot pose as someone else or as the agent).
     name: str | None = Field(None, max_length=64)
 
 
@@ -130,9 +135,12 @@ class Transcript(_Message):
     turn_id: int
     text: str
     final: bool
+    # A person's transcripts with the same utterance_id are one line: interims, then the final, and a
+    # question continued after a pause (folded) updates the same line. None for the agent's transcripts.
+    utterance_id: int | None = None
 
 
-AgentStateName = Literal["listening", "user_speaking", "thinking", "speaking", "paused"]
+AgentStateName = Literal[tuple(state.value for state in State)]  # type: ignore[valid-type]  # the states are defined once, in agents
 
 
 class AgentState(_Message):
@@ -166,12 +174,20 @@ class TurnMetrics(_Message):
     tts_first_audio_ms: float | None
     playout_wait_ms: float | None
     first_audio_sent_ms: float | None
+    end_of_turn_ms: float | None = None  # the end-of-turn model's inference time, within endpoint_wait_ms
+
+
+# The wire schema spells the stages out (clients read them here); they must be the pipeline's, in order.
+if tuple(TurnMetrics.model_fields)[2:] != STAGES:
+    raise RuntimeError(f"TurnMetrics' fields {tuple(TurnMetrics.model_fields)[2:]} differ from agents' STAGES {STAGES}")
 
 
 class Error(_Message):
     type: Literal["error"] = "error"
     code: str
     message: str
+    # busy, server_shutdown: when trying again (here or, for server_shutdown, at another server) makes sense.
+    retry_after_s: float | None = None
 
 
 class Pong(_Message):

@@ -34,6 +34,7 @@ EXTRA_PATHS: dict[str, dict[str, Any]] = {
         "responses": {"101": {"description": "Switching to the WebSocket protocol"}},
     }},
     "/healthz": {"get": {"summary": "Liveness and the loaded models", "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {"$ref": REF.format(model="Health")}}}}}}},
+    "/readyz": {"get": {"summary": "Readiness: models loaded, LLM answering, not draining (503 with the reasons otherwise)", "responses": {"200": {"description": "Ready", "content": {"application/json": {"schema": {"$ref": REF.format(model="Readiness")}}}}, "503": {"description": "Not ready", "content": {"application/json": {"schema": {"$ref": REF.format(model="Readiness")}}}}}}},
     "/stats": {"get": {"summary": "Live calls, rooms and the agents' outgoing-frame counters", "responses": {"200": {"description": "Counters", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
     "/metrics": {"get": {"summary": "Prometheus text format: live counts, turn latency histograms, errors by code", "responses": {"200": {"description": "Metrics", "content": {"text/plain": {}}}}}},
     "/api/v1/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {}}}}}},
@@ -76,7 +77,7 @@ def _operation(op: Operation) -> dict[str, Any]:
 def build_openapi(operations: list[Operation]) -> dict[str, Any]:
     """The document for the routes this app registered."""
     paths: dict[str, dict[str, Any]] = {path: dict(methods) for path, methods in EXTRA_PATHS.items()}
-    models: list[type[BaseModel]] = [api.ErrorBody, api.Health]
+    models: list[type[BaseModel]] = [api.ErrorBody, api.Health, api.Readiness]
     for op in operations:
         paths.setdefault(op.path, {})[op.method.lower()] = _operation(op)
         models += [op.body] if op.body else []

@@ -11,14 +11,23 @@ import numpy as np
 import pytest
 from aiohttp import web
 
-from parley.server.config import Settings, load_settings
-from parley.server.ports import free_loopback_port as free_port
-from parley.server.ice import use_host_addresses
-from parley.server.jitter import use_audio_jitter_prefetch
+from parley.server.config import Settings, hook_settings, load_settings
+from parley.core.net import free_loopback_port as free_port
+from parley.core import aiortc_hooks
 from tests.support.audio import have_espeak, read_wav, speak_to_wav
 
 QUESTION = "What is the capital of France?"
-TEST_API_KEY = "test-admin-key"
+# Whisper tiny.en on espeak's question after Opus sits on a knife edge at "of France": the same
+# utterance gives "of France" or "and friends" when 0.5 s of silence is appended (measured, 2026-11-30).
+# A call heard the question if it got its subject and at most that one slip.
+QUESTION_MAX_WER = 0.34
+
+
+def heard_question(text: str) -> bool:
+    from tests.support.audio import word_error_rate, words
+
+    return word_error_rate(QUESTION, text) <= QUESTION_MAX_WER and "capital" in words(text)
+TEST_API_KEY = "test-admin-key-0001"
 
 
 def _cuda_devices() -> int:
@@ -45,6 +54,7 @@ def make_test_settings() -> Settings:
     return load_settings(
         overrides={
             "llm": {"model": "smollm2-135m", "max_tokens": 60}, "ice": {"host_addresses": ["127.0.0.1"]},
+            "agent": {"capacity": 16},  # tests run agent rooms side by side; admission has its own tests
             "auth": {"dev_mode": True, "api_key": TEST_API_KEY},
         },
         environ={},
@@ -53,9 +63,8 @@ def make_test_settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def settings() -> Settings:
-    use_host_addresses(["127.0.0.1"])
     settings = make_test_settings()
-    use_audio_jitter_prefetch(settings.media.audio_jitter_prefetch)  # server and test callers share this process
+    aiortc_hooks.install(hook_settings(settings))  # server and test callers share this process
     return settings
 
 
@@ -70,7 +79,7 @@ async def models(settings: Settings):
 
 async def serve_app(settings: Settings, models) -> tuple[web.AppRunner, SimpleNamespace]:
     """Start a real Parley app on a free loopback port; return its runner and ``.url`` / ``.app``."""
-    from parley.signaling.app import create_app
+    from parley.server.app import create_app
 
     app = create_app(settings, models)
     runner = web.AppRunner(app)

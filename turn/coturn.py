@@ -1,14 +1,13 @@
-"""coturn configuration rendered from Parley's settings, and a foreground launcher (``parley turn``)."""
+"""coturn's configuration rendered from Parley's settings, and the command that runs it (see ``foreground``)."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 from pathlib import Path
 
-from parley.server.config import TurnSettings
-from parley.server.errors import ConfigError
+from parley.turn.settings import TurnSettings
+from parley.core.errors import ConfigError
+from parley.core.files import write_private
 
 # Peers coturn must never relay to in production (RFC 1918, loopback, link-local, CGNAT, multicast…):
 # a TURN server open to these lets any client with a credential reach the operator's own network.
@@ -18,6 +17,10 @@ DENIED_PEER_RANGES = [
     "192.0.0.0-192.0.0.255", "192.168.0.0-192.168.255.255", "198.18.0.0-198.19.255.255",
     "224.0.0.0-255.255.255.255", "::1", "fc00::-fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
     "fe80::-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+    # IPv4 written as IPv6 reaches the IPv4 ranges above by another name: mapped (::ffff:a.b.c.d) and
+    # NAT64 (64:ff9b::/96 well-known, 64:ff9b:1::/48 local-use) addresses.
+    "::ffff:0:0-::ffff:ffff:ffff", "64:ff9b::-64:ff9b::ffff:ffff",
+    "64:ff9b:1::-64:ff9b:1:ffff:ffff:ffff:ffff:ffff",
 ]
 
 
@@ -71,23 +74,8 @@ def turnserver_binary() -> str:
 
 def write_config(turn: TurnSettings, path: Path, *, log_file: str = "stdout", pid_file: str | None = None) -> Path:
     """Write the config with owner-only permissions (it holds the shared secret)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(render_config(turn, log_file=log_file, pid_file=pid_file))
-    return path
+    return write_private(path, render_config(turn, log_file=log_file, pid_file=pid_file))
 
 
 def command(config: Path) -> list[str]:
     return [turnserver_binary(), "-c", str(config)]
-
-
-def run_foreground(turn: TurnSettings, config: Path) -> int:
-    """``parley turn``: write the config and run coturn in the foreground until it exits or Ctrl-C."""
-    write_config(turn, config, pid_file=str(config.with_suffix(".pid")))
-    process = subprocess.Popen(command(config))
-    try:
-        return process.wait()
-    except KeyboardInterrupt:
-        process.terminate()
-        return process.wait()

@@ -9,7 +9,7 @@ import hmac
 import time
 from dataclasses import dataclass
 
-from parley.server.config import Settings, TurnSettings
+from parley.turn.settings import TurnSettings
 
 
 @dataclass(frozen=True)
@@ -43,10 +43,9 @@ class IceServerEntry:
     credential: str | None = None
 
 
-def ice_server_entries(settings: Settings, identity: str) -> list[IceServerEntry]:
-    """STUN servers from ``ice.stun_urls``, then Parley's TURN server with a fresh credential."""
-    entries = [IceServerEntry(urls=[url]) for url in settings.ice.stun_urls]
-    turn = settings.turn
+def ice_server_entries(stun_urls: list[str], turn: TurnSettings, identity: str) -> list[IceServerEntry]:
+    """The STUN servers given, then Parley's TURN server with a fresh credential for ``identity``."""
+    entries = [IceServerEntry(urls=[url]) for url in stun_urls]
     if turn.enabled:
         credential = mint_credential(turn.secret, identity, turn.credential_ttl_s)
         entries.append(IceServerEntry(turn_urls(turn), credential.username, credential.password))

@@ -5,7 +5,7 @@ const $ = (id) => document.getElementById(id);
 const callButton = $("call"), hangupButton = $("hangup"), muteButton = $("mute"), statusEl = $("status"), stateEl = $("agent-state");
 const transcriptEl = $("transcript"), metricsBody = $("metrics").querySelector("tbody"), errorEl = $("error");
 const agentLines = new Map();  // turn_id -> <li> of the agent's reply
-const openUserLines = new Map();  // participant id -> <li> of their utterance in progress (interim until final)
+const userLines = new Map();  // "participant/utterance id" -> <li>: one line per utterance, interims to final
 const peerAudio = new Map();  // m-line mid -> <audio> playing another person
 let client = null, meterTimer = null;
 
@@ -26,11 +26,13 @@ function addLine(speaker, who, text, partial) {
 function onTranscript(t) {
   if (t.speaker === "user") {
     const mine = t.participant_id === client.participantId;
-    let li = openUserLines.get(t.participant_id);
-    if (!li) { li = addLine(mine ? "user" : "peer", mine ? "You" : (t.name || "Guest"), t.text, true); openUserLines.set(t.participant_id, li); }
+    // A question continued after a pause comes back with the same utterance_id: it updates its line.
+    const key = `${t.participant_id}/${t.utterance_id ?? "open"}`;
+    let li = userLines.get(key);
+    if (!li) { li = addLine(mine ? "user" : "peer", mine ? "You" : (t.name || "Guest"), t.text, true); userLines.set(key, li); }
     li.querySelector("span").textContent = t.text;
     li.classList.toggle("partial", !t.final);
-    if (t.final) openUserLines.delete(t.participant_id);
+    if (t.final && t.utterance_id == null) userLines.delete(key);  // a server without utterance ids
     return;
   }
   let li = agentLines.get(t.turn_id);
@@ -80,17 +82,30 @@ function setCalling(on) {
   if (!on) { clearInterval(meterTimer); $("mic-level").value = 0; stateEl.textContent = "agent: —"; stateEl.dataset.state = "idle"; }
 }
 
+// ?ws= may only name this page's own server: a crafted link must not send the join token and the
+// microphone to someone else's. Pages that call another server embed the SDK with its `url` option.
+function sameOriginSignaling(value) {
+  if (!value) return undefined;
+  let target = null;
+  try { target = new URL(value, location.href); } catch { /* not a URL */ }
+  if (target && target.host === location.host && /^(wss?|https?):$/.test(target.protocol)) return target.toString();
+  showError(`?ws=${value} ignored: only this page's own server is allowed`);
+  return undefined;
+}
+
 callButton.addEventListener("click", async () => {
   showError("");
   setCalling(true);
   statusEl.textContent = "connecting…";
   const params = new URLSearchParams(location.search);
   client = new ParleyClient({
-    url: params.get("ws") || undefined,  // ?ws=wss://other-host/ws: signaling elsewhere than this page's server
+    url: sameOriginSignaling(params.get("ws")),  // ?ws=/path: another signaling path on this page's server
     reconnect: params.get("reconnect_ms") ? { timeoutMs: Number(params.get("reconnect_ms")) } : {},
     // ?aec=0: raw microphone (no echo cancellation, noise suppression or gain control), for tests and diagnosis.
     ...(params.get("aec") === "0" ? { audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false } } : {}),
-    room: params.get("room"), name: params.get("name"), token: params.get("token"),
+    // ?lang=zh: a Mandarin room (its own room, "default-zh", unless ?room= names one).
+    language: params.get("lang"),
+    room: params.get("room") || (params.get("lang") === "zh" ? "default-zh" : null), name: params.get("name"), token: params.get("token"),
     iceTransportPolicy: params.get("relay") === "1" ? "relay" : "all",  // ?relay=1: only through TURN
   });
   window.parley = client;  // handy in the console, and for end-to-end tests
@@ -108,7 +123,7 @@ callButton.addEventListener("click", async () => {
     statusEl.textContent = "connected";
     showError("");
     agentLines.clear();  // a rejoined call starts its own turn numbers
-    openUserLines.clear();
+    userLines.clear();
   });
   client.on("agentAudio", (detail) => { $("remote-audio").srcObject = detail.stream; });
   client.on("participantAudio", onPeerTrack);

@@ -34,6 +34,8 @@ export interface TranscriptMessage {
   text: string;
   /** People: false for interim passes while they speak, then one final. Agent: true once played. */
   final: boolean;
+  /** People: one line per utterance; a question continued after a pause updates the same id's line. Agent: null. */
+  utterance_id?: number | null;
 }
 
 export type AgentStateName = "listening" | "user_speaking" | "thinking" | "speaking" | "paused";
@@ -67,6 +69,8 @@ export interface TurnMetricsMessage {
   tts_first_audio_ms: number | null;
   playout_wait_ms: number | null;
   first_audio_sent_ms: number | null;
+  /** Inference time of the end-of-turn model (inside endpoint_wait_ms); absent or null with silence endpointing. */
+  end_of_turn_ms?: number | null;
 }
 
 export interface ParticipantJoinedMessage {
@@ -84,6 +88,8 @@ export interface ErrorMessage {
   type: "error";
   code: string;
   message: string;
+  /** `busy`, `server_shutdown`: seconds after which trying again makes sense (the SDK's rejoin waits that long). */
+  retry_after_s?: number | null;
 }
 
 /** Every event a {@link ParleyClient} emits, with its payload. */
@@ -130,10 +136,12 @@ export interface ConnectOptions {
   iceServers?: RTCIceServer[] | null;
   /** "relay" forces all media through TURN (to test a deployment). */
   iceTransportPolicy?: RTCIceTransportPolicy;
-  /** Display name (overrides the token's). */
+  /** Display name asked of a dev-mode server with the dev token; a token from your backend carries its own name, which wins. */
   name?: string | null;
   /** Dev mode only: without a token, ask `devTokenUrl` for one in this room. */
   room?: string | null;
+  /** Dev mode: the language ("en" | "zh") of a room the dev token route creates. */
+  language?: "en" | "zh" | null;
   devTokenUrl?: string | null;
   /** getUserMedia audio constraints (default: echo cancellation, noise suppression, AGC). */
   audio?: MediaTrackConstraints | boolean;
@@ -151,7 +159,7 @@ export declare class ParleyError extends Error {
 }
 
 export declare function connect(options: ConnectOptions): Promise<ParleyClient>;
-export declare function fetchDevToken(options?: { url?: string; room?: string | null; name?: string | null }): Promise<string>;
+export declare function fetchDevToken(options?: { url?: string; room?: string | null; name?: string | null; language?: "en" | "zh" | null }): Promise<string>;
 export declare function defaultDevTokenUrl(location?: Location): string;
 export declare function signalingUrl(url?: string): string;
 /** @deprecated use signalingUrl() */

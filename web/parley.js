@@ -27,10 +27,14 @@ export const SERVER_EVENTS = Object.freeze({
   "pong": "pong",
 });
 
-/** Error codes after which reconnecting cannot help: the call ends instead. */
+/**
+ * Error codes after which reconnecting cannot help: the call ends instead. `replaced`: the same
+ * identity joined from elsewhere (another tab); rejoining would only take the call back and forth.
+ * Others that end a call (`renegotiation_timeout`, `ice_failed`, `ice_timeout`) are worth a rejoin.
+ */
 export const FINAL_ERROR_CODES = Object.freeze([
   "room_closed", "room_not_found", "room_full", "server_full", "token_missing", "token_expired", "token_invalid",
-  "token_wrong_room", "origin_not_allowed",
+  "token_wrong_room", "origin_not_allowed", "replaced",
 ]);
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -57,11 +61,12 @@ export function defaultDevTokenUrl(location = window.location) {
 /**
  * Ask a dev-mode server (`parley serve --dev`, what `make run` starts) for a join token; rooms are
  * created on demand there. In production your backend mints tokens with the admin REST API instead.
- * @param {{url?: string, room?: string|null, name?: string|null}} [options]
+ * `language` ("en" | "zh") is the language of a room this creates (an existing room keeps its own).
+ * @param {{url?: string, room?: string|null, name?: string|null, language?: string|null}} [options]
  * @returns {Promise<string>}
  */
-export async function fetchDevToken({ url = defaultDevTokenUrl(), room = null, name = null } = {}) {
-  const body = { ...(room ? { room } : {}), ...(name ? { name } : {}) };
+export async function fetchDevToken({ url = defaultDevTokenUrl(), room = null, name = null, language = null } = {}) {
+  const body = { ...(room ? { room } : {}), ...(name ? { name } : {}), ...(language ? { language } : {}) };
   const response = await fetch(url, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
   const data = await response.json().catch(() => ({}));
   if (!response.ok) {
@@ -118,11 +123,11 @@ export async function connect(options) {
 export class ParleyClient extends EventTarget {
   /** @param {import("./parley").ConnectOptions} [options] */
   constructor({ url = undefined, token = null, tokenProvider = null, devTokenUrl = null, room = null, name = null,
-                iceServers = null, iceTransportPolicy = "all",
+                language = null, iceServers = null, iceTransportPolicy = "all",
                 audio = { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
                 gatherTimeoutMs = 2000, reconnect = {} } = {}) {
     super();
-    Object.assign(this, { token, tokenProvider, devTokenUrl, room, name, audio, gatherTimeoutMs, iceTransportPolicy });
+    Object.assign(this, { token, tokenProvider, devTokenUrl, room, name, language, audio, gatherTimeoutMs, iceTransportPolicy });
     this.url = signalingUrl(url);
     /** @type {{enabled: boolean, timeoutMs: number}} */
     this.reconnect = { enabled: true, timeoutMs: 15000, ...reconnect };
@@ -202,7 +207,11 @@ export class ParleyClient extends EventTarget {
     }
     if (msg.type === "participant.joined") this.participants.set(msg.participant.participant_id, msg.participant);
     if (msg.type === "participant.left") this.participants.delete(msg.participant_id);
-    if (msg.type === "error") this._lastError = msg.code;
+    if (msg.type === "error") {
+      this._lastError = msg.code;
+      // server_shutdown (and busy) say when trying again makes sense: the rejoin waits that long.
+      if (msg.retry_after_s != null) this._retryAfterMs = msg.retry_after_s * 1000;
+    }
     const waiter = this._pending.get(msg.type);
     if (waiter) { this._pending.delete(msg.type); waiter(msg); }
     if (msg.type === "error") this._failPending(msg);  // a pending join/offer fails fast
@@ -285,7 +294,9 @@ export class ParleyClient extends EventTarget {
   async call() {
     if (!this.token && this.tokenProvider) this.token = await this.tokenProvider();
     if (!this.token) {
-      this.token = await fetchDevToken({ url: this.devTokenUrl || defaultDevTokenUrl(), room: this.room, name: this.name });
+      this.token = await fetchDevToken({
+        url: this.devTokenUrl || defaultDevTokenUrl(), room: this.room, name: this.name, language: this.language,
+      });
     }
     this.localStream = await navigator.mediaDevices.getUserMedia({ audio: this.audio, video: false });
     this._applyMute();
@@ -309,8 +320,11 @@ export class ParleyClient extends EventTarget {
     if (this._reconnecting) return;
     this._reconnecting = true;
     this._closePeer();
-    const deadline = Date.now() + this.reconnect.timeoutMs;
+    const wait = this._retryAfterMs || 0;  // the server's hint (server_shutdown): rejoin after it, not before
+    this._retryAfterMs = 0;
+    const deadline = Date.now() + wait + this.reconnect.timeoutMs;
     let attempt = 0, delay = 250, reason = "the server could not be reached again";
+    if (wait) await sleep(wait);
     while (!this.ended && Date.now() < deadline) {
       attempt += 1;
       this._emit("reconnecting", { attempt });

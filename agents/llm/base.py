@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import AsyncIterator, Literal, Protocol
 
 from pydantic import BaseModel
+
+# ready: answering. restarting: the embedded child is coming back. failed: restarts stopped.
+# unreachable: an LLM server URL does not answer. closed: shut down.
+LlmStatus = Literal["ready", "restarting", "failed", "unreachable", "closed"]
+
+
+@dataclass(frozen=True)
+class LlmHealth:
+    status: LlmStatus
+    restarts: int = 0  # embedded children started after the first one
+    detail: str = ""  # why it is not ready, when it is not
+
+    @property
+    def ready(self) -> bool:
+        return self.status == "ready"
 
 
 class ChatMessage(BaseModel):
@@ -19,6 +35,14 @@ class ChatModel(Protocol):
 
     def stream(self, messages: list[ChatMessage]) -> AsyncIterator[str]:
         """Yield the reply's text deltas as they are generated."""
+        ...
+
+    async def prime(self, messages: list[ChatMessage]) -> None:
+        """Evaluate ``messages`` into the server's prompt cache ahead of the real request (best effort)."""
+        ...
+
+    async def health(self) -> LlmHealth:
+        """Whether the model answers now (for ``/readyz``), without generating anything."""
         ...
 
     async def close(self) -> None:

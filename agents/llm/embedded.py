@@ -1,31 +1,97 @@
-"""The embedded CPU LLM: llama.cpp's server in a child process, spoken to like any OpenAI-compatible URL."""
+"""The embedded CPU LLM: llama.cpp's server in a supervised child process, spoken to like any
+OpenAI-compatible URL.
+
+A child that exits is restarted with backoff (0.5 s, 1 s, 2 s … up to 10 s); the turn in flight
+fails with ``llm_unavailable`` and the next one is answered by the new child. More than
+``max_restarts`` exits within ``restart_window_s`` stop the restarts: the LLM is then reported
+``failed`` (``health()``, ``/readyz``, the log) until ``parley serve`` is restarted.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator
 
-from parley.agents.llm.base import ChatMessage
+from parley.agents.llm.base import ChatMessage, LlmHealth, LlmStatus
 from parley.agents.llm.openai_compat import OpenAICompatibleChat
-from parley.server.errors import BackendError, ModelLoadError
-from parley.server.ports import free_loopback_port
+from parley.core.errors import BackendError, ModelLoadError
+from parley.core.net import free_loopback_port
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class RestartPolicy:
+    max_restarts: int = 5  # exits tolerated within the window before giving up
+    window_s: float = 120.0
+    first_delay_s: float = 0.5
+    max_delay_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class _Launch:
+    """How to start one child (the same every time)."""
+
+    model_path: Path
+    log_path: Path
+    threads: int
+    context: int
+    parallel: int
+    cache_ram_mib: int
+    ready_timeout_s: float
+
+    async def start(self) -> tuple[asyncio.subprocess.Process, str]:
+        """A loaded child and its base URL; ``ModelLoadError`` if it does not come up."""
+        port = free_loopback_port()
+        with self.log_path.open("ab") as log_file:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "parley.agents.llm.embedded_server",
+                "--model", str(self.model_path), "--port", str(port), "--threads", str(self.threads),
+                "--context", str(self.context), "--parallel", str(self.parallel), "--cache-ram", str(self.cache_ram_mib),
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log_file,
+            )
+        assert process.stdout is not None
+        try:
+            line = await asyncio.wait_for(process.stdout.readline(), self.ready_timeout_s)
+        except TimeoutError as exc:
+            process.kill()
+            await process.wait()
+            raise ModelLoadError(f"LLM server did not load {self.model_path.name} within {self.ready_timeout_s:.0f} s") from exc
+        info = json.loads(line) if line.strip().startswith(b"{") else {}
+        if "address" not in info:
+            await process.wait()
+            tail = self.log_path.read_text(errors="replace").splitlines()[-5:]
+            reason = info.get("error") or " | ".join(tail) or f"exit code {process.returncode}"
+            raise ModelLoadError(f"LLM server could not load {self.model_path}: {reason}")
+        return process, f"{info['address']}/v1"
+
+
 class EmbeddedLlm:
-    """Owns the llama.cpp child process and streams from it through :class:`OpenAICompatibleChat`."""
+    """Owns the llama.cpp child (restarting it when it exits) and streams from it through :class:`OpenAICompatibleChat`."""
 
     name = "embedded"
 
-    def __init__(self, client: OpenAICompatibleChat, process: asyncio.subprocess.Process, log_path: Path) -> None:
-        self._client = client
-        self._process = process
-        self.log_path = log_path
+    def __init__(
+        self, launch: _Launch, process: asyncio.subprocess.Process, base_url: str, *,
+        max_tokens: int, temperature: float, timeout_s: float, policy: RestartPolicy,
+    ) -> None:
+        self._launch = launch
+        self._process: asyncio.subprocess.Process | None = process
+        self._chat_options = {"max_tokens": max_tokens, "temperature": temperature, "timeout_s": timeout_s}
+        self._client = self._new_client(base_url)
+        self._policy = policy
+        self._status: LlmStatus = "ready"
+        self._detail = ""
+        self.restarts = 0
+        self._exits: collections.deque[float] = collections.deque()
+        self._supervisor = asyncio.create_task(self._supervise(), name="parley-llm-supervisor")
 
     @classmethod
     async def start(
@@ -39,35 +105,59 @@ class EmbeddedLlm:
         max_tokens: int = 120,
         temperature: float = 0.3,
         timeout_s: float = 30.0,
+        cache_ram_mib: int = 0,
         ready_timeout_s: float = 180.0,
+        policy: RestartPolicy = RestartPolicy(),
     ) -> "EmbeddedLlm":
-        """Start the child, wait until the model is loaded, and warm it up."""
+        """Start the child, wait until the model is loaded, and watch it from then on."""
         log_dir.mkdir(parents=True, exist_ok=True)
-        log_path = log_dir / "llm-server.log"
-        port = free_loopback_port()
-        with log_path.open("ab") as log_file:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "parley.agents.llm.embedded_server",
-                "--model", str(model_path), "--port", str(port), "--threads", str(threads),
-                "--context", str(context), "--parallel", str(parallel),
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log_file,
-            )
-        assert process.stdout is not None
-        try:
-            line = await asyncio.wait_for(process.stdout.readline(), ready_timeout_s)
-        except TimeoutError as exc:
-            process.kill()
-            raise ModelLoadError(f"LLM server did not load {model_path.name} within {ready_timeout_s:.0f} s") from exc
-        info = json.loads(line) if line.strip().startswith(b"{") else {}
-        if "address" not in info:
-            await process.wait()
-            tail = log_path.read_text(errors="replace").splitlines()[-5:]
-            reason = info.get("error") or " | ".join(tail) or f"exit code {process.returncode}"
-            raise ModelLoadError(f"LLM server could not load {model_path}: {reason}")
-        client = OpenAICompatibleChat(
-            f"{info['address']}/v1", model_path.stem, max_tokens=max_tokens, temperature=temperature, timeout_s=timeout_s
-        )
-        return cls(client, process, log_path)
+        launch = _Launch(model_path, log_dir / "llm-server.log", threads, context, parallel, cache_ram_mib, ready_timeout_s)
+        process, base_url = await launch.start()
+        return cls(launch, process, base_url, max_tokens=max_tokens, temperature=temperature, timeout_s=timeout_s, policy=policy)
+
+    def _new_client(self, base_url: str) -> OpenAICompatibleChat:
+        return OpenAICompatibleChat(base_url, self._launch.model_path.stem, **self._chat_options)  # type: ignore[arg-type]
+
+    async def _supervise(self) -> None:
+        policy = self._policy
+        while True:
+            process = self._process
+            if process is not None:
+                code = await process.wait()
+                if self._status == "closed":
+                    return
+                now = time.monotonic()
+                self._exits.append(now)
+                while self._exits and now - self._exits[0] > policy.window_s:
+                    self._exits.popleft()
+                log.error("the embedded LLM server (pid %d) exited with code %s; see %s", process.pid, code, self._launch.log_path)
+            if len(self._exits) > policy.max_restarts:
+                self._status = "failed"
+                self._detail = (
+                    f"the embedded LLM server exited {len(self._exits)} times within {policy.window_s:g} s; "
+                    f"restarts stopped (see {self._launch.log_path}); restart parley serve"
+                )
+                log.error("%s", self._detail)
+                return
+            delay = min(policy.max_delay_s, policy.first_delay_s * 2 ** max(0, len(self._exits) - 1))
+            self._status, self._detail = "restarting", f"the embedded LLM server is restarting (exit {len(self._exits)} of {policy.max_restarts + 1} allowed)"
+            self._process = None
+            await asyncio.sleep(delay)
+            try:
+                process, base_url = await self._launch.start()
+            except ModelLoadError as exc:
+                log.error("restarting the embedded LLM server failed: %s", exc)
+                self._exits.append(time.monotonic())
+                continue
+            old, self._client = self._client, self._new_client(base_url)
+            await old.close()
+            self._process = process
+            self.restarts += 1
+            self._status, self._detail = "ready", ""
+            log.info("the embedded LLM server is back (pid %d, restart %d)", process.pid, self.restarts)
+
+    async def health(self) -> LlmHealth:
+        return LlmHealth(self._status, self.restarts, self._detail)
 
     async def warm_up(self, system_prompt: str) -> None:
         """Run one tiny request so the first caller does not pay for cold caches."""
@@ -77,19 +167,40 @@ class EmbeddedLlm:
             break
         await stream.aclose()
 
+    @property
+    def base_url(self) -> str:
+        """The child's OpenAI-compatible URL (``…/v1``), for other clients of the same server."""
+        return self._client.base_url
+
+    @property
+    def model(self) -> str:
+        return self._client.model
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
     def stream(self, messages: list[ChatMessage]) -> AsyncIterator[str]:
-        if self._process.returncode is not None:
-            message = f"embedded LLM server exited with code {self._process.returncode}; see {self.log_path}"
-            raise BackendError(message, code="llm_unavailable")
+        if self._process is None or self._process.returncode is not None or self._status != "ready":
+            raise BackendError(self._detail or f"the embedded LLM server is not running; see {self._launch.log_path}", code="llm_unavailable")
         return self._client.stream(messages)
 
+    async def prime(self, messages: list[ChatMessage]) -> None:
+        """Evaluate ``messages`` into the child's prompt cache ahead of the real request."""
+        if self._status == "ready":
+            await self._client.prime(messages)
+
     async def close(self) -> None:
+        self._status = "closed"
+        self._supervisor.cancel()
+        await asyncio.gather(self._supervisor, return_exceptions=True)
         await self._client.close()
-        if self._process.returncode is None:
-            assert self._process.stdin is not None
-            self._process.stdin.close()
+        process = self._process
+        if process is not None and process.returncode is None:
+            assert process.stdin is not None
+            process.stdin.close()
             try:
-                await asyncio.wait_for(self._process.wait(), 5)
+                await asyncio.wait_for(process.wait(), 5)
             except TimeoutError:
-                self._process.kill()
-                await self._process.wait()
+                process.kill()
+                await process.wait()

@@ -8,8 +8,8 @@ from typing import Any, AsyncIterator
 
 import aiohttp
 
-from parley.agents.llm.base import ChatMessage
-from parley.server.errors import BackendError
+from parley.agents.llm.base import ChatMessage, LlmHealth
+from parley.core.errors import BackendError
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +70,12 @@ class OpenAICompatibleChat:
             self._session = aiohttp.ClientSession(timeout=self._timeout, connector=connector)
         return self._session
 
-    async def stream(self, messages: list[ChatMessage]) -> AsyncIterator[str]:
+    async def stream(self, messages: list[ChatMessage], max_tokens: int | None = None) -> AsyncIterator[str]:
         body = {
             "model": self.model,
             "messages": [m.model_dump() for m in messages],
             "stream": True,
-            "max_tokens": self._max_tokens,
+            "max_tokens": max_tokens or self._max_tokens,
             "temperature": self._temperature,
             **self._extra,
         }
@@ -90,10 +90,20 @@ class OpenAICompatibleChat:
                     delta = parse_sse_line(raw.decode("utf-8", "replace"))
                     if delta:
                         yield delta
-        except (aiohttp.ClientConnectionError, TimeoutError) as exc:  # refused, reset, or no answer in time
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
+            # refused, reset, cut off mid-reply (the server went away), or no answer in time
             raise BackendError(f"LLM server {self.base_url} is unavailable: {exc!r}", code="llm_unavailable") from exc
         except aiohttp.ClientError as exc:
             raise BackendError(f"LLM server {self.base_url} failed: {exc!r}", code="llm_failed") from exc
+
+    async def prime(self, messages: list[ChatMessage]) -> None:
+        """Have the server evaluate ``messages`` into its prompt cache (one token generated, discarded), so a
+        request that starts the same way later only pays for what differs. Failures only cost the head start."""
+        try:
+            async for _ in self.stream(messages, max_tokens=1):
+                pass
+        except BackendError as exc:
+            log.debug("priming the prompt cache failed: %s", exc)
 
     async def served_models(self) -> list[str]:
         """The model ids ``GET {base_url}/models`` lists; raises ``BackendError`` when the server is unreachable."""
@@ -107,6 +117,14 @@ class OpenAICompatibleChat:
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise BackendError(f"LLM server {self.base_url} is unavailable: {exc!r}", code="llm_unavailable") from exc
         return [str(m.get("id")) for m in (body.get("data") or []) if isinstance(m, dict)]
+
+    async def health(self) -> LlmHealth:
+        """Ready when ``GET /models`` answers (within 5 s)."""
+        try:
+            await self.served_models()
+        except BackendError as exc:
+            return LlmHealth("unreachable", detail=str(exc))
+        return LlmHealth("ready")
 
     async def close(self) -> None:
         if self._session is not None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from parley.agents.tts.base import apply_gain, trim_silence
-from parley.server.errors import ModelLoadError
+from parley.core.errors import ModelLoadError
 
 WAV_HEADER_BYTES = 44
 DEFAULT_VOICE = "default"

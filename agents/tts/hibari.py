@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from parley.agents.tts.base import apply_gain, trim_silence
-from parley.server.errors import ModelLoadError
+from parley.core.errors import ModelLoadError
 
 
 class HibariTts:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from parley.server.errors import ModelLoadError
+from parley.core.errors import ModelLoadError
 
 SAMPLE_RATE = 16_000
 WINDOW = 512

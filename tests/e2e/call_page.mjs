@@ -1,6 +1,6 @@
 // Open Parley's bundled page in Debian's headless chromium with a fake microphone (a WAV file),
 // press Call, and report what the page saw as one JSON line on stdout.
-//   node call_page.mjs <page-url> <wav> <timeout-ms> [screenshot.png] [answer|barge-in|duo|embed|reconnect]
+//   node call_page.mjs <page-url> <wav> <timeout-ms> [screenshot.png] [answer|barge-in|duo|embed|reconnect|renegotiation]
 // duo: a second browser (fake mic: $LISTENER_WAV) joins room "duo" first and listens; the first
 // browser then speaks. The report says what the listener heard: the speaker, and the agent.
 import net from "node:net";
@@ -163,8 +163,11 @@ async function reconnect(browser, unreachable = false) {
   const parley = new URL(process.env.PARLEY_URL);
   const proxy = signalingProxy(Number(process.env.PROXY_PORT), { host: parley.hostname, port: Number(parley.port) });
   try {
-    const query = `?ws=ws://127.0.0.1:${process.env.PROXY_PORT}/ws${unreachable ? "&reconnect_ms=3000" : ""}`;
-    const page = await open(browser, `${url}${query}`, "page");
+    // The page itself comes through the proxy, so its WebSocket (same origin) does too.
+    const pageUrl = new URL(url);
+    pageUrl.port = process.env.PROXY_PORT;
+    if (unreachable) pageUrl.searchParams.set("reconnect_ms", "3000");
+    const page = await open(browser, pageUrl.toString(), "page");
     await page.click("#call");
     await page.waitForFunction(() => window.parley && window.parley.participantId, null, { timeout });
     await page.evaluate(() => {
@@ -210,9 +213,40 @@ async function reconnect(browser, unreachable = false) {
   }
 }
 
+// The first page ignores one server offer (someone joined): the server ends its call with
+// renegotiation_timeout, and the SDK must rejoin and then hear the newcomer.
+async function renegotiation(browser) {
+  const first = await open(browser, `${url}?room=reneg&name=One`, "first");
+  await first.click("#call");
+  await first.waitForFunction(() => window.parley && window.parley.pc && window.parley.pc.connectionState === "connected", null, { timeout });
+  await first.evaluate(() => {
+    window.__events = [];
+    for (const kind of ["reconnecting", "reconnected", "ended", "error"]) {
+      window.parley.on(kind, (d) => window.__events.push({ kind, at: Date.now(), code: d && d.code }));
+    }
+    const client = window.parley;
+    const answer = client._answerServerOffer;
+    client._answerServerOffer = async () => { client._answerServerOffer = answer; };  // drop the next offer, once
+  });
+  result.first_participant = await first.evaluate(() => window.parley.participantId);
+  const second = await open(browser, `${url}?room=reneg&name=Two`, "second");
+  await second.click("#call");
+  await second.waitForFunction(() => window.parley && window.parley.participantId, null, { timeout });
+  result.second_participant = await second.evaluate(() => window.parley.participantId);
+  await first.waitForFunction(() => window.__events.some((e) => e.kind === "reconnected" || e.kind === "ended"), null, { timeout: 30000 });
+  result.events = await first.evaluate(() => window.__events);
+  result.rejoined_participant = await first.evaluate(() => window.parley.participantId);
+  await first.waitForFunction((id) => Object.values(window.parley.tracks).includes(id), result.second_participant, { timeout });
+  result.first_tracks = await first.evaluate(() => window.parley.tracks);
+  result.calls = (await healthz()).calls;
+  await second.click("#hangup");
+  await first.click("#hangup");
+  result.ok = true;
+}
+
 const browser = await launch(wav);
 try {
-  const modes = { duo, embed, reconnect, "reconnect-fails": (b) => reconnect(b, true) };
+  const modes = { duo, embed, reconnect, renegotiation, "reconnect-fails": (b) => reconnect(b, true) };
   await (modes[expect] || single)(browser);
 } catch (err) {
   result.error = String(err && err.message || err);

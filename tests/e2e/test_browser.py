@@ -166,7 +166,13 @@ def test_sdk_rejoins_when_the_websocket_drops_mid_call(audio_dir: Path, question
     assert result["reconnect_ms"] is not None and result["reconnect_ms"] < 10_000, result["reconnect_ms"]
     assert result["second_participant"] != result["first_participant"]  # a new participant on the server
     assert result["calls_after_reconnect"] == 1, result  # the dropped call was torn down, not left half-open
-    assert word_error_rate(second, result["user_lines"][-1]) <= 0.3, result["user_lines"]
+    # What this test checks is that the rejoined call hears and answers the second question, not Whisper
+    # tiny.en's accuracy: on a loaded 2-core CI machine it heard it as "How many lands done a spider-fam?"
+    # and "How many lenses does this fighter have?" (WER 0.43 each) while the same audio gave the exact
+    # text locally. So: a new line, recognisably the second question and not the first one again.
+    heard = result["user_lines"][-1]
+    assert len(result["user_lines"]) >= 2 and heard.lower().startswith("how many"), result["user_lines"]
+    assert word_error_rate(second, heard) <= 0.5 < word_error_rate(QUESTION, heard), result["user_lines"]
     assert len(result["agent_lines"]) >= 2 and result["agent_lines"][-1], result["agent_lines"]
     assert result["calls_after_hangup"] == 0, result
 
@@ -182,3 +188,16 @@ def test_sdk_ends_the_call_cleanly_when_the_server_stays_unreachable(fake_mic_wa
     assert 3000 <= result["ended_ms"] < 8000, result["ended_ms"]  # gave up after its window, did not hang
     assert result["calls_before_cut"] == 1 and result["calls_after_end"] == 0, result
     assert result["mic_released"] and result["call_button_enabled"] and result["status"] == "disconnected", result
+
+
+def test_sdk_rejoins_when_the_server_ends_a_call_on_renegotiation_timeout(fake_mic_wav: Path, tmp_path: Path):
+    """A page that leaves a server offer unanswered (someone else joined) has its call ended with
+    renegotiation_timeout; the SDK rejoins as a new participant and then hears the newcomer."""
+    env = {"PARLEY_HTTP__RENEGOTIATION_TIMEOUT_S": "2"}
+    result = browser_call(fake_mic_wav, tmp_path / "renegotiation.png", "renegotiation", env=env)
+    kinds = [e["kind"] for e in result["events"]]
+    assert any(e["kind"] == "error" and e["code"] == "renegotiation_timeout" for e in result["events"]), result["events"]
+    assert "reconnecting" in kinds and "reconnected" in kinds and "ended" not in kinds, result["events"]
+    assert result["rejoined_participant"] != result["first_participant"], result
+    assert result["second_participant"] in result["first_tracks"].values(), result  # hears the newcomer now
+    assert result["calls"] == 2, result  # the ended call was torn down, not left half-open

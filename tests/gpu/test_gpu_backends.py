@@ -18,7 +18,7 @@ from parley.agents.stt.batching import SttBatcher
 from parley.agents.stt.faster_whisper import FasterWhisperStt
 from parley.agents.tts.fish_speech import FishSpeechTts
 from parley.agents.weights import whisper_model_dir
-from parley.server.audio import resample
+from parley.core.audio import resample
 from tests.conftest import QUESTION
 from tests.support.audio import word_error_rate
 

@@ -7,7 +7,7 @@ import jwt
 import pytest
 from aiohttp import web
 
-from parley.server.client import ParleyClient
+from parley.signaling.client import ParleyClient
 from parley.signaling.state import STATE_KEY
 from tests.conftest import TEST_API_KEY, serve_app
 
@@ -19,6 +19,15 @@ async def call(url: str, method: str, path: str, *, headers=ADMIN, **kw) -> tupl
         async with http.request(method, f"{url}{path}", **kw) as response:
             body = await response.json() if response.content_type == "application/json" else None
             return response.status, body
+
+
+async def errors_counted(url: str) -> dict[str, float]:
+    """``parley_errors_total`` from /metrics, by code."""
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{url}/metrics") as response:
+            text = await response.text()
+    prefix = 'parley_errors_total{code="'
+    return {line[len(prefix):].split('"')[0]: float(line.split()[-1]) for line in text.splitlines() if line.startswith(prefix)}
 
 
 async def join_with(url: str, token: str | None, join: dict | None = None) -> dict:
@@ -42,6 +51,7 @@ async def test_admin_routes_need_the_api_key(server_url, method, path, headers):
 
 
 async def test_rooms_lifecycle_with_live_participants(server_url):
+    errors_before = await errors_counted(server_url)
     status, room = await call(server_url, "POST", "/api/v1/rooms", json={"id": "lifecycle", "agent": {"name": "Robin", "reply_policy": "always"}, "max_participants": 3})
     assert status == 201 and room["id"] == "lifecycle" and room["agent"]["name"] == "Robin" and room["participants"] == []
     assert (await call(server_url, "POST", "/api/v1/rooms", json={"id": "lifecycle"}))[0] == 409
@@ -67,6 +77,10 @@ async def test_rooms_lifecycle_with_live_participants(server_url):
         await caller.close()
     assert (await call(server_url, "GET", "/api/v1/rooms/lifecycle"))[0] == 404
     assert (await call(server_url, "DELETE", "/api/v1/rooms/lifecycle"))[0] == 404
+    # Every error a client received is counted: the WebSocket's room_closed and the HTTP 409 and 404s.
+    errors = await errors_counted(server_url)
+    grew = {code: errors[code] - errors_before.get(code, 0) for code in errors if errors[code] != errors_before.get(code, 0)}
+    assert grew == {"room_closed": 1, "room_exists": 1, "room_not_found": 2}, grew
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import pytest
 from aiohttp import web
 
 from parley.agents.llm.openai_compat import OpenAICompatibleChat
-from parley.server.client import ParleyClient
+from parley.signaling.client import ParleyClient
 from tests.conftest import free_port, serve_app
 
 pytestmark = pytest.mark.slow

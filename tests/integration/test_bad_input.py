@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 from aiortc import RTCPeerConnection
 
-from parley.server.client import ParleyClient
+from parley.signaling.client import ParleyClient
 
 pytestmark = pytest.mark.slow
 
@@ -77,8 +77,12 @@ async def test_bad_sdp_and_candidates_after_join(raw):
     await _error_then_still_alive(raw, {"type": "join"}, "already_joined")
     await _error_then_still_alive(raw, {"type": "candidate", "candidate": "candidate:1 1 udp 1 127.0.0.1 9 typ host"}, "out_of_order")
     await _error_then_still_alive(raw, {"type": "offer", "sdp": "hello, I am not SDP"}, "invalid_sdp")
-    await _error_then_still_alive(
-        raw, {"type": "offer", "sdp": "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\nm=audio 9 RTP/AVP 0\r\n"}, "invalid_sdp"
+    await _error_then_still_alive(  # Opus, but no ICE credentials or DTLS fingerprint: aiortc refuses it
+        raw, {"type": "offer", "sdp": "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\nm=audio 9 RTP/AVP 111\r\na=rtpmap:111 opus/48000/2\r\n"},
+        "invalid_sdp",
+    )
+    await _error_then_still_alive(  # G.711 only: its bytes would be forwarded into others' Opus streams
+        raw, {"type": "offer", "sdp": "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\nm=audio 9 RTP/AVP 0\r\n"}, "unsupported_codec"
     )
     pc = RTCPeerConnection()
     pc.createDataChannel("chat")
@@ -136,3 +140,14 @@ def test_missing_stt_model_stops_serve_with_a_clear_message(tmp_path):
     result = _serve("--stt-model", str(tmp_path), "--llm-model", "smollm2-135m")
     assert result.returncode == 3
     assert "STT" in result.stderr and str(tmp_path) in result.stderr
+
+
+def test_corrupt_end_of_turn_model_stops_serve_naming_the_file(tmp_path):
+    bad = tmp_path / "smart-turn.onnx"
+    bad.write_bytes(b"\x08\x07" + b"\x00" * 4096)
+    result = subprocess.run(
+        [sys.executable, "-m", "parley.server.cli", "serve", "--port", "0"], capture_output=True, text=True, timeout=120,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), "PARLEY_VAD__TURN_MODEL": str(bad)},
+    )
+    assert result.returncode == 3, result.stderr[-2000:]
+    assert "end-of-turn model" in result.stderr and str(bad) in result.stderr, result.stderr[-2000:]

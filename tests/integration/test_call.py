@@ -5,9 +5,9 @@ import asyncio
 import numpy as np
 import pytest
 
-from parley.server.client import ParleyClient
-from parley.server.audio import resample
-from tests.conftest import QUESTION, serve_app
+from parley.signaling.client import ParleyClient
+from parley.core.audio import resample
+from tests.conftest import QUESTION, heard_question, serve_app
 from tests.support.audio import word_error_rate, words
 
 pytestmark = pytest.mark.slow
@@ -30,7 +30,7 @@ async def test_spoken_question_gets_a_spoken_answer(server_url, question_samples
     finally:
         await caller.close()
 
-    assert word_error_rate(QUESTION, result.user_text) <= 0.2, result.user_text
+    assert heard_question(result.user_text), result.user_text
     finals = [m["final"] for m in caller.of_type("transcript") if m["speaker"] == "user"]
     assert finals[-1] is True and finals.count(True) == 1  # interim transcripts first, one final
     assert result.answered and result.agent_text.strip()

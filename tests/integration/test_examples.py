@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from parley.server.client import ParleyAdmin, ParleyClient
-from parley.server.ports import free_loopback_port
+from parley.signaling.client import ParleyAdmin, ParleyClient
+from parley.core.net import free_loopback_port
 from tests.conftest import TEST_API_KEY
 
 pytestmark = pytest.mark.slow
@@ -20,10 +20,11 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 sys.path.insert(0, str(EXAMPLES))
 
 
-async def test_backend_snippet_mints_tokens_that_join_its_room(server_url):
-    from backend import build_app  # examples/backend.py
+async def test_backend_snippet_gives_each_visitor_a_room_of_their_own(server_url):
+    from backend import build_app, delete_abandoned_rooms  # examples/backend.py
 
-    runner = web.AppRunner(build_app(server_url, TEST_API_KEY, "embed-room"))
+    app = build_app(server_url, TEST_API_KEY, "embed")
+    runner = web.AppRunner(app)
     await runner.setup()
     port = free_loopback_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -32,23 +33,33 @@ async def test_backend_snippet_mints_tokens_that_join_its_room(server_url):
             async with http.get(f"http://127.0.0.1:{port}/") as response:
                 assert response.status == 200 and "/web/parley.js" in await response.text()
             grants = []
-            for _ in range(2):  # the second visitor finds the room already there
+            for _ in range(2):
                 async with http.post(f"http://127.0.0.1:{port}/token") as response:
                     assert response.status == 200, await response.text()
                     grants.append(await response.json())
         assert grants[0]["token"] != grants[1]["token"] and grants[0]["parley_url"] == server_url
-        visitor = ParleyClient(server_url, token=grants[1]["token"])
-        await visitor.start()
+        visitors = [ParleyClient(server_url, token=grant["token"]) for grant in grants]
+        for visitor in visitors:
+            await visitor.start()
         try:
-            joined = visitor.of_type("joined")[0]
-            assert joined["room"] == "embed-room" and joined["identity"].startswith("visitor-")
-            assert [p["name"] for p in joined["participants"]] == ["Ava"]  # the agent the backend configured
+            rooms = set()
+            for visitor in visitors:
+                joined = visitor.of_type("joined")[0]
+                assert joined["room"].startswith("embed-") and joined["identity"].startswith("visitor-")
+                assert [p["name"] for p in joined["participants"]] == ["Ava"]  # the agent only: no stranger
+                rooms.add(joined["room"])
+            assert len(rooms) == 2  # strangers never share a room
         finally:
-            await visitor.close()
+            for visitor in visitors:
+                await visitor.close()
+        await asyncio.sleep(0.5)
+        from backend import CONFIG
+
+        await delete_abandoned_rooms(app[CONFIG], min_age_s=0)  # empty now: the backend cleans them up
+        async with ParleyAdmin(server_url, TEST_API_KEY) as admin:
+            assert not [r for r in await admin.rooms() if r["id"].startswith("embed-")]
     finally:
         await runner.cleanup()
-        async with ParleyAdmin(server_url, TEST_API_KEY) as admin:
-            await admin.delete_room("embed-room")
 
 
 async def test_python_bot_asks_and_hears_the_answer(server_url):

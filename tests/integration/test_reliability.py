@@ -14,9 +14,9 @@ import pytest
 from aiortc import RTCPeerConnection
 
 from parley.agents.session import AgentSession
-from parley.server.client import ParleyClient
+from parley.signaling.client import ParleyClient
 from parley.server.participant import Participant
-from parley.signaling.metrics import live_agent_sessions, live_peer_connections
+from parley.server.prometheus import live_agent_sessions, live_peer_connections
 from tests.conftest import serve_app
 from tests.support.audio import peak_correlation
 

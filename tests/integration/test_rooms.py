@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from parley.server.client import ParleyAdmin, ParleyClient
+from parley.signaling.client import ParleyAdmin, ParleyClient
 from parley.signaling.state import STATE_KEY
 from tests.conftest import TEST_API_KEY
 from tests.support.audio import peak_correlation, read_wav, speak_to_wav

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from parley.agents.stt.batching import SttBatcher
-from parley.server.client import ParleyClient
-from parley.server.audio import resample
+from parley.signaling.client import ParleyClient
+from parley.core.audio import resample
 from tests.conftest import serve_app
 from tests.support.audio import read_wav, speak_to_wav, word_error_rate
 

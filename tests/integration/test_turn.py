@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from aioice import stun
 
-from parley.server.client import ParleyClient
+from parley.signaling.client import ParleyClient
 from parley.turn.credentials import mint_credential
 from tests.conftest import serve_app
 from tests.support.coturn import SECRET, allocate, start_coturn

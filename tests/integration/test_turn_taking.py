@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from parley.server.client import LOUD, ParleyClient
+from parley.signaling.client import LOUD, ParleyClient
 from parley.signaling.app import STATE_KEY
 from tests.support.audio import read_wav, speak_to_wav, word_error_rate
 
@@ -33,6 +33,10 @@ def clips(audio_dir):
         "split": np.concatenate([part_a, long_gap, part_b]),
         "long": first, "second": second, "mhm": say("okay", "okay", speed=140),
         "paused": np.concatenate([part_a, np.zeros(int(0.3 * 48_000), np.float32), part_b]),
+        "thinking": np.concatenate([  # a pause longer than the sequential pipeline's endpoint, mid-sentence
+            trim(say("diff_a", "What is the difference between")), np.zeros(int(0.8 * 48_000), np.float32),
+            trim(say("diff_b", "a frog and a toad?")), np.zeros(int(0.3 * 48_000), np.float32),
+        ]),
     }
 
 
@@ -141,8 +145,9 @@ async def test_a_short_pause_inside_a_question_gives_one_final_transcript(parley
     finally:
         await caller.close()
     finals = [m for m in caller.of_type("transcript") if m["speaker"] == "user" and m["final"]]
-    assert len(finals) == 1, [m["text"] for m in finals]
-    assert word_error_rate("What is the capital of Germany?", finals[0]["text"]) <= 0.35, finals[0]["text"]
+    # One line: a part ended early by the end-of-turn model is folded back, its final updating the same line.
+    assert len({m["utterance_id"] for m in finals}) == 1, [(m["text"], m["utterance_id"]) for m in finals]
+    assert word_error_rate("What is the capital of Germany?", finals[-1]["text"]) <= 0.35, finals[-1]["text"]
     assert result.answered
 
 
@@ -167,3 +172,28 @@ async def test_every_reply_shown_is_either_finished_or_withdrawn(parley_app, cli
     states = [m["state"] for m in caller.of_type("agent.state")]
     print(f"split question: states {states}, withdrawn turns {sorted(withdrawn)}")
     assert states[-1] == "listening" and "speaking" in states, states
+
+
+async def test_a_question_paused_mid_sentence_is_answered_only_after_its_end(parley_app, clips):
+    """0.8 s of silence after "What is the difference between": the end-of-turn model hears it unfinished,
+    and so do the words (a dangling "between"); the agent must not speak before the question's last word,
+    and the caller's question is one line (one utterance id), answered once."""
+    caller = ParleyClient(parley_app.url, keep_audio=True)
+    await caller.start()
+    try:
+        since = len(caller.messages)
+        playback = caller.mic.play(clips["thinking"])
+        started, ended = await playback.started, await playback.ended
+        result_final = await caller.wait_for(
+            lambda m: m["type"] == "transcript" and m["speaker"] == "agent" and m["final"], 60, since)
+        await caller.wait_for(lambda m: m["type"] == "agent.state" and m["state"] == "listening", 15,
+                              caller.messages.index(result_final))
+    finally:
+        await caller.close()
+    early = caller.recorder.first_loud_after(started)
+    assert early is not None and early > ended - 0.3, (early, ended)  # nothing before the last word (its tail is silence)
+    users = [m for m in caller.of_type("transcript", since) if m["speaker"] == "user"]
+    assert len({m["utterance_id"] for m in users}) == 1, [(m["text"], m["utterance_id"]) for m in users]
+    finals = [m for m in users if m["final"]]
+    assert "frog" in finals[-1]["text"].lower() and "difference" in finals[-1]["text"].lower(), finals
+    assert len([m for m in caller.of_type("transcript", since) if m["speaker"] == "agent" and m["final"]]) == 1

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from parley.server.audio import read_wav, resample, write_wav
+from parley.core.audio import read_wav, resample, write_wav
 
 __all__ = ["have_espeak", "peak_correlation", "read_wav", "speak_to_wav", "word_error_rate", "words", "write_wav"]
 

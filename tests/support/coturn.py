@@ -15,7 +15,7 @@ import pytest
 from aioice import stun
 from aioice.turn import create_turn_endpoint
 
-from parley.server.config import TurnSettings
+from parley.turn.settings import TurnSettings
 from parley.turn.coturn import command, write_config
 from parley.turn.credentials import mint_credential
 from tests.support.processes import stop_process
@@ -23,16 +23,22 @@ from tests.support.processes import stop_process
 SECRET = "coturn-test-secret-0123456789abcdef"
 
 
-def _free_udp_tcp_port() -> int:
+def udp_tcp_port_free(port: int) -> bool:
+    """Whether ``port`` on 127.0.0.1 can be bound for both UDP and TCP right now."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, socket.socket() as tcp:
+            udp.bind(("127.0.0.1", port))
+            tcp.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+
+
+def free_udp_tcp_port() -> int:
     for _ in range(100):
         port = random.randint(20_000, 40_000)
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, socket.socket() as tcp:
-                udp.bind(("127.0.0.1", port))
-                tcp.bind(("127.0.0.1", port))
+        if udp_tcp_port_free(port):
             return port
-        except OSError:
-            continue
     raise RuntimeError("no free port")
 
 
@@ -76,7 +82,7 @@ def turn_settings(port: int, relay_from: int) -> TurnSettings:
 async def start_coturn(workdir: Path) -> Coturn:
     if shutil.which("turnserver") is None:
         pytest.fail("coturn is missing: `make test` installs it (apt-get install coturn)")
-    settings = turn_settings(_free_udp_tcp_port(), random.randrange(41_000, 60_000, 200))
+    settings = turn_settings(free_udp_tcp_port(), random.randrange(41_000, 60_000, 200))
     log_path = workdir / "coturn.log"
     config = write_config(settings, workdir / "turnserver.conf", log_file=str(log_path), pid_file=str(workdir / "turnserver.pid"))
     process = subprocess.Popen(command(config), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -10,7 +10,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from parley.server.ports import free_loopback_port
+from parley.core.net import free_loopback_port
 from tests.support.processes import stop_process
 
 

@@ -4,7 +4,7 @@ import time
 import numpy as np
 import pytest
 
-from parley.server.audio import FrameToAgentPcm, Resampler, dbfs, resample
+from parley.core.audio import FrameToAgentPcm, Resampler, dbfs, resample
 from parley.server.playout import PlayoutBuffer, PlayoutTrack
 
 

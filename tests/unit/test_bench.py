@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from parley.bench import report
-from parley.server.client import AudioRecorder, QueueMicrophone
+from parley.signaling.client import AudioRecorder, QueueMicrophone
 from parley.bench.questions import QUESTIONS, load_questions
 from parley.bench.stats import percentile, summary
 

@@ -4,7 +4,7 @@ import pytest
 
 from parley.server.cli import build_parser
 from parley.server.config import load_settings
-from parley.server.errors import ConfigError
+from parley.core.errors import ConfigError
 
 
 def test_defaults_are_the_embedded_cpu_profile():

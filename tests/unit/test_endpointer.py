@@ -2,7 +2,9 @@
 
 import numpy as np
 
-from parley.agents.endpointer import Endpointer, InterimAudio, SpeechDiscarded, SpeechStarted, Utterance
+from parley.agents.endpointer import (
+    Endpointer, InterimAudio, SpeechDiscarded, SpeechPaused, SpeechResumed, SpeechStarted, Utterance,
+)
 
 WINDOW = 512  # 32 ms at 16 kHz
 
@@ -41,8 +43,8 @@ def test_speech_then_silence_gives_one_utterance_with_preroll():
     utterances = [e for e in events if isinstance(e, Utterance)]
     assert len(utterances) == 1
     utt = utterances[0]
-    # pre-roll (8 windows) + speech + the silence needed to decide
-    assert utt.samples.size >= (8 + windows(800)) * WINDOW
+    # pre-roll (8 windows) + speech + the 200 ms tail of silence (not the whole 450 ms waited for)
+    assert (8 + windows(800)) * WINDOW <= utt.samples.size <= (8 + windows(800) + windows(200) + 1) * WINDOW
     assert 0.40 <= utt.endpoint_at - utt.speech_end_at <= 0.5
 
 
@@ -89,3 +91,60 @@ def test_interim_audio_grows_while_speaking():
     interims = [e.samples.size for e in events if isinstance(e, InterimAudio)]
     assert len(interims) >= 3 and interims == sorted(interims)
     assert len([e for e in events if isinstance(e, Utterance)]) == 1
+
+
+def test_the_committed_utterance_is_the_one_offered_when_the_pause_began():
+    """Overlap: a transcript started at SpeechPaused is of exactly the samples the Utterance carries."""
+    probs = [0.9] * windows(800) + [0.0] * windows(600)
+    events = run(probs, endpoint_silence_ms=450, tail_ms=100)
+    paused = [e for e in events if isinstance(e, SpeechPaused)]
+    (utterance,) = [e for e in events if isinstance(e, Utterance)]
+    assert len(paused) == 1 and utterance.pause == paused[0].pause
+    assert np.array_equal(paused[0].samples, utterance.samples)
+    assert events.index(paused[0]) < events.index(utterance)
+
+
+def test_speech_after_a_pause_offers_a_new_snapshot():
+    probs = [0.9] * windows(500) + [0.0] * windows(250) + [0.9] * windows(500) + [0.0] * windows(600)
+    events = run(probs, endpoint_silence_ms=450, tail_ms=100)
+    paused = [e for e in events if isinstance(e, SpeechPaused)]
+    (utterance,) = [e for e in events if isinstance(e, Utterance)]
+    assert len(paused) == 2 and utterance.pause == paused[1].pause
+    assert utterance.samples.size == paused[1].samples.size > paused[0].samples.size
+    # the first pause's work is announced stale the moment speech comes back, before the second pause
+    (resumed,) = [e for e in events if isinstance(e, SpeechResumed)]
+    at = [next(i for i, e in enumerate(events) if e is x) for x in (paused[0], resumed, paused[1])]
+    assert resumed.pause == paused[0].pause and at == sorted(at)
+
+
+def test_end_of_turn_model_ends_a_finished_turn_early():
+    asked: list[int] = []
+
+    def finished(samples: np.ndarray) -> float:
+        asked.append(samples.size)
+        return 0.9
+
+    probs = [0.9] * windows(800) + [0.0] * windows(1000)
+    (utterance,) = [e for e in run(probs, end_of_turn=finished, turn_check_silence_ms=200) if isinstance(e, Utterance)]
+    assert len(asked) == 1 and utterance.turn_probability == 0.9
+    assert 0.19 <= utterance.endpoint_at - utterance.speech_end_at <= 0.26  # not the 450 ms of silence
+
+
+def test_end_of_turn_model_saying_unfinished_waits_for_the_cap_or_more_speech():
+    probs = [0.9] * windows(600) + [0.0] * windows(700) + [0.9] * windows(600) + [0.0] * windows(2000)
+    events = run(probs, end_of_turn=lambda samples: 0.1, turn_check_silence_ms=200, turn_max_silence_ms=1500)
+    utterances = [e for e in events if isinstance(e, Utterance)]
+    assert len(utterances) == 1  # the 700 ms pause did not split the question
+    assert utterances[0].duration_s > 1.5 and utterances[0].turn_probability == 0.1
+    assert 1.45 <= utterances[0].endpoint_at - utterances[0].speech_end_at <= 1.55
+
+
+def test_end_of_turn_model_is_asked_again_as_the_pause_goes_on():
+    """A pause that goes on sounds more finished: unfinished at 200 ms, finished when asked again at 500 ms."""
+    verdicts = iter([0.2, 0.8])
+    probs = [0.9] * windows(800) + [0.0] * windows(1600)
+    events = run(probs, end_of_turn=lambda samples: next(verdicts), turn_check_silence_ms=200, turn_recheck_ms=300,
+                 turn_max_silence_ms=1500)
+    (utterance,) = [e for e in events if isinstance(e, Utterance)]
+    assert utterance.turn_probability == 0.8
+    assert 0.49 <= utterance.endpoint_at - utterance.speech_end_at <= 0.56

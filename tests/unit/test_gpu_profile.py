@@ -19,7 +19,7 @@ import pytest
 
 from parley.agents.tts.fish_speech import FishSpeechTts, pcm16_to_float, strip_wav_header
 from parley.server.config import load_settings
-from parley.server.errors import ConfigError, ModelLoadError
+from parley.core.errors import ConfigError, ModelLoadError
 
 
 def test_gpu_profile_points_every_stage_at_a_gpu_engine():

@@ -7,7 +7,7 @@ from aiohttp import web
 
 from parley.agents.llm.base import ChatMessage
 from parley.agents.llm.openai_compat import OpenAICompatibleChat, parse_sse_line
-from parley.server.errors import BackendError
+from parley.core.errors import BackendError
 
 
 @pytest.mark.parametrize(

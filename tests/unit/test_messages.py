@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from parley.server.errors import SignalingError
+from parley.core.errors import SignalingError
 from parley.signaling import messages as m
 
 

@@ -6,7 +6,7 @@ import jwt
 import pytest
 
 from parley.agents.profile import AgentProfile, is_addressed
-from parley.server.errors import AuthError
+from parley.core.errors import AuthError
 from parley.server.forwarding import AudioPublisher, ForwardingSlot
 from parley.signaling.auth import TokenAuthority, check_api_key
 

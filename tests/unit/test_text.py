@@ -1,3 +1,5 @@
+import pytest
+
 from parley.agents.text import SentenceChunker, clean_for_speech, split_sentences
 
 
@@ -64,3 +66,30 @@ def test_word_count_cut_waits_for_the_next_word_to_begin():
     assert list(chunker.feed("one two thr")) == []
     assert list(chunker.feed("ee")) == []
     assert list(chunker.feed(" fo")) == ["one two three"]
+
+
+@pytest.mark.parametrize("text, unfinished", [
+    ("What is the capital of?", True), ("What is the difference between?", True), ("I was thinking that", True),
+    ("So, the thing is…", True), ("Tell me about,", True), ("Can you tell me about my", True),
+    ("What is the capital of France?", False), ("How many?", False), ("I would like to know.", False),
+    ("What is two plus two?", False), ("", False), ("Okay.", False),
+])
+def test_sounds_unfinished(text, unfinished):
+    from parley.agents.unfinished import sounds_unfinished
+
+    assert sounds_unfinished(text) is unfinished
+
+
+def test_only_punctuation_counts_in_other_languages():
+    from parley.agents.unfinished import sounds_unfinished
+
+    assert sounds_unfinished("北京的天气，", "zh")
+    assert not sounds_unfinished("Où est la gare de", "fr")  # no French word list: only marks count
+
+
+def test_a_whisper_decoder_loop_is_cut_to_one_lap():
+    from parley.agents.stt.faster_whisper import drop_repeats
+
+    looped = "The meeting starts at 930 in the morning. " * 5 + "The meeting starts at"
+    assert drop_repeats(looped) == "The meeting starts at 930 in the morning."
+    assert drop_repeats("What is the capital of France? Paris, I think.") == "What is the capital of France? Paris, I think."

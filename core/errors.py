@@ -8,10 +8,11 @@ class ParleyError(Exception):
 
     code = "internal_error"
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    def __init__(self, message: str, *, code: str | None = None, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         if code is not None:
             self.code = code
+        self.retry_after_s = retry_after_s  # when trying again makes sense (busy, server_shutdown)
 
     @property
     def message(self) -> str:
@@ -64,3 +65,9 @@ class AuthError(ParleyError):
     """A missing, expired, forged or misdirected credential."""
 
     code = "unauthorized"
+
+
+class ForbiddenError(AuthError):
+    """A valid request for something this credential (or this route) may not have."""
+
+    code = "forbidden"

@@ -11,6 +11,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from parley.agents.session import AgentSession
+from parley.agents.stage_timer import STAGES
 from parley.server.participant import Participant
 from parley.signaling import messages as m
 
@@ -18,8 +19,6 @@ if TYPE_CHECKING:
     from parley.signaling.state import ParleyState
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-STAGES = ("endpoint_wait_ms", "stt_ms", "llm_first_token_ms", "llm_first_chunk_ms", "tts_first_audio_ms",
-          "playout_wait_ms", "first_audio_sent_ms")
 BUCKETS = (0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 
 
@@ -46,8 +45,18 @@ class _LiveCollector(Collector):
             "parley_agent_sessions": ("Agent sessions not closed", live_agent_sessions()),
             "parley_asyncio_tasks": ("Tasks on the event loop", len(asyncio.all_tasks())),
         }
+        admission = state.admission
+        if admission is not None:
+            gauges["parley_agents_running"] = ("Rooms whose agent runs now", admission.active)
+            gauges["parley_agent_capacity"] = ("Rooms whose agent may run at once (agent.capacity)", admission.capacity)
         for name, (doc, value) in gauges.items():
             yield GaugeMetricFamily(name, doc, value=value)
+        if admission is not None:
+            yield CounterMetricFamily("parley_admission_refusals", "Joins refused with busy (agent.capacity)", value=admission.refused)
+        if state.models is not None:
+            restarts = CounterMetricFamily("parley_model_process_restarts", "Model child processes restarted", labels=["model"])
+            restarts.add_metric(["llm"], getattr(state.models.llm, "restarts", 0))
+            yield restarts
         playout = state.rooms.playout_totals()
         frames = CounterMetricFamily("parley_agent_frames", "Agents' outgoing 20 ms frames", labels=["kind"])
         for kind in ("frames_sent", "audio_frames_sent", "late_frames", "resyncs"):
@@ -71,20 +80,22 @@ class ParleyMetrics:
             "parley_turn_stage_seconds", "Per-stage latency of agent turns (turn.metrics)", ["stage"],
             buckets=BUCKETS, registry=self.registry,
         )
-        self.errors = Counter("parley_errors", "Error messages sent to clients, by code", ["code"], registry=self.registry)
+        self.errors = Counter("parley_errors", "Errors clients received (WebSocket and HTTP), by code", ["code"], registry=self.registry)
 
     def watch(self, state: "ParleyState") -> None:
         self.registry.register(_LiveCollector(state))
 
+    def count_error(self, code: str) -> None:
+        """One error a client received (``ParleyState.count_error``)."""
+        self.errors.labels(code).inc()
+
     def observe(self, message: m.ServerMessage) -> None:
-        """Fed every message a room broadcasts."""
+        """Fed every message a room broadcasts (errors are counted per client, in ``count_error``)."""
         if isinstance(message, m.TurnMetrics):
             for stage in STAGES:
                 value = getattr(message, stage)
                 if value is not None:
                     self.turn_stage.labels(stage.removesuffix("_ms")).observe(value / 1000)
-        elif isinstance(message, m.Error):
-            self.errors.labels(message.code).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from parley.agents.llm.base import ChatMessage
-from parley.agents.metrics import TurnTimer
+from parley.agents.stage_timer import TurnTimer
 from parley.agents.profile import Speaker
+
+if TYPE_CHECKING:
+    from parley.agents.speculation import SpeculativeReply
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,8 @@ class Turn:
     timer: TurnTimer
     user_text: str
     speaker: Speaker | None = None  # who asked
+    utterance_id: int = 0  # the caller's line this turn answers (a folded question keeps the first one's)
+    samples: np.ndarray | None = None  # the question's audio (16 kHz), to transcribe it whole if it is continued
     user_message: ChatMessage | None = None
     generated: list[str] = field(default_factory=list)
     segments: list[Segment] = field(default_factory=list)
@@ -60,6 +68,8 @@ class Turn:
     dropped: bool = False  # superseded by a newer utterance before any of it was heard
     keep_question: bool = False  # when dropped: keep the question in the history (someone else's, as context)
     task: asyncio.Task[None] | None = None
+    speculation: "SpeculativeReply | None" = None  # a reply started at the pause, adopted if the question matches
+    speculative: bool = False  # the reply was that speculative one
 
     @property
     def reply(self) -> str:

@@ -32,6 +32,8 @@ import numpy as np
 from aiortc import RTCConfiguration, RTCIceServer, RTCIceTransportPolicy, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from parley.core.aiortc_hooks import nominated_pair
+
 RATE = 48_000
 FRAME = 960
 LOUD = 0.02  # peak above about -34 dBFS counts as sound
@@ -185,7 +187,7 @@ class ParleyClient:
 
     def play_wav(self, path: str | Path) -> Playback:
         """Queue a WAV file (any rate, mono or stereo) on the microphone."""
-        from parley.server.audio import read_wav, resample
+        from parley.core.audio import read_wav, resample
 
         samples, rate = read_wav(Path(path))
         return self.mic.play(resample(samples, rate, RATE))
@@ -281,12 +283,7 @@ class ParleyClient:
 
     def selected_candidate_types(self) -> tuple[str, str] | None:
         """(local, remote) candidate types of the ICE pair in use, e.g. ("relay", "host")."""
-        for transceiver in self.pc.getTransceivers():
-            connection = transceiver.receiver.transport.transport._connection  # aioice.Connection
-            pair = connection._nominated.get(1)
-            if pair is not None:
-                return pair.local_candidate.type, pair.remote_candidate.type
-        return None
+        return nominated_pair(self.pc)
 
     async def ask(self, samples: np.ndarray, timeout: float = 90.0) -> TurnResult:
         """Speak a question and wait until the agent has finished its turn."""

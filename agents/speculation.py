@@ -1,0 +1,146 @@
+"""Work started on a pause before the turn is known to be over: its transcript and its reply.
+
+Both are speculative. ``EarlyTranscript`` is used when the utterance ends in the pause it started
+in; ``SpeculativeReply`` is adopted by the turn when the committed question and the conversation
+are exactly those it was started on. Otherwise each is thrown away without a trace: nothing heard,
+nothing shown, nothing in the history — only the counters in ``/stats`` record the waste.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import AsyncIterator, Callable
+
+from parley.agents.llm.base import ChatMessage
+from parley.agents.stage_timer import EarlyTranscriptionStats, SpeculationStats
+
+
+class EarlyTranscript:
+    """A transcription started at a pause (``SpeechPaused``), before the turn is known to be over.
+
+    Either ``use``d (the utterance ended in that pause) or ``supersede``d (more speech came, or the
+    call ended). A pass already in the model cannot be stopped, so a superseded one is left to finish
+    and its model time is counted as waste; ``AgentSession.close`` cancels what is still queued.
+    """
+
+    def __init__(self, pause: int, task: asyncio.Task[str], stats: EarlyTranscriptionStats) -> None:
+        self.pause, self.task, self._stats = pause, task, stats
+        self._started_at = time.monotonic()
+        self._finished_at: float | None = None
+        self._superseded = False
+        self.used = False
+        stats.started += 1
+        task.add_done_callback(self._done)
+
+    @property
+    def pending(self) -> bool:
+        """Neither used nor superseded yet: the turn may still end in this pause."""
+        return not self.used and not self._superseded
+
+    def use(self) -> asyncio.Task[str]:
+        self.used = True
+        self._stats.used += 1
+        return self.task
+
+    def supersede(self) -> None:
+        if self._superseded:
+            return
+        self._superseded = True
+        self._stats.superseded += 1
+        if self._finished_at is not None:
+            self._count_waste()  # otherwise _done counts it when the pass ends
+
+    def _done(self, task: asyncio.Task[str]) -> None:
+        self._finished_at = time.monotonic()
+        if not task.cancelled():
+            task.exception()  # nobody may await a superseded one: consume its outcome
+        if self._superseded:
+            self._count_waste()
+
+    def _count_waste(self) -> None:
+        if not self.task.cancelled() and self._finished_at is not None:
+            self._stats.wasted_s += self._finished_at - self._started_at
+
+
+class SpeculativeReply:
+    """An LLM reply streamed from an early transcript while the end of the turn is still being decided.
+
+    The stream is read into a buffer as it arrives. ``adopt`` hands the turn an iterator that replays
+    the buffer and then follows the stream; ``cancel`` closes the stream (the LLM server stops
+    generating) and counts the time it ran as waste.
+    """
+
+    def __init__(
+        self, pause: int, speaker: str, text: str, messages: list[ChatMessage],
+        stream: Callable[[list[ChatMessage]], AsyncIterator[str]], stats: SpeculationStats,
+    ) -> None:
+        self.pause, self.speaker, self.text, self.messages = pause, speaker, text, messages
+        self._stats = stats
+        self._deltas: list[str] = []
+        self._more = asyncio.Event()
+        self._finished = False
+        self._error: BaseException | None = None
+        self._adopted = self._cancelled = False
+        self.started_at = time.monotonic()
+        self.first_token_at: float | None = None
+        self._finished_at: float | None = None
+        stats.started += 1
+        self._task = asyncio.create_task(self._pump(stream(messages)), name=f"speculative-reply-{pause}")
+
+    async def _pump(self, stream: AsyncIterator[str]) -> None:
+        try:
+            async for delta in stream:
+                if self.first_token_at is None:
+                    self.first_token_at = time.monotonic()
+                self._deltas.append(delta)
+                self._more.set()
+        except Exception as exc:  # handed to the turn if it adopts this reply, else dropped
+            self._error = exc
+        finally:
+            closing = getattr(stream, "aclose", None)
+            if closing is not None:
+                await closing()
+            self._finished = True
+            self._finished_at = time.monotonic()
+            self._more.set()
+
+    def matches(self, text: str, messages: list[ChatMessage]) -> bool:
+        """True if a turn asking ``messages`` would have been asked exactly this (same question, same history)."""
+        return not self._cancelled and not self._adopted and text == self.text and messages == self.messages
+
+    def adopt(self) -> AsyncIterator[str]:
+        """The reply for the turn that commits this pause: what has arrived, then the rest as it comes."""
+        self._adopted = True
+        self._stats.used += 1
+        return self._replay()
+
+    async def _replay(self) -> AsyncIterator[str]:
+        sent = 0
+        try:
+            while True:
+                while sent < len(self._deltas):
+                    sent += 1
+                    yield self._deltas[sent - 1]
+                if self._finished:
+                    if self._error is not None:
+                        raise self._error
+                    return
+                self._more.clear()
+                await self._more.wait()
+        finally:
+            if not self._task.done():  # the turn was cancelled (barge-in): stop the stream too
+                self._task.cancel()
+
+    def cancel(self) -> None:
+        """The caller went on, or another question came: stop generating and forget the reply."""
+        if self._adopted or self._cancelled:
+            return
+        self._cancelled = True
+        self._stats.cancelled += 1
+        self._stats.wasted_s += (self._finished_at or time.monotonic()) - self.started_at
+        self._task.cancel()
+
+    @property
+    def active(self) -> bool:
+        return not self._adopted and not self._cancelled

