@@ -4,23 +4,21 @@ from __future__ import annotations
 
 import re
 
+from parley.agents.text import has_cjk
+
 DEFAULT_BACKCHANNELS: dict[str, list[str]] = {
     "en": [
         "mhm", "mm", "mmm", "hmm", "hm", "mm-hmm", "mmhmm", "uh-huh", "uh huh", "uhhuh", "yeah", "yep", "yes",
         "yup", "okay", "ok", "right", "sure", "i see", "got it", "alright", "all right", "ah", "oh", "aha", "cool",
         "nice", "wow", "uh", "um", "huh",
     ],
-    "zh": ["嗯", "嗯嗯", "对", "对对", "好", "好的", "是", "是的", "哦", "啊", "明白"],
+    "zh": ["嗯", "嗯嗯", "对", "对对", "对的", "好", "好的", "是", "是的", "哦", "啊", "明白"],
 }
 _SPLIT = re.compile(r"[^\w'-]+")
 
 
 def words_of(text: str) -> list[str]:
     return [w for w in _SPLIT.split(text.lower()) if w.strip("-'")]
-
-
-def _is_cjk(phrase: str) -> bool:
-    return any("\u3400" <= ch <= "\u9fff" for ch in phrase)
 
 
 def is_backchannel(text: str, phrases: list[str]) -> bool:
@@ -31,7 +29,7 @@ def is_backchannel(text: str, phrases: list[str]) -> bool:
     # longest phrases first, so "i see" is taken before "i"; Chinese has no spaces between words, so
     # its phrases are taken wherever they stand ("嗯好的" is 嗯 + 好的)
     for phrase in sorted(phrases, key=len, reverse=True):
-        pattern = re.escape(phrase) if _is_cjk(phrase) else rf"(?<![\w']){re.escape(phrase)}(?![\w'])"
+        pattern = re.escape(phrase) if has_cjk(phrase) else rf"(?<![\w']){re.escape(phrase)}(?![\w'])"
         remaining = re.sub(pattern, " ", remaining)
     return not remaining.strip() and not any(ch.isdigit() for ch in text)
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
 from parley.agents.settings import ReplyPolicy
+from parley.agents.text import CJK_CLASS, written_language
 from parley.agents.tts.base import TextToSpeech
 
-_WORDS = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
+# Words of a name or a transcript: Latin-script words, and each Chinese character on its own (Chinese
+# writes no spaces, so "Parley今天天气怎么样" is "Parley" then 今, 天, …).
+_WORDS = re.compile(rf"[{CJK_CLASS}]|[^\W_{CJK_CLASS}]+(?:'[^\W_{CJK_CLASS}]+)?")
 NEAR_MISS_MIN_CHARS = 5  # names this long also match with one letter wrong ("Parlay" for "Parley")
 
 GROUP_PROMPT = (
@@ -25,15 +29,36 @@ class Speaker:
     name: str
 
 
+@dataclass(frozen=True)
+class LanguageVoice:
+    """How the agent answers in one language: its system prompt and its voice."""
+
+    system_prompt: str
+    tts: TextToSpeech
+
+
 @dataclass
 class AgentProfile:
-    """The agent's settings in one room."""
+    """The agent's settings in one room.
+
+    ``language`` "auto": each reply follows the language its question was heard in, with the prompt and
+    voice ``replies`` gives for it (``system_prompt`` and ``tts`` otherwise).
+    """
 
     name: str
     system_prompt: str
     language: str
     reply_policy: ReplyPolicy
     tts: TextToSpeech
+    replies: dict[str, LanguageVoice] = field(default_factory=dict)
+
+    def language_of(self, text: str) -> str:
+        """The language of an answer to ``text``: the room's, or in an auto room the one ``text`` is in."""
+        return written_language(text) if self.language == "auto" else self.language
+
+    def voice(self, language: str) -> TextToSpeech:
+        reply = self.replies.get(language)
+        return reply.tts if reply is not None else self.tts
 
     def group_mode(self, people: int) -> bool:
         """Whether the agent answers only when addressed (and labels turns with speaker names)."""
@@ -41,8 +66,10 @@ class AgentProfile:
             return people >= 2
         return self.reply_policy == "addressed"
 
-    def prompt(self, group: bool) -> str:
-        return self.system_prompt + (GROUP_PROMPT.format(name=self.name) if group else "")
+    def prompt(self, group: bool, language: str | None = None) -> str:
+        reply = self.replies.get(language) if language else None
+        base = reply.system_prompt if reply is not None else self.system_prompt
+        return base + (GROUP_PROMPT.format(name=self.name) if group else "")
 
 
 def _sounds_like(said: str, name: str) -> bool:
@@ -55,7 +82,7 @@ def _sounds_like(said: str, name: str) -> bool:
 
 def is_addressed(text: str, name: str) -> bool:
     """Whether ``text`` says ``name``, allowing for one misheard letter in a long enough name."""
-    wanted = " ".join(w.lower() for w in _WORDS.findall(name))
+    wanted = " ".join(w.lower() for w in _WORDS.findall(name))  # a Chinese name: its characters, one by one
     if not wanted:
         return False
     words = [w.lower().removesuffix("'s") for w in _WORDS.findall(text)]

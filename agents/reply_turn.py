@@ -10,6 +10,7 @@ import numpy as np
 
 from parley.agents.llm.base import ChatMessage
 from parley.agents.stage_timer import TurnTimer
+from parley.agents.text import has_cjk
 from parley.agents.profile import Speaker
 
 if TYPE_CHECKING:
@@ -45,8 +46,9 @@ def heard_prefix(reply: str, chars: int) -> str:
     if chars >= len(reply):
         return reply
     cut = reply[:chars]
-    if reply[chars : chars + 1].isalnum() and cut[-1:].isalnum():
-        cut = cut[: max(0, cut.rfind(" "))]  # do not keep half a word
+    following = reply[chars : chars + 1]
+    if following.isalnum() and cut[-1:].isalnum() and not has_cjk(following + cut[-1]):
+        cut = cut[: max(0, cut.rfind(" "))]  # do not keep half a word (Chinese: every character is whole)
     return cut.rstrip()
 
 

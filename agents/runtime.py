@@ -14,14 +14,14 @@ import numpy as np
 from parley.agents.llm.base import ChatModel
 from parley.agents.stage_timer import EarlyTranscriptionStats, SpeculationStats
 from parley.agents.llm.openai_compat import OpenAICompatibleChat
-from parley.agents.stt.base import BatchSpeechToText, SpeechToText
+from parley.agents.stt.base import BatchSpeechToText, LanguageDetectingSpeechToText, SpeechToText
 from parley.agents.stt.batching import SttBatcher
 from parley.agents.tts.base import TextToSpeech
 from parley.agents.vad.base import Vad
 if TYPE_CHECKING:
     from parley.agents.end_of_turn import EndOfTurnModel
 from parley.core.audio import resample
-from parley.agents.settings import PipelineSettings
+from parley.agents.settings import AUTO_LANGUAGES, PipelineSettings
 from parley.core.errors import BackendError, ConfigError, ModelLoadError
 
 log = logging.getLogger(__name__)
@@ -196,8 +196,8 @@ class AgentModels:
         """Load what rooms in ``language`` need (the multilingual STT, simplified-Chinese output) once."""
         if self.settings is None or language.startswith("en"):
             return
-        if not language.startswith("zh"):
-            raise ConfigError(f"language {language!r} is not supported (en, zh)")
+        if not language.startswith("zh") and language != "auto":
+            raise ConfigError(f"language {language!r} is not supported (en, zh, auto)")
         from parley.agents.stt.simplified import to_simplified
 
         await asyncio.to_thread(to_simplified, "測試")  # raises ModelLoadError without OpenCC
@@ -208,7 +208,13 @@ class AgentModels:
             log.info("loaded the multilingual STT in %.2f s", time.monotonic() - started)
 
     async def transcribe(self, samples: np.ndarray, language: str | None = None, hotwords: str | None = None) -> str:
-        """Text of one utterance, batched with other calls' utterances when the STT backend allows it."""
+        """Text of one utterance, batched with other calls' utterances when the STT backend allows it.
+
+        ``language`` "auto": the multilingual model tells English from Mandarin first; the text says
+        which it heard (``agents.text.written_language``).
+        """
+        if language == "auto":
+            return await self._transcribe_detected(samples, hotwords)
         if language and language.startswith("zh"):
             from parley.agents.stt.simplified import to_simplified
 
@@ -225,6 +231,18 @@ class AgentModels:
             return await self.stt_batcher.transcribe(samples, language, hotwords)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, self.stt.transcribe, samples, language, hotwords)
+
+    async def _transcribe_detected(self, samples: np.ndarray, hotwords: str | None) -> str:
+        from parley.agents.stt.simplified import to_simplified
+
+        stt = self.multilingual if self._needs_multilingual("auto") else self.stt
+        if not isinstance(stt, LanguageDetectingSpeechToText):
+            raise BackendError("no STT model that tells languages apart is loaded", code="stt_failed")
+        extra = f" {hotwords}" if hotwords else ""
+        prompts = {"zh": MANDARIN_PROMPT + extra, **({"en": hotwords} if hotwords else {})}
+        loop = asyncio.get_running_loop()
+        text, language = await loop.run_in_executor(self.executor, stt.transcribe_detected, samples, AUTO_LANGUAGES, prompts)
+        return to_simplified(text) if language == "zh" else text
 
     def inference_stats(self) -> dict[str, object]:
         """STT batching counters (``None`` when batching is off or the backend cannot batch) and early transcriptions."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import re
 import time
@@ -37,10 +38,11 @@ from parley.agents.reply_turn import Turn
 from parley.agents.dialogue_state import Event, State, TurnStateMachine
 from parley.agents.unfinished import sounds_unfinished
 from parley.core.audio import AGENT_RATE, FrameToAgentPcm
-from parley.agents.settings import PipelineSettings
+from parley.agents.settings import AUTO_LANGUAGES, PipelineSettings
 from parley.core.errors import BackendError, ParleyError
 from parley.core.logs import CallLogger
 from parley.agents.audio_output import AudioOutput
+from parley.agents.tts.base import TextToSpeech
 
 log = logging.getLogger(__name__)
 _WORD = re.compile(r"\w")
@@ -78,7 +80,7 @@ class AgentSession:
         self.closed = False
         AgentSession.live.add(self)
         self._log = CallLogger(log, participant=agent_id)
-        self._backchannels = settings.agent.backchannels.get(self.profile.language.split("-")[0], [])
+        self._backchannels = _backchannels_for(self.profile.language, settings.agent.backchannels)
         self.fsm = TurnStateMachine(self._on_state_change, self._log)
         self.history: list[ChatMessage] = []
         self._turn: Turn | None = None
@@ -153,8 +155,8 @@ class AgentSession:
             self._models.transcribe(samples, self.profile.language, hotwords),
         )
 
-    async def _synthesize(self, text: str) -> np.ndarray:
-        job = asyncio.get_running_loop().run_in_executor(self._models.executor, self.profile.tts.synthesize, text)
+    async def _synthesize(self, tts: TextToSpeech, text: str) -> np.ndarray:
+        job = asyncio.get_running_loop().run_in_executor(self._models.executor, tts.synthesize, text)
         return await self._bounded("speech synthesis", "tts_failed", self._settings.agent.tts_timeout_s, job)
 
     # ---- input -------------------------------------------------------------------------------
@@ -335,7 +337,7 @@ class AgentSession:
             return False
         if self._turn is not None and self._turn.active:
             return False
-        if is_backchannel(text, self._backchannels) or sounds_unfinished(text, self.profile.language):
+        if is_backchannel(text, self._backchannels) or sounds_unfinished(text, self.profile.language_of(text)):
             return False
         return not self.profile.group_mode(self._people()) or is_addressed(text, self.profile.name)
 
@@ -456,7 +458,7 @@ class AgentSession:
         """Words that end mid-sentence ("What is the capital of?"): wait for the speaker to go on, up to
         ``vad.turn_max_silence_ms`` after their last speech; True if they did (smart endpointing only)."""
         vad = self._settings.vad
-        if vad.endpoint != "smart" or not sounds_unfinished(text, self.profile.language):
+        if vad.endpoint != "smart" or not sounds_unfinished(text, self.profile.language_of(text)):
             return False
         spoke = self._spoke_again.setdefault(speaker.participant_id, asyncio.Event())
         wait_s = vad.turn_max_silence_ms / 1000 - (time.monotonic() - utterance.speech_end_at)
@@ -549,10 +551,12 @@ class AgentSession:
     def _prompt_if_asked(self, text: str, speaker: Speaker) -> list[ChatMessage]:
         """The prompt a turn would send if ``speaker`` asked ``text`` now (what speculation and priming send)."""
         group = self.profile.group_mode(self._people())
-        return self._messages(group, [*self.history, self._user_message(text, speaker, group)])
+        history = [*self.history, self._user_message(text, speaker, group)]
+        return self._messages(group, self.profile.language_of(text), history)
 
-    def _messages(self, group: bool, history: list[ChatMessage] | None = None) -> list[ChatMessage]:
-        """The LLM's prompt: the system prompt and the recent ``history`` (the session's own by default)."""
+    def _messages(self, group: bool, language: str, history: list[ChatMessage] | None = None) -> list[ChatMessage]:
+        """The LLM's prompt: the system prompt of a reply in ``language`` and the recent ``history`` (the
+        session's own by default)."""
         history = self.history if history is None else history
         keep = self._settings.agent.max_history_turns * 2
         history = history[-keep:] if keep else []
@@ -562,7 +566,7 @@ class AgentSession:
                 merged[-1] = ChatMessage(role="user", content=f"{merged[-1].content}\n{message.content}")
             else:
                 merged.append(message)
-        return [ChatMessage(role="system", content=self.profile.prompt(group)), *merged]
+        return [ChatMessage(role="system", content=self.profile.prompt(group, language)), *merged]
 
     async def _run_turn(self, turn: Turn) -> None:
         """Stream the reply to the caller's words and speak it; cancel-safe."""
@@ -574,12 +578,14 @@ class AgentSession:
             group = self.profile.group_mode(self._people())
             turn.user_message = self._user_message(turn.user_text, asker, group)
             self.history.append(turn.user_message)
+            language = self.profile.language_of(turn.user_text)  # an auto room answers in the question's language
+            voice = self.profile.voice(language)
             reply = Reply(
-                turn, self._playout, self._synthesize, self.profile.tts.sample_rate, self._emit, self._audio_started,
+                turn, self._playout, functools.partial(self._synthesize, voice), voice.sample_rate, self._emit, self._audio_started,
                 streaming=self._settings.agent.pipeline == "streaming",
                 first_chunk_max_words=self._settings.agent.first_chunk_max_words,
             )
-            await reply.run(self._reply_stream(turn, group))
+            await reply.run(self._reply_stream(turn, group, language))
             self.fsm.fire(Event.REPLY_DONE)
         except asyncio.CancelledError:
             if turn.interrupted_at is None and not turn.dropped:
@@ -602,9 +608,9 @@ class AgentSession:
                 turn.speculation = None
             self._remember(turn)
 
-    def _reply_stream(self, turn: Turn, group: bool) -> AsyncIterator[str]:
+    def _reply_stream(self, turn: Turn, group: bool, language: str) -> AsyncIterator[str]:
         """The reply's LLM stream: the one started at the pause on these very words, or a new one."""
-        messages = self._messages(group)
+        messages = self._messages(group, language)
         spec, turn.speculation = turn.speculation, None
         if spec is not None and spec.matches(turn.user_text, messages):
             turn.speculative = True
@@ -651,6 +657,13 @@ class AgentSession:
 
 
 GAP = np.zeros(int(0.3 * 16_000), np.float32)  # between the two parts of a question heard as one
+
+
+def _backchannels_for(language: str, by_language: dict[str, list[str]]) -> list[str]:
+    """The backchannel words of a room's language (an auto room: those of every language it tells apart)."""
+    if language == "auto":
+        return [word for code in AUTO_LANGUAGES for word in by_language.get(code, [])]
+    return by_language.get(language.split("-")[0], [])
 
 
 def _after_held(held: str, text: str) -> str:

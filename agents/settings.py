@@ -115,6 +115,10 @@ def _default_backchannels() -> dict[str, list[str]]:
     return {lang: list(words) for lang, words in DEFAULT_BACKCHANNELS.items()}
 
 
+Language = Literal["en", "zh", "auto"]
+AUTO_LANGUAGES = ("en", "zh")  # what "auto" tells apart
+
+
 class AgentSettings(Section):
     # Words that, said alone over the agent, do not interrupt it, per language (stt.language picks).
     backchannels: dict[str, list[str]] = Field(default_factory=_default_backchannels)
@@ -161,9 +165,10 @@ class AgentSettings(Section):
     # tts_failed) and the agent goes back to listening.
     stt_timeout_s: float = Field(15.0, gt=0)
     tts_timeout_s: float = Field(15.0, gt=0)
-    # The language rooms speak unless they say otherwise: "en" (tiny.en, hibari) or "zh" (Mandarin: the
-    # multilingual Whisper with simplified output, Kokoro's voice, a Chinese system prompt).
-    language: Literal["en", "zh"] = "en"
+    # The language rooms speak unless they say otherwise: "en" (tiny.en, hibari), "zh" (Mandarin: the
+    # multilingual Whisper with simplified output, Kokoro's voice, a Chinese system prompt) or "auto"
+    # (the multilingual Whisper tells English from Mandarin per utterance; each reply follows the caller).
+    language: Language = "en"
     # System prompts for other languages than English (a room's own system_prompt wins).
     system_prompts: dict[str, str] = Field(default_factory=lambda: {
         "zh": "你是Parley，一个友好的语音助手。你在大声说话，所以请只用一两句简短、口语化的简体中文回答，不要用列表、markdown或表情符号。",

@@ -10,16 +10,27 @@ _CJK_SENTENCE_END = "。！？"
 _CLAUSE_END = ",;:—"
 _CJK_CLAUSE_END = "，；：、"
 _ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "st", "vs", "etc", "e.g", "i.e", "jr", "sr", "prof", "no"}
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_UNIT = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|[^\s\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+CJK_CLASS = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"  # Chinese characters, as the body of a regex [class]
+_CJK = re.compile(f"[{CJK_CLASS}]")
+_UNIT = re.compile(f"[{CJK_CLASS}]|[^\\s{CJK_CLASS}]+")
 CJK_CHARS_PER_WORD = 2
 CJK_MAX_CHARS = 24
 _MARKDOWN = re.compile(r"[*_#`~>|]+|\[(.*?)\]\(.*?\)")
 
 
+def has_cjk(text: str) -> bool:
+    """Whether ``text`` holds any Chinese character."""
+    return _CJK.search(text) is not None
+
+
+def written_language(text: str) -> str:
+    """The language a transcript is written in, as far as replies go: "zh" with any Chinese character, else "en"."""
+    return "zh" if has_cjk(text) else "en"
+
+
 def clean_for_speech(text: str) -> str:
     """Strip markdown and emoji-like symbols a voice should not read out."""
-    gap = "" if _CJK.search(text) else " "  # Chinese has no spaces to keep words apart
+    gap = "" if has_cjk(text) else " "  # Chinese has no spaces to keep words apart
     text = _MARKDOWN.sub(lambda m: m.group(1) or gap, text)
     text = "".join(ch for ch in text if ch.isprintable() and not (0x1F000 <= ord(ch) <= 0x1FAFF))
     return re.sub(r"\s+", " ", text).strip()
@@ -99,7 +110,7 @@ class SentenceChunker:
         Chinese has no spaces: there, every two characters count as a word (4 words ≈ 8 characters).
         """
         spans = [m.end() - 1 for m in _UNIT.finditer(text)]
-        units = words * CJK_CHARS_PER_WORD if _CJK.search(text) else words
+        units = words * CJK_CHARS_PER_WORD if has_cjk(text) else words
         if len(spans) <= units:
             return None
         return spans[units - 1]
@@ -107,7 +118,7 @@ class SentenceChunker:
     def _boundary_cut(self, text: str, early: bool) -> int | None:
         # A Chinese character carries a syllable (~0.25 s of speech): past CJK_MAX_CHARS a clause is cut
         # off, so no chunk asks the (slower) Mandarin voice for more than a few seconds at once.
-        limit = min(self._max_chars, CJK_MAX_CHARS) if _CJK.search(text) else self._max_chars
+        limit = min(self._max_chars, CJK_MAX_CHARS) if has_cjk(text) else self._max_chars
         for i in range(len(text)):
             if _is_boundary(text, i, _SENTENCE_END, _CJK_SENTENCE_END):
                 return i

@@ -11,7 +11,7 @@ from typing import Callable
 
 from aiortc.mediastreams import MediaStreamTrack
 
-from parley.agents.profile import AgentProfile, Speaker
+from parley.agents.profile import AgentProfile, LanguageVoice, Speaker
 from parley.agents.runtime import AgentModels
 from parley.agents.dialogue_state import State
 from parley.agents.session import AgentSession
@@ -137,7 +137,11 @@ class Room:
             return None
         agent = self.config.agent
         tts = await self._models.voice(agent.voice)
-        return AgentProfile(agent.name, agent.system_prompt, agent.language, agent.reply_policy, tts)
+        replies = {
+            language: LanguageVoice(reply.system_prompt, await self._models.voice(reply.voice))
+            for language, reply in agent.replies.items()
+        }
+        return AgentProfile(agent.name, agent.system_prompt, agent.language, agent.reply_policy, tts, replies)
 
     async def admit(self, participant: Participant) -> list[m.ParticipantInfo]:
         """Add a person: everyone hears them, they hear everyone. Returns who was already there.

@@ -9,6 +9,7 @@ import time
 from typing import Callable
 
 from parley.agents.runtime import AgentModels
+from parley.agents.settings import AUTO_LANGUAGES
 from parley.server.admission import AgentAdmission
 from parley.server.config import Settings
 from parley.core.errors import ConfigError, ConflictError, LimitError, ModelLoadError, NotFoundError
@@ -38,23 +39,37 @@ class RoomRegistry:
         defaults = self._settings.agent
         agent = request.agent
         language = agent.language or defaults.language
-        if not language.startswith(("en", "zh")):
-            raise ConfigError(f"agent.language {language!r} is not supported: en or zh")
-        chinese = language.startswith("zh")
+        if language != "auto" and not language.startswith(("en", "zh")):
+            raise ConfigError(f"agent.language {language!r} is not supported: en, zh or auto")
+        auto = language == "auto"
+        replies = {lang: self._reply_in(lang, agent, auto) for lang in AUTO_LANGUAGES} if auto else {}
+        main = replies.get("en") or self._reply_in(language, agent, auto)
         return api.Room(
             id=room_id,
             created_at=time.time(),
             agent=api.ResolvedAgent(
                 enabled=agent.enabled,
                 name=agent.name or defaults.name,
-                system_prompt=agent.system_prompt or defaults.system_prompts.get(language.split("-")[0]) or defaults.system_prompt,
-                voice=agent.voice or (self._settings.tts.zh_voice if chinese else self._settings.tts.voice),
+                system_prompt=main.system_prompt,
+                voice=main.voice,
                 language=language,
                 reply_policy=agent.reply_policy or defaults.reply_policy,
+                replies=replies,
             ),
             max_participants=min(request.max_participants or self._settings.rooms.max_participants,
                                  self._settings.rooms.max_participants),
             participants=[],
+        )
+
+    def _reply_in(self, language: str, agent: api.AgentConfig, auto: bool) -> api.LanguageReply:
+        """The system prompt and voice of replies in ``language``: the room's own, else the server's for it.
+        In an auto room the room's voice is its English one (Mandarin replies take ``tts.zh_voice``)."""
+        defaults = self._settings.agent
+        chinese = language.startswith("zh")
+        prompt = agent.system_prompt or defaults.system_prompts.get(language.split("-")[0]) or defaults.system_prompt
+        own_voice = None if chinese and auto else agent.voice
+        return api.LanguageReply(
+            system_prompt=prompt, voice=own_voice or (self._settings.tts.zh_voice if chinese else self._settings.tts.voice),
         )
 
     async def create(self, request: api.RoomCreate, *, by_dev: bool = False) -> Room:
@@ -75,10 +90,11 @@ class RoomRegistry:
                     await self._models.prepare_language(config.agent.language)  # Mandarin's STT, once
                 except ModelLoadError as exc:
                     raise ConfigError(f"agent.language {config.agent.language!r} cannot be served: {exc}") from exc
-                try:
-                    await self._models.voice(config.agent.voice)  # an unknown voice fails here, not mid-call
-                except ModelLoadError as exc:
-                    raise ConfigError(f"agent.voice {config.agent.voice!r} cannot be used: {exc}") from exc
+                for voice in dict.fromkeys([config.agent.voice, *(r.voice for r in config.agent.replies.values())]):
+                    try:
+                        await self._models.voice(voice)  # an unknown voice fails here, not mid-call
+                    except ModelLoadError as exc:
+                        raise ConfigError(f"agent.voice {voice!r} cannot be used: {exc}") from exc
             room = Room(config, self._settings, self._models, self._observer, created_by_dev=by_dev, admission=self.admission)
             self.rooms[room_id] = room
             log.info("room %s created (agent %s)", room_id, "on" if config.agent.enabled else "off")

@@ -21,7 +21,9 @@ class AgentConfig(_Body):
     name: str | None = Field(None, min_length=1, max_length=40, pattern=PRINTABLE_PATTERN, description="Name people address the agent by")
     system_prompt: str | None = Field(None, max_length=8000)
     voice: str | None = Field(None, max_length=64, description="TTS voice (hibari: heart, …)")
-    language: str | None = Field(None, max_length=16, description="The room's language: en or zh (Mandarin)")
+    language: str | None = Field(
+        None, max_length=16, description="The room's language: en, zh (Mandarin) or auto (each reply in the caller's language)"
+    )
     reply_policy: ReplyPolicy | None = Field(
         None, description="always: answer every utterance; addressed: only when named; auto: addressed with 2+ people"
     )
@@ -33,6 +35,13 @@ class RoomCreate(_Body):
     max_participants: int | None = Field(None, ge=1, le=64, description="People, not counting the agent")
 
 
+class LanguageReply(_Body):
+    """How the agent answers a caller heard speaking one language (rooms with language "auto")."""
+
+    system_prompt: str
+    voice: str
+
+
 class ResolvedAgent(_Body):
     enabled: bool
     name: str
@@ -40,6 +49,9 @@ class ResolvedAgent(_Body):
     voice: str
     language: str
     reply_policy: ReplyPolicy
+    replies: dict[str, LanguageReply] = Field(
+        default_factory=dict, description="language auto: the system prompt and voice per language heard (en, zh)"
+    )
 
 
 class Room(_Body):
@@ -75,7 +87,7 @@ class DevTokenRequest(_Body):
     name: str | None = Field(None, max_length=64, pattern=PRINTABLE_PATTERN)
     room: str | None = Field(None, min_length=1, max_length=64, pattern=ROOM_ID_PATTERN)
     # A dev room this creates speaks this language (the bundled page's ?lang=zh); an existing room keeps its own.
-    language: Literal["en", "zh"] | None = None
+    language: Literal["en", "zh", "auto"] | None = None
 
 
 class ErrorDetail(_Body):

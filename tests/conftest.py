@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from types import SimpleNamespace
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 import numpy as np
 import pytest
@@ -17,6 +17,7 @@ from parley.core import aiortc_hooks
 from tests.support.audio import have_espeak, read_wav, speak_to_wav
 
 QUESTION = "What is the capital of France?"
+QUESTION_ZH = "请用一句话介绍一下北京。"  # Mandarin; asks for a sentence: a reply long enough to hear back
 # Whisper tiny.en on espeak's question after Opus sits on a knife edge at "of France": the same
 # utterance gives "of France" or "and friends" when 0.5 s of silence is appended (measured, 2026-11-30).
 # A call heard the question if it got its subject and at most that one slip.
@@ -115,6 +116,24 @@ def question_samples(audio_dir: Path) -> np.ndarray:
     samples, rate = read_wav(speak_to_wav(QUESTION, audio_dir / "question.wav"))
     assert rate == 48_000
     return samples
+
+
+@pytest.fixture(scope="session")
+def speak_zh(settings: Settings) -> Callable[[str], np.ndarray]:
+    """Mandarin text → 48 kHz float32 speech in another Kokoro voice than the agent's (jm_kumo, a man's;
+    the agent speaks with jf_gongitsune). espeak-ng's Mandarin was tried first: Whisper base heard none of it."""
+    from parley.agents.tts.kokoro import KokoroTts
+    from parley.agents.weights import kokoro_files
+    from parley.core.audio import resample
+
+    tts = KokoroTts(*kokoro_files(settings.cache_dir), "jm_kumo", threads=2)
+    return lambda text: resample(tts.synthesize(text), tts.sample_rate, 48_000)
+
+
+@pytest.fixture(scope="session")
+def question_zh(speak_zh: Callable[[str], np.ndarray]) -> np.ndarray:
+    """``QUESTION_ZH`` spoken (``speak_zh``), then 0.5 s of silence."""
+    return np.concatenate([speak_zh(QUESTION_ZH), np.zeros(24_000, np.float32)])
 
 
 def need_binary(name: str) -> str:

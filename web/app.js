@@ -11,13 +11,22 @@ let client = null, meterTimer = null;
 
 function showError(text) { errorEl.textContent = text; errorEl.hidden = !text; }
 
+const CHINESE = /[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]/;
+
+// A line's text; Chinese is marked lang="zh-Hans", so the browser draws it with simplified-Chinese glyphs
+// (the page is lang="en": without it Chromium may pick Japanese forms of the same characters).
+function setText(span, text) {
+  span.textContent = text;
+  if (CHINESE.test(text)) span.lang = "zh-Hans"; else span.removeAttribute("lang");
+}
+
 function addLine(speaker, who, text, partial) {
   const li = document.createElement("li");
   li.className = `${speaker}${partial ? " partial" : ""}`;
   li.dataset.speaker = speaker;
   li.innerHTML = "<b></b> <span></span>";
   li.querySelector("b").textContent = `${who}:`;
-  li.querySelector("span").textContent = text;
+  setText(li.querySelector("span"), text);
   transcriptEl.appendChild(li);
   li.scrollIntoView({ block: "nearest" });
   return li;
@@ -30,7 +39,7 @@ function onTranscript(t) {
     const key = `${t.participant_id}/${t.utterance_id ?? "open"}`;
     let li = userLines.get(key);
     if (!li) { li = addLine(mine ? "user" : "peer", mine ? "You" : (t.name || "Guest"), t.text, true); userLines.set(key, li); }
-    li.querySelector("span").textContent = t.text;
+    setText(li.querySelector("span"), t.text);
     li.classList.toggle("partial", !t.final);
     if (t.final && t.utterance_id == null) userLines.delete(key);  // a server without utterance ids
     return;
@@ -38,7 +47,7 @@ function onTranscript(t) {
   let li = agentLines.get(t.turn_id);
   if (!li) { li = addLine("agent", t.name || "Agent", t.text, !t.final); agentLines.set(t.turn_id, li); }
   if (li.classList.contains("interrupted")) return;  // what was heard is final
-  li.querySelector("span").textContent = t.text;
+  setText(li.querySelector("span"), t.text);
   li.classList.toggle("partial", !t.final);
 }
 
@@ -46,7 +55,7 @@ function onInterrupted(i) {
   const li = agentLines.get(i.turn_id);
   if (!li) return;
   if (!i.heard_text) { li.remove(); agentLines.delete(i.turn_id); return; }  // withdrawn before a word was heard
-  li.querySelector("span").textContent = i.heard_text;
+  setText(li.querySelector("span"), i.heard_text);
   li.classList.remove("partial");
   li.classList.add("interrupted");
 }
@@ -103,9 +112,11 @@ callButton.addEventListener("click", async () => {
     reconnect: params.get("reconnect_ms") ? { timeoutMs: Number(params.get("reconnect_ms")) } : {},
     // ?aec=0: raw microphone (no echo cancellation, noise suppression or gain control), for tests and diagnosis.
     ...(params.get("aec") === "0" ? { audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false } } : {}),
-    // ?lang=zh: a Mandarin room (its own room, "default-zh", unless ?room= names one).
+    // ?lang=zh: a Mandarin room; ?lang=auto: answers in the language each question is asked in
+    // (each its own room, "default-zh" / "default-auto", unless ?room= names one).
     language: params.get("lang"),
-    room: params.get("room") || (params.get("lang") === "zh" ? "default-zh" : null), name: params.get("name"), token: params.get("token"),
+    room: params.get("room") || (["zh", "auto"].includes(params.get("lang")) ? `default-${params.get("lang")}` : null),
+    name: params.get("name"), token: params.get("token"),
     iceTransportPolicy: params.get("relay") === "1" ? "relay" : "all",  // ?relay=1: only through TURN
   });
   window.parley = client;  // handy in the console, and for end-to-end tests

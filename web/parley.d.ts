@@ -140,8 +140,8 @@ export interface ConnectOptions {
   name?: string | null;
   /** Dev mode only: without a token, ask `devTokenUrl` for one in this room. */
   room?: string | null;
-  /** Dev mode: the language ("en" | "zh") of a room the dev token route creates. */
-  language?: "en" | "zh" | null;
+  /** Dev mode: the language ("en" | "zh" | "auto") of a room the dev token route creates. */
+  language?: "en" | "zh" | "auto" | null;
   devTokenUrl?: string | null;
   /** getUserMedia audio constraints (default: echo cancellation, noise suppression, AGC). */
   audio?: MediaTrackConstraints | boolean;
@@ -159,7 +159,7 @@ export declare class ParleyError extends Error {
 }
 
 export declare function connect(options: ConnectOptions): Promise<ParleyClient>;
-export declare function fetchDevToken(options?: { url?: string; room?: string | null; name?: string | null; language?: "en" | "zh" | null }): Promise<string>;
+export declare function fetchDevToken(options?: { url?: string; room?: string | null; name?: string | null; language?: "en" | "zh" | "auto" | null }): Promise<string>;
 export declare function defaultDevTokenUrl(location?: Location): string;
 export declare function signalingUrl(url?: string): string;
 /** @deprecated use signalingUrl() */

@@ -61,7 +61,7 @@ export function defaultDevTokenUrl(location = window.location) {
 /**
  * Ask a dev-mode server (`parley serve --dev`, what `make run` starts) for a join token; rooms are
  * created on demand there. In production your backend mints tokens with the admin REST API instead.
- * `language` ("en" | "zh") is the language of a room this creates (an existing room keeps its own).
+ * `language` ("en" | "zh" | "auto") is the language of a room this creates (an existing room keeps its own).
  * @param {{url?: string, room?: string|null, name?: string|null, language?: string|null}} [options]
  * @returns {Promise<string>}
  */

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -33,4 +33,15 @@ class BatchSpeechToText(Protocol):
 
     def transcribe_batch(self, requests: Sequence[SttRequest]) -> list[str]:
         """Return one text per request, in order."""
+        ...
+
+
+@runtime_checkable
+class LanguageDetectingSpeechToText(Protocol):
+    """An STT model that tells which of several languages an utterance is in (``agent.language = "auto"``)."""
+
+    def transcribe_detected(
+        self, samples: np.ndarray, languages: Sequence[str], prompts: Mapping[str, str] | None = None,
+    ) -> tuple[str, str]:
+        """Return ``(text, language)``: the utterance transcribed in the most likely of ``languages``."""
         ...

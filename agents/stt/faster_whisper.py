@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -110,6 +110,45 @@ class FasterWhisperStt:
             hotwords=hotwords or None,
         )
         return " ".join(s.text.strip() for s in segments).strip()
+
+    def transcribe_detected(
+        self, samples: np.ndarray, languages: Sequence[str], prompts: Mapping[str, str] | None = None,
+    ) -> tuple[str, str]:
+        """Tell which of ``languages`` the utterance is in and transcribe it in that one: ``(text, language)``.
+
+        One encoder pass serves both (Whisper detects the language from the encoded window); ``prompts``
+        are per-language initial prompts. Utterances over Whisper's 30 s window are detected on their
+        first 30 s and transcribed by :meth:`transcribe`.
+        """
+        from faster_whisper.audio import pad_or_trim
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        if not self._multilingual:
+            raise ModelLoadError("telling languages apart needs a multilingual Whisper model (not an .en one)")
+        if samples.size == 0:
+            return "", languages[0]
+        model = self._model
+        audio = with_silence(samples)
+        encoded = model.encode(pad_or_trim(model.feature_extractor(audio[: model.feature_extractor.n_samples]))[None])
+        scores = dict(model.model.detect_language(encoded)[0])  # "<|en|>" → probability
+        language = max(languages, key=lambda code: scores.get(f"<|{code}|>", 0.0))
+        prompt_text = (prompts or {}).get(language)
+        if audio.size > model.feature_extractor.n_samples:
+            return self.transcribe(samples, language, prompt_text), language
+        self.passes += 1
+        tokenizer = Tokenizer(model.hf_tokenizer, True, task="transcribe", language=language)
+        previous = tokenizer.encode(" " + prompt_text.strip()) if prompt_text else []
+        result = model.model.generate(
+            encoded,
+            [model.get_prompt(tokenizer, previous, without_timestamps=True)],
+            beam_size=self._beam_size,
+            max_length=model.max_length,
+            suppress_blank=True,
+            suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
+            sampling_temperature=0.0,
+        )[0]
+        return tokenizer.decode([t for t in result.sequences_ids[0] if t < tokenizer.eot]).strip(), language
 
     def transcribe_batch(self, requests: Sequence[SttRequest]) -> list[str]:
         """Transcribe utterances of up to 30 s each in one encoder pass and one batched decode.

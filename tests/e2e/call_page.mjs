@@ -87,6 +87,7 @@ async function single(browser) {
   const started = Date.now();
   await page.waitForSelector("#transcript li.user:not(.partial)", { timeout });
   result.user_transcript = await page.textContent("#transcript li.user:not(.partial) span");
+  result.user_lang = await page.getAttribute("#transcript li.user:not(.partial) span", "lang");
   // Wait until the agent's audio has reached the page with a non-zero level.
   let stats = null;
   while (Date.now() - started < timeout) {

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import QUESTION, free_port, need_binary
+from tests.conftest import QUESTION, QUESTION_ZH, free_port, need_binary
 from tests.support.audio import read_wav, speak_to_wav, word_error_rate, write_wav
+from tests.support.cer import character_error_rate, cjk_share
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 HERE = Path(__file__).parent
@@ -34,7 +35,7 @@ def fake_mic_wav(audio_dir: Path, question_samples: np.ndarray) -> Path:
 
 
 def browser_call(wav: Path, shot: Path, expect: str, env: dict[str, str] | None = None,
-                 serve_args: tuple[str, ...] = ("--dev",)) -> dict:
+                 serve_args: tuple[str, ...] = ("--dev",), llm_model: str = "smollm2-135m") -> dict:
     """Serve Parley and drive chromium against it inside a loopback-only namespace; return the page's report."""
     need_binary("chromium")
     need_binary("node")
@@ -45,7 +46,7 @@ def browser_call(wav: Path, shot: Path, expect: str, env: dict[str, str] | None 
         pytest.skip(f"end-to-end browser test needs a private network namespace: {reason}")
     proc = subprocess.run(
         ["unshare", "-n", str(HERE / "run_in_netns.sh"), str(wav), str(free_port()), "60000", str(shot), expect,
-         *serve_args, "--llm-model", "smollm2-135m"],
+         *serve_args, "--llm-model", llm_model],
         capture_output=True, text=True, timeout=240, env={**os.environ, **(env or {})},
     )
     (shot.parent / f"{shot.stem}-server.log").write_text(proc.stderr)  # kept with the screenshot for diagnosis
@@ -60,11 +61,26 @@ def browser_call(wav: Path, shot: Path, expect: str, env: dict[str, str] | None 
 def test_browser_page_answers_a_spoken_question(fake_mic_wav: Path, tmp_path: Path):
     result = browser_call(fake_mic_wav, tmp_path / "page.png", "answer")
     assert word_error_rate(QUESTION, result["user_transcript"]) <= 0.2, result["user_transcript"]
+    assert result["user_lang"] is None  # only Chinese lines are marked zh-Hans
     stats = result["inbound_audio"]
     assert stats and stats["bytesReceived"] > 0, stats
     assert stats["audioLevel"] > 0 or stats["totalAudioEnergy"] > 0, stats
     assert result["agent_text"], "the agent's reply never appeared in the transcript"
     assert result["metrics_rows"] and len(result["metrics_rows"][0]) == 6
+    assert not [c for c in result["console"] if c.startswith(("error", "pageerror"))], result["console"]
+
+
+def test_browser_page_in_mandarin_shows_and_speaks_chinese(audio_dir: Path, question_zh: np.ndarray, tmp_path: Path):
+    """The bundled page with ?lang=zh, a Mandarin question as its microphone (Qwen2.5 0.5B writes Chinese)."""
+    wav = audio_dir / "fake-mic-zh.wav"
+    write_wav(wav, np.concatenate([np.zeros(48_000), question_zh, np.zeros(48_000 * 40)]), 48_000)
+    result = browser_call(wav, tmp_path / "page-zh.png", "answer", env={"PAGE_QUERY": "?lang=zh"}, llm_model="qwen2.5-0.5b")
+    heard = result["user_transcript"]
+    assert character_error_rate(QUESTION_ZH, heard) <= 0.4, heard
+    assert result["user_lang"] == "zh-Hans", result  # drawn with simplified-Chinese glyphs
+    assert result["agent_text"] and cjk_share(result["agent_text"]) >= 0.8, result["agent_text"]
+    stats = result["inbound_audio"]
+    assert stats and stats["bytesReceived"] > 0 and (stats["audioLevel"] > 0 or stats["totalAudioEnergy"] > 0), stats
     assert not [c for c in result["console"] if c.startswith(("error", "pageerror"))], result["console"]
 
 

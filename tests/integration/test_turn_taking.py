@@ -1,14 +1,11 @@
 """Turn-taking with real callers: barge-in, backchannels, noise, and pauses inside a question."""
 
-import asyncio
-import time
-
 import numpy as np
 import pytest
 
 from parley.signaling.client import LOUD, ParleyClient
-from parley.signaling.app import STATE_KEY
 from tests.support.audio import read_wav, speak_to_wav, word_error_rate
+from tests.support.turns import agent_talking_for, session_of
 
 pytestmark = pytest.mark.slow
 LONG_QUESTION = "Tell me a long story about a brave little dragon who lived in the mountains."
@@ -40,23 +37,6 @@ def clips(audio_dir):
     }
 
 
-def session_of(parley_app, caller: ParleyClient):
-    pid = caller.of_type("joined")[0]["participant_id"]
-    [conn] = [c for c in parley_app.app[STATE_KEY].connections if c.participant_id == pid]
-    return conn.room.agent.session
-
-
-async def _agent_talking_for(caller: ParleyClient, seconds: float, timeout: float = 60) -> float:
-    await caller.wait_for(lambda m: m["type"] == "agent.state" and m["state"] == "speaking", timeout)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        first = caller.recorder.first_loud_after(0)
-        if first is not None and time.monotonic() - first >= seconds:
-            return first
-        await asyncio.sleep(0.02)
-    raise TimeoutError("agent audio never flowed")
-
-
 def silent_from(caller: ParleyClient, after: float, hold: float = 0.5) -> float | None:
     """First frame time after ``after`` from which the received audio stays silent for ``hold`` seconds."""
     times, peaks = caller.recorder.times, caller.recorder.peaks
@@ -75,7 +55,7 @@ async def _long_reply_playing(parley_app, clips) -> tuple[ParleyClient, object]:
     await caller.start()
     try:
         caller.mic.play(clips["long"])
-        await _agent_talking_for(caller, 1.0)
+        await agent_talking_for(caller, 1.0)
         return caller, session_of(parley_app, caller)
     except BaseException:
         await caller.close()

