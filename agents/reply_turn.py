@@ -63,6 +63,7 @@ class Turn:
     utterance_id: int = 0  # the caller's line this turn answers (a folded question keeps the first one's)
     samples: np.ndarray | None = None  # the question's audio (16 kHz), to transcribe it whole if it is continued
     user_message: ChatMessage | None = None
+    assistant_message: ChatMessage | None = None  # what the history keeps of the reply, once it is over
     generated: list[str] = field(default_factory=list)
     segments: list[Segment] = field(default_factory=list)
     audio_started: bool = False

@@ -34,11 +34,11 @@ from parley.agents.profile import AgentProfile, Speaker, is_addressed
 from parley.agents.reply import Reply
 from parley.agents.runtime import AgentModels
 from parley.agents.speculation import EarlyTranscript, SpeculativeReply
-from parley.agents.reply_turn import Turn
+from parley.agents.reply_turn import Turn, heard_chars, heard_prefix
 from parley.agents.dialogue_state import Event, State, TurnStateMachine
 from parley.agents.unfinished import sounds_unfinished
-from parley.core.audio import AGENT_RATE, FrameToAgentPcm
-from parley.agents.settings import AUTO_LANGUAGES, PipelineSettings
+from parley.core.audio import AGENT_RATE, WEBRTC_RATE, FrameToAgentPcm
+from parley.agents.settings import AUTO_LANGUAGES, PipelineSettings, VadSettings
 from parley.core.errors import BackendError, ParleyError
 from parley.core.logs import CallLogger
 from parley.agents.audio_output import AudioOutput
@@ -520,7 +520,7 @@ class AgentSession:
     # ---- turns -------------------------------------------------------------------------------
 
     def _start_turn(
-        self, timer: TurnTimer, text: str, speaker: Speaker, line: int = 0, samples: np.ndarray | None = None,
+        self, timer: TurnTimer, text: str, speaker: Speaker | None, line: int = 0, samples: np.ndarray | None = None,
         speculation: SpeculativeReply | None = None,
     ) -> None:
         if self.closed:
@@ -536,8 +536,8 @@ class AgentSession:
         self._turn = turn
         self.turns.append(turn)
         self.fsm.fire(Event.UTTERANCE)
-        undecided = sum(1 for pid in self._deciders.values() if pid == speaker.participant_id)  # this one too
-        if speaker.participant_id in self._speaking or undecided > 1:
+        undecided = sum(1 for pid in self._deciders.values() if speaker and pid == speaker.participant_id)  # this one too
+        if speaker and (speaker.participant_id in self._speaking or undecided > 1):
             # They went on talking while this was transcribed (and may even have finished a later utterance,
             # still being decided): hold the reply (paused) until their new words are heard — a continuation
             # folds into this question, a backchannel or a blip resumes it.
@@ -576,8 +576,9 @@ class AgentSession:
             if asker is not None:
                 self._user_transcript(asker, turn.id, turn.user_text, final=True, utterance_id=turn.utterance_id)
             group = self.profile.group_mode(self._people())
-            turn.user_message = self._user_message(turn.user_text, asker, group)
-            self.history.append(turn.user_message)
+            if turn.user_text:  # a turn asked for by a client (reply_now) answers the history as it stands
+                turn.user_message = self._user_message(turn.user_text, asker, group)
+                self.history.append(turn.user_message)
             language = self.profile.language_of(turn.user_text)  # an auto room answers in the question's language
             voice = self.profile.voice(language)
             reply = Reply(
@@ -631,7 +632,67 @@ class AgentSession:
         reply = turn.remembered_reply()
         if reply and turn.segments:
             # The reply as generated (not as cleaned for speech) keeps the LLM server's prompt cache valid.
-            self.history.append(ChatMessage(role="assistant", content=reply))
+            turn.assistant_message = ChatMessage(role="assistant", content=reply)
+            self.history.append(turn.assistant_message)
+
+    # ---- driven by a client (the Realtime API: turns it commits, items it creates, replies it cancels) ----
+
+    async def transcribe(self, samples: np.ndarray) -> str:
+        """The text of 16 kHz mono ``samples`` in this room's language (``BackendError`` on failure)."""
+        return (await self._transcribe(samples)).strip()
+
+    def remember(self, role: str, content: str) -> ChatMessage:
+        """Add a message to the conversation without answering it; returns it (for ``forget``)."""
+        message = ChatMessage(role=role, content=content)  # type: ignore[arg-type]
+        self.history.append(message)
+        return message
+
+    def forget(self, message: ChatMessage) -> bool:
+        """Take a message out of the conversation (False if it is not in it)."""
+        for i, kept in enumerate(self.history):
+            if kept is message:
+                del self.history[i]
+                return True
+        return False
+
+    def reply_now(self) -> int:
+        """Answer the conversation as it stands now (a client asked for a response); returns the turn id.
+        A reply in progress is cancelled first."""
+        self.cancel_reply("the client asked for a new response")
+        now = time.monotonic()
+        timer = TurnTimer(0, now, now)
+        timer.stt_done_at = now
+        self._start_turn(timer, "", None)
+        return self._turn_counter
+
+    def cancel_reply(self, reason: str = "cancelled by the client") -> bool:
+        """Stop the reply in progress where playout is (what was heard stays in the history); False if none."""
+        if self._turn is None or not self._turn.active:
+            return False
+        self._interrupt(reason)
+        if self.state in (State.THINKING, State.SPEAKING):  # nobody talks over it: the reply is simply over
+            self.fsm.fire(Event.REPLY_DONE)
+        return True
+
+    def truncate_reply(self, turn_id: int, audio_end_ms: int) -> str | None:
+        """Keep in the history only the part of turn ``turn_id``'s reply heard in its first ``audio_end_ms``
+        of audio (the client says how much it played); returns that text, ``None`` if the turn is unknown."""
+        turn = next((t for t in self.turns if t.id == turn_id), None)
+        if turn is None or not turn.segments:
+            return None
+        played = turn.segments[0].start + audio_end_ms * WEBRTC_RATE // 1000  # playout positions
+        heard = heard_prefix(turn.reply, heard_chars(turn.segments, played)).strip()
+        old = turn.assistant_message
+        if old is not None:
+            for i, kept in enumerate(self.history):
+                if kept is old:
+                    turn.assistant_message = self.history[i] = ChatMessage(role="assistant", content=heard)
+                    break
+        return heard
+
+    def use_vad(self, vad: VadSettings) -> None:
+        """Turn detection for listeners started from now on (a Realtime client's ``turn_detection``)."""
+        self._settings = self._settings.model_copy(update={"vad": vad})
 
     async def close(self) -> None:
         """Cancel everything in flight and stop speaking; nothing starts afterwards."""

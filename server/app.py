@@ -13,6 +13,7 @@ from aiohttp import web
 from parley.agents.runtime import AgentModels
 from parley.core.files import write_private
 from parley.server.config import Settings
+from parley.server import realtime
 from parley.server.participant import Participant
 from parley.server.prometheus import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from parley.server.prometheus import ParleyMetrics
@@ -96,7 +97,7 @@ def create_app(settings: Settings, models: AgentModels | None) -> web.Applicatio
         open_call=_call_opener(settings), count_error=metrics.count_error, admission=rooms.admission,
     )
     metrics.watch(state)
-    app = build_app(state, extra_routes=[web.get("/metrics", prometheus)])
+    app = build_app(state, extra_routes=[web.get("/metrics", prometheus), *realtime.routes()])
     app[METRICS_KEY] = metrics
     if auth.dev_mode:
         app.on_startup.append(_create_default_room)
