@@ -97,7 +97,8 @@ def create_app(settings: Settings, models: AgentModels | None) -> web.Applicatio
         open_call=_call_opener(settings), count_error=metrics.count_error, admission=rooms.admission,
     )
     metrics.watch(state)
-    app = build_app(state, extra_routes=[web.get("/metrics", prometheus), *realtime.routes()])
+    app = build_app(state, extra_routes=[web.get("/metrics", prometheus)])
+    realtime.install(app)
     app[METRICS_KEY] = metrics
     if auth.dev_mode:
         app.on_startup.append(_create_default_room)

@@ -20,11 +20,12 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, AsyncIterator, Protocol
 
 import av
 import numpy as np
 from aiohttp import WSMsgType, web
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from parley.agents import events as ev
@@ -34,8 +35,11 @@ from parley.agents.runtime import AgentModels
 from parley.agents.session import AgentSession
 from parley.agents.settings import VadSettings
 from parley.core.audio import AGENT_RATE, WEBRTC_RATE, Resampler, float_to_int16, int16_to_float, resample
-from parley.core.errors import AuthError, BackendError, LimitError, ModelLoadError
+from parley.core.errors import AuthError, BackendError, LimitError, ModelLoadError, SignalingError
 from parley.server.config import Settings
+from parley.server.audio_backlog import BoundedAudioTrack
+from parley.server.offer_check import media_sections
+from parley.server.participant import server_ice_servers
 from parley.server.playout import PlayoutTrack
 from parley.signaling import realtime_protocol as rp
 from parley.signaling.state import STATE_KEY, ParleyState
@@ -144,11 +148,81 @@ def _decode_audio(data: str) -> np.ndarray:
     return np.frombuffer(raw, "<i2").astype(np.int16)
 
 
-class RealtimeCall:
-    """One Realtime WebSocket session: client events in, an ``AgentSession`` doing the work, server events out."""
+class EventTransport(Protocol):
+    """Where a session's events travel: a WebSocket, or the ``oai-events`` data channel of a WebRTC call."""
 
-    def __init__(self, ws: web.WebSocketResponse, models: AgentModels, settings: Settings, *, beta: bool, model: str) -> None:
+    @property
+    def closed(self) -> bool: ...
+
+    async def send(self, text: str) -> None: ...
+
+    def incoming(self) -> AsyncIterator[str | None]:
+        """Client events as JSON text (``None`` for a frame that is not text); ends when the transport closes."""
+        ...
+
+
+class WebSocketEvents:
+    def __init__(self, ws: web.WebSocketResponse) -> None:
         self._ws = ws
+
+    @property
+    def closed(self) -> bool:
+        return self._ws.closed
+
+    async def send(self, text: str) -> None:
+        await self._ws.send_str(text)
+
+    async def incoming(self) -> AsyncIterator[str | None]:
+        async for message in self._ws:
+            if message.type == WSMsgType.TEXT:
+                yield message.data
+            elif message.type == WSMsgType.BINARY:
+                yield None
+
+
+class DataChannelEvents:
+    """The ``oai-events`` data channel; what is sent before it opens waits for it."""
+
+    def __init__(self, channel: Any) -> None:
+        self._channel = channel
+        self._inbox: asyncio.Queue[str | None | BaseException] = asyncio.Queue()
+        self._open = asyncio.Event()
+        if channel.readyState == "open":
+            self._open.set()
+        channel.on("open", self._open.set)
+        channel.on("message", lambda data: self._inbox.put_nowait(data if isinstance(data, str) else None))
+        channel.on("close", lambda: self._inbox.put_nowait(EOFError()))
+
+    @property
+    def closed(self) -> bool:
+        return self._channel.readyState == "closed"
+
+    async def send(self, text: str) -> None:
+        await self._open.wait()
+        if self._channel.readyState == "open":
+            self._channel.send(text)
+
+    async def incoming(self) -> AsyncIterator[str | None]:
+        while True:
+            item = await self._inbox.get()
+            if isinstance(item, BaseException):
+                return
+            yield item
+
+
+class RealtimeCall:
+    """One Realtime session: client events in, an ``AgentSession`` doing the work, server events out.
+
+    Over a WebSocket the audio travels in events (``microphone`` None: appended audio plays into the
+    agent as a live 24 kHz track; the voice goes out as deltas). In a WebRTC call it travels as media:
+    ``microphone`` is the caller's track and ``playout`` the track the peer connection sends.
+    """
+
+    def __init__(
+        self, transport: EventTransport, models: AgentModels, settings: Settings, *, beta: bool, model: str,
+        microphone: MediaStreamTrack | None = None, playout: PlayoutTrack | None = None,
+    ) -> None:
+        self._transport = transport
         self._models = models
         self._settings = settings
         self.events = rp.ServerEvents(beta)
@@ -156,8 +230,10 @@ class RealtimeCall:
         self.config = rp.SessionConfig(model=model or "parley", instructions=settings.agent.system_prompt,
                                        turn_detection=self._default_detection())
         self._speaker = Speaker(f"realtime-{self.id[-6:]}", "user")
+        self._media = microphone is not None
         self._mic = PcmInput()
-        self._playout = PlayoutTrack()
+        self._ear: MediaStreamTrack = microphone if microphone is not None else self._mic
+        self._playout = playout or PlayoutTrack()
         self._session: AgentSession | None = None
         self._listening: asyncio.Task[None] | None = None
         self._voice_pump: asyncio.Task[None] | None = None
@@ -182,9 +258,9 @@ class RealtimeCall:
     # ---- the socket ------------------------------------------------------------------------------
 
     async def send(self, event: dict[str, Any] | None) -> None:
-        if event is not None and not self._ws.closed:
-            with contextlib.suppress(ConnectionResetError, RuntimeError):
-                await self._ws.send_str(json.dumps(event, ensure_ascii=False))
+        if event is not None and not self._transport.closed:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await self._transport.send(json.dumps(event, ensure_ascii=False))
 
     def post(self, event: dict[str, Any] | None) -> None:
         """Send from a synchronous callback (agent events), in order."""
@@ -197,16 +273,16 @@ class RealtimeCall:
         profile = AgentProfile(self._settings.agent.name, self.config.instructions, self._settings.agent.language,
                                "always", self._models.tts)
         self._session = AgentSession(self._models, self._settings, self._playout, self._on_agent_event, self.id, profile)
-        self._voice_pump = asyncio.create_task(self._pump_voice(), name=f"realtime-voice-{self.id}")
+        if not self._media:  # in a WebRTC call the voice is the peer connection's own track
+            self._voice_pump = asyncio.create_task(self._pump_voice(), name=f"realtime-voice-{self.id}")
         self.post(self.events.make("session.created", session=rp.session_object(self.config, self.id, self.events.beta)))
         self._start_listening()
         try:
-            async for message in self._ws:
-                if message.type != WSMsgType.TEXT:
-                    if message.type == WSMsgType.BINARY:
-                        self.post(self.events.error("invalid_event", "events are JSON text frames"))
+            async for text in self._transport.incoming():
+                if text is None:
+                    self.post(self.events.error("invalid_event", "events are JSON text frames"))
                     continue
-                await self._handle_text(message.data)
+                await self._handle_text(text)
         finally:
             await self._close()
             writer.cancel()
@@ -246,6 +322,8 @@ class RealtimeCall:
         if isinstance(event, rp.SessionUpdate):
             await self._update_session(event.session)
         elif isinstance(event, rp.AudioAppend):
+            if self._media:
+                raise rp.RealtimeProtocolError("invalid_event", "in a WebRTC call the audio travels on the media track, not in events")
             pcm = _decode_audio(event.audio)
             if self.config.turn_detection is None:
                 self._manual_audio.append(pcm)
@@ -270,6 +348,11 @@ class RealtimeCall:
 
     async def _update_session(self, update: Any) -> None:
         config = rp.apply_session_update(self.config, update)
+        if self._media and config.turn_detection is None:
+            raise rp.RealtimeProtocolError(
+                "invalid_value", "a WebRTC call needs turn detection (manual turns need the audio in events: the WebSocket API)",
+                param="session.audio.input.turn_detection",
+            )
         if config.voice != self.config.voice:
             try:
                 tts = await self._models.voice(None if config.voice == "default" else config.voice)
@@ -302,7 +385,7 @@ class RealtimeCall:
                 "endpoint_silence_ms": detection.silence_duration_ms,
             })
         self._session.use_vad(vad)
-        self._listening = asyncio.create_task(self._session.listen(self._mic, self._speaker), name=f"realtime-ear-{self.id}")
+        self._listening = asyncio.create_task(self._session.listen(self._ear, self._speaker), name=f"realtime-ear-{self.id}")
 
     def _commit(self) -> None:
         if self.config.turn_detection is not None:
@@ -631,7 +714,8 @@ async def realtime_socket(request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(protocols=protocols, max_msg_size=4 * rp.MAX_APPEND_BYTES, heartbeat=20)
         await ws.prepare(request)
         beta = "realtime=v1" in request.headers.get("OpenAI-Beta", "")
-        call = RealtimeCall(ws, state.models, state.settings, beta=beta, model=request.query.get("model", ""))  # type: ignore[arg-type]
+        call = RealtimeCall(WebSocketEvents(ws), state.models, state.settings, beta=beta,  # type: ignore[arg-type]
+                            model=request.query.get("model", ""))
         log.info("realtime %s: opened (%s protocol)", call.id, "beta" if beta else "GA")
         await call.run()
         log.info("realtime %s: closed", call.id)
@@ -664,8 +748,145 @@ async def client_secret(request: web.Request) -> web.Response:
                               "session": rp.session_object(config, rp.new_id("sess"), beta=False)})
 
 
-def routes() -> list[web.RouteDef]:
-    return [web.get("/v1/realtime", realtime_socket), web.post("/v1/realtime/client_secrets", client_secret)]
+def _realtime_offer_check(sdp: str) -> None:
+    """A hosted-API WebRTC offer: one audio m-line (Opus first) and the ``oai-events`` data channel, nothing else."""
+    if not sdp.strip().startswith("v=0"):
+        raise SignalingError("the body is not an SDP offer", code="invalid_sdp")
+    sections = media_sections(sdp)
+    kinds = sorted(s.kind for s in sections)
+    if kinds != ["application", "audio"]:
+        raise SignalingError(
+            f"a Realtime WebRTC offer carries one audio m-line and one data channel; this one has {', '.join(kinds) or 'none'}",
+            code="unsupported_media",
+        )
+    audio = next(s for s in sections if s.kind == "audio")
+    if audio.codecs[:1] != ("opus",):
+        raise SignalingError(f"the audio m-line must offer Opus first (offered: {', '.join(audio.codecs)})", code="unsupported_codec")
 
 
-__all__ = ["RealtimeCall", "routes", "Settings"]
+class _WebRtcCall:
+    """The peer connection of one ``POST /v1/realtime/calls``, and the Realtime session it carries."""
+
+    def __init__(self, state: ParleyState, call_id: str, beta: bool, model: str) -> None:
+        self.state, self.id, self.beta, self.model = state, call_id, beta, model
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=server_ice_servers(state.settings) or None))  # type: ignore[arg-type]
+        self.playout = PlayoutTrack()
+        self._channel: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._microphone: asyncio.Future[MediaStreamTrack] = asyncio.get_running_loop().create_future()
+        self.pc.on("datachannel", self._on_channel)
+        self.pc.on("track", self._on_track)
+        self.pc.on("connectionstatechange", self._on_state)
+        self.done = asyncio.Event()
+
+    def _on_channel(self, channel: Any) -> None:
+        if channel.label == "oai-events" and not self._channel.done():
+            self._channel.set_result(DataChannelEvents(channel))  # listening now: its first events may come at once
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "audio" and not self._microphone.done():
+            self._microphone.set_result(BoundedAudioTrack(track))  # a slow agent drops old audio, never piles it up
+
+    async def _on_state(self) -> None:
+        log.info("realtime %s: peer connection %s", self.id, self.pc.connectionState)
+        if self.pc.connectionState in ("failed", "closed"):
+            self.done.set()
+
+    async def answer(self, offer: str) -> str:
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+        audio = next(t for t in self.pc.getTransceivers() if t.kind == "audio")
+        audio.sender.replaceTrack(self.playout)
+        audio.direction = "sendrecv"
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        return self.pc.localDescription.sdp
+
+    async def run(self, admission: Any) -> None:
+        """Until the call ends: the data channel and the microphone arrive, then the session runs."""
+        try:
+            setup = asyncio.gather(self._channel, self._microphone)
+            waiting = asyncio.create_task(self.done.wait())
+            await asyncio.wait({setup, waiting}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+            if not setup.done():
+                setup.cancel()
+                log.info("realtime %s: no data channel and microphone within 30 s: call dropped", self.id)
+                return
+            waiting.cancel()
+            channel, microphone = setup.result()
+            call = RealtimeCall(channel, self.state.models, self.state.settings,  # type: ignore[arg-type]
+                                beta=self.beta, model=self.model, microphone=microphone, playout=self.playout)
+            session = asyncio.create_task(call.run())
+            ended = asyncio.create_task(self.done.wait())
+            await asyncio.wait({session, ended}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (session, ended):
+                task.cancel()
+            await asyncio.gather(session, ended, return_exceptions=True)
+        finally:
+            await self.pc.close()
+            if admission is not None:
+                admission.release(self.id)
+            log.info("realtime %s: WebRTC call ended", self.id)
+
+
+_CALLS_KEY = web.AppKey("parley-realtime-calls", set)
+
+
+async def realtime_calls(request: web.Request) -> web.Response:
+    """``POST /v1/realtime/calls`` (body: the SDP offer, ``application/sdp``): the SDP answer, 201.
+
+    The hosted API's WebRTC flow: audio both ways on the media track, events on the ``oai-events``
+    data channel the client opened. The call runs until the peer connection closes or fails.
+    """
+    state = request.app[STATE_KEY]
+    if state.models is None:
+        return _openai_error(503, "realtime_unavailable", "this server runs without models (echo mode)", state, "server_error")
+    try:
+        _authorize(state, _offered_key(request))
+    except AuthError as exc:
+        return _openai_error(401, exc.code, str(exc), state)
+    if state.draining:
+        return _openai_error(503, "server_shutdown", "the server is shutting down", state, "server_error")
+    offer = await request.text()
+    if "multipart/form-data" in request.headers.get("Content-Type", ""):
+        return _openai_error(415, "unsupported_media_type", "send the SDP offer as the body, Content-Type application/sdp", state)
+    try:
+        _realtime_offer_check(offer)
+    except SignalingError as exc:
+        return _openai_error(400, exc.code, str(exc), state)
+    call_id = rp.new_id("rtc")
+    admission = state.admission
+    try:
+        if admission is not None:
+            admission.acquire(call_id)
+    except LimitError as exc:
+        return _openai_error(429, exc.code, str(exc), state, "server_error")
+    call = _WebRtcCall(state, call_id, "realtime=v1" in request.headers.get("OpenAI-Beta", ""), request.query.get("model", ""))
+    try:
+        answer = await call.answer(offer)
+    except Exception as exc:  # aiortc raises ValueError/KeyError/… on an SDP it cannot take
+        await call.pc.close()
+        if admission is not None:
+            admission.release(call_id)
+        return _openai_error(400, "invalid_sdp", f"the offer was rejected: {type(exc).__name__}: {exc}", state)
+    calls = request.app[_CALLS_KEY]
+    task = asyncio.create_task(call.run(admission), name=f"realtime-{call_id}")
+    calls.add(task)
+    task.add_done_callback(calls.discard)
+    log.info("realtime %s: WebRTC call answered", call_id)
+    return web.Response(status=201, text=answer, content_type="application/sdp",
+                        headers={"Location": f"/v1/realtime/calls/{call_id}"})
+
+
+async def _end_calls(app: web.Application) -> None:
+    for task in list(app.get(_CALLS_KEY, ())):
+        task.cancel()
+    await asyncio.gather(*app.get(_CALLS_KEY, ()), return_exceptions=True)
+
+
+def install(app: web.Application) -> None:
+    """Register the Realtime routes on ``app`` (and end its WebRTC calls on shutdown)."""
+    app[_CALLS_KEY] = set()
+    app.router.add_get("/v1/realtime", realtime_socket)
+    app.router.add_post("/v1/realtime/calls", realtime_calls)
+    app.router.add_post("/v1/realtime/client_secrets", client_secret)
+    app.on_shutdown.append(_end_calls)
+
+

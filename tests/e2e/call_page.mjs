@@ -1,6 +1,6 @@
 // Open Parley's bundled page in Debian's headless chromium with a fake microphone (a WAV file),
 // press Call, and report what the page saw as one JSON line on stdout.
-//   node call_page.mjs <page-url> <wav> <timeout-ms> [screenshot.png] [answer|barge-in|duo|embed|reconnect|renegotiation]
+//   node call_page.mjs <page-url> <wav> <timeout-ms> [screenshot.png] [answer|barge-in|duo|embed|reconnect|renegotiation|realtime]
 // duo: a second browser (fake mic: $LISTENER_WAV) joins room "duo" first and listens; the first
 // browser then speaks. The report says what the listener heard: the speaker, and the agent.
 import net from "node:net";
@@ -245,9 +245,31 @@ async function renegotiation(browser) {
   result.ok = true;
 }
 
+// realtime: the Realtime WebRTC example page (/web/realtime.html, written to OpenAI's hosted flow) asks one question.
+async function realtime(browser) {
+  const page = await open(browser, url, "realtime");
+  await page.click("#start");
+  await page.waitForFunction(() => window.realtimeEvents.some((e) => e.type === "response.done"), null, { timeout });
+  result.events = await page.evaluate(() => window.realtimeEvents.map((e) => e.type));
+  result.user_transcript = await page.evaluate(() => (window.realtimeEvents.find(
+    (e) => e.type === "conversation.item.input_audio_transcription.completed") || {}).transcript);
+  result.agent_text = await page.evaluate(() => (window.realtimeEvents.find(
+    (e) => e.type === "response.output_audio_transcript.done") || {}).transcript);
+  result.response_status = await page.evaluate(() => window.realtimeEvents.find((e) => e.type === "response.done").response.status);
+  result.inbound_audio = await page.evaluate(async () => {
+    const stats = await window.realtimePc.getStats();
+    for (const s of stats.values()) if (s.type === "inbound-rtp" && s.kind === "audio") return s;
+    return null;
+  });
+  result.lines = await page.$$eval("#transcript li", (els) => els.map((e) => e.textContent));
+  if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });
+  await page.click("#stop");
+  result.ok = true;
+}
+
 const browser = await launch(wav);
 try {
-  const modes = { duo, embed, reconnect, renegotiation, "reconnect-fails": (b) => reconnect(b, true) };
+  const modes = { duo, embed, reconnect, renegotiation, realtime, "reconnect-fails": (b) => reconnect(b, true) };
   await (modes[expect] || single)(browser);
 } catch (err) {
   result.error = String(err && err.message || err);

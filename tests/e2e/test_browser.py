@@ -84,6 +84,20 @@ def test_browser_page_in_mandarin_shows_and_speaks_chinese(audio_dir: Path, ques
     assert not [c for c in result["console"] if c.startswith(("error", "pageerror"))], result["console"]
 
 
+def test_a_page_written_to_the_hosted_realtime_webrtc_flow_gets_an_answer(fake_mic_wav: Path, tmp_path: Path):
+    """/web/realtime.html: OpenAI's browser flow (offer → POST /v1/realtime/calls → answer, oai-events
+    data channel), unchanged but for its base URL, against Parley in dev mode."""
+    result = browser_call(fake_mic_wav, tmp_path / "realtime.png", "realtime", env={"PAGE_QUERY": "web/realtime.html"})
+    assert word_error_rate(QUESTION, result["user_transcript"] or "") <= 0.34, result
+    assert result["agent_text"] and result["response_status"] == "completed", result
+    events = result["events"]
+    assert events[0] == "session.created" and "session.updated" in events and "input_audio_buffer.speech_started" in events
+    assert "response.output_audio.delta" not in events  # over WebRTC the voice is the media track
+    stats = result["inbound_audio"]
+    assert stats and stats["bytesReceived"] > 0 and (stats.get("audioLevel", 0) > 0 or stats.get("totalAudioEnergy", 0) > 0), stats
+    assert not [c for c in result["console"] if c.startswith(("error", "pageerror"))], result["console"]
+
+
 def test_browser_caller_interrupts_the_agent(audio_dir: Path, question_samples: np.ndarray, tmp_path: Path):
     """The fake mic asks for a long story, then cuts in with another question while the agent talks."""
     story, rate = read_wav(speak_to_wav("Tell me a long story about a brave little dragon.", audio_dir / "story.wav"))
