@@ -223,9 +223,9 @@ async def realtime_calls(request: web.Request) -> web.Response:
         return _openai_error(401, exc.code, str(exc), state)
     if state.draining:
         return _openai_error(503, "server_shutdown", "the server is shutting down", state, "server_error")
-    offer = await request.text()
-    if "multipart/form-data" in request.headers.get("Content-Type", ""):
+    if request.content_type != "application/sdp":  # also keeps cross-site "simple" POSTs out (they cannot send it)
         return _openai_error(415, "unsupported_media_type", "send the SDP offer as the body, Content-Type application/sdp", state)
+    offer = await request.text()
     try:
         _realtime_offer_check(offer)
     except SignalingError as exc:
@@ -251,7 +251,23 @@ async def realtime_calls(request: web.Request) -> web.Response:
     task.add_done_callback(calls.discard)
     log.info("realtime %s: WebRTC call answered", call_id)
     return web.Response(status=201, text=answer, content_type="application/sdp",
-                        headers={"Location": f"/v1/realtime/calls/{call_id}"})
+                        headers={"Location": f"/v1/realtime/calls/{call_id}", **_cors(state)})
+
+
+def _cors(state: ParleyState) -> dict[str, str]:
+    """Apps on other origins may call ``/v1/realtime/calls`` with a credential; dev mode (no credential
+    needed) answers same-origin pages only."""
+    if state.settings.auth.dev_mode:
+        return {}
+    return {"Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": "Location"}
+
+
+async def calls_preflight(request: web.Request) -> web.Response:
+    headers = _cors(request.app[STATE_KEY])
+    if headers:
+        headers |= {"Access-Control-Allow-Methods": "POST", "Access-Control-Allow-Headers": "Authorization, Content-Type, OpenAI-Beta",
+                    "Access-Control-Max-Age": "600"}
+    return web.Response(status=204, headers=headers)
 
 
 async def _end_calls(app: web.Application) -> None:
@@ -265,5 +281,6 @@ def install(app: web.Application) -> None:
     app[_CALLS_KEY] = set()
     app.router.add_get("/v1/realtime", realtime_socket)
     app.router.add_post("/v1/realtime/calls", realtime_calls)
+    app.router.add_route("OPTIONS", "/v1/realtime/calls", calls_preflight)
     app.router.add_post("/v1/realtime/client_secrets", client_secret)
     app.on_shutdown.append(_end_calls)

@@ -81,3 +81,17 @@ async def test_python_bot_asks_and_hears_the_answer(server_url):
     lines = text.splitlines()
     assert any(line.startswith("Parley: ") and len(line) > len("Parley: ") for line in lines), text  # the agent's reply
     assert "answer heard" in text
+
+
+async def test_realtime_example_talks_through_the_official_sdk(server_url, tmp_path):
+    out = tmp_path / "answer.wav"
+    example = await asyncio.create_subprocess_exec(
+        sys.executable, str(EXAMPLES / "realtime_client.py"), "--url", server_url, "--api-key", TEST_API_KEY,
+        "--say", "What is the capital of France?", "--out", str(out),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(example.communicate(), 120)
+    text = stdout.decode()
+    assert example.returncode == 0, text + stderr.decode()[-2000:]
+    assert "heard: " in text and "capital" in text.lower() and "answered: " in text, text
+    assert out.stat().st_size > 24_000, text  # over half a second of the answer's voice
