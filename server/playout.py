@@ -107,6 +107,38 @@ class PlayoutBuffer:
         self._waiters = pending
 
 
+class FrameClock:
+    """A steady clock of fixed-length frames: ``tick`` waits until the next frame is due.
+
+    Returns how late the frame is (s), or ``RESYNCED`` when the loop fell more than ``resync_s``
+    behind and the clock restarted from now instead of rushing to catch up.
+    """
+
+    RESYNCED = float("inf")
+
+    def __init__(self, frame_s: float, resync_s: float) -> None:
+        self.frame_s, self._resync_s = frame_s, resync_s
+        self._start: float | None = None
+        self.frames = 0
+
+    async def tick(self) -> float:
+        now = time.monotonic()
+        lateness = 0.0
+        if self._start is None:
+            self._start = now
+        else:
+            due = self._start + self.frames * self.frame_s
+            if due > now:
+                await asyncio.sleep(due - now)
+            elif now - due > self._resync_s:
+                self._start = now - self.frames * self.frame_s
+                lateness = self.RESYNCED
+            else:
+                lateness = now - due
+        self.frames += 1
+        return lateness
+
+
 class PlayoutTrack(MediaStreamTrack):
     """An audio track that sends whatever the agent queued, 20 ms at a time, on a steady clock."""
 
@@ -116,9 +148,8 @@ class PlayoutTrack(MediaStreamTrack):
         super().__init__()
         self.buffer = PlayoutBuffer()
         self.stats = PlayoutStats()
-        self._start: float | None = None
+        self._clock = FrameClock(_FRAME_S, _RESYNC_S)
         self._pts = 0
-        self._frames = 0
         self.paused = False
 
     def pause(self) -> None:
@@ -140,20 +171,11 @@ class PlayoutTrack(MediaStreamTrack):
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
-        now = time.monotonic()
-        if self._start is None:
-            self._start = now
-        else:
-            due = self._start + self._frames * _FRAME_S
-            wait = due - now
-            if wait > 0:
-                await asyncio.sleep(wait)
-            elif -wait > _RESYNC_S:
-                self.stats.resyncs += 1
-                self._start = now - self._frames * _FRAME_S
-            elif -wait > _FRAME_S:
-                self.stats.late_frames += 1
-        self._frames += 1
+        lateness = await self._clock.tick()
+        if lateness == FrameClock.RESYNCED:
+            self.stats.resyncs += 1
+        elif lateness > _FRAME_S:
+            self.stats.late_frames += 1
         if self.paused:
             pcm, real = np.zeros(WEBRTC_FRAME_SAMPLES, np.int16), 0
         else:

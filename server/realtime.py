@@ -68,9 +68,8 @@ def _authorize(state: ParleyState, key: str | None) -> None:
         raise AuthError("the key is neither the admin API key nor a valid client secret", code="unauthorized")
 
 
-async def realtime_socket(request: web.Request) -> web.StreamResponse:
-    """``GET /v1/realtime?model=…``: one Realtime session over a WebSocket."""
-    state = request.app[STATE_KEY]
+def _refusal(state: ParleyState, request: web.Request) -> web.Response | None:
+    """Why a session cannot start here (no models, no valid credential, shutting down), or None."""
     if state.models is None:
         return _openai_error(503, "realtime_unavailable", "this server runs without models (echo mode)", state, "server_error")
     try:
@@ -79,13 +78,30 @@ async def realtime_socket(request: web.Request) -> web.StreamResponse:
         return _openai_error(401, exc.code, str(exc), state)
     if state.draining:
         return _openai_error(503, "server_shutdown", "the server is shutting down", state, "server_error")
-    admission = state.admission
-    call_id = rp.new_id("call")
+    return None
+
+
+def _admit(state: ParleyState, call_id: str) -> web.Response | None:
+    """Take an agent place for ``call_id`` (admission control), or the 429 that says the agent is busy."""
     try:
-        if admission is not None:
-            admission.acquire(call_id)
+        if state.admission is not None:
+            state.admission.acquire(call_id)
     except LimitError as exc:
         return _openai_error(429, exc.code, str(exc), state, "server_error")
+    return None
+
+
+async def realtime_socket(request: web.Request) -> web.StreamResponse:
+    """``GET /v1/realtime?model=…``: one Realtime session over a WebSocket."""
+    state = request.app[STATE_KEY]
+    refused = _refusal(state, request)
+    if refused is not None:
+        return refused
+    admission = state.admission
+    call_id = rp.new_id("call")
+    refused = _admit(state, call_id)
+    if refused is not None:
+        return refused
     try:
         protocols = ("realtime",) if "realtime" in request.headers.get("Sec-WebSocket-Protocol", "") else ()
         # Frames up to 4× the append limit are read (an oversized append gets its typed error and the
@@ -215,14 +231,9 @@ async def realtime_calls(request: web.Request) -> web.Response:
     data channel the client opened. The call runs until the peer connection closes or fails.
     """
     state = request.app[STATE_KEY]
-    if state.models is None:
-        return _openai_error(503, "realtime_unavailable", "this server runs without models (echo mode)", state, "server_error")
-    try:
-        _authorize(state, _offered_key(request))
-    except AuthError as exc:
-        return _openai_error(401, exc.code, str(exc), state)
-    if state.draining:
-        return _openai_error(503, "server_shutdown", "the server is shutting down", state, "server_error")
+    refused = _refusal(state, request)
+    if refused is not None:
+        return refused
     if request.content_type != "application/sdp":  # also keeps cross-site "simple" POSTs out (they cannot send it)
         return _openai_error(415, "unsupported_media_type", "send the SDP offer as the body, Content-Type application/sdp", state)
     offer = await request.text()
@@ -232,11 +243,9 @@ async def realtime_calls(request: web.Request) -> web.Response:
         return _openai_error(400, exc.code, str(exc), state)
     call_id = rp.new_id("rtc")
     admission = state.admission
-    try:
-        if admission is not None:
-            admission.acquire(call_id)
-    except LimitError as exc:
-        return _openai_error(429, exc.code, str(exc), state, "server_error")
+    refused = _admit(state, call_id)
+    if refused is not None:
+        return refused
     call = _WebRtcCall(state, call_id, "realtime=v1" in request.headers.get("OpenAI-Beta", ""), request.query.get("model", ""))
     try:
         answer = await call.answer(offer)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-import time
 from collections import deque
 
 import av
@@ -13,6 +11,7 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from parley.core.audio import WEBRTC_RATE, Resampler, float_to_int16, int16_to_float
+from parley.server.playout import FrameClock
 from parley.signaling import realtime_protocol as rp
 
 FRAME_MS = 20
@@ -30,8 +29,7 @@ class PcmInput(MediaStreamTrack):
         super().__init__()
         self._chunks: deque[np.ndarray] = deque()
         self._queued = 0
-        self._start: float | None = None
-        self._frames = 0
+        self._clock = FrameClock(FRAME_MS / 1000, resync_s=1.0)
         self.delivered_ms = 0  # audio handed to the listener so far (speech_started's audio_start_ms)
 
     def append(self, pcm: np.ndarray) -> None:
@@ -64,19 +62,11 @@ class PcmInput(MediaStreamTrack):
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
-        now = time.monotonic()
-        if self._start is None:
-            self._start = now
-        due = self._start + self._frames * FRAME_MS / 1000
-        if due > now:
-            await asyncio.sleep(due - now)
-        elif now - due > 1.0:  # the loop stalled: do not rush to catch up
-            self._start = now - self._frames * FRAME_MS / 1000
+        await self._clock.tick()  # a loop that stalled over a second restarts the clock instead of rushing
         pcm = self._take(FRAME_SAMPLES)
         frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = rp.AUDIO_RATE
-        frame.pts = self._frames * FRAME_SAMPLES
-        self._frames += 1
+        frame.pts = (self._clock.frames - 1) * FRAME_SAMPLES
         self.delivered_ms += FRAME_MS
         return frame
 
