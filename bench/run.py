@@ -17,6 +17,7 @@ from parley.bench import report
 from parley.bench.questions import load_mandarin_questions, load_paused_questions, load_questions
 from parley.bench.forwarding import forwarding_ramp
 from parley.bench.pipecat_peer import PIPECAT_VERSION, measure_pipecat
+from parley.bench.realtime import realtime_turns
 from parley.bench.scenarios import (
     RampLimits, admission_turns, capacity_ramp, paused_question_turns, server_stats, single_call_turns, transport_floor,
 )
@@ -60,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--paused", type=int, default=8, help="how many paused questions to ask per configuration (0: none)")
     p.add_argument("--no-ramp", action="store_true", help="skip the capacity ramps")
+    p.add_argument(
+        "--no-realtime", action="store_true",
+        help="skip the same questions over OpenAI's Realtime WebSocket API (/v1/realtime, the official SDK)",
+    )
     p.add_argument(
         "--no-pipecat", action="store_true",
         help="skip Pipecat on the same models (its own virtualenv, made once under ~/.cache/parley/pipecat-venv)",
@@ -179,8 +184,12 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         async with ServerProcess(_server_env(args, "streaming", "echo"), logs / "echo.log") as echo:
             run["transport_floor"] = await transport_floor(echo.url)
         log.info("starting Parley (streaming pipeline: end-of-turn model, overlapped transcription)")
-        async with ServerProcess(_server_env(args, "streaming"), logs / "streaming.log") as server:
+        streaming_env = {**_server_env(args, "streaming"), "PARLEY_AUTH__API_KEY": BENCH_API_KEY}
+        async with ServerProcess(streaming_env, logs / "streaming.log") as server:
             await measure("streaming", server.url, server.pid)
+            if not args.no_realtime:
+                log.info("realtime: %d questions over OpenAI's Realtime WebSocket API (the official SDK)", len(questions))
+                run["single_call"]["realtime_ws"] = await realtime_turns(server.url, BENCH_API_KEY, questions)
         if args.mandarin and args.profile == "cpu":
             log.info("starting Parley in Mandarin (agent.language zh: Whisper base, Kokoro), %d questions", args.mandarin)
             settings = load_settings(environ={**os.environ, **_model_env(args)})

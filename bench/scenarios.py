@@ -58,7 +58,7 @@ async def _ask_all(caller: ParleyClient, questions: list[Question], timeout: flo
     return [await _ask(caller, question, timeout) for question in questions]
 
 
-def _turns_report(questions: list[Question], results: list[TurnResult]) -> dict[str, Any]:
+def turns_report(questions: list[Question], results: list[TurnResult]) -> dict[str, Any]:
     v2v = [r.voice_to_voice_s for r in results if r.answered and r.voice_to_voice_s is not None]
     stages: dict[str, list[float]] = {}
     transport: list[float] = []
@@ -90,7 +90,7 @@ async def single_call_turns(url: str, questions: list[Question], timeout: float 
         results = await _ask_all(caller, questions, timeout)
     finally:
         await caller.close()
-    return _turns_report(questions, results)
+    return turns_report(questions, results)
 
 
 async def _ask_paused(caller: ParleyClient, question: Question, timeout: float) -> dict[str, Any]:
@@ -293,6 +293,6 @@ async def admission_turns(url: str, questions: list[Question], timeout: float = 
     finally:
         await caller.close()
     return {
-        "alone": _turns_report(questions[:half], alone), "while_refusing": _turns_report(questions[half:], during),
+        "alone": turns_report(questions[:half], alone), "while_refusing": turns_report(questions[half:], during),
         "join_attempts": outcomes,
     }

@@ -37,6 +37,28 @@ EXTRA_PATHS: dict[str, dict[str, Any]] = {
     "/readyz": {"get": {"summary": "Readiness: models loaded, LLM answering, not draining (503 with the reasons otherwise)", "responses": {"200": {"description": "Ready", "content": {"application/json": {"schema": {"$ref": REF.format(model="Readiness")}}}}, "503": {"description": "Not ready", "content": {"application/json": {"schema": {"$ref": REF.format(model="Readiness")}}}}}}},
     "/stats": {"get": {"summary": "Live calls, rooms and the agents' outgoing-frame counters", "responses": {"200": {"description": "Counters", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
     "/metrics": {"get": {"summary": "Prometheus text format: live counts, turn latency histograms, errors by code", "responses": {"200": {"description": "Metrics", "content": {"text/plain": {}}}}}},
+    "/v1/realtime": {"get": {
+        "summary": "OpenAI's Realtime API over a WebSocket (see docs/realtime.md). Admin key or client secret as Bearer",
+        "parameters": [{"name": "model", "in": "query", "required": False, "schema": {"type": "string"}}],
+        "responses": {"101": {"description": "Switching to the WebSocket protocol"}, "401": {"description": "No valid key"},
+                      "429": {"description": "busy: the agent's capacity is in use"}},
+    }},
+    "/v1/realtime/calls": {
+        "post": {
+            "summary": "OpenAI's Realtime API over WebRTC: the SDP offer (application/sdp) in, the answer out; events on the oai-events data channel",
+            "requestBody": {"required": True, "content": {"application/sdp": {}}},
+            "responses": {"201": {"description": "The SDP answer", "content": {"application/sdp": {}}},
+                          "400": {"description": "An offer Parley cannot take"}, "401": {"description": "No valid key"},
+                          "429": {"description": "busy"}},
+        },
+        "options": {"summary": "CORS preflight (answered for other origins when dev mode is off)",
+                    "responses": {"204": {"description": "Preflight"}}},
+    },
+    "/v1/realtime/client_secrets": {"post": {
+        "summary": "A short-lived client secret (ek_…) for a browser's Realtime sessions (admin key)",
+        "responses": {"200": {"description": "{value, expires_at, session}", "content": {"application/json": {}}},
+                      "401": {"description": "Not the admin key"}},
+    }},
     "/api/v1/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {}}}}}},
     "/api/v1/docs": {"get": {"summary": "This document as a readable HTML page", "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}}}},
 }

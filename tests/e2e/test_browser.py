@@ -74,7 +74,9 @@ def test_browser_page_in_mandarin_shows_and_speaks_chinese(audio_dir: Path, ques
     """The bundled page with ?lang=zh, a Mandarin question as its microphone (Qwen2.5 0.5B writes Chinese)."""
     wav = audio_dir / "fake-mic-zh.wav"
     write_wav(wav, np.concatenate([np.zeros(48_000), question_zh, np.zeros(48_000 * 40)]), 48_000)
-    result = browser_call(wav, tmp_path / "page-zh.png", "answer", env={"PAGE_QUERY": "?lang=zh"}, llm_model="qwen2.5-0.5b")
+    # A raw microphone (?aec=0), as the barge-in test: Chromium's audio processing is tuned for real rooms,
+    # and the accented synthetic question is a knife edge for Whisper base already.
+    result = browser_call(wav, tmp_path / "page-zh.png", "answer", env={"PAGE_QUERY": "?lang=zh&aec=0"}, llm_model="qwen2.5-0.5b")
     heard = result["user_transcript"]
     assert character_error_rate(QUESTION_ZH, heard) <= 0.4, heard
     assert result["user_lang"] == "zh-Hans", result  # drawn with simplified-Chinese glyphs
@@ -200,9 +202,10 @@ def test_sdk_rejoins_when_the_websocket_drops_mid_call(audio_dir: Path, question
     # tiny.en's accuracy: on a loaded 2-core CI machine it heard it as "How many lands done a spider-fam?"
     # and "How many lenses does this fighter have?" (WER 0.43 each) while the same audio gave the exact
     # text locally. So: a new line, recognisably the second question and not the first one again.
-    heard = result["user_lines"][-1]
-    assert len(result["user_lines"]) >= 2 and heard.lower().startswith("how many"), result["user_lines"]
-    assert word_error_rate(second, heard) <= 0.5 < word_error_rate(QUESTION, heard), result["user_lines"]
+    # (Chromium loops the WAV: on a slow run the first question comes round again after the second.)
+    later = [line for line in result["user_lines"][1:] if line.lower().startswith("how many")]
+    assert later, result["user_lines"]
+    assert word_error_rate(second, later[0]) <= 0.5 < word_error_rate(QUESTION, later[0]), result["user_lines"]
     assert len(result["agent_lines"]) >= 2 and result["agent_lines"][-1], result["agent_lines"]
     assert result["calls_after_hangup"] == 0, result
 

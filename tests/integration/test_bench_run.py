@@ -38,6 +38,8 @@ def test_bench_runs_and_cleans_up(tmp_path):
     assert run["single_call"]["naive"]["questions"] == 2
     assert run["single_call"]["sequential"]["questions"] == 2 and run["single_call"]["sequential"]["answered"] >= 1
     assert run["sequential_ratio_p50"] > 0  # the pipeline before overlap
+    realtime = run["single_call"]["realtime_ws"]  # the same questions over /v1/realtime (the openai SDK)
+    assert realtime["questions"] == 2 and realtime["answered"] >= 1 and realtime["voice_to_voice_s"]["p50"] > 0, realtime
     assert "sequential ÷ streaming" in result.stdout and "Questions with a pause inside" in result.stdout
     assert run["paused"]["streaming"]["questions"] == run["paused"]["sequential"]["questions"] == 1
     assert run["early_stt"]["streaming"]["started"] >= 2 and run["early_stt"]["sequential"]["started"] == 0
