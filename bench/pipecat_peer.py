@@ -175,7 +175,7 @@ async def measure_pipecat(settings, questions: list, paused: list, logs: Path, t
     questions with the same caller, and report like Parley's configurations (plus the CPU it used)."""
     from parley.agents.llm.embedded import EmbeddedLlm
     from parley.agents.weights import llm_model_path, whisper_model_dir
-    from parley.bench.scenarios import PAUSE_BETWEEN_QUESTIONS_S, _ask, _turns_report
+    from parley.bench.scenarios import PAUSE_BETWEEN_QUESTIONS_S, _ask, turns_report
     from parley.bench.server_process import cpu_seconds
     from parley.bench.stats import summary
 
@@ -214,7 +214,7 @@ async def measure_pipecat(settings, questions: list, paused: list, logs: Path, t
         if peer is not None:
             await peer.stop()
         await llm.close()
-    single = _turns_report(questions, results)
+    single = turns_report(questions, results)
     single["cpu_cores_busy"] = cpu_share
     paused_report = {
         "questions": len(turns), "premature": sum(t["premature"] for t in turns), "answered": sum(t["answered"] for t in turns),
