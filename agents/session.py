@@ -649,11 +649,14 @@ class AgentSession:
 
     def forget(self, message: ChatMessage) -> bool:
         """Take a message out of the conversation (False if it is not in it)."""
-        for i, kept in enumerate(self.history):
-            if kept is message:
-                del self.history[i]
-                return True
-        return False
+        index = self._index_of(message)
+        if index is not None:
+            del self.history[index]
+        return index is not None
+
+    def _index_of(self, message: ChatMessage | None) -> int | None:
+        """Where this very message object stands in the history (equal messages are not the same one)."""
+        return next((i for i, kept in enumerate(self.history) if kept is message), None)
 
     def reply_now(self) -> int:
         """Answer the conversation as it stands now (a client asked for a response); returns the turn id.
@@ -682,12 +685,9 @@ class AgentSession:
             return None
         played = turn.segments[0].start + audio_end_ms * WEBRTC_RATE // 1000  # playout positions
         heard = heard_prefix(turn.reply, heard_chars(turn.segments, played)).strip()
-        old = turn.assistant_message
-        if old is not None:
-            for i, kept in enumerate(self.history):
-                if kept is old:
-                    turn.assistant_message = self.history[i] = ChatMessage(role="assistant", content=heard)
-                    break
+        index = self._index_of(turn.assistant_message)
+        if index is not None:
+            turn.assistant_message = self.history[index] = ChatMessage(role="assistant", content=heard)
         return heard
 
     def use_vad(self, vad: VadSettings) -> None:

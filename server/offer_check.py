@@ -62,10 +62,7 @@ def check_offer_sdp(sdp: str, negotiated_mids: list[str | None] | None = None) -
 
     ``negotiated_mids``: the mids of the call's m-lines for a re-offer; ``None`` for the first offer.
     """
-    lines = [line.strip() for line in sdp.strip().splitlines()]
-    if not lines or lines[0] != "v=0" or not any(line.startswith("m=") for line in lines):
-        raise SignalingError("offer.sdp is not an SDP session description", code="invalid_sdp")
-    sections = media_sections(sdp)
+    sections = _sections(sdp)
     if not any(s.kind == "audio" for s in sections):
         raise SignalingError("the offer has no audio m-line: Parley calls need a microphone track", code="no_audio")
     if negotiated_mids is None:
@@ -79,9 +76,33 @@ def check_offer_sdp(sdp: str, negotiated_mids: list[str | None] | None = None) -
             f"a re-offer must carry the call's m-lines as negotiated (mids {negotiated_mids}); "
             f"this one has {[s.mid for s in sections]} ({_describe(sections)})", code="unsupported_media",
         )
-    first = sections[0]
-    if first.kind != "audio" or first.codecs[:1] != ("opus",):
+    _require_opus_first(sections[0])
+
+
+def check_realtime_offer_sdp(sdp: str) -> None:
+    """A Realtime API WebRTC offer (``POST /v1/realtime/calls``): one audio m-line, Opus first, and the
+    ``oai-events`` data channel, nothing else; a typed ``SignalingError`` otherwise."""
+    sections = _sections(sdp)
+    kinds = sorted(s.kind for s in sections)
+    if kinds != ["application", "audio"]:
         raise SignalingError(
-            f"the microphone m-line must offer Opus first (offered: {', '.join(first.codecs) or 'none'}): "
+            f"a Realtime WebRTC offer carries one audio m-line and one data channel; this one has {', '.join(kinds)}",
+            code="unsupported_media",
+        )
+    _require_opus_first(next(s for s in sections if s.kind == "audio"))
+
+
+def _sections(sdp: str) -> list[MediaSection]:
+    """The m-lines of an offer that is an SDP description at all (``invalid_sdp`` otherwise)."""
+    lines = [line.strip() for line in sdp.strip().splitlines()]
+    if not lines or lines[0] != "v=0" or not any(line.startswith("m=") for line in lines):
+        raise SignalingError("offer.sdp is not an SDP session description", code="invalid_sdp")
+    return media_sections(sdp)
+
+
+def _require_opus_first(section: MediaSection) -> None:
+    if section.kind != "audio" or section.codecs[:1] != ("opus",):
+        raise SignalingError(
+            f"the microphone m-line must offer Opus first (offered: {', '.join(section.codecs) or 'none'}): "
             "Parley forwards Opus as it arrives", code="unsupported_codec",
         )

@@ -13,7 +13,6 @@ docs/realtime.md maps every event to what Parley does.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 from typing import Any
@@ -24,12 +23,13 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from parley.core.errors import AuthError, LimitError, SignalingError
 from parley.server.audio_backlog import BoundedAudioTrack
-from parley.server.offer_check import media_sections
+from parley.server.offer_check import check_realtime_offer_sdp
 from parley.server.participant import server_ice_servers
 from parley.server.playout import PlayoutTrack
 from parley.server.realtime_call import RealtimeCall
 from parley.server.realtime_transport import DataChannelEvents, WebSocketEvents
 from parley.signaling import realtime_protocol as rp
+from parley.signaling.auth import check_api_key
 from parley.signaling.state import STATE_KEY, ParleyState
 
 log = logging.getLogger(__name__)
@@ -64,8 +64,7 @@ def _authorize(state: ParleyState, key: str | None) -> None:
     if key.startswith(SECRET_PREFIX):
         state.tokens.verify(key.removeprefix(SECRET_PREFIX), SECRET_ROOM)
         return
-    if not state.api_key or not hmac.compare_digest(key.encode(), state.api_key.encode()):
-        raise AuthError("the key is neither the admin API key nor a valid client secret", code="unauthorized")
+    check_api_key(state.api_key, f"Bearer {key}")
 
 
 def _refusal(state: ParleyState, request: web.Request) -> web.Response | None:
@@ -123,8 +122,9 @@ async def realtime_socket(request: web.Request) -> web.StreamResponse:
 async def client_secret(request: web.Request) -> web.Response:
     """``POST /v1/realtime/client_secrets`` (admin key): a short-lived credential for one browser's sessions."""
     state = request.app[STATE_KEY]
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not state.api_key or not hmac.compare_digest(given.strip().encode(), state.api_key.encode()):
+    try:
+        check_api_key(state.api_key, request.headers.get("Authorization"))
+    except AuthError:
         return _openai_error(401, "unauthorized", "client secrets are minted with the admin API key", state)
     ttl = 600
     if request.can_read_body:
@@ -132,7 +132,10 @@ async def client_secret(request: web.Request) -> web.Response:
             body = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
             return _openai_error(400, "invalid_json", "the body is not valid JSON", state)
-        seconds = (body.get("expires_after") or {}).get("seconds") if isinstance(body, dict) else None
+        expires = body.get("expires_after") if isinstance(body, dict) else None
+        if expires is not None and not isinstance(expires, dict):
+            return _openai_error(400, "invalid_value", "expires_after must be an object: {\"seconds\": …}", state)
+        seconds = (expires or {}).get("seconds")
         if seconds is not None:
             if not isinstance(seconds, int) or not 10 <= seconds <= 7200:
                 return _openai_error(400, "invalid_value", "expires_after.seconds must be 10 … 7200", state)
@@ -141,22 +144,6 @@ async def client_secret(request: web.Request) -> web.Response:
     config = rp.SessionConfig(instructions=state.settings.agent.system_prompt)
     return web.json_response({"value": SECRET_PREFIX + token, "expires_at": expires_at,
                               "session": rp.session_object(config, rp.new_id("sess"), beta=False)})
-
-
-def _realtime_offer_check(sdp: str) -> None:
-    """A hosted-API WebRTC offer: one audio m-line (Opus first) and the ``oai-events`` data channel, nothing else."""
-    if not sdp.strip().startswith("v=0"):
-        raise SignalingError("the body is not an SDP offer", code="invalid_sdp")
-    sections = media_sections(sdp)
-    kinds = sorted(s.kind for s in sections)
-    if kinds != ["application", "audio"]:
-        raise SignalingError(
-            f"a Realtime WebRTC offer carries one audio m-line and one data channel; this one has {', '.join(kinds) or 'none'}",
-            code="unsupported_media",
-        )
-    audio = next(s for s in sections if s.kind == "audio")
-    if audio.codecs[:1] != ("opus",):
-        raise SignalingError(f"the audio m-line must offer Opus first (offered: {', '.join(audio.codecs)})", code="unsupported_codec")
 
 
 class _WebRtcCall:
@@ -238,7 +225,7 @@ async def realtime_calls(request: web.Request) -> web.Response:
         return _openai_error(415, "unsupported_media_type", "send the SDP offer as the body, Content-Type application/sdp", state)
     offer = await request.text()
     try:
-        _realtime_offer_check(offer)
+        check_realtime_offer_sdp(offer)
     except SignalingError as exc:
         return _openai_error(400, exc.code, str(exc), state)
     call_id = rp.new_id("rtc")

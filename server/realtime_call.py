@@ -60,6 +60,7 @@ class RealtimeCall:
         self._voice_pump: asyncio.Task[None] | None = None
         self._manual_audio: list[np.ndarray] = []  # turn_detection null: the buffer until commit
         self._pending: list[asyncio.Task[None]] = []  # transcriptions of committed audio
+        self._outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()  # server events, in order
         self._relay = AgentEventRelay(
             self.post, self.events, lambda: self.config, lambda: self._mic.delivered_ms, settings.vad.preroll_ms, self._playout,
         )
@@ -85,7 +86,6 @@ class RealtimeCall:
             self._outbox.put_nowait(event)
 
     async def run(self) -> None:
-        self._outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         writer = asyncio.create_task(self._write(), name=f"realtime-out-{self.id}")
         profile = AgentProfile(self._settings.agent.name, self.config.instructions, self._settings.agent.language,
                                "always", self._models.tts)
@@ -134,8 +134,6 @@ class RealtimeCall:
     # ---- client events -------------------------------------------------------------------------------
 
     async def _handle(self, event: rp.ClientEvent) -> None:
-        session = self._session
-        assert session is not None
         if isinstance(event, rp.SessionUpdate):
             await self._update_session(event.session)
         elif isinstance(event, rp.AudioAppend):
@@ -164,6 +162,7 @@ class RealtimeCall:
             self._cancel_response(event.response_id)
 
     async def _update_session(self, update: Any) -> None:
+        assert self._session is not None
         config = rp.apply_session_update(self.config, update)
         if self._media and config.turn_detection is None:
             raise rp.RealtimeProtocolError(
@@ -175,11 +174,9 @@ class RealtimeCall:
                 tts = await self._models.voice(None if config.voice == "default" else config.voice)
             except ModelLoadError as exc:
                 raise rp.RealtimeProtocolError("invalid_value", f"voice {config.voice!r}: {exc}", param="session.voice") from exc
-            assert self._session is not None
             self._session.profile.tts = tts
         detection_changed = config.turn_detection != self.config.turn_detection
         self.config = config
-        assert self._session is not None
         self._session.profile.system_prompt = config.instructions or self._settings.agent.system_prompt
         if detection_changed:
             self._start_listening()
@@ -219,11 +216,15 @@ class RealtimeCall:
         self.post(self.events.make("conversation.item.added", item=self.events.user_item(item_id, None), previous_item_id=previous))
         self._pending.append(asyncio.create_task(self._transcribe_item(item_id, pcm), name=f"realtime-stt-{item_id}"))
 
+    async def _hear(self, pcm: np.ndarray) -> str:
+        """The words of 24 kHz pcm16 audio the client sent (``BackendError`` on failure)."""
+        assert self._session is not None
+        return await self._session.transcribe(resample(int16_to_float(pcm), rp.AUDIO_RATE, AGENT_RATE))
+
     async def _transcribe_item(self, item_id: str, pcm: np.ndarray) -> None:
         assert self._session is not None
-        samples = resample(int16_to_float(pcm), rp.AUDIO_RATE, AGENT_RATE)
         try:
-            text = await self._session.transcribe(samples)
+            text = await self._hear(pcm)
         except BackendError as exc:
             self.post(self.events.make("conversation.item.input_audio_transcription.failed", item_id=item_id, content_index=0,
                                        error={"type": "server_error", "code": exc.code, "message": str(exc)}))
@@ -239,10 +240,8 @@ class RealtimeCall:
         text = " ".join(part.text or part.transcript or "" for part in item.content if part.text or part.transcript).strip()
         audio = [part.audio for part in item.content if part.audio]
         if item.role == "user" and audio:
-            pcm = np.concatenate([decode_audio(a) for a in audio])
-            samples = resample(int16_to_float(pcm), rp.AUDIO_RATE, AGENT_RATE)
             try:
-                heard = await self._session.transcribe(samples)
+                heard = await self._hear(np.concatenate([decode_audio(a) for a in audio]))
             except BackendError as exc:
                 raise rp.RealtimeProtocolError(exc.code, str(exc), kind="server_error") from exc
             text = f"{text} {heard}".strip()

@@ -33,8 +33,11 @@ class Response:
     item_id: str
     started: bool = False  # its output item and content part were announced
     transcript: str = ""
-    audio_ms: int = 0
     closed: bool = False
+
+    def at(self) -> dict[str, Any]:
+        """Where this response's audio and transcript events point: its one item and content part."""
+        return {"response_id": self.id, "item_id": self.item_id, "output_index": 0, "content_index": 0}
 
 
 @dataclass
@@ -148,8 +151,7 @@ class AgentEventRelay:
         previous, self.items.last_item = self.items.last_item, response.item_id
         self.post(self.events.make("response.output_item.added", response_id=response.id, output_index=0, item=item))
         self.post(self.events.make("conversation.item.added", item=item, previous_item_id=previous))
-        self.post(self.events.make("response.content_part.added", response_id=response.id, item_id=response.item_id,
-                                   output_index=0, content_index=0, part={"type": "audio", "transcript": ""}))
+        self.post(self.events.make("response.content_part.added", **response.at(), part={"type": "audio", "transcript": ""}))
 
     def _on_reply_text(self, turn_id: int, text: str, final: bool) -> None:
         response = self.responses.get(turn_id)
@@ -159,8 +161,7 @@ class AgentEventRelay:
         delta = text[len(response.transcript):] if text.startswith(response.transcript) else ""
         if delta:
             response.transcript = text
-            self.post(self.events.make("response.output_audio_transcript.delta", response_id=response.id,
-                                       item_id=response.item_id, output_index=0, content_index=0, delta=delta))
+            self.post(self.events.make("response.output_audio_transcript.delta", **response.at(), delta=delta))
         if final:
             self._flush_voice(response)
             response.transcript = text
@@ -168,15 +169,14 @@ class AgentEventRelay:
 
     def finish(self, response: Response, status: str, reason: str | None) -> None:
         response.closed = True
-        where = {"response_id": response.id, "item_id": response.item_id, "output_index": 0, "content_index": 0}
         output: list[dict[str, Any]] = []
         if response.started:
             item_status = "completed" if status == "completed" else "incomplete"
             item = self.events.assistant_item(response.item_id, response.transcript, item_status)
             output = [item]
-            self.post(self.events.make("response.output_audio.done", **where))
-            self.post(self.events.make("response.output_audio_transcript.done", **where, transcript=response.transcript))
-            self.post(self.events.make("response.content_part.done", **where,
+            self.post(self.events.make("response.output_audio.done", **response.at()))
+            self.post(self.events.make("response.output_audio_transcript.done", **response.at(), transcript=response.transcript))
+            self.post(self.events.make("response.content_part.done", **response.at(),
                                        part={"type": "audio", "transcript": response.transcript}))
             self.post(self.events.make("response.output_item.done", response_id=response.id, output_index=0, item=item))
             self.post(self.events.make("conversation.item.done", item=item))
@@ -205,6 +205,4 @@ class AgentEventRelay:
         if data is None:
             return
         self._start(response)
-        response.audio_ms += len(data) * 1000 // (2 * rp.AUDIO_RATE)
-        self.post(self.events.make("response.output_audio.delta", response_id=response.id, item_id=response.item_id,
-                                   output_index=0, content_index=0, delta=base64.b64encode(data).decode("ascii")))
+        self.post(self.events.make("response.output_audio.delta", **response.at(), delta=base64.b64encode(data).decode("ascii")))

@@ -120,9 +120,8 @@ def apply_session_update(config: SessionConfig, session: Any) -> SessionConfig:
         if not isinstance(voice, str) or not voice:
             raise RealtimeProtocolError("invalid_value", "voice must be a name", param="session.voice")
         update["voice"] = "default" if voice in OPENAI_VOICES else voice
-    for key, param in (("turn_detection", "session.audio.input.turn_detection"),):
-        if key in audio_in:
-            update["turn_detection"] = _turn_detection(audio_in[key], param)
+    if "turn_detection" in audio_in:
+        update["turn_detection"] = _turn_detection(audio_in["turn_detection"], "session.audio.input.turn_detection")
     if "turn_detection" in session:
         update["turn_detection"] = _turn_detection(session["turn_detection"], "session.turn_detection")
     transcription = audio_in.get("transcription", session.get("input_audio_transcription", ...))

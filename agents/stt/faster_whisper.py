@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -34,6 +34,11 @@ FIT_MIN_S = 4
 NO_SPEECH_PROB = 0.6  # faster-whisper's no_speech_threshold …
 MIN_AVG_LOGPROB = -1.0  # … and log_prob_threshold
 _SENTENCE = re.compile(r"[^.!?]+[.!?]*")
+
+
+def _text(tokenizer: Any, result: Any) -> str:
+    """The transcript of one decoding result (its tokens up to end-of-text)."""
+    return tokenizer.decode([t for t in result.sequences_ids[0] if t < tokenizer.eot]).strip()
 
 
 def with_silence(samples: np.ndarray) -> np.ndarray:
@@ -121,8 +126,6 @@ class FasterWhisperStt:
         first 30 s and transcribed by :meth:`transcribe`.
         """
         from faster_whisper.audio import pad_or_trim
-        from faster_whisper.tokenizer import Tokenizer
-        from faster_whisper.transcribe import get_suppressed_tokens
 
         if not self._multilingual:
             raise ModelLoadError("telling languages apart needs a multilingual Whisper model (not an .en one)")
@@ -136,19 +139,8 @@ class FasterWhisperStt:
         prompt_text = (prompts or {}).get(language)
         if audio.size > model.feature_extractor.n_samples:
             return self.transcribe(samples, language, prompt_text), language
-        self.passes += 1
-        tokenizer = Tokenizer(model.hf_tokenizer, True, task="transcribe", language=language)
-        previous = tokenizer.encode(" " + prompt_text.strip()) if prompt_text else []
-        result = model.model.generate(
-            encoded,
-            [model.get_prompt(tokenizer, previous, without_timestamps=True)],
-            beam_size=self._beam_size,
-            max_length=model.max_length,
-            suppress_blank=True,
-            suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
-            sampling_temperature=0.0,
-        )[0]
-        return tokenizer.decode([t for t in result.sequences_ids[0] if t < tokenizer.eot]).strip(), language
+        tokenizer, [result] = self._greedy(encoded, 1, language, prompt_text)
+        return _text(tokenizer, result), language
 
     def transcribe_batch(self, requests: Sequence[SttRequest]) -> list[str]:
         """Transcribe utterances of up to 30 s each in one encoder pass and one batched decode.
@@ -173,34 +165,22 @@ class FasterWhisperStt:
 
     def _batch_pass(self, utterances: list[np.ndarray], language: str | None, hotwords: str | None) -> list[str]:
         from faster_whisper.audio import pad_or_trim
-        from faster_whisper.tokenizer import Tokenizer
-        from faster_whisper.transcribe import get_suppressed_tokens
 
         model = self._model
-        self.passes += 1
-        tokenizer = Tokenizer(model.hf_tokenizer, self._multilingual, task="transcribe", language=language)
-        prompt = model.get_prompt(tokenizer, [], without_timestamps=True, hotwords=hotwords)
         if self._fit_window:
             features = self._fitted_features(utterances)
         else:
             features = np.stack([pad_or_trim(model.feature_extractor(u.astype(np.float32))) for u in utterances])
-        results = model.model.generate(
-            model.encode(features),
-            [list(prompt) for _ in utterances],
-            beam_size=self._beam_size,
+        tokenizer, results = self._greedy(
+            model.encode(features), len(utterances), language, hotwords,
             # A fitted window ends soon after the speech; a decoder that loops there ("The meeting starts
             # at 930. The meeting starts at 930. …") is cut at a length no real speech of that duration reaches.
-            max_length=self._max_tokens(max(u.size for u in utterances)) if self._fit_window else model.max_length,
-            suppress_blank=True,
-            suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
-            sampling_temperature=0.0,
-            return_scores=self._fit_window,
-            return_no_speech_prob=self._fit_window,
+            max_length=self._max_tokens(max(u.size for u in utterances)) if self._fit_window else None,
+            scores=self._fit_window,
         )
         texts = []
         for r in results:
-            tokens = [t for t in r.sequences_ids[0] if t < tokenizer.eot]
-            text = tokenizer.decode(tokens).strip()
+            text = _text(tokenizer, r)
             if not self._fit_window:
                 texts.append(text)
                 continue
@@ -209,6 +189,32 @@ class FasterWhisperStt:
             avg_logprob = r.scores[0] * length / (length + 1)  # scores are length-normalised
             texts.append("" if r.no_speech_prob > NO_SPEECH_PROB and avg_logprob < MIN_AVG_LOGPROB else drop_repeats(text))
         return texts
+
+    def _greedy(
+        self, encoded: Any, count: int, language: str | None, prompt: str | None, *, max_length: int | None = None,
+        scores: bool = False,
+    ) -> tuple[Any, list[Any]]:
+        """One greedy decoding pass over ``count`` encoded windows, each with ``prompt`` before the
+        transcript (names to hear, or an initial prompt); returns the tokenizer and the results."""
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        model = self._model
+        self.passes += 1
+        tokenizer = Tokenizer(model.hf_tokenizer, self._multilingual, task="transcribe", language=language)
+        tokens = model.get_prompt(tokenizer, [], without_timestamps=True, hotwords=prompt or None)
+        results = model.model.generate(
+            encoded,
+            [list(tokens) for _ in range(count)],
+            beam_size=self._beam_size,
+            max_length=max_length or model.max_length,
+            suppress_blank=True,
+            suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
+            sampling_temperature=0.0,
+            return_scores=scores,
+            return_no_speech_prob=scores,
+        )
+        return tokenizer, results
 
     def _max_tokens(self, samples: int) -> int:
         """Tokens a transcript of this much audio can need: fast speech is ~7 tokens a second."""
