@@ -29,7 +29,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=O
 # Debian's own python3 needs python3-venv for `-m venv`; other Pythons (pyenv, uv) carry ensurepip.
 APT_RUN := $(shell $(PYTHON) -c "import ensurepip" >/dev/null 2>&1 || echo python3-venv)
 # node/npm may come from elsewhere (NodeSource bundles npm, and Debian's npm then conflicts): only ask apt when missing.
-APT_TEST := chromium espeak-ng pocketsphinx-testdata curl iproute2 util-linux coturn $(shell command -v npm >/dev/null || echo nodejs npm)
+APT_TEST := chromium espeak-ng pocketsphinx-testdata curl iproute2 util-linux coturn redis-server $(shell command -v npm >/dev/null || echo nodejs npm)
 
 HOST ?= 127.0.0.1
 PORT ?= 8080

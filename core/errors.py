@@ -71,3 +71,9 @@ class ForbiddenError(AuthError):
     """A valid request for something this credential (or this route) may not have."""
 
     code = "forbidden"
+
+
+class UnavailableError(ParleyError):
+    """A service this request needs (the cluster's registry) cannot be reached now; try again later."""
+
+    code = "unavailable"

@@ -6,11 +6,12 @@ import asyncio
 import logging
 import secrets
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from aiohttp import web
 
 from parley.agents.runtime import AgentModels
+from parley.core.errors import ConflictError, UnavailableError
 from parley.core.files import write_private
 from parley.server.config import Settings
 from parley.server import realtime
@@ -22,11 +23,16 @@ from parley.signaling import api_models as api
 from parley.signaling import messages as m
 from parley.signaling.app import build_app
 from parley.signaling.auth import TokenAuthority
-from parley.signaling.contracts import Emit, EndCall
+from parley.signaling.contracts import Emit, EndCall, RoomService
+from parley.signaling.directory import LocalRooms, NodeStatus, public_url
 from parley.signaling.state import STATE_KEY, ParleyState
+
+if TYPE_CHECKING:
+    from parley.server.cluster import ClusterRooms
 
 log = logging.getLogger(__name__)
 METRICS_KEY = web.AppKey("parley-metrics", ParleyMetrics)
+CLUSTER_KEY = web.AppKey("parley-cluster", object)  # the ClusterRooms, when this node is one of several
 
 
 def _call_opener(settings: Settings) -> Callable[..., Participant]:
@@ -75,7 +81,35 @@ async def drain(app: web.Application, grace_s: float) -> None:
 
 async def _create_default_room(app: web.Application) -> None:
     state = app[STATE_KEY]
-    await state.rooms.create(api.RoomCreate(id=state.settings.rooms.default_room), by_dev=True)
+    try:
+        await state.directory.create(api.RoomCreate(id=state.settings.rooms.default_room), by_dev=True)
+    except ConflictError:
+        pass  # another node of the cluster made it
+    except UnavailableError as exc:
+        log.warning("dev mode: the default room is not created yet: %s (the dev token route creates it)", exc)
+
+
+def _directory(settings: Settings, rooms: RoomRegistry, draining: Callable[[], bool]) -> tuple[RoomService, ClusterRooms | None]:
+    """This node's ``RoomService``: its own rooms, or (with ``cluster.redis_url``) the cluster's."""
+    cluster = settings.cluster
+    http = settings.http
+    url = public_url(cluster.public_url, http.host, http.port, tls=bool(http.cert))
+    node = NodeStatus(cluster.node_id or NodeStatus.new_id(), url, list(settings.ice.host_addresses), draining)
+    if not cluster.redis_url:
+        return LocalRooms(rooms, node), None
+    from parley.server.cluster import ClusterRooms
+
+    shared = ClusterRooms(cluster, rooms, node)
+    return shared, shared
+
+
+def _run_cluster(cluster: "ClusterRooms") -> Callable[[web.Application], Any]:
+    async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
+        await cluster.start()
+        yield
+        await cluster.stop()
+
+    return lifecycle
 
 
 def create_app(settings: Settings, models: AgentModels | None) -> web.Application:
@@ -91,15 +125,19 @@ def create_app(settings: Settings, models: AgentModels | None) -> web.Applicatio
         log.info("auth.token_secret is not set: join tokens are signed with a random key and end with this process")
     metrics = ParleyMetrics()
     rooms = RoomRegistry(settings, models, metrics.observe)
+    directory, cluster = _directory(settings, rooms, lambda: state.draining)
     state = ParleyState(
         settings, models, rooms,
         TokenAuthority(auth.token_secret, auth.token_ttl_s, auth.max_token_ttl_s), api_key,
-        open_call=_call_opener(settings), count_error=metrics.count_error, admission=rooms.admission,
+        open_call=_call_opener(settings), directory=directory, count_error=metrics.count_error, admission=rooms.admission,
     )
     metrics.watch(state)
     app = build_app(state, extra_routes=[web.get("/metrics", prometheus)])
     realtime.install(app)
     app[METRICS_KEY] = metrics
+    if cluster is not None:
+        app[CLUSTER_KEY] = cluster
+        app.cleanup_ctx.append(_run_cluster(cluster))
     if auth.dev_mode:
         app.on_startup.append(_create_default_room)
     app.on_shutdown.append(_close_rooms)

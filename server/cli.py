@@ -33,6 +33,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "llm_model": ("llm", "model"), "llm_url": ("llm", "url"), "stt_model": ("stt", "model"),
         "voice": ("tts", "voice"), "ice_host_address": ("ice", "host_addresses"), "log_level": ("log_level",),
         "dev": ("auth", "dev_mode"), "dev_public": ("auth", "dev_public"), "profile": ("profile",),
+        "redis_url": ("cluster", "redis_url"),
     }
     for attr, path in flags.items():
         value = getattr(args, attr, None)
@@ -82,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow dev mode on a non-loopback --host: anyone who reaches the port can then join the dev rooms",
     )
     serve.add_argument(
+        "--workers", type=int, metavar="N",
+        help="run N node processes sharing rooms through Redis and the HTTP port (one per core is a good start); "
+        "a private redis-server is started unless cluster.redis_url is set",
+    )
+    serve.add_argument("--redis-url", help="join a cluster of Parley nodes through this Redis (cluster.redis_url)")
+    serve.add_argument(
         "--ice-host-address", action="append", metavar="IP",
         help="offer this address as an ICE host candidate (repeatable; needed for 127.0.0.1)",
     )
@@ -121,7 +128,11 @@ async def _serve(settings: Settings) -> None:
     site = web.TCPSite(runner, settings.http.host, settings.http.port, ssl_context=ssl_context)
     await site.start()
     scheme = "https" if ssl_context else "http"
-    log.info("Parley is ready: open %s://%s:%d", scheme, settings.http.host, settings.http.port)
+    if settings.cluster.shared_port:  # one of `--workers`: the public port is every worker's
+        await web.TCPSite(runner, settings.http.host, settings.cluster.shared_port, ssl_context=ssl_context, reuse_port=True).start()
+        log.info("worker %s is ready on port %d (and the shared port %d)", settings.cluster.node_id, settings.http.port, settings.cluster.shared_port)
+    else:
+        log.info("Parley is ready: open %s://%s:%d", scheme, settings.http.host, settings.http.port)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
@@ -176,8 +187,22 @@ def main(argv: list[str] | None = None) -> int:
         return _turn(settings, args.print_config)
     setup_logging(settings.log_level)
     log.info("configuration: %s", settings.model_dump_json(exclude=SECRET_FIELDS))
+    if args.command == "serve" and (args.workers or 1) > 1:
+        from parley.server.workers import run_workers
+
+        try:
+            return run_workers(settings, args.workers)
+        except ConfigError as exc:
+            log.error("configuration error: %s", exc)
+            return 2
+    return run(settings, serve=args.command == "serve")
+
+
+def run(settings: Settings, *, serve: bool = True) -> int:
+    """Serve (or, with ``serve=False``, load-check the models) and map failures to exit statuses:
+    3 a model or library, 2 the configuration, 1 the system (a port taken)."""
     try:
-        if args.command == "serve":
+        if serve:
             asyncio.run(_serve(settings))
         else:
             asyncio.run(_check_models(settings))

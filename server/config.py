@@ -39,6 +39,24 @@ class MediaSettings(Section):
     audio_jitter_prefetch: int = Field(1, ge=0, le=8)
 
 
+class ClusterSettings(Section):
+    """Several ``parley serve`` processes (nodes) sharing rooms through Redis (``parley serve --workers N``
+    sets these for its workers)."""
+
+    # redis://host:6379/0 reached by every node. Empty: one process; rooms live in it alone.
+    redis_url: str = ""
+    node_id: str = ""  # empty: <hostname>-<pid>
+    # How clients reach this node (its page, REST API and /ws), e.g. https://node2.example.org:8443.
+    # Empty: http(s)://http.host:http.port. Joins for its rooms are redirected here.
+    public_url: str = ""
+    key_prefix: str = Field("parley", pattern=r"^[A-Za-z0-9_.-]{1,40}$")
+    heartbeat_s: float = Field(1.0, gt=0, le=30)
+    # A node silent this long is taken for dead: its rooms are freed and re-created where callers rejoin.
+    node_ttl_s: float = Field(5.0, gt=0, le=300)
+    # With --workers: the port every worker also listens on (SO_REUSEPORT); 0: none (workers set it).
+    shared_port: int = Field(0, ge=0, le=65535)
+
+
 class Settings(PipelineSettings):
     """Every section of ``parley.toml``: the pipeline's (agents), the edge's (signaling), TURN, ICE, media."""
 
@@ -50,6 +68,7 @@ class Settings(PipelineSettings):
     ice: IceSettings = IceSettings()
     turn: TurnSettings = TurnSettings()
     media: MediaSettings = MediaSettings()
+    cluster: ClusterSettings = ClusterSettings()
     log_level: str = "INFO"
 
     @model_validator(mode="after")
@@ -60,6 +79,18 @@ class Settings(PipelineSettings):
                 "read the admin key from the log; serve on 127.0.0.1 (and tunnel), configure auth.api_key and "
                 "mint tokens from your backend, or accept the exposure with --dev-public (auth.dev_public = true)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _cluster_shares_its_secret(self) -> "Settings":
+        cluster = self.cluster
+        if cluster.redis_url and not self.auth.token_secret:
+            raise ValueError(
+                "cluster.redis_url is set but auth.token_secret is not: every node must verify the others' join "
+                "tokens, so give them one shared secret (32+ characters)"
+            )
+        if cluster.heartbeat_s * 2 > cluster.node_ttl_s:
+            raise ValueError(f"cluster.node_ttl_s ({cluster.node_ttl_s:g}) must be at least twice cluster.heartbeat_s ({cluster.heartbeat_s:g})")
         return self
 
 

@@ -21,6 +21,10 @@ from parley.signaling import messages as m
 log = logging.getLogger(__name__)
 
 
+def new_room_id() -> str:
+    return f"room-{secrets.token_hex(4)}"
+
+
 class RoomRegistry:
     """Creates, finds and deletes rooms within the configured limits."""
 
@@ -78,27 +82,43 @@ class RoomRegistry:
         ``by_dev``: created by dev mode (its default room, or the dev token route), which may then
         hand out tokens for it; rooms made through the admin API are never open to that route.
         """
+        room_id = request.id or new_room_id()
+        if room_id in self.rooms:
+            raise ConflictError(f"room {room_id!r} already exists", code="room_exists")
+        return await self.add(await self.resolve(request, room_id), by_dev=by_dev)
+
+    async def resolve(self, request: api.RoomCreate, room_id: str) -> api.Room:
+        """The room ``request`` asks for, with this server's defaults filled in and its language and
+        voices checked against the models (``ConfigError`` names what cannot be served)."""
+        config = self._resolve(request, room_id)
+        if self._models is not None and config.agent.enabled:
+            try:
+                await self._models.prepare_language(config.agent.language)  # Mandarin's STT, once
+            except ModelLoadError as exc:
+                raise ConfigError(f"agent.language {config.agent.language!r} cannot be served: {exc}") from exc
+            for voice in dict.fromkeys([config.agent.voice, *(r.voice for r in config.agent.replies.values())]):
+                try:
+                    await self._models.voice(voice)  # an unknown voice fails here, not mid-call
+                except ModelLoadError as exc:
+                    raise ConfigError(f"agent.voice {voice!r} cannot be used: {exc}") from exc
+        return config
+
+    async def add(self, config: api.Room, *, by_dev: bool = False) -> Room:
+        """Open a room from its resolved settings (``resolve``, or another node's, in a cluster)."""
         async with self._lock:
-            room_id = request.id or f"room-{secrets.token_hex(4)}"
-            if room_id in self.rooms:
-                raise ConflictError(f"room {room_id!r} already exists", code="room_exists")
+            if config.id in self.rooms:
+                raise ConflictError(f"room {config.id!r} already exists", code="room_exists")
             if len(self.rooms) >= self._settings.rooms.max_rooms:
                 raise LimitError(f"the server holds its limit of {self._settings.rooms.max_rooms} rooms", code="too_many_rooms")
-            config = self._resolve(request, room_id)
-            if self._models is not None and config.agent.enabled:
-                try:
-                    await self._models.prepare_language(config.agent.language)  # Mandarin's STT, once
-                except ModelLoadError as exc:
-                    raise ConfigError(f"agent.language {config.agent.language!r} cannot be served: {exc}") from exc
-                for voice in dict.fromkeys([config.agent.voice, *(r.voice for r in config.agent.replies.values())]):
-                    try:
-                        await self._models.voice(voice)  # an unknown voice fails here, not mid-call
-                    except ModelLoadError as exc:
-                        raise ConfigError(f"agent.voice {voice!r} cannot be used: {exc}") from exc
+            config = config.model_copy(update={"participants": []})
             room = Room(config, self._settings, self._models, self._observer, created_by_dev=by_dev, admission=self.admission)
-            self.rooms[room_id] = room
-            log.info("room %s created (agent %s)", room_id, "on" if config.agent.enabled else "off")
+            self.rooms[config.id] = room
+            log.info("room %s created (agent %s)", config.id, "on" if config.agent.enabled else "off")
             return room
+
+    @property
+    def max_rooms(self) -> int:
+        return self._settings.rooms.max_rooms
 
     def get(self, room_id: str) -> Room:
         room = self.rooms.get(room_id)
@@ -106,10 +126,11 @@ class RoomRegistry:
             raise NotFoundError(f"no room {room_id!r}", code="room_not_found")
         return room
 
-    async def delete(self, room_id: str) -> None:
+    async def delete(self, room_id: str, *, reason: str = "the room was deleted", code: str = "room_closed") -> None:
+        """Close a room; everyone in it gets ``code`` (``room_closed``: the call ends)."""
         room = self.get(room_id)
         del self.rooms[room_id]
-        await room.close()
+        await room.close(reason, code=code)
         self._closed_playout.add(room.playout_stats())
         log.info("room %s deleted", room_id)
 

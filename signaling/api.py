@@ -16,10 +16,11 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from parley.core.errors import (
-    AuthError, ConfigError, ConflictError, ForbiddenError, LimitError, NotFoundError, ParleyError,
+    AuthError, ConfigError, ConflictError, ForbiddenError, LimitError, NotFoundError, ParleyError, UnavailableError,
 )
 from parley.signaling import api_models as api
 from parley.signaling.auth import check_api_key
+from parley.signaling.contracts import RoomRecord
 from parley.signaling.ice import ice_servers
 from parley.signaling.state import STATE_KEY, ParleyState
 
@@ -64,7 +65,7 @@ class UnsupportedMediaError(ParleyError):
 
 
 _STATUS: dict[type[ParleyError], int] = {
-    ForbiddenError: 403, AuthError: 401, NotFoundError: 404, ConflictError: 409, UnsupportedMediaError: 415, LimitError: 429, ConfigError: 422,
+    ForbiddenError: 403, AuthError: 401, NotFoundError: 404, ConflictError: 409, UnsupportedMediaError: 415, LimitError: 429, ConfigError: 422, UnavailableError: 503,
 }
 
 
@@ -85,7 +86,10 @@ async def api_errors(request: web.Request, handler: Handler) -> web.StreamRespon
     except ParleyError as exc:
         status = next((s for kind, s in _STATUS.items() if isinstance(exc, kind)), 400)
         log.info("%s %s -> %d %s: %s", request.method, request.path, status, exc.code, exc)
-        return error_response(request, status, exc.code, str(exc))
+        response = error_response(request, status, exc.code, str(exc))
+        if exc.retry_after_s is not None:
+            response.headers["Retry-After"] = str(max(1, round(exc.retry_after_s)))
+        return response
     except web.HTTPNotFound:
         return error_response(request, 404, "not_found", f"no API route {request.path}")
     except web.HTTPMethodNotAllowed as exc:
@@ -128,58 +132,64 @@ def _json(model: BaseModel, status: int = 200) -> web.Response:
     return web.json_response(model.model_dump(mode="json"), status=status)
 
 
-def ws_url(request: web.Request, token: str) -> str:
+def ws_url(request: web.Request, token: str, node_ws_url: str | None = None) -> str:
+    """The WebSocket URL a token is used at: the node holding the room (in a cluster), else the one asked."""
+    if node_ws_url:
+        return f"{node_ws_url}?token={token}"
     scheme = "wss" if request.secure else "ws"
     return f"{scheme}://{request.host}/ws?token={token}"
 
 
 def _token_response(
-    request: web.Request, state: ParleyState, room_id: str, identity: str, name: str | None, ttl_s: int | None,
+    request: web.Request, state: ParleyState, room: RoomRecord, identity: str, name: str | None, ttl_s: int | None,
 ) -> web.Response:
     """Mint a join token and answer 201 with it, its expiry and the WebSocket URL that uses it."""
+    room_id = room.info.id
     token, expires_at = state.tokens.mint(room_id, identity, name, ttl_s)
-    return _json(api.Token(token=token, room=room_id, identity=identity, expires_at=expires_at, ws_url=ws_url(request, token)), 201)
+    url = ws_url(request, token, room.ws_url)
+    return _json(api.Token(token=token, room=room_id, identity=identity, expires_at=expires_at, ws_url=url), 201)
 
 
 # ---- rooms -----------------------------------------------------------------------------------
 
 
-@operation("POST", "/rooms", "Create a room with its agent settings", body=api.RoomCreate, responses={201: api.Room})
+@operation("POST", "/rooms", "Create a room with its agent settings (in a cluster: on the least-loaded node)",
+           body=api.RoomCreate, responses={201: api.Room})
 async def create_room(request: web.Request) -> web.Response:
     state = _admin(request)
     body = await _body(request, api.RoomCreate)
-    room = await state.rooms.create(body)
-    return _json(room.info(), 201)
+    return _json(await state.directory.create(body), 201)
 
 
-@operation("GET", "/rooms", "List rooms with their live participants", responses={200: api.RoomList})
+@operation("GET", "/rooms", "List rooms with their live participants (in a cluster: every node's)", responses={200: api.RoomList})
 async def list_rooms(request: web.Request) -> web.Response:
     state = _admin(request)
-    return _json(api.RoomList(rooms=[room.info() for room in state.rooms.rooms.values()]))
+    return _json(api.RoomList(rooms=await state.directory.list()))
 
 
 @operation("GET", "/rooms/{room_id}", "A room and who is in it now", responses={200: api.Room})
 async def get_room(request: web.Request) -> web.Response:
     state = _admin(request)
-    return _json(state.rooms.get(request.match_info["room_id"]).info())
+    return _json((await state.directory.find(request.match_info["room_id"])).info)
 
 
 @operation("DELETE", "/rooms/{room_id}", "Delete a room; everyone in it is disconnected", responses={204: None})
 async def delete_room(request: web.Request) -> web.Response:
     state = _admin(request)
-    await state.rooms.delete(request.match_info["room_id"])
+    await state.directory.delete(request.match_info["room_id"])
     return web.Response(status=204)
 
 
 @operation(
-    "POST", "/rooms/{room_id}/tokens", "Mint a join token for one identity in this room",
+    "POST", "/rooms/{room_id}/tokens",
+    "Mint a join token for one identity in this room (its ws_url points at the node that holds the room)",
     body=api.TokenRequest, responses={201: api.Token},
 )
 async def create_token(request: web.Request) -> web.Response:
     state = _admin(request)
-    room = state.rooms.get(request.match_info["room_id"])
+    record = await state.directory.find(request.match_info["room_id"])
     body = await _body(request, api.TokenRequest)
-    return _token_response(request, state, room.id, body.identity, body.name, body.ttl_s)
+    return _token_response(request, state, record, body.identity, body.name, body.ttl_s)
 
 
 @operation(
@@ -192,19 +202,27 @@ async def dev_token(request: web.Request) -> web.Response:
     state = _state(request)
     body = await _body(request, api.DevTokenRequest)
     room_id = body.room or state.settings.rooms.default_room
-    room = state.rooms.rooms.get(room_id)
-    if room is None:
+    try:
+        record = await state.directory.find(room_id)
+    except NotFoundError:
         try:
             agent = api.AgentConfig(language=body.language) if body.language else api.AgentConfig()
-            room = await state.rooms.create(api.RoomCreate(id=room_id, agent=agent), by_dev=True)
+            await state.directory.create(api.RoomCreate(id=room_id, agent=agent), by_dev=True)
         except ConflictError:  # created meanwhile by another request
-            room = state.rooms.get(room_id)
-    if not room.created_by_dev:
-        raise ForbiddenError(f"room {room.id!r} was created with the admin API: ask your backend for a token", code="not_a_dev_room")
-    if body.name and body.name.strip().lower() == room.config.agent.name.lower():
+            pass
+        record = await state.directory.find(room_id)
+    if not record.by_dev:
+        raise ForbiddenError(f"room {room_id!r} was created with the admin API: ask your backend for a token", code="not_a_dev_room")
+    if body.name and body.name.strip().lower() == record.info.agent.name.lower():
         raise ConfigError(f"{body.name!r} is the agent's name in this room: choose another", code="invalid_body")
     identity = body.identity or f"guest-{secrets.token_hex(4)}"
-    return _token_response(request, state, room.id, identity, body.name, None)
+    return _token_response(request, state, record, identity, body.name, None)
+
+
+@operation("GET", "/nodes", "The nodes serving rooms, with their load (one process: this one)", responses={200: api.NodeList})
+async def list_nodes(request: web.Request) -> web.Response:
+    state = _admin(request)
+    return _json(await state.directory.nodes())
 
 
 @operation(

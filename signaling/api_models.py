@@ -66,6 +66,26 @@ class RoomList(_Body):
     rooms: list[Room]
 
 
+class Node(BaseModel):
+    """One Parley process serving rooms: alone, or one node of a cluster sharing rooms through Redis."""
+
+    id: str
+    url: str = Field(description="Where clients reach this node's HTTP API and page")
+    ws_url: str = Field(description="This node's signaling WebSocket")
+    ice_addresses: list[str] = Field(description="Addresses it offers as ICE host candidates (media goes there)")
+    calls: int = Field(description="People in its rooms now")
+    rooms: int = Field(description="Rooms it holds, or has been given and not yet opened")
+    cpu_percent: float = Field(description="Its process's CPU use over the last heartbeat, % of one core")
+    draining: bool = False
+    started_at: float
+    seen_at: float = Field(description="Its last heartbeat (Unix time)")
+
+
+class NodeList(BaseModel):
+    cluster: bool = Field(description="False: one process (no cluster.redis_url); the list is this node")
+    nodes: list[Node]
+
+
 class TokenRequest(_Body):
     identity: str = Field(min_length=1, max_length=128, pattern=PRINTABLE_PATTERN, description="Your app's id for this user")
     name: str | None = Field(

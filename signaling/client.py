@@ -37,6 +37,7 @@ from parley.core.aiortc_hooks import nominated_pair
 RATE = 48_000
 FRAME = 960
 LOUD = 0.02  # peak above about -34 dBFS counts as sound
+MAX_REDIRECTS = 3  # a join follows at most this many `redirect`s (cluster nodes pointing at the room's node)
 
 
 @dataclass
@@ -157,6 +158,7 @@ class ParleyClient:
     def __init__(
         self, base_url: str, *, room: str | None = None, token: str | None = None, name: str | None = None,
         identity: str | None = None, keep_audio: bool = False, relay_only: bool = False,
+        reconnect: bool = False, reconnect_timeout_s: float = 30.0,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.room = room
@@ -179,6 +181,14 @@ class ParleyClient:
         self.renegotiations = 0
         self._negotiated = asyncio.Event()  # server offers wait until our own offer is answered
         self._handlers: dict[str, list[Callable[[dict[str, Any]], None]]] = {}
+        self.node_url: str | None = None  # the WebSocket joined (in a cluster, the node holding the room)
+        # Rejoin when the socket drops without close() (as the JS SDK does), for up to reconnect_timeout_s.
+        self.reconnect = reconnect
+        self.reconnect_timeout_s = reconnect_timeout_s
+        self.reconnects = 0
+        self.reconnected = asyncio.Event()  # set after each successful rejoin
+        self._closing = False
+        self._reconnecting: asyncio.Task[None] | None = None
 
     def on(self, kind: str, handler: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
         """Call ``handler(message)`` for every server message of type ``kind`` ("*": all); returns an unsubscribe."""
@@ -200,9 +210,8 @@ class ParleyClient:
     def of_type(self, kind: str, since: int = 0) -> list[dict[str, Any]]:
         return [msg for msg in self.messages[since:] if msg.get("type") == kind]
 
-    async def _read(self) -> None:
-        assert self.ws is not None
-        async for msg in self.ws:
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        async for msg in ws:
             if msg.type == aiohttp.WSMsgType.TEXT:
                 data = json.loads(msg.data)
                 self.messages.append(data)
@@ -210,6 +219,8 @@ class ParleyClient:
                     handler(data)
                 if data.get("type") == "offer":
                     await self._answer_offer(data)
+        if ws is self.ws and self.reconnect and not self._closing and self._negotiated.is_set() and self._reconnecting is None:
+            self._reconnecting = asyncio.create_task(self._reconnect())
 
     async def _answer_offer(self, offer: dict[str, Any]) -> None:
         assert self.ws is not None
@@ -250,15 +261,30 @@ class ParleyClient:
                 raise TimeoutError(f"no matching message in {timeout} s; got {[m.get('type') for m in self.messages[since:]]}")
             await asyncio.sleep(0.02)
 
+    async def _join(self, timeout: float) -> dict[str, Any]:
+        """Open the WebSocket and join; in a cluster, follow ``redirect`` to the node holding the room."""
+        assert self._session is not None
+        url = self.base_url.replace("http", "ws", 1) + "/ws" if self.base_url.startswith("http") else self.base_url + "/ws"
+        for _ in range(MAX_REDIRECTS + 1):
+            since = len(self.messages)
+            ws = self.ws = await self._session.ws_connect(f"{url}?token={self.token}")
+            self._tasks.append(asyncio.create_task(self._read(ws)))
+            await ws.send_json({"type": "join", **({"name": self.name} if self.name else {})})
+            reply = await self.wait_for(lambda m: m["type"] in ("joined", "error", "redirect"), timeout, since)
+            if reply["type"] != "redirect":
+                self.node_url = url
+                return reply
+            self.ws = None
+            await ws.close()
+            url = reply["url"]
+        raise RuntimeError(f"more than {MAX_REDIRECTS} redirects joining the room")
+
     async def start(self, timeout: float = 20.0) -> None:
         """Join and complete the offer/answer exchange."""
-        self._session = aiohttp.ClientSession()
+        self._session = self._session or aiohttp.ClientSession()
         if self.token is None:
             self.token = await self._fetch_dev_token()
-        self.ws = await self._session.ws_connect(f"{self.base_url}/ws?token={self.token}")
-        self._tasks.append(asyncio.create_task(self._read()))
-        await self.ws.send_json({"type": "join", **({"name": self.name} if self.name else {})})
-        joined = await self.wait_for(lambda m: m["type"] in ("joined", "error"), timeout)
+        joined = await self._join(timeout)
         if joined["type"] == "error":
             raise RuntimeError(f"join refused: {joined['code']}: {joined['message']}")
         self.participant_id = joined["participant_id"]
@@ -273,13 +299,43 @@ class ParleyClient:
         self.pc.addTrack(self.mic)
         await self.pc.setLocalDescription(await self.pc.createOffer())
         self._mic_mid = next(t.mid for t in self.pc.getTransceivers() if t.sender.track is self.mic)
+        since = len(self.messages)  # after a rejoin, earlier calls' answers are in the log too
         await self.ws.send_json({"type": "offer", "sdp": self.pc.localDescription.sdp})
-        answer = await self.wait_for(lambda m: m["type"] in ("answer", "error"), timeout)
+        answer = await self.wait_for(lambda m: m["type"] in ("answer", "error"), timeout, since)
         if answer["type"] == "error":
             raise RuntimeError(f"offer refused: {answer['code']}: {answer['message']}")
         self.tracks = dict(answer.get("tracks", {}))
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
         self._negotiated.set()
+
+    async def _reconnect(self) -> None:
+        """The socket dropped: rejoin through ``base_url`` with a fresh peer connection, with backoff."""
+        deadline = time.monotonic() + self.reconnect_timeout_s
+        delay = 0.25
+        last: BaseException | None = None
+        try:
+            while not self._closing and time.monotonic() < deadline:
+                await self.pc.close()
+                self.pc = RTCPeerConnection()
+                self.mic = QueueMicrophone()
+                self.recorder = AudioRecorder(self.keep_audio)
+                self.mid_recorders, self.tracks, self._negotiated = {}, {}, asyncio.Event()
+                try:
+                    await self.start(timeout=10.0)
+                except (aiohttp.ClientError, OSError, RuntimeError, TimeoutError) as exc:
+                    if self.ws is not None:
+                        await self.ws.close()
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+                    last = exc
+                    continue
+                self.reconnects += 1
+                self.reconnected.set()
+                return
+            if not self._closing:
+                self.messages.append({"type": "error", "code": "connection_lost", "message": f"could not rejoin: {last!r}"})
+        finally:
+            self._reconnecting = None
 
     def selected_candidate_types(self) -> tuple[str, str] | None:
         """(local, remote) candidate types of the ICE pair in use, e.g. ("relay", "host")."""
@@ -321,6 +377,9 @@ class ParleyClient:
 
     async def _release(self) -> None:
         """Close the peer connection, stop every task this client started, close the HTTP session."""
+        self._closing = True
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
         await self.pc.close()
         for task in self._tasks:
             task.cancel()
@@ -330,12 +389,14 @@ class ParleyClient:
 
     async def vanish(self) -> None:
         """Disappear without ``leave``: the socket and the peer connection just drop (a lost phone)."""
+        self._closing = True
         if self.ws is not None:
             await self.ws.close()
         await self._release()
 
     async def close(self) -> None:
         """Leave the room, then release everything."""
+        self._closing = True
         if self.ws is not None and not self.ws.closed:
             try:
                 await self.ws.send_json({"type": "leave"})
@@ -394,6 +455,10 @@ class ParleyAdmin:
     async def delete_room(self, room: str) -> None:
         """Delete a room; everyone in it is disconnected (``room_closed``)."""
         await self._call("DELETE", f"/rooms/{room}")
+
+    async def nodes(self) -> list[dict[str, Any]]:
+        """The nodes serving rooms (a cluster's, or this one), with their URLs and load."""
+        return (await self._call("GET", "/nodes"))["nodes"]
 
     async def close(self) -> None:
         await self._session.close()

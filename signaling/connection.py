@@ -158,7 +158,14 @@ class SignalingConnection:
         grant = state.tokens.verify(message.token or self._url_token, message.room)
         if state.draining:
             raise SignalingError("the server is shutting down", code="server_shutdown", retry_after_s=state.settings.http.shutdown_retry_after_s)
-        room = state.rooms.get(grant.room)
+        target = await state.directory.route(grant.room)
+        if isinstance(target, str):  # another node of the cluster holds the room: the client goes there
+            self._log.info("room %s is on another node: redirected to %s", grant.room, target)
+            self.emit(m.Redirect(url=target, room=grant.room))
+            self._ending = True
+            self._disconnect()
+            return
+        room = target
         if state.calls() >= state.settings.http.max_calls:
             raise SignalingError(f"the server is at its limit of {state.settings.http.max_calls} calls", code="server_full")
         if message.name is not None and message.name != grant.name:

@@ -7,6 +7,7 @@ hands them over when it assembles the application; ``signaling`` only ever sees 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
 
@@ -61,6 +62,31 @@ class RoomDirectory(Protocol):
     def participant_count(self) -> int: ...
     def playout_totals(self) -> Any: ...
     async def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class RoomRecord:
+    """A room as any node sees it: its settings and people, and where it is served."""
+
+    info: api.Room
+    by_dev: bool  # created by dev mode: the dev token route may hand out tokens for it
+    ws_url: str | None = None  # the owner node's WebSocket when another node holds it; None: this one
+
+
+class RoomService(Protocol):
+    """The rooms a client can reach through this node: its own (one process) or a cluster's.
+
+    ``signaling`` asks this for everything about rooms; ``RoomDirectory`` is this node's own rooms.
+    """
+
+    async def create(self, request: api.RoomCreate, *, by_dev: bool = False) -> api.Room: ...
+    async def find(self, room_id: str) -> RoomRecord: ...
+    async def list(self) -> list[api.Room]: ...
+    async def delete(self, room_id: str) -> None: ...
+    async def route(self, room_id: str) -> Room | str:
+        """The room to admit a joining caller into here, or the WebSocket URL of the node that holds it."""
+        ...
+    async def nodes(self) -> api.NodeList: ...
 
 
 class Admission(Protocol):

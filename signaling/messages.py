@@ -190,13 +190,22 @@ class Error(_Message):
     retry_after_s: float | None = None
 
 
+class Redirect(_Message):
+    """This node does not hold the room: open a WebSocket to ``url`` (the owner node) with the same
+    token and send ``join`` there. The SDKs follow it; media then flows to that node directly."""
+
+    type: Literal["redirect"] = "redirect"
+    url: str  # ws:// or wss:// URL of the owner node's /ws
+    room: str
+
+
 class Pong(_Message):
     type: Literal["pong"] = "pong"
 
 
 ServerMessage = Union[
     Joined, Answer, ServerOffer, ParticipantJoined, ParticipantLeft, Transcript,
-    AgentState, AgentInterrupted, AgentResumed, TurnMetrics, Error, Pong,
+    AgentState, AgentInterrupted, AgentResumed, TurnMetrics, Error, Redirect, Pong,
 ]
 
 

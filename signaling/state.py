@@ -9,7 +9,7 @@ from aiohttp import web
 
 from parley.agents.runtime import AgentModels
 from parley.signaling.auth import TokenAuthority
-from parley.signaling.contracts import Admission, EdgeSettings, OpenCall, RoomDirectory
+from parley.signaling.contracts import Admission, EdgeSettings, OpenCall, RoomDirectory, RoomService
 
 if TYPE_CHECKING:
     from parley.signaling.connection import SignalingConnection
@@ -23,10 +23,12 @@ def _uncounted(code: str) -> None:
 class ParleyState:
     settings: EdgeSettings
     models: AgentModels | None  # None in echo mode
-    rooms: RoomDirectory
+    rooms: RoomDirectory  # this node's own rooms
     tokens: TokenAuthority
     api_key: str  # the admin key in force (dev mode generates one when none is configured)
     open_call: OpenCall  # makes the media session of a socket that joined
+    # Every room a client can reach through this node: its own (``LocalRooms``) or a cluster's.
+    directory: RoomService
     # Called once for every error a client receives, WebSocket or HTTP (the server counts them in /metrics).
     count_error: Callable[[str], None] = _uncounted
     connections: set["SignalingConnection"] = field(default_factory=set)

@@ -10,6 +10,9 @@
 //     call.mute(); call.unmute(); call.micLevel(); call.hangUp();
 //   </script>
 
+/** Redirects a join follows in a cluster (each sends the client to the node that holds the room). */
+const MAX_REDIRECTS = 3;
+
 /**
  * Server message types and the SDK event each one is emitted as (the payload is the message).
  * @type {Readonly<Record<string, string>>}
@@ -178,17 +181,7 @@ export class ParleyClient extends EventTarget {
     if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(message));
   }
 
-  _expect(type, timeoutMs = 15000) {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => { this._pending.delete(type); reject(new ParleyError("timeout", `no "${type}" from the server in ${timeoutMs} ms`)); }, timeoutMs);
-      this._pending.set(type, (msg) => {
-        clearTimeout(timer);
-        if (msg.type === "error") reject(new ParleyError(msg.code, msg.message));
-        else if (msg.type === "closed") reject(new ParleyError("connection_lost", "the signaling connection closed"));
-        else resolve(msg);
-      });
-    });
-  }
+  _expect(type, timeoutMs = 15000) { return this._expectOneOf([type], timeoutMs); }
 
   _failPending(msg) {
     for (const [, waiter] of this._pending) waiter(msg);
@@ -252,24 +245,54 @@ export class ParleyClient extends EventTarget {
     }
   }
 
-  async _openSocket() {
-    const sep = this.url.includes("?") ? "&" : "?";
-    const ws = new WebSocket(`${this.url}${sep}token=${encodeURIComponent(this.token)}`);
+  async _openSocket(url = this.url) {
+    const sep = url.includes("?") ? "&" : "?";
+    const ws = new WebSocket(`${url}${sep}token=${encodeURIComponent(this.token)}`);
     this.ws = ws;
     ws.onmessage = (e) => { if (ws === this.ws) this._onMessage(e); };
     await new Promise((resolve, reject) => {
       ws.onopen = resolve;
-      ws.onerror = () => reject(new ParleyError("unreachable", `cannot reach ${this.url}`));
-      ws.onclose = () => reject(new ParleyError("unreachable", `${this.url} closed the connection (refused Origin?)`));
+      ws.onerror = () => reject(new ParleyError("unreachable", `cannot reach ${url}`));
+      ws.onclose = () => reject(new ParleyError("unreachable", `${url} closed the connection (refused Origin?)`));
     });
     ws.onclose = (e) => { if (ws === this.ws) this._onSocketClosed(e); };
   }
 
+  // Open the socket and join; in a cluster, follow the node's `redirect` to the one holding the room.
+  // A rejoin starts again from `url` (the node that held the room may be gone).
+  async _join() {
+    let url = this.url;
+    for (let hop = 0; hop <= MAX_REDIRECTS; hop += 1) {
+      await this._openSocket(url);
+      const reply = this._expectOneOf(["joined", "redirect"]);
+      this._send({ type: "join", ...(this.name ? { name: this.name } : {}) });
+      const msg = await reply;
+      if (msg.type === "joined") return msg;
+      const old = this.ws;
+      this.ws = null;  // this socket's close is expected: no reconnect
+      old.close();
+      url = msg.url;
+    }
+    throw new ParleyError("too_many_redirects", `more than ${MAX_REDIRECTS} redirects joining the room`);
+  }
+
+  _expectOneOf(types, timeoutMs = 15000) {
+    return new Promise((resolve, reject) => {
+      const done = (msg) => {
+        clearTimeout(timer);
+        for (const t of types) this._pending.delete(t);
+        if (msg.type === "error") reject(new ParleyError(msg.code, msg.message));
+        else if (msg.type === "closed") reject(new ParleyError("connection_lost", "the signaling connection closed"));
+        else resolve(msg);
+      };
+      const timer = setTimeout(() => done({ type: "error", code: "timeout", message: `no ${types.join(" or ")} from the server in ${timeoutMs} ms` }), timeoutMs);
+      for (const t of types) this._pending.set(t, done);
+    });
+  }
+
   // WebSocket, join, a fresh peer connection with our microphone, offer/answer.
   async _establish() {
-    await this._openSocket();
-    this._send({ type: "join", ...(this.name ? { name: this.name } : {}) });
-    const joined = await this._expect("joined");
+    const joined = await this._join();
     this.participantId = joined.participant_id;
     const iceServers = [...(joined.ice_servers || []), ...(this.extraIceServers || [])];
     // "relay" sends everything through the TURN server from `joined` (what a phone behind a strict NAT ends up using).
