@@ -118,14 +118,24 @@ def _load_fish_speech(settings: PipelineSettings) -> TextToSpeech:
 async def _load_llm(settings: PipelineSettings) -> ChatModel:
     cfg = settings.llm
     if cfg.backend == "openai":
-        if not cfg.url:
-            raise ConfigError("llm.backend = 'openai' needs llm.url (e.g. http://127.0.0.1:8000/v1)")
-        chat = OpenAICompatibleChat(
-            cfg.url, cfg.model, api_key=cfg.api_key, max_tokens=cfg.max_tokens,
-            temperature=cfg.temperature, timeout_s=cfg.timeout_s, extra_body=cfg.extra_body,
-        )
-        await _check_llm_server(chat)
-        return chat
+        urls = cfg.urls or ([cfg.url] if cfg.url else [])
+        if not urls:
+            raise ConfigError("llm.backend = 'openai' needs llm.url (e.g. http://127.0.0.1:8000/v1) or llm.urls")
+        chats = [
+            OpenAICompatibleChat(
+                url, cfg.model, api_key=cfg.api_key, max_tokens=cfg.max_tokens,
+                temperature=cfg.temperature, timeout_s=cfg.timeout_s, extra_body=cfg.extra_body,
+            )
+            for url in urls
+        ]
+        for chat in chats:
+            await _check_llm_server(chat)
+        if len(chats) == 1:
+            return chats[0]
+        from parley.agents.llm.pool import LlmPool
+
+        log.info("LLM pool of %d servers: %s", len(chats), ", ".join(urls))
+        return LlmPool(chats, retry_after_s=cfg.pool_retry_after_s)
     from parley.agents.llm.embedded import EmbeddedLlm, RestartPolicy
     from parley.agents.weights import llm_model_path
 

@@ -74,6 +74,10 @@ class LlmSettings(Section):
     backend: Literal["embedded", "openai"] = "embedded"
     model: str = "qwen2.5-1.5b"  # embedded: qwen2.5-1.5b | qwen2.5-0.5b | smollm2-135m | a .gguf path
     url: str = ""  # openai: base URL such as http://127.0.0.1:8000/v1
+    # openai: several servers of the same model (vLLM replicas) used as a pool — each reply to the one
+    # with the fewest in progress; an unreachable one is set aside for pool_retry_after_s. Overrides url.
+    urls: list[str] = []
+    pool_retry_after_s: float = Field(10.0, gt=0)
     api_key: str = Field("", pattern=r"^$|^.{16,}$")  # at least 16 characters when set
     max_tokens: int = Field(120, ge=1)
     temperature: float = Field(0.3, ge=0, le=2)

@@ -94,13 +94,14 @@ def _directory(settings: Settings, rooms: RoomRegistry, draining: Callable[[], b
     cluster = settings.cluster
     http = settings.http
     url = public_url(cluster.public_url, http.host, http.port, tls=bool(http.cert))
-    node = NodeStatus(cluster.node_id or NodeStatus.new_id(), url, list(settings.ice.host_addresses), draining)
+    shared = public_url("", http.host, cluster.shared_port, tls=bool(http.cert)) if cluster.shared_port else None
+    node = NodeStatus(cluster.node_id or NodeStatus.new_id(), url, list(settings.ice.host_addresses), draining, shared)
     if not cluster.redis_url:
         return LocalRooms(rooms, node), None
     from parley.server.cluster import ClusterRooms
 
-    shared = ClusterRooms(cluster, rooms, node)
-    return shared, shared
+    rooms_everywhere = ClusterRooms(cluster, rooms, node)
+    return rooms_everywhere, rooms_everywhere
 
 
 def _run_cluster(cluster: "ClusterRooms") -> Callable[[web.Application], Any]:

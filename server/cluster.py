@@ -32,7 +32,7 @@ from parley.server.room import Room
 from parley.server.rooms import RoomRegistry, new_room_id
 from parley.signaling import api_models as api
 from parley.signaling.contracts import RoomRecord
-from parley.signaling.directory import NodeStatus
+from parley.signaling.directory import NodeStatus, origins_of
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -102,6 +102,7 @@ class ClusterRooms:
         self._beating: asyncio.Task[None] | None = None
         self.reachable = True  # whether the last exchange with Redis worked
         self.redirects = 0
+        self._origins = origins_of([node.url, node.shared_url])
 
     # ---- Redis access -----------------------------------------------------------------------------
 
@@ -215,6 +216,10 @@ class ClusterRooms:
                 people = api.RoomList(rooms=[room.info()]).model_dump_json()
                 pipe.set(keys.live(room_id), people, px=ttl)
         await self._ask(pipe.execute)
+        self._origins = origins_of(url for n in (await self._live_nodes()).values() for url in (n.url, n.shared_url))
+
+    def trusted_origins(self) -> frozenset[str]:
+        return self._origins
 
     # ---- nodes ------------------------------------------------------------------------------------
 
@@ -303,8 +308,8 @@ class ClusterRooms:
 
     async def find(self, room_id: str) -> RoomRecord:
         room = self._registry.rooms.get(room_id)
-        if room is not None:
-            return RoomRecord(room.info(), room.created_by_dev)
+        if room is not None:  # its tokens point here, not at a port every worker shares
+            return RoomRecord(room.info(), room.created_by_dev, self.node.ws_url)
         stored = await self._stored(room_id)
         owner = await self._owner(room_id)
         info = stored.config

@@ -159,7 +159,9 @@ def run_workers(settings: Settings, count: int) -> int:
                     log.error("worker %d exited with %s too often: stopping", worker.index, code)
                     stopping, status = True, 1
                     break
-                log.warning("worker %d exited with %s: starting it again", worker.index, code)
+                delay = min(2.0 ** (len(worker.starts) - 1) * 0.5, 10.0)
+                log.warning("worker %d exited with %s: starting it again in %.1f s", worker.index, code, delay)
+                time.sleep(delay)
                 worker.start()
     finally:
         for worker in workers:

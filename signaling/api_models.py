@@ -70,8 +70,10 @@ class Node(BaseModel):
     """One Parley process serving rooms: alone, or one node of a cluster sharing rooms through Redis."""
 
     id: str
+    pid: int = Field(description="Its process id on its machine")
     url: str = Field(description="Where clients reach this node's HTTP API and page")
     ws_url: str = Field(description="This node's signaling WebSocket")
+    shared_url: str | None = Field(None, description="The port it shares with the other workers on its machine (--workers)")
     ice_addresses: list[str] = Field(description="Addresses it offers as ICE host candidates (media goes there)")
     calls: int = Field(description="People in its rooms now")
     rooms: int = Field(description="Rooms it holds, or has been given and not yet opened")

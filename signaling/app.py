@@ -33,7 +33,8 @@ OPENAPI_KEY = web.AppKey("openapi", dict)
 async def websocket(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE_KEY]
     origin = request.headers.get("Origin")
-    if not origin_allowed(origin, request.host, state.settings.http.allowed_origins):
+    trusted = (origin or "").lower() in state.directory.trusted_origins()  # a page another node of the cluster served
+    if not trusted and not origin_allowed(origin, request.host, state.settings.http.allowed_origins):
         log.warning("WebSocket from origin %s refused (http.allowed_origins)", origin)
         return error_response(request, 403, "origin_not_allowed", f"pages from {origin} may not open this WebSocket (http.allowed_origins)")
     address = request.remote or ""

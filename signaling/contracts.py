@@ -70,7 +70,7 @@ class RoomRecord:
 
     info: api.Room
     by_dev: bool  # created by dev mode: the dev token route may hand out tokens for it
-    ws_url: str | None = None  # the owner node's WebSocket when another node holds it; None: this one
+    ws_url: str | None = None  # where its callers connect: the owner node's WebSocket; None: wherever they asked
 
 
 class RoomService(Protocol):
@@ -87,6 +87,9 @@ class RoomService(Protocol):
         """The room to admit a joining caller into here, or the WebSocket URL of the node that holds it."""
         ...
     async def nodes(self) -> api.NodeList: ...
+    def trusted_origins(self) -> frozenset[str]:
+        """Origins of the other nodes' pages, whose WebSockets a redirect sends here (none in one process)."""
+        ...
 
 
 class Admission(Protocol):

@@ -7,7 +7,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable
 from urllib.parse import urlsplit, urlunsplit
 
 from parley.signaling import api_models as api
@@ -55,6 +55,7 @@ class NodeStatus:
     url: str
     ice_addresses: list[str]
     draining: Callable[[], bool] = lambda: False
+    shared_url: str | None = None  # --workers: the public port every worker of this machine listens on
     started_at: float = field(default_factory=time.time)
     cpu: CpuMeter = field(default_factory=CpuMeter)
 
@@ -68,7 +69,7 @@ class NodeStatus:
 
     def describe(self, calls: int, rooms: int) -> api.Node:
         return api.Node(
-            id=self.id, url=self.url, ws_url=self.ws_url, ice_addresses=self.ice_addresses, calls=calls, rooms=rooms,
+            id=self.id, pid=os.getpid(), url=self.url, ws_url=self.ws_url, shared_url=self.shared_url, ice_addresses=self.ice_addresses, calls=calls, rooms=rooms,
             cpu_percent=self.cpu.read(), draining=self.draining(), started_at=self.started_at, seen_at=time.time(),
         )
 
@@ -99,3 +100,17 @@ class LocalRooms:
     async def nodes(self) -> api.NodeList:
         node = self._node.describe(self._rooms.participant_count(), len(self._rooms.rooms))
         return api.NodeList(cluster=False, nodes=[node])
+
+    def trusted_origins(self) -> frozenset[str]:
+        return frozenset()
+
+
+def origins_of(urls: Iterable[str | None]) -> frozenset[str]:
+    """The page origins (scheme://host:port) of these node URLs: a page one node serves may open a
+    WebSocket to another."""
+    found = set()
+    for url in urls:
+        if url:
+            parts = urlsplit(url)
+            found.add(f"{parts.scheme}://{parts.netloc}".lower())
+    return frozenset(found)

@@ -254,3 +254,90 @@ async def test_callers_of_a_killed_node_are_back_in_one_room_on_another_and_the_
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(10)
+
+
+def _free_port_run(count: int) -> int:
+    """A port P with P … P+count-1 all free (--workers uses the ports after the public one)."""
+    import socket
+
+    for _ in range(50):
+        base = free_loopback_port()
+        if base + count > 65535:
+            continue
+        try:
+            socks = []
+            for port in range(base, base + count):
+                sock = socket.socket()
+                socks.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise RuntimeError("no run of free ports")
+
+
+async def _nodes(url: str) -> list[dict]:
+    async with ParleyAdmin(url, TEST_API_KEY) as admin:
+        return await admin.nodes()
+
+
+async def test_workers_share_one_port_and_a_killed_worker_comes_back(tmp_path, question_samples):
+    port = _free_port_run(3)
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path), "PARLEY_AGENT__MODE": "echo", "PARLEY_AUTH__API_KEY": TEST_API_KEY}
+    log = open(tmp_path / "workers.log", "wb")
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "parley.server.cli", "serve", "--workers", "2", "--port", str(port), "--ice-host-address", "127.0.0.1"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    shared = f"http://127.0.0.1:{port}"
+    callers: list[ParleyClient] = []
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert parent.poll() is None, (tmp_path / "workers.log").read_text()[-2000:]
+            try:
+                nodes = await _nodes(shared)
+                if len(nodes) == 2:
+                    break
+            except (aiohttp.ClientError, ParleyApiError):
+                pass
+            assert time.monotonic() < deadline, (tmp_path / "workers.log").read_text()[-2000:]
+            await asyncio.sleep(0.3)
+        assert sorted(n["url"] for n in nodes) == [f"http://127.0.0.1:{port + 1}", f"http://127.0.0.1:{port + 2}"]
+        async with ParleyAdmin(shared, TEST_API_KEY) as admin:
+            for room in ("w-one", "w-two"):
+                await admin.create_room(room)
+            tokens = [await admin.token(room, f"{room}-caller") for room in ("w-one", "w-two")]
+        assert tokens[0]["ws_url"].split("/ws")[0] != tokens[1]["ws_url"].split("/ws")[0], tokens  # one room per worker
+        for minted in tokens:
+            caller = ParleyClient(shared, token=minted["token"], reconnect=True)
+            await caller.start()
+            callers.append(caller)
+            assert await caller.echo_round_trip(question_samples[: 48_000]) is not None
+
+        victim = next(n for n in nodes if tokens[0]["ws_url"].startswith(n["ws_url"]))
+        os.kill(victim["pid"], signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while True:  # the parent starts the worker again, under the same node id
+            back = {n["id"]: n for n in await _nodes(shared)}
+            if victim["id"] in back and back[victim["id"]]["pid"] != victim["pid"]:
+                break
+            assert time.monotonic() < deadline, back
+            await asyncio.sleep(0.3)
+        await until(lambda: callers[0].reconnects == 1, 30, "the killed worker's caller rejoined")
+        assert await callers[0].echo_round_trip(question_samples[: 48_000]) is not None
+        assert callers[1].reconnects == 0  # the other worker's call never noticed
+        assert await callers[1].echo_round_trip(question_samples[: 48_000]) is not None
+    finally:
+        for caller in callers:
+            await caller.close()
+        parent.send_signal(signal.SIGTERM)
+        try:
+            assert parent.wait(30) == 0, (tmp_path / "workers.log").read_text()[-2000:]
+        finally:
+            if parent.poll() is None:
+                os.killpg(parent.pid, signal.SIGKILL)
+    assert "started a private redis-server" in (tmp_path / "workers.log").read_text()

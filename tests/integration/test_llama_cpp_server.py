@@ -110,3 +110,69 @@ async def test_barge_in_closes_the_llm_stream(llama_app, llama_server, audio_dir
         await caller.close()
     assert interrupted["heard_text"] is not None
     assert closed_by_barge_in, "barge-in did not close the HTTP stream of the reply being generated"
+
+
+def _pool_settings(settings, urls: list[str]):
+    return settings.model_copy(update={
+        "llm": settings.llm.model_copy(update={"backend": "openai", "urls": urls, "max_tokens": 40, "pool_retry_after_s": 30}),
+    })
+
+
+async def test_a_pool_sends_turns_past_a_dead_backend_and_sets_it_aside(settings, llama_server, models, question_samples):
+    from parley.agents.llm.pool import LlmPool
+    from parley.core.net import free_loopback_port
+
+    dead = f"http://127.0.0.1:{free_loopback_port()}/v1"  # nothing listens there
+    pool = await _load_llm(_pool_settings(settings, [dead, llama_server.url]))
+    assert isinstance(pool, LlmPool)
+    via_pool = dataclasses.replace(models, llm=pool)
+    via_pool.voices = {}
+    requests_before = llama_server.log().count("POST /v1/chat/completions")
+    runner, served = await serve_app(_pool_settings(settings, [dead, llama_server.url]), via_pool)
+    caller = ParleyClient(served.url, room="via-llm-pool")
+    try:
+        await caller.start()
+        for _ in range(2):
+            result = await caller.ask(question_samples, timeout=90)
+            assert result.answered and result.agent_text.strip(), result
+        assert not [m for m in caller.messages if m["type"] == "error"], caller.messages
+    finally:
+        await caller.close()
+        await runner.cleanup()
+        await pool.close()
+    dead_backend, live_backend = pool.backends
+    assert dead_backend.failures == 1  # tried once, then set aside: the second turn went straight to the live one
+    assert live_backend.failures == 0
+    assert llama_server.log().count("POST /v1/chat/completions") >= requests_before + 2
+
+
+async def test_a_pool_spreads_replies_and_fails_only_when_every_backend_is_dead(llama_server):
+    from parley.agents.llm.pool import LlmPool
+    from parley.core.errors import BackendError
+    from parley.core.net import free_loopback_port
+
+    # Two entries for one real server: a reply in progress on one sends the next to the other.
+    pool = LlmPool([OpenAICompatibleChat(llama_server.url, "smollm2", max_tokens=200) for _ in range(2)])
+    long = pool.stream([ChatMessage(role="user", content="Write a long story about a dragon.")])
+    try:
+        assert await anext(long)
+        busy = [b for b in pool.backends if b.outstanding == 1]
+        assert len(busy) == 1
+        short = [d async for d in pool.stream([ChatMessage(role="user", content="Say yes.")])]
+        assert "".join(short).strip()
+        assert pool.order()[0] is not busy[0]  # the idle one comes first
+    finally:
+        await long.aclose()
+        await pool.close()
+    assert all(b.outstanding == 0 for b in pool.backends)
+
+    dead = LlmPool([OpenAICompatibleChat(f"http://127.0.0.1:{free_loopback_port()}/v1", "m") for _ in range(2)])
+    try:
+        with pytest.raises(BackendError) as failed:
+            async for _ in dead.stream([ChatMessage(role="user", content="Hello?")]):
+                pass
+        assert failed.value.code == "llm_unavailable"
+        assert all(b.failures == 1 for b in dead.backends)
+        assert (await dead.health()).status == "unreachable"
+    finally:
+        await dead.close()
