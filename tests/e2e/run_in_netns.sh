@@ -22,6 +22,9 @@ for _ in $(seq 1 240); do
   sleep 0.5
 done
 page="http://127.0.0.1:$port/${PAGE_QUERY:-}"
+if [ -n "${PAGE_FROM:-}" ]; then  # a script that prepares the call (rooms, tokens) and prints the page URL
+  page=$("$root/.venv/bin/python" "$PAGE_FROM" "http://127.0.0.1:$port" 2>>"$log") || { echo '{"ok": false, "error": "PAGE_FROM failed"}'; cat "$log" >&2; exit 0; }
+fi
 backend=
 if [ -n "${EMBED_PORT:-}" ]; then  # examples/backend.py: another origin that serves the embed page and mints tokens
   "$root/.venv/bin/python" "$root/examples/backend.py" --parley "http://127.0.0.1:$port" --api-key "$PARLEY_AUTH__API_KEY" \

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import QUESTION, QUESTION_ZH, free_port, need_binary
+from tests.conftest import QUESTION, QUESTION_MAX_WER, QUESTION_ZH, free_port, need_binary
 from tests.support.audio import read_wav, speak_to_wav, word_error_rate, write_wav
 from tests.support.cer import CHINESE_REPLY, character_error_rate, cjk_share
 
@@ -234,3 +234,16 @@ def test_sdk_rejoins_when_the_server_ends_a_call_on_renegotiation_timeout(fake_m
     assert result["rejoined_participant"] != result["first_participant"], result
     assert result["second_participant"] in result["first_tracks"].values(), result  # hears the newcomer now
     assert result["calls"] == 2, result  # the ended call was torn down, not left half-open
+
+
+def test_a_page_served_by_one_worker_follows_the_redirect_to_the_worker_holding_its_room(fake_mic_wav: Path, tmp_path: Path):
+    """`parley serve --workers 2` (a private redis-server): the page comes from the worker that does not hold
+    the room; the SDK follows the redirect, makes its call with the other worker, and the agent answers."""
+    need_binary("redis-server")
+    env = {"PAGE_FROM": str(HERE / "cluster_page.py"), "PARLEY_AUTH__API_KEY": "e2e-cluster-admin-key-0001"}
+    result = browser_call(fake_mic_wav, tmp_path / "cluster.png", "answer", env=env, serve_args=("--dev", "--workers", "2"))
+    log = (tmp_path / "cluster-server.log").read_text()
+    assert "is on another node: redirected to" in log, log[-3000:]
+    assert word_error_rate(QUESTION, result["user_transcript"]) <= QUESTION_MAX_WER, result["user_transcript"]
+    assert result["agent_text"], "the agent's reply never appeared in the transcript"
+    assert not [c for c in result["console"] if c.startswith(("error", "pageerror"))], result["console"]
