@@ -19,16 +19,23 @@ from aiortc.codecs.opus import OpusDecoder, OpusEncoder
 from aiortc.jitterbuffer import JitterFrame
 
 from parley.signaling.client import ParleyAdmin, ParleyClient
-from parley.bench.server_process import cpu_seconds
+from parley.bench.server_process import cpu_by_process
 
 log = logging.getLogger(__name__)
 FRAME = 960
 
 
 async def _cpu_percent(pid: int, seconds: float) -> float:
-    cpu0, wall0 = cpu_seconds(pid), time.monotonic()
+    return (await _cpu_split(pid, seconds))[0]
+
+
+async def _cpu_split(pid: int, seconds: float) -> tuple[float, float, float]:
+    """Over ``seconds``: the server tree's CPU, its busiest process's, and this (load generator) process's, in %."""
+    before, own0, wall0 = cpu_by_process(pid), time.process_time(), time.monotonic()
     await asyncio.sleep(seconds)
-    return (cpu_seconds(pid) - cpu0) / (time.monotonic() - wall0) * 100
+    after, own1, wall = cpu_by_process(pid), time.process_time(), time.monotonic() - wall0
+    spent = {p: after[p] - before.get(p, 0.0) for p in after}
+    return sum(spent.values()) / wall * 100, max(spent.values(), default=0.0) / wall * 100, (own1 - own0) / wall * 100
 
 
 async def forwarding_step(
@@ -57,7 +64,7 @@ async def forwarding_step(
             await asyncio.sleep(2.0)
             start = time.monotonic()
             counts0 = [sum(len(r.times) for r in c.mid_recorders.values()) for c in callers]
-            cpu = await _cpu_percent(pid, seconds)
+            cpu, busiest, client_cpu = await _cpu_split(pid, seconds)
             elapsed = time.monotonic() - start
             counts1 = [sum(len(r.times) for r in c.mid_recorders.values()) for c in callers]
             gaps = []
@@ -76,6 +83,7 @@ async def forwarding_step(
     step = {
         "people": rooms * room_size, "rooms": rooms, "room_size": room_size, "forwarded_streams": streams,
         "server_cpu_percent": cpu, "cpu_per_stream_percent": max(0.0, cpu - idle_cpu) / streams,
+        "busiest_process_cpu_percent": busiest, "load_generator_cpu_percent": client_cpu,
         "frames_per_stream_per_s": received / streams / elapsed, "max_gap_ms": max(gaps) * 1000 if gaps else None,
     }
     log.info("forwarding: %d streams, server %.1f %% CPU, %.2f %% per stream, %.1f frames/s per stream, max gap %s ms",

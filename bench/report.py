@@ -158,9 +158,43 @@ def markdown(run: dict[str, Any]) -> str:
             f"room, costs ~{codec['agent_voice_percent_per_room']:.2f} % per room whatever the number of listeners.",
             "",
         ]
+    lines += _cluster_lines(run.get("cluster"))
     if run.get("not_measured"):
         lines += ["Not measured in this run: " + "; ".join(run["not_measured"]), ""]
     return "\n".join(lines)
+
+
+def _cluster_lines(cluster: dict[str, Any] | None) -> list[str]:
+    """Forwarding capacity by worker count, and join latency through the room's node vs another."""
+    if not cluster:
+        return []
+    lines = [
+        "### Workers (`parley serve --workers N`, rooms of 2 people, no agent, one Redis)",
+        "",
+        "| workers | people | forwarded streams | server CPU % (all processes) | busiest process CPU % | CPU % per stream | "
+        "frames/s per stream | max gap ms | load generator CPU % |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for count, ramp in cluster["forwarding"].items():
+        for s in ramp["steps"]:
+            lines.append(
+                f"| {count} | {s['people']} | {s['forwarded_streams']} | {s['server_cpu_percent']:.1f} | "
+                f"{s['busiest_process_cpu_percent']:.1f} | {s['cpu_per_stream_percent']:.2f} | "
+                f"{s['frames_per_stream_per_s']:.1f} | {_n(s['max_gap_ms'])} | {s['load_generator_cpu_percent']:.0f} |"
+            )
+    sustained = cluster["sustained_streams"]
+    lines += ["", "Streams sustained (every stream ≥ 45 frames/s, gaps ≤ 100 ms): "
+              + ", ".join(f"{count} worker(s): **{n}**" for count, n in sustained.items()), ""]
+    joins = cluster.get("join_s")
+    if joins:
+        lines += [
+            "| call set-up (WebSocket, join, offer/answer) | n | p50 | p95 |",
+            "|---|---|---|---|",
+            *(f"| {label} | {joins[key]['n']} | {_ms(joins[key]['p50'])} | {_ms(joins[key]['p95'])} |"
+              for key, label in (("owner", "straight to the room's node"), ("other", "through another node (redirect)"))),
+            "",
+        ]
+    return lines
 
 
 def write_json(run: dict[str, Any], path: Path) -> None:

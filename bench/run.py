@@ -15,6 +15,7 @@ from typing import Any
 
 from parley.bench import report
 from parley.bench.questions import load_mandarin_questions, load_paused_questions, load_questions
+from parley.bench.cluster import cluster_bench
 from parley.bench.forwarding import forwarding_ramp
 from parley.bench.pipecat_peer import PIPECAT_VERSION, measure_pipecat
 from parley.bench.realtime import realtime_turns
@@ -76,6 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stt-batching", default="1,2,4,8", help="utterance counts for the STT batching comparison")
     p.add_argument("--no-stt-batching", action="store_true", help="skip the STT batching comparison")
     p.add_argument("--forwarding-only", action="store_true", help="run only the SFU forwarding ramp")
+    p.add_argument(
+        "--cluster-workers", default="1,2",
+        help="worker counts (parley serve --workers) whose forwarding capacity is compared, with join latency "
+        "through the room's node and through another",
+    )
+    p.add_argument("--cluster-people", default="8,16,24,32", help="people per step of each worker count's forwarding ramp")
+    p.add_argument("--no-cluster", action="store_true", help="skip the workers comparison")
+    p.add_argument("--cluster-only", action="store_true", help="run only the workers comparison")
     p.add_argument("--results", type=Path, default=Path("bench/results"), help="where JSON and PNG go")
     p.add_argument("--questions-dir", type=Path, default=Path("bench/questions"), help="cache of the spoken questions")
     return p
@@ -158,12 +167,21 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             run["ramp"][name] = [vars(s) for s in ramp]
             run["max_calls_sustained"][name] = max((s.calls for s in ramp if s.sustained), default=0)
 
-    if not (args.no_stt_batching or args.forwarding_only):
+    if not (args.no_stt_batching or args.forwarding_only or args.cluster_only):
         settings = load_settings(environ={**os.environ, **_model_env(args)})
         sizes = [int(x) for x in args.stt_batching.split(",") if x.strip()]
         log.info("STT batching: %s utterances at once, one by one and batched (%s on %s)", sizes, settings.stt.model, settings.stt.device)
         run["stt_batching"] = await stt_batching_bench(settings, questions, sizes)
-    if args.forwarding_only or not (args.no_forwarding or args.url):
+    if args.cluster_only or not (args.no_cluster or args.url or args.forwarding_only):
+        counts = [int(x) for x in args.cluster_workers.split(",") if x.strip()]
+        env = {**_server_env(args, "streaming", "echo"), "PARLEY_AUTH__API_KEY": BENCH_API_KEY}
+        people = [int(x) for x in args.cluster_people.split(",") if x.strip()]
+        run["cluster"] = await cluster_bench(env, BENCH_API_KEY, logs, questions[0].samples, counts, people, args.forwarding_seconds)
+    elif args.url and not args.no_cluster:
+        run["not_measured"].append("workers comparison (the bench did not start the server: --url)")
+    if args.cluster_only:
+        pass
+    elif args.forwarding_only or not (args.no_forwarding or args.url):
         log.info("SFU forwarding: starting a server without models (rooms without an agent)")
         env = {**_server_env(args, "streaming", "echo"), "PARLEY_AUTH__API_KEY": BENCH_API_KEY}
         async with ServerProcess(env, logs / "forwarding.log") as server:
@@ -174,7 +192,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             )
     elif args.url:
         run["not_measured"].append("SFU forwarding (the bench did not start the server: --url)")
-    if args.forwarding_only:
+    if args.forwarding_only or args.cluster_only:
         pass
     elif args.url:
         await measure("streaming", args.url, None)

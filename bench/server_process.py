@@ -11,7 +11,7 @@ from pathlib import Path
 
 import aiohttp
 
-from parley.core.net import free_loopback_port
+from parley.core.net import free_loopback_port, free_loopback_port_run
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -34,16 +34,21 @@ def _tree(pid: int) -> list[int]:
     return out
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds used so far by ``pid`` and its descendants."""
-    total = 0
+def cpu_by_process(pid: int) -> dict[int, float]:
+    """User + system CPU seconds used so far by ``pid`` and each of its descendants."""
+    out: dict[int, float] = {}
     for p in _tree(pid):
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
+            out[p] = (int(fields[11]) + int(fields[12])) / _TICKS
         except (OSError, IndexError, ValueError):
             continue
-    return total / _TICKS
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds used so far by ``pid`` and its descendants."""
+    return sum(cpu_by_process(pid).values())
 
 
 def _role(pid: int) -> str:
@@ -113,8 +118,9 @@ async def stop_child(process: asyncio.subprocess.Process, grace_s: float = 10.0,
 class ServerProcess:
     """A ``parley serve`` child on 127.0.0.1 with settings given as ``PARLEY_*`` variables."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, ready_timeout_s: float = 300.0) -> None:
-        self.port = free_loopback_port()
+    def __init__(self, env: dict[str, str], log_path: Path, ready_timeout_s: float = 300.0, workers: int = 1) -> None:
+        self.workers = workers  # > 1: `parley serve --workers N` (the next N ports are the workers' own)
+        self.port = free_loopback_port_run(workers + 1) if workers > 1 else free_loopback_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._env = {**os.environ, **env}
         self._log_path = log_path
@@ -126,7 +132,8 @@ class ServerProcess:
         with self._log_path.open("wb") as log:
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "parley.server.cli", "serve", "--dev", "--host", "127.0.0.1", "--port", str(self.port),
-                "--ice-host-address", "127.0.0.1", env=self._env, stdout=log, stderr=log,
+                "--ice-host-address", "127.0.0.1", *(["--workers", str(self.workers)] if self.workers > 1 else []),
+                env=self._env, stdout=log, stderr=log, start_new_session=self.workers > 1,
             )
         deadline = time.monotonic() + self._ready_timeout_s
         async with aiohttp.ClientSession() as http:
@@ -145,7 +152,7 @@ class ServerProcess:
 
     async def __aexit__(self, *exc: object) -> None:
         if self.process is not None:
-            await stop_child(self.process)
+            await stop_child(self.process, group=self.workers > 1)
 
     @property
     def pid(self) -> int | None:

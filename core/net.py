@@ -23,3 +23,25 @@ def is_loopback_host(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def free_loopback_port_run(count: int, attempts: int = 50) -> int:
+    """A port P such that P … P+count-1 are all free right now (``parley serve --workers`` uses the
+    ports after its public one)."""
+    for _ in range(attempts):
+        base = free_loopback_port()
+        if base + count > 65536:
+            continue
+        socks: list[socket.socket] = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket()
+                socks.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise OSError(f"no {count} consecutive free loopback ports found")

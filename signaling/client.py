@@ -152,7 +152,10 @@ class ParleyClient:
 
     Without a ``token`` it asks the server's dev mode for one (``POST /api/v1/dev/token``). It
     answers the server's renegotiation offers and records each incoming track: ``recorder`` is the
-    agent's voice, ``recorder_for(participant_id)`` another person's forwarded microphone.
+    agent's voice, ``recorder_for(participant_id)`` another person's forwarded microphone. In a
+    cluster it follows ``redirect`` to the node holding the room (``node_url``); with ``reconnect``
+    it rejoins through ``base_url`` when the socket drops (a new peer connection, ``mic`` and
+    ``recorder``; ``reconnects`` counts them).
     """
 
     def __init__(

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.slow
 
 
 def _parley_servers() -> set[str]:
-    out = subprocess.run(["pgrep", "-f", "parley.server.cli serve"], capture_output=True, text=True).stdout
+    out = subprocess.run(["pgrep", "-f", "parley.server.(cli serve|worker)"], capture_output=True, text=True).stdout
     return set(out.split())
 
 
@@ -25,7 +25,8 @@ def test_bench_runs_and_cleans_up(tmp_path):
     before, bots_before = _parley_servers(), _pipecat_bots()
     result = subprocess.run(
         [sys.executable, "-m", "parley.server.cli", "bench", "--llm-model", "smollm2-135m", "--questions", "2",
-         "--ramp", "1", "--step-seconds", "4", "--mandarin", "1", "--forwarding", "2", "--forwarding-seconds", "3", "--stt-batching", "1,3", "--paused", "1", "--results", str(tmp_path), "--questions-dir", str(tmp_path / "q")],
+         "--ramp", "1", "--step-seconds", "4", "--mandarin", "1", "--forwarding", "2", "--forwarding-seconds", "3", "--stt-batching", "1,3", "--paused", "1",
+         "--cluster-workers", "1,2", "--cluster-people", "2", "--results", str(tmp_path), "--questions-dir", str(tmp_path / "q")],
         capture_output=True, text=True, timeout=840,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -63,6 +64,12 @@ def test_bench_runs_and_cleans_up(tmp_path):
     assert step["forwarded_streams"] == 2 and step["frames_per_stream_per_s"] > 40, step
     assert step["cpu_per_stream_percent"] >= 0 and run["forwarding"]["codec"]["encode_ms_per_frame"] > 0
     assert "SFU forwarding" in result.stdout
+    cluster = run["cluster"]  # 1 worker beside 2 (`parley serve --workers 2`, a private redis-server)
+    for count in ("1", "2"):
+        [step] = cluster["forwarding"][count]["steps"]
+        assert step["forwarded_streams"] == 2 and step["frames_per_stream_per_s"] > 40, (count, step)
+    assert cluster["join_s"]["owner"]["n"] == cluster["join_s"]["other"]["n"] == 10, cluster["join_s"]
+    assert cluster["join_s"]["other"]["p50"] > 0 and "Workers (`parley serve --workers N`" in result.stdout
     rows = {(r["utterances"], r["mode"]): r for r in run["stt_batching"]["rows"]}
     assert rows[(3, "one by one")]["model_passes"] == 3 and rows[(3, "batched")]["model_passes"] == 1
     assert all(r["utterances_per_s"] > 0 for r in rows.values()) and "STT batching" in result.stdout

@@ -17,7 +17,7 @@ import aiohttp
 import numpy as np
 import pytest
 
-from parley.core.net import free_loopback_port
+from parley.core.net import free_loopback_port, free_loopback_port_run
 from parley.server.app import create_app
 from parley.server.config import Settings
 from parley.signaling.client import ParleyAdmin, ParleyApiError, ParleyClient
@@ -256,36 +256,13 @@ async def test_callers_of_a_killed_node_are_back_in_one_room_on_another_and_the_
         process.wait(10)
 
 
-def _free_port_run(count: int) -> int:
-    """A port P with P … P+count-1 all free (--workers uses the ports after the public one)."""
-    import socket
-
-    for _ in range(50):
-        base = free_loopback_port()
-        if base + count > 65535:
-            continue
-        try:
-            socks = []
-            for port in range(base, base + count):
-                sock = socket.socket()
-                socks.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-    raise RuntimeError("no run of free ports")
-
-
 async def _nodes(url: str) -> list[dict]:
     async with ParleyAdmin(url, TEST_API_KEY) as admin:
         return await admin.nodes()
 
 
 async def test_workers_share_one_port_and_a_killed_worker_comes_back(tmp_path, question_samples):
-    port = _free_port_run(3)
+    port = free_loopback_port_run(3)
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path), "PARLEY_AGENT__MODE": "echo", "PARLEY_AUTH__API_KEY": TEST_API_KEY}
     log = open(tmp_path / "workers.log", "wb")
     parent = subprocess.Popen(
