@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 from aiortc.mediastreams import MediaStreamTrack
 
+from parley.agents.echo_cancel import EchoCanceller
 from parley.agents.endpointer import EndpointEvent, Endpointer
 from parley.agents.runtime import AgentModels
 from parley.core.audio import FrameToAgentPcm
@@ -37,10 +38,14 @@ def new_endpointer(models: AgentModels, vad: VadSettings) -> Endpointer:
 class Listener:
     """Feeds one track through an endpointer and hands every event to ``on_event``, in order."""
 
-    def __init__(self, endpointer: Endpointer, vad_executor: Executor, on_event: Callable[[EndpointEvent], None]) -> None:
+    def __init__(
+        self, endpointer: Endpointer, vad_executor: Executor, on_event: Callable[[EndpointEvent], None],
+        canceller: EchoCanceller | None = None,
+    ) -> None:
         self._endpointer = endpointer
         self._executor = vad_executor
         self._on_event = on_event
+        self._canceller = canceller  # removes the agent's own voice from this person's audio first
 
     async def run(self, track: MediaStreamTrack) -> None:
         """Until the track ends (``MediaStreamError``) or the endpointer fails (its exception)."""
@@ -51,6 +56,8 @@ class Listener:
         pending_size = 0
         while True:
             pcm = converter.convert(await track.recv())
+            if self._canceller is not None:
+                pcm = self._canceller.capture(pcm)
             pending.append(pcm)
             pending_size += pcm.size
             if pending_size < window:

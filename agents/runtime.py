@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import weakref
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +14,7 @@ import numpy as np
 
 from parley.agents.llm.base import ChatModel
 from parley.agents.stage_timer import EarlyTranscriptionStats, SpeculationStats
+from parley.agents.echo_cancel import EchoReference, EchoStats, echo_cancellation_available
 from parley.agents.llm.openai_compat import OpenAICompatibleChat
 from parley.agents.stt.base import BatchSpeechToText, LanguageDetectingSpeechToText, SpeechToText
 from parley.agents.stt.batching import SttBatcher
@@ -198,6 +200,18 @@ class AgentModels:
     stt_batcher: SttBatcher | None = field(default=None, init=False)
     early_stt: EarlyTranscriptionStats = field(default_factory=EarlyTranscriptionStats, init=False)
     speculation: SpeculationStats = field(default_factory=SpeculationStats, init=False)
+    echo_cancellation: bool = False  # callers' audio goes through server-side AEC (audio.echo_cancellation)
+    echo_references: "weakref.WeakSet[EchoReference]" = field(default_factory=weakref.WeakSet, init=False)
+    echo_ended: EchoStats = field(default_factory=EchoStats, init=False)  # rooms closed so far
+
+    def echo_reference(self) -> "EchoReference | None":
+        """A room's echo reference (its agent's voice, for its callers' cancellers), or None without AEC."""
+        if not self.echo_cancellation:
+            return None
+        gate = self.settings.audio.echo_gate_db if self.settings is not None else 30.0
+        reference = EchoReference(gate, ended=self.echo_ended)
+        self.echo_references.add(reference)
+        return reference
 
     def __post_init__(self) -> None:
         cfg = self.settings.stt if self.settings is not None else None
@@ -267,7 +281,14 @@ class AgentModels:
             "stt_batching": self.stt_batcher.stats.as_dict() if self.stt_batcher else None,
             "early_stt": self.early_stt.as_dict(),
             "speculative_replies": self.speculation.as_dict(),
+            "echo_cancellation": self._echo_stats() if self.echo_cancellation else None,
         }
+
+    def _echo_stats(self) -> dict[str, object]:
+        total = EchoStats(**vars(self.echo_ended))
+        for reference in list(self.echo_references):
+            total.add(reference.live_stats())
+        return {**vars(total), "erle_db": total.erle_db}
 
     async def voice(self, name: str | None) -> TextToSpeech:
         """The TTS voice called ``name`` (the default one for None), loaded once on first use."""
@@ -321,10 +342,15 @@ class AgentModels:
         tts = await stage(f"TTS ({settings.tts.backend} {settings.tts.voice})", lambda: asyncio.to_thread(tts_factory, settings))
         llm = await stage(f"LLM ({settings.llm.backend} {settings.llm.model})", lambda: _load_llm(settings))
         await stage("warm-up (STT, TTS)", lambda: asyncio.to_thread(_warm_up, stt, tts))
+        echo = await stage(
+            f"echo cancellation (WebRTC AEC3, audio.echo_cancellation = {settings.audio.echo_cancellation!r})",
+            lambda: asyncio.to_thread(echo_cancellation_available, settings.audio.echo_cancellation),
+        )
         models = cls(
             vad=vad, end_of_turn=end_of_turn, stt=stt, llm=llm, tts=tts,  # type: ignore[arg-type]
             executor=ThreadPoolExecutor(settings.inference_threads, thread_name_prefix="parley-infer"),
             vad_executor=ThreadPoolExecutor(1, thread_name_prefix="parley-vad"), settings=settings,
+            echo_cancellation=bool(echo),
         )
         if settings.agent.language != "en":  # the server's default rooms speak it: a missing model stops the start
             language = settings.agent.language

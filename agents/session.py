@@ -27,6 +27,7 @@ from parley.agents.backchannel import is_backchannel, real_word_count
 from parley.agents.endpointer import (
     EndpointEvent, InterimAudio, SpeechDiscarded, SpeechPaused, SpeechResumed, SpeechStarted, Utterance,
 )
+from parley.agents.echo_cancel import EchoCanceller
 from parley.agents.listener import Listener, new_endpointer
 from parley.agents.llm.base import ChatMessage
 from parley.agents.stage_timer import TurnTimer
@@ -161,17 +162,18 @@ class AgentSession:
 
     # ---- input -------------------------------------------------------------------------------
 
-    async def listen(self, track: MediaStreamTrack, speaker: Speaker) -> None:
+    async def listen(self, track: MediaStreamTrack, speaker: Speaker, canceller: EchoCanceller | None = None) -> None:
         """Consume one person's audio until the track ends, driving the turn-taking state machine.
 
         Called once per person in the room: each has an endpointer of its own, the turns are shared.
+        ``canceller``: the person's echo canceller (the agent's voice removed before anything listens).
         """
         if self._settings.agent.pipeline == "naive":
             await self._listen_naive(track, speaker)
             return
         listener = Listener(
             new_endpointer(self._models, self._settings.vad), self._models.vad_executor,
-            lambda event: self._on_endpoint_event(event, speaker),
+            lambda event: self._on_endpoint_event(event, speaker), canceller,
         )
         try:
             await listener.run(track)

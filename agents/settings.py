@@ -184,9 +184,20 @@ class AgentSettings(Section):
     reply_policy: ReplyPolicy = "auto"
 
 
+class AudioSettings(Section):
+    # Server-side echo cancellation of the agent's own voice in each caller's microphone (WebRTC AEC3
+    # from the livekit wheel), before VAD, STT and barge-in: "auto" uses it when the wheel loads, "on"
+    # requires it (parley serve exits 3 without it), "off" leaves echo to the caller's device.
+    echo_cancellation: Literal["auto", "on", "off"] = "auto"
+    # While the agent talks, what AEC3 leaves more than this far below the agent's level is taken for
+    # residual echo and silenced, so a barge-in has to come from the caller.
+    echo_gate_db: float = Field(30.0, ge=0, le=80)
+
+
 class PipelineSettings(Section):
     """What the agents package reads: its own sections, where models are cached, inference threads."""
 
+    audio: AudioSettings = AudioSettings()
     vad: VadSettings = VadSettings()
     stt: SttSettings = SttSettings()
     llm: LlmSettings = LlmSettings()

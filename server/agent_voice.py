@@ -9,6 +9,7 @@ import logging
 from aiortc.codecs.opus import OpusEncoder
 from aiortc.mediastreams import MediaStreamError
 
+from parley.agents.echo_cancel import EchoReference
 from parley.server.forwarding import AudioPublisher
 from parley.server.playout import PlayoutTrack
 
@@ -22,9 +23,10 @@ class AgentVoice:
     whether or not anyone is listening; it encodes only while someone is.
     """
 
-    def __init__(self, playout: PlayoutTrack, publisher: AudioPublisher) -> None:
+    def __init__(self, playout: PlayoutTrack, publisher: AudioPublisher, reference: EchoReference | None = None) -> None:
         self.playout = playout
         self.publisher = publisher
+        self.reference = reference  # the callers' echo cancellers hear each frame as it leaves
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -35,6 +37,8 @@ class AgentVoice:
         try:
             while True:
                 frame = await self.playout.recv()
+                if self.reference is not None:
+                    self.reference.played(frame)
                 if not self.publisher.subscribers:
                     continue
                 payloads, timestamp = encoder.encode(frame)  # ~0.15 ms per frame: cheaper than a thread hop

@@ -22,7 +22,7 @@ class EchoSession:
         self._playout = playout
         self._log = CallLogger(log, participant=participant_id)
 
-    async def listen(self, track: MediaStreamTrack, speaker: object = None) -> None:
+    async def listen(self, track: MediaStreamTrack, speaker: object = None, canceller: object = None) -> None:
         resampler = av.AudioResampler(format="s16", layout="mono", rate=WEBRTC_RATE)
         try:
             while True:

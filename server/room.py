@@ -41,9 +41,11 @@ class RoomAgent:
         self.name = room.config.agent.name
         self.playout = PlayoutTrack()
         self.voice = AudioPublisher(self.participant_id)
-        self._pump = AgentVoice(self.playout, self.voice)
+        echo_mode = room.settings.agent.mode == "echo" or models is None or profile is None
+        self.echo = None if echo_mode else models.echo_reference()  # type: ignore[union-attr]
+        self._pump = AgentVoice(self.playout, self.voice, self.echo)
         self.session: AgentSession | EchoSession
-        if room.settings.agent.mode == "echo" or models is None or profile is None:
+        if echo_mode:
             self.session = EchoSession(self.playout, self.participant_id)
         else:
             emit = broadcaster(room.broadcast, self.participant_id, lambda: profile.name)
@@ -67,13 +69,16 @@ class RoomAgent:
             tap.decode = True
         audio = BoundedAudioTrack(track)  # the agent falling behind drops old audio, never piles it up
         speaker = Speaker(participant.participant_id, participant.name)
-        task = asyncio.create_task(self.session.listen(audio, speaker), name=f"listen-{participant.participant_id}")
+        canceller = self.echo.open() if self.echo is not None else None
+        task = asyncio.create_task(self.session.listen(audio, speaker, canceller), name=f"listen-{participant.participant_id}")
         self._ears[participant.participant_id] = task
 
         def stopped(_: asyncio.Task[None]) -> None:  # ended, failed or cancelled: stop decoding for nobody
             if tap is not None:
                 tap.decode = False
             audio.stop()
+            if canceller is not None and self.echo is not None:
+                self.echo.close(canceller)
 
         task.add_done_callback(stopped)
 

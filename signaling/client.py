@@ -110,6 +110,7 @@ class AudioRecorder:
         self.peaks: list[float] = []
         self.keep_audio = keep_audio
         self.audio: list[np.ndarray] = []
+        self.listeners: list[Callable[[np.ndarray], None]] = []  # each gets every 48 kHz chunk as it arrives
 
     async def run(self, track: MediaStreamTrack) -> None:
         resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
@@ -123,6 +124,8 @@ class AudioRecorder:
                     self.peaks.append(float(np.abs(pcm).max()) if pcm.size else 0.0)
                     if self.keep_audio:
                         self.audio.append(pcm)
+                    for listener in self.listeners:
+                        listener(pcm)
         except MediaStreamError:
             pass
 
@@ -161,7 +164,7 @@ class ParleyClient:
     def __init__(
         self, base_url: str, *, room: str | None = None, token: str | None = None, name: str | None = None,
         identity: str | None = None, keep_audio: bool = False, relay_only: bool = False,
-        reconnect: bool = False, reconnect_timeout_s: float = 30.0,
+        reconnect: bool = False, reconnect_timeout_s: float = 30.0, microphone: QueueMicrophone | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.room = room
@@ -170,7 +173,7 @@ class ParleyClient:
         self.identity = identity
         self.keep_audio = keep_audio
         self.relay_only = relay_only  # use only the TURN server from `joined` (iceTransportPolicy relay)
-        self.mic = QueueMicrophone()
+        self.mic = microphone or QueueMicrophone()  # e.g. bench.speakerphone's: it also hears the agent
         self.recorder = AudioRecorder(keep_audio)  # the agent's voice, on our microphone's m-line
         self.mid_recorders: dict[str, AudioRecorder] = {}  # everyone else's audio, by m-line
         self.tracks: dict[str, str] = {}  # mid → participant id, as the server last described it

@@ -1,0 +1,111 @@
+"""A speakerphone in software: a caller whose microphone hears its own questions **and** the agent's
+voice it receives, delayed, filtered, attenuated and with room noise — what a phone on a table or a
+laptop without headphones sends back when its own echo canceller misses. With it the bench and the
+tests count how often the agent interrupts itself, with and without the server's echo cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import av
+import numpy as np
+
+from parley.signaling.client import FRAME, RATE, ParleyClient, QueueMicrophone
+
+
+@dataclass(frozen=True)
+class EchoPath:
+    """Loudspeaker → room → microphone."""
+
+    delay_ms: float = 120.0  # on top of the network's own
+    gain_db: float = -10.0
+    noise_db: float = -55.0  # room noise, dBFS
+    reflection_ms: float = 25.0  # a wall a little further away
+    reflection_gain: float = 0.3
+
+    def label(self) -> str:
+        return f"{self.gain_db:+.0f} dB, {self.delay_ms:.0f} ms"
+
+
+class SpeakerphoneMicrophone(QueueMicrophone):
+    """Plays queued clips like ``QueueMicrophone``, plus whatever ``hear`` was given, through an ``EchoPath``."""
+
+    def __init__(self, path: EchoPath, seed: int = 0) -> None:
+        super().__init__()
+        self.path = path
+        self._line = np.zeros(int(path.delay_ms * RATE / 1000), np.float32)  # what the loudspeaker played, delayed
+        self._tail = np.zeros(int(path.reflection_ms * RATE / 1000) + 12, np.float32)
+        self._rng = np.random.default_rng(seed)
+
+    def hear(self, pcm: np.ndarray) -> None:
+        """The caller's loudspeaker plays this (48 kHz float32): it reaches the microphone after the echo path."""
+        path = self.path
+        joined = np.concatenate([self._tail, pcm.astype(np.float32)])
+        smoothed = np.convolve(joined, np.ones(12, np.float32) / 12, mode="full")[: joined.size]  # a small speaker: no highs
+        bounce = int(path.reflection_ms * RATE / 1000)
+        echo = smoothed[self._tail.size :] + path.reflection_gain * smoothed[self._tail.size - bounce : joined.size - bounce]
+        self._tail = joined[-self._tail.size :]
+        self._line = np.concatenate([self._line, echo * 10 ** (path.gain_db / 20)])
+
+    async def recv(self) -> av.AudioFrame:
+        frame = await super().recv()
+        own = frame.to_ndarray().reshape(-1).astype(np.float32) / 32768.0
+        echo = self._line[:FRAME]
+        self._line = self._line[FRAME:]
+        mixed = own + np.pad(echo, (0, FRAME - echo.size)) + self._rng.standard_normal(FRAME).astype(np.float32) * 10 ** (self.path.noise_db / 20)
+        out = av.AudioFrame.from_ndarray((np.clip(mixed, -1, 1) * 32767).astype(np.int16).reshape(1, -1), format="s16", layout="mono")
+        out.sample_rate, out.pts, out.time_base = frame.sample_rate, frame.pts, frame.time_base
+        return out
+
+
+def speakerphone_caller(base_url: str, path: EchoPath, **kwargs: Any) -> ParleyClient:
+    """A ``ParleyClient`` whose microphone is a speakerphone next to its own loudspeaker."""
+    mic = SpeakerphoneMicrophone(path)
+    client = ParleyClient(base_url, microphone=mic, **kwargs)
+    client.recorder.listeners.append(mic.hear)
+    return client
+
+
+@dataclass
+class SpeakerphoneTurn:
+    answered: bool  # the agent spoke a reply and went back to listening within the window
+    self_interruptions: int  # times the agent stopped (paused or was interrupted) with only its echo to hear
+    agent_text: str
+    seconds: float
+
+
+def count_stops(messages: list[dict[str, Any]]) -> int:
+    """Times the agent stopped talking (``paused``, or ``agent.interrupted``) once it had begun."""
+    stops, stopped, begun = 0, False, False
+    for message in messages:
+        kind, state = message.get("type"), message.get("state")
+        if kind == "agent.state" and state == "speaking":
+            begun, stopped = True, False
+        elif begun and ((kind == "agent.state" and state == "paused") or kind == "agent.interrupted"):
+            stops += 0 if stopped else 1  # a pause and the interruption that follows it are one stop
+            stopped = True
+    return stops
+
+
+async def speakerphone_turn(client: ParleyClient, question: np.ndarray, window_s: float = 60.0) -> SpeakerphoneTurn:
+    """Ask once, then say nothing more: watch the agent for up to ``window_s`` (an agent that keeps
+    interrupting itself never gets back to listening) and count how often it stopped."""
+    since = len(client.messages)
+    started = time.monotonic()
+    await client.mic.play(question).ended
+    deadline = started + window_s
+    back = False
+    while time.monotonic() < deadline:
+        turn = client.messages[since:]
+        speaking = next((i for i, m in enumerate(turn) if m.get("type") == "agent.state" and m.get("state") == "speaking"), None)
+        if speaking is not None and any(m.get("type") == "agent.state" and m.get("state") == "listening" for m in turn[speaking:]):
+            back = True
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)  # the echo of the reply's last words is still arriving
+    turn = client.messages[since:]
+    replies = [m["text"] for m in turn if m.get("type") == "transcript" and m.get("speaker") == "agent" and m.get("final")]
+    return SpeakerphoneTurn(back and bool(replies), count_stops(turn), replies[-1] if replies else "", time.monotonic() - started)

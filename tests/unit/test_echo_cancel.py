@@ -1,0 +1,75 @@
+"""Server-side echo cancellation (WebRTC AEC3 via the livekit wheel) on real speech, offline: the
+agent's voice coming back delayed, filtered, attenuated and with room noise is removed, while the
+caller's own speech over it gets through."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from parley.agents.echo_cancel import BLOCK, EchoCanceller
+from parley.core.audio import AGENT_RATE, resample
+from tests.support.audio import peak_correlation, read_wav, speak_to_wav
+
+
+def speakerphone(far: np.ndarray, delay_ms: float, gain_db: float, rng: np.random.Generator) -> np.ndarray:
+    """``far`` as a microphone hears it from a loudspeaker: delayed, low-passed, a reflection, noise."""
+    delay = int(delay_ms * AGENT_RATE / 1000)
+    echo = np.zeros_like(far)
+    echo[delay:] = far[: far.size - delay]
+    smoothed = np.convolve(echo, np.ones(4) / 4, mode="same")  # a loudspeaker's lost highs
+    reflection = np.zeros_like(far)
+    reflection[400:] = smoothed[:-400] * 0.3  # a wall 25 ms further away
+    noise = rng.standard_normal(far.size).astype(np.float32) * 10 ** (-55 / 20)
+    return ((smoothed + reflection) * 10 ** (gain_db / 20) + noise).astype(np.float32)
+
+
+def run(canceller: EchoCanceller, far: np.ndarray, mic: np.ndarray) -> np.ndarray:
+    """Render and capture 20 ms at a time, as the server does (reference as sent, capture as received)."""
+    out = []
+    step = 2 * BLOCK
+    for start in range(0, far.size - step + 1, step):
+        canceller.render(far[start : start + step])
+        out.append(canceller.capture(mic[start : start + step]))
+    return np.concatenate(out)
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("aec")
+    agent = read_wav(speak_to_wav("Paris is the capital of France, and it is known for the Eiffel Tower and "
+                                  "its museums, which attract millions of visitors every year.", folder / "a.wav"))
+    caller = read_wav(speak_to_wav("Wait, stop, I have another question.", folder / "c.wav", voice="en-gb"))
+    return resample(agent[0], agent[1], AGENT_RATE), resample(caller[0], caller[1], AGENT_RATE)
+
+
+def level_db(x: np.ndarray) -> float:
+    return 10 * float(np.log10(np.mean(np.square(x, dtype=np.float64)) + 1e-12))
+
+
+@pytest.mark.parametrize("delay_ms,gain_db", [(40, -6), (150, -12), (250, -20)])
+def test_the_agents_voice_coming_back_is_removed(speech, delay_ms, gain_db):
+    agent, _ = speech
+    far = np.concatenate([agent, agent])  # AEC3 converges within the first sentence
+    mic = speakerphone(far, delay_ms, gain_db, np.random.default_rng(1))
+    out = run(EchoCanceller(), far, mic)
+    second = slice(agent.size + AGENT_RATE // 2, out.size)  # after convergence
+    erle = level_db(mic[second]) - level_db(out[second])
+    print(f"delay {delay_ms} ms, echo {gain_db} dB: ERLE {erle:.1f} dB")
+    assert erle > 25, erle  # the echo is at least 25 dB quieter: far below what the VAD calls speech
+
+
+def test_the_callers_own_speech_over_the_echo_gets_through(speech):
+    agent, caller = speech
+    far = np.concatenate([agent, agent])
+    rng = np.random.default_rng(2)
+    mic = speakerphone(far, 120, -10, rng)
+    at = agent.size + AGENT_RATE // 2  # the caller cuts in during the second sentence (double talk)
+    near = np.zeros_like(far)
+    near[at : at + caller.size] = caller[: far.size - at] * 0.5
+    out = run(EchoCanceller(), far, mic + near)
+    span = slice(at, min(at + caller.size, out.size))
+    kept = level_db(out[span]) - level_db(near[span])
+    correlation = peak_correlation(near[span], out[at - 800 : span.stop + 800])  # the high-pass filter shifts phase
+    print(f"double talk: the caller's speech kept at {kept:.1f} dB, correlation {correlation:.2f}")
+    assert kept > -6 and correlation > 0.6, (kept, correlation)  # unrelated speech stays below 0.2
