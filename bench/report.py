@@ -159,9 +159,41 @@ def markdown(run: dict[str, Any]) -> str:
             "",
         ]
     lines += _cluster_lines(run.get("cluster"))
+    lines += _speakerphone_lines(run.get("speakerphone"))
     if run.get("not_measured"):
         lines += ["Not measured in this run: " + "; ".join(run["not_measured"]), ""]
     return "\n".join(lines)
+
+
+def _speakerphone_lines(phone: dict[str, Any] | None) -> list[str]:
+    """Self-interruptions on a software speakerphone without and with the server's echo cancellation."""
+    if not phone:
+        return []
+    lines = [
+        "### Speakerphone (the agent's voice back in the caller's microphone: delayed, filtered, attenuated, room noise)",
+        "",
+        "| server echo cancellation | echo | replies | answered | replies with a self-interruption | self-interruptions |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in ("off", "on"):
+        for level in (phone.get(name) or {}).get("levels", []):
+            lines.append(f"| {name} | {level['echo']} | {level['replies']} | {level['answered']} | "
+                         f"{level['turns_with_self_interruption']} | {level['self_interruptions']} |")
+    lines.append("")
+    on, off = phone.get("on") or {}, phone.get("off") or {}
+    stats = on.get("echo_cancellation") or {}
+    if stats.get("erle_db") is not None:
+        lines.append(f"Echo return loss enhancement while the agent talked: **{stats['erle_db']:.1f} dB**; "
+                     f"AEC CPU {stats['cpu_s']:.2f} s for {stats['blocks'] / 100:.0f} s of caller audio "
+                     f"({100 * stats['cpu_s'] / max(stats['blocks'] / 100, 1e-9):.2f} % of a core per call).")
+    if on.get("server_cpu_percent") is not None and off.get("server_cpu_percent") is not None:
+        lines.append(f"Server CPU while answering: {off['server_cpu_percent']:.0f} % without, {on['server_cpu_percent']:.0f} % with.")
+    barge = phone.get("barge_in")
+    if barge:
+        stop = barge["stop_s"]
+        lines.append(f"A real barge-in spoken over the echo: stopped the agent in {barge['tries'] - barge['missed']}/{barge['tries']} "
+                     f"tries, p50 {_ms(stop['p50'])} ms, max {_ms(stop['max'])} ms after the caller began.")
+    return lines + [""]
 
 
 def _cluster_lines(cluster: dict[str, Any] | None) -> list[str]:

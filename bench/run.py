@@ -23,6 +23,7 @@ from parley.bench.scenarios import (
     RampLimits, admission_turns, capacity_ramp, paused_question_turns, server_stats, single_call_turns, transport_floor,
 )
 from parley.bench.server_process import ServerProcess, cpu_seconds
+from parley.bench.speakerphone import barge_in_over_echo, speakerphone_run
 from parley.bench.stt_batching import stt_batching_bench
 from parley.server.config import load_settings
 from parley.core import aiortc_hooks
@@ -84,6 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--cluster-people", default="8,16,24,32", help="people per step of each worker count's forwarding ramp")
     p.add_argument("--no-cluster", action="store_true", help="skip the workers comparison")
+    p.add_argument(
+        "--speakerphone", type=int, default=20,
+        help="replies per echo level asked from a software speakerphone, with the server's echo cancellation (0: skip)",
+    )
+    p.add_argument("--speakerphone-baseline", type=int, default=3, help="replies per echo level without it (each can take the whole window)")
+    p.add_argument("--speakerphone-window", type=float, default=30.0, help="seconds a speakerphone turn may take")
+    p.add_argument("--speakerphone-barge-ins", type=int, default=5, help="barge-ins spoken over the echo")
+    p.add_argument("--speakerphone-only", action="store_true", help="run only the speakerphone comparison")
     p.add_argument("--cluster-only", action="store_true", help="run only the workers comparison")
     p.add_argument("--results", type=Path, default=Path("bench/results"), help="where JSON and PNG go")
     p.add_argument("--questions-dir", type=Path, default=Path("bench/questions"), help="cache of the spoken questions")
@@ -132,6 +141,23 @@ def _server_env(args: argparse.Namespace, pipeline: str, mode: str = "voice") ->
 SEQUENTIAL = {"PARLEY_VAD__ENDPOINT": "silence", "PARLEY_AGENT__SPECULATE": "false"}
 
 
+async def _speakerphone(args: argparse.Namespace, questions: list, logs: Path) -> dict[str, Any]:
+    """The agent on a speakerphone (its voice back in the caller's microphone): without and with the
+    server's echo cancellation, same questions, same echo levels; then a barge-in over the echo."""
+    samples = [q.samples for q in questions]
+    out: dict[str, Any] = {}
+    for name, mode, replies in (("off", "off", args.speakerphone_baseline), ("on", "on", args.speakerphone)):
+        if not replies:
+            continue
+        log.info("speakerphone: %d replies per echo level, server echo cancellation %s", replies, mode)
+        env = {**_server_env(args, "streaming"), "PARLEY_AUDIO__ECHO_CANCELLATION": mode}
+        async with ServerProcess(env, logs / f"speakerphone-{name}.log") as server:
+            out[name] = await speakerphone_run(server.url, server.pid, samples, replies, args.speakerphone_window, f"speakerphone-{name}")
+            if name == "on":
+                out["barge_in"] = await barge_in_over_echo(server.url, samples[0], samples[-1], tries=args.speakerphone_barge_ins)
+    return out
+
+
 async def _run(args: argparse.Namespace) -> dict[str, Any]:
     aiortc_hooks.install(aiortc_hooks.HookSettings(host_addresses=("127.0.0.1",)))  # our callers offer loopback only
     started = dt.datetime.now(dt.timezone.utc)
@@ -167,12 +193,18 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             run["ramp"][name] = [vars(s) for s in ramp]
             run["max_calls_sustained"][name] = max((s.calls for s in ramp if s.sustained), default=0)
 
-    if not (args.no_stt_batching or args.forwarding_only or args.cluster_only):
+    if not (args.no_stt_batching or args.forwarding_only or args.cluster_only or args.speakerphone_only):
         settings = load_settings(environ={**os.environ, **_model_env(args)})
         sizes = [int(x) for x in args.stt_batching.split(",") if x.strip()]
         log.info("STT batching: %s utterances at once, one by one and batched (%s on %s)", sizes, settings.stt.model, settings.stt.device)
         run["stt_batching"] = await stt_batching_bench(settings, questions, sizes)
-    if args.cluster_only or not (args.no_cluster or args.url or args.forwarding_only):
+    if args.speakerphone_only or (args.speakerphone and not (args.url or args.forwarding_only or args.cluster_only)):
+        run["speakerphone"] = await _speakerphone(args, questions, logs)
+    elif args.speakerphone and args.url:
+        run["not_measured"].append("speakerphone (the bench did not start the server: --url)")
+    if args.speakerphone_only:
+        pass
+    elif args.cluster_only or not (args.no_cluster or args.url or args.forwarding_only):
         counts = [int(x) for x in args.cluster_workers.split(",") if x.strip()]
         env = {**_server_env(args, "streaming", "echo"), "PARLEY_AUTH__API_KEY": BENCH_API_KEY}
         people = [int(x) for x in args.cluster_people.split(",") if x.strip()]
@@ -192,7 +224,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             )
     elif args.url:
         run["not_measured"].append("SFU forwarding (the bench did not start the server: --url)")
-    if args.forwarding_only or args.cluster_only:
+    if args.forwarding_only or args.cluster_only or args.speakerphone_only:
         pass
     elif args.url:
         await measure("streaming", args.url, None)

@@ -109,3 +109,62 @@ async def speakerphone_turn(client: ParleyClient, question: np.ndarray, window_s
     turn = client.messages[since:]
     replies = [m["text"] for m in turn if m.get("type") == "transcript" and m.get("speaker") == "agent" and m.get("final")]
     return SpeakerphoneTurn(back and bool(replies), count_stops(turn), replies[-1] if replies else "", time.monotonic() - started)
+
+
+LEVELS = [EchoPath(delay_ms=60, gain_db=-6), EchoPath(delay_ms=150, gain_db=-12), EchoPath(delay_ms=250, gain_db=-20)]
+
+
+async def speakerphone_run(
+    url: str, pid: int | None, questions: list[np.ndarray], replies: int, window_s: float, room_prefix: str,
+) -> dict[str, Any]:
+    """``replies`` questions on a speakerphone at each echo level; self-interruptions, answers, server CPU."""
+    from parley.bench.scenarios import server_stats
+    from parley.bench.server_process import cpu_seconds
+
+    out: dict[str, Any] = {"levels": []}
+    cpu0, wall0 = (cpu_seconds(pid) if pid else 0.0), time.monotonic()
+    for index, path in enumerate(LEVELS):
+        caller = speakerphone_caller(url, path, room=f"{room_prefix}-{index}")
+        await caller.start()
+        turns = []
+        try:
+            for n in range(replies):
+                turns.append(await speakerphone_turn(caller, questions[n % len(questions)], window_s))
+        finally:
+            await caller.close()
+        out["levels"].append({
+            "echo": path.label(), "gain_db": path.gain_db, "delay_ms": path.delay_ms, "replies": len(turns),
+            "answered": sum(t.answered for t in turns), "self_interruptions": sum(t.self_interruptions for t in turns),
+            "turns_with_self_interruption": sum(1 for t in turns if t.self_interruptions),
+        })
+    if pid:
+        out["server_cpu_percent"] = (cpu_seconds(pid) - cpu0) / (time.monotonic() - wall0) * 100
+    out["echo_cancellation"] = (await server_stats(url)).get("inference", {}).get("echo_cancellation")
+    return out
+
+
+async def barge_in_over_echo(url: str, question: np.ndarray, cut_in: np.ndarray, tries: int) -> dict[str, Any]:
+    """A real barge-in spoken over the echo, ``tries`` times: from the cut-in's first sound to ``paused``."""
+    from parley.bench.stats import summary
+
+    stops: list[float] = []
+    missed = 0
+    caller = speakerphone_caller(url, EchoPath(delay_ms=120, gain_db=-10), room="speakerphone-barge-in")
+    await caller.start()
+    try:
+        for _ in range(tries):
+            since = len(caller.messages)
+            caller.mic.play(question)
+            await caller.wait_for(lambda m: m["type"] == "agent.state" and m["state"] == "speaking", 60, since)
+            await asyncio.sleep(0.8)
+            since = len(caller.messages)
+            spoke = await caller.mic.play(cut_in).started
+            try:
+                await caller.wait_for(lambda m: m["type"] == "agent.state" and m["state"] == "paused", 5, since)
+                stops.append(time.monotonic() - spoke)
+            except TimeoutError:
+                missed += 1
+            await caller.wait_for(lambda m: m["type"] == "agent.state" and m["state"] == "listening", 90, since)
+    finally:
+        await caller.close()
+    return {"stop_s": summary(stops), "missed": missed, "tries": tries}

@@ -81,6 +81,77 @@ async function duo(browser) {
   }
 }
 
+// echo-loop: a speakerphone inside the browser. Before the page's scripts run, RTCPeerConnection's
+// addTrack is wrapped so the microphone track sent is the fake mic mixed (WebAudio) with every remote
+// track received, 150 ms later at -10 dB: the agent's voice comes back in the microphone as it would
+// from a loudspeaker. With ?aec=0 Chromium's own echo canceller is off, so only the server's can help.
+const ECHO_LOOP = () => {
+  const addTrack = RTCPeerConnection.prototype.addTrack;
+  RTCPeerConnection.prototype.addTrack = function (track, ...streams) {
+    if (track.kind !== "audio") return addTrack.call(this, track, ...streams);
+    const ctx = new AudioContext({ sampleRate: 48000 });
+    const out = ctx.createMediaStreamDestination();
+    ctx.createMediaStreamSource(new MediaStream([track])).connect(out);
+    const delay = ctx.createDelay(1.0);
+    delay.delayTime.value = 0.15;
+    const gain = ctx.createGain();
+    gain.gain.value = 0.32;
+    delay.connect(gain).connect(out);
+    this.addEventListener("track", (event) => {
+      const sink = new Audio();  // Chromium feeds a remote track to WebAudio only while something plays it
+      sink.muted = true;
+      sink.srcObject = new MediaStream([event.track]);
+      sink.play().catch(() => {});
+      ctx.createMediaStreamSource(new MediaStream([event.track])).connect(delay);
+    });
+    ctx.resume();
+    window.__echoLoop = { ctx };
+    return addTrack.call(this, out.stream.getAudioTracks()[0], ...streams);
+  };
+};
+
+async function echoLoop(browser) {
+  const context = await browser.newContext();
+  await context.addInitScript(ECHO_LOOP);
+  const page = await context.newPage();
+  page.on("console", (msg) => result.console.push(`page ${msg.type()}: ${msg.text()}`));
+  page.on("pageerror", (err) => result.console.push(`page pageerror: ${err.message}`));
+  await page.goto(url, { timeout: 15000 });
+  await page.evaluate(() => {
+    window.__events = [];
+    const watch = () => {
+      if (!window.parley) return setTimeout(watch, 50);
+      for (const kind of ["agentState", "agentInterrupted"]) {
+        window.parley.on(kind, (d) => window.__events.push({ kind, state: d && d.state, at: Date.now() }));
+      }
+    };
+    watch();
+  });
+  await page.click("#call");
+  await page.waitForSelector("#transcript li.user:not(.partial)", { timeout });
+  result.user_transcript = await page.textContent("#transcript li.user:not(.partial) span");
+  const sentEnergy = () => page.evaluate(async () => {
+    const stats = await window.parley.pc.getStats();
+    let energy = null;
+    stats.forEach((s) => { if (s.type === "media-source" && s.kind === "audio") energy = s.totalAudioEnergy; });
+    return energy;
+  });
+  const before = await sentEnergy();  // the question is over: from here the fake mic is silent
+  // The reply: wait until the agent has spoken and is listening again (or give up after the timeout).
+  await page.waitForFunction(() => {
+    const ev = window.__events;
+    const spoke = ev.findIndex((e) => e.kind === "agentState" && e.state === "speaking");
+    return spoke >= 0 && ev.slice(spoke).some((e) => e.kind === "agentState" && e.state === "listening");
+  }, null, { timeout }).catch(() => { result.reply_unfinished = true; });
+  // What the microphone we send carried while the agent spoke: only the looped echo (the fake mic is silent).
+  result.echo_energy = (await sentEnergy()) - before;
+  result.events = await page.evaluate(() => window.__events);
+  result.agent_lines = await page.$$eval("#transcript li.agent span", (els) => els.map((e) => e.textContent));
+  if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });
+  await page.click("#hangup");
+  result.ok = true;
+}
+
 async function single(browser) {
   const page = await open(browser, url, "page");
   await page.click("#call");
@@ -269,7 +340,7 @@ async function realtime(browser) {
 
 const browser = await launch(wav);
 try {
-  const modes = { duo, embed, reconnect, renegotiation, realtime, "reconnect-fails": (b) => reconnect(b, true) };
+  const modes = { duo, embed, reconnect, renegotiation, realtime, "reconnect-fails": (b) => reconnect(b, true), "echo-loop": echoLoop };
   await (modes[expect] || single)(browser);
 } catch (err) {
   result.error = String(err && err.message || err);

@@ -247,3 +247,30 @@ def test_a_page_served_by_one_worker_follows_the_redirect_to_the_worker_holding_
     assert word_error_rate(QUESTION, result["user_transcript"]) <= QUESTION_MAX_WER, result["user_transcript"]
     assert result["agent_text"], "the agent's reply never appeared in the transcript"
     assert not [c for c in result["console"] if c.startswith(("error", "pageerror"))], result["console"]
+
+
+def _self_interruptions(events: list[dict]) -> int:
+    """Times the agent stopped once it had begun speaking (a pause and its interruption count once)."""
+    from parley.bench.speakerphone import count_stops
+
+    return count_stops([{"type": "agent.interrupted"} if e["kind"] == "agentInterrupted"
+                        else {"type": "agent.state", "state": e["state"]} for e in events])
+
+
+@pytest.mark.parametrize("server_aec", ["on", "off"])
+def test_a_browser_on_a_speakerphone_without_its_own_echo_canceller(fake_mic_wav: Path, tmp_path: Path, server_aec: str):
+    """Chromium with ?aec=0 and the agent's voice looped into its microphone (WebAudio, 150 ms, -10 dB:
+    call_page.mjs echo-loop). With the server's echo cancellation the agent answers without stopping;
+    without it (the baseline) its own voice interrupts it."""
+    env = {"PAGE_QUERY": "?aec=0", "PARLEY_AUDIO__ECHO_CANCELLATION": server_aec}
+    result = browser_call(fake_mic_wav, tmp_path / f"echo-{server_aec}.png", "echo-loop", env=env)
+    stops = _self_interruptions(result["events"])
+    print(f"browser speakerphone, server AEC {server_aec}: {stops} self-interruption(s), echo energy sent "
+          f"{result['echo_energy']:.4f}, agent lines {result['agent_lines']}")
+    assert result["echo_energy"] > 1e-3, result  # the loop really put the agent's voice in the microphone
+    assert word_error_rate(QUESTION, result["user_transcript"]) <= QUESTION_MAX_WER, result["user_transcript"]
+    if server_aec == "on":
+        assert stops == 0 and not result.get("reply_unfinished"), result["events"]
+        assert result["agent_lines"] and result["agent_lines"][-1], result
+    else:
+        assert stops >= 1, result["events"]

@@ -26,7 +26,8 @@ def test_bench_runs_and_cleans_up(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "parley.server.cli", "bench", "--llm-model", "smollm2-135m", "--questions", "2",
          "--ramp", "1", "--step-seconds", "4", "--mandarin", "1", "--forwarding", "2", "--forwarding-seconds", "3", "--stt-batching", "1,3", "--paused", "1",
-         "--cluster-workers", "1,2", "--cluster-people", "2", "--results", str(tmp_path), "--questions-dir", str(tmp_path / "q")],
+         "--cluster-workers", "1,2", "--cluster-people", "2",
+         "--speakerphone", "1", "--speakerphone-baseline", "1", "--speakerphone-window", "20", "--speakerphone-barge-ins", "1", "--results", str(tmp_path), "--questions-dir", str(tmp_path / "q")],
         capture_output=True, text=True, timeout=840,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -70,6 +71,11 @@ def test_bench_runs_and_cleans_up(tmp_path):
         assert step["forwarded_streams"] == 2 and step["frames_per_stream_per_s"] > 40, (count, step)
     assert cluster["join_s"]["owner"]["n"] == cluster["join_s"]["other"]["n"] == 10, cluster["join_s"]
     assert cluster["join_s"]["other"]["p50"] > 0 and "Workers (`parley serve --workers N`" in result.stdout
+    phone = run["speakerphone"]  # the same echo levels without and with the server's echo cancellation
+    assert [level["replies"] for level in phone["off"]["levels"]] == [1, 1, 1]
+    assert [level["replies"] for level in phone["on"]["levels"]] == [1, 1, 1]
+    assert phone["on"]["echo_cancellation"]["far_blocks"] > 0 and phone["off"]["echo_cancellation"] is None
+    assert phone["barge_in"]["tries"] == 1 and "Speakerphone" in result.stdout
     rows = {(r["utterances"], r["mode"]): r for r in run["stt_batching"]["rows"]}
     assert rows[(3, "one by one")]["model_passes"] == 3 and rows[(3, "batched")]["model_passes"] == 1
     assert all(r["utterances_per_s"] > 0 for r in rows.values()) and "STT batching" in result.stdout
