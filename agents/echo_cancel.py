@@ -6,7 +6,9 @@ each 20 ms frame leaves (the reference) and fans it out to one ``EchoCanceller``
 WebRTC's AEC3 (the ``AudioProcessingModule`` of the ``livekit`` wheel, in process, ~0.1 ms per 10 ms)
 on that caller's decoded audio at 16 kHz. AEC3 finds the delay between the two itself.
 
-On top, ``EchoCanceller`` gates what AEC3 leaves while the agent talks: a 10 ms frame whose level is
+Only while the agent's voice may be coming back (it played within the last 0.5 s) and only in a
+microphone where its echo shows (``EchoDetector``) does the caller's audio take AEC3's output; else
+it passes untouched. On top, ``EchoCanceller`` gates what AEC3 leaves while the agent talks: a 10 ms frame whose level is
 far below the agent's recent level (``gate_db``) is taken for residual echo and silenced, so a speech
 onset during a reply has to come from the caller. Speech from the caller — louder than an echo that
 AEC3 has already cut by tens of dB — passes.
@@ -14,6 +16,7 @@ AEC3 has already cut by tens of dB — passes.
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from dataclasses import dataclass, field
@@ -30,8 +33,10 @@ BLOCK = AGENT_RATE // 100  # AEC3 works on 10 ms blocks
 EchoMode = Literal["auto", "on", "off"]
 
 
-def _rms(block: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(np.square(block, dtype=np.float64)))) if block.size else 0.0
+def _block_rms(samples: np.ndarray) -> np.ndarray:
+    """RMS of each whole 10 ms block of ``samples``."""
+    blocks = samples[: samples.size - samples.size % BLOCK].reshape(-1, BLOCK)
+    return np.sqrt(np.mean(np.square(blocks, dtype=np.float64), axis=1)) if blocks.size else np.zeros(0)
 
 
 def load_aec_module() -> Any:
@@ -61,12 +66,98 @@ def echo_cancellation_available(mode: EchoMode) -> bool:
     return True
 
 
+class EchoDetector:
+    """Whether the agent's voice comes back in this microphone at all: the caller's raw audio contains a
+    copy of the agent's (the waveforms correlate, at one delay up to ``max_delay_s``).
+
+    Undecided at first (cancellation engaged); "no echo" once the agent has talked enough with no such
+    copy — a headset, or a device that cancels its own echo — and then the caller's audio passes
+    untouched, because AEC3 with no echo path to learn still damps the caller's first words over the
+    agent's by 10–30 dB; "echo" again (for at least ``hold_s``) as soon as the copy shows. Unrelated
+    speech (the caller talking over the agent) does not correlate with it, waveform to waveform.
+    """
+
+    RATE = 8000  # decided on every other sample: plenty for speech
+
+    def __init__(self, window_s: float = 1.2, max_delay_s: float = 0.6, echo_at: float = 0.25, none_below: float = 0.12,
+                 hold_s: float = 15.0) -> None:
+        self._window = int(window_s * self.RATE)
+        self._lags = int(max_delay_s * self.RATE)
+        self._far = np.zeros(self._window + self._lags, np.float32)
+        self._near = np.zeros(self._window, np.float32)
+        self._far_filled = self._near_filled = 0
+        self._far_levels: collections.deque[float] = collections.deque(maxlen=int(window_s * 100))
+        self._echo_at, self._none_below, self._hold_s = echo_at, none_below, hold_s
+        self.echo: bool | None = None  # None: not decided yet
+        self._echo_seen_at = -1e9
+        self._since_check = 0
+        self._last_lag = -1  # the lag of the last likeness over echo_at (-1: none)
+        self._quiet = 0  # decisions in a row below none_below
+        self.likeness = 0.0  # the last peak correlation measured
+
+    @staticmethod
+    def _push(ring: np.ndarray, blocks: np.ndarray) -> int:
+        half = blocks.reshape(-1)[::2]
+        n = min(half.size, ring.size)
+        ring[:-n] = ring[n:]
+        ring[-n:] = half[-n:]
+        return n
+
+    def far(self, blocks: np.ndarray) -> None:
+        self._far_filled += self._push(self._far, blocks)
+        self._far_levels.extend(10 * np.log10(np.mean(np.square(blocks, dtype=np.float64), axis=1) + 1e-9))
+
+    def near(self, blocks: np.ndarray) -> None:
+        self._near_filled += self._push(self._near, blocks)
+        self._since_check += len(blocks)
+        if self._since_check >= 20 and self._near_filled >= self._near.size and self._far_filled >= self._far.size:
+            self._since_check = 0
+            self._decide()
+
+    def _decide(self) -> None:
+        levels = np.array(self._far_levels)
+        if np.count_nonzero(levels > -45) < levels.size // 3:
+            return  # the agent has not talked enough lately to tell
+        near = self._near - self._near.mean()
+        far = self._far - self._far.mean()
+        size = 1 << int(np.ceil(np.log2(far.size + near.size)))
+        # correlation of the caller's window with the agent's audio `lag` samples before it
+        full = np.fft.irfft(np.fft.rfft(far, size) * np.conj(np.fft.rfft(near, size)), size)
+        lags = np.arange(self._lags + 1)
+        raw = full[self._lags - lags]  # far index (lags - lag) aligns with near index 0
+        energy = np.concatenate([[0.0], np.cumsum(far.astype(np.float64) ** 2)])
+        far_norm = np.sqrt(energy[self._lags - lags + self._window] - energy[self._lags - lags])
+        norm = far_norm * float(np.sqrt(np.sum(near.astype(np.float64) ** 2)))
+        scores = np.where(norm > 1e-9, np.abs(raw) / np.maximum(norm, 1e-12), 0.0)
+        best_lag = int(np.argmax(scores))
+        best = float(scores[best_lag])
+        steady = best >= self._echo_at and self._last_lag >= 0 and abs(best_lag - self._last_lag) <= 16
+        self._last_lag = best_lag if best >= self._echo_at else -1
+        self.likeness = best
+        now = time.monotonic()
+        if steady:
+            if self.echo is not True:
+                log.info("echo of the agent's voice detected in a caller's microphone (likeness %.2f, %d ms): cancelling it",
+                         best, best_lag * 1000 // self.RATE)
+            self.echo, self._echo_seen_at = True, now
+            self._quiet = 0
+        elif best < self._none_below:
+            self._quiet += 1
+            if self._quiet >= 2 and (self.echo is None or now - self._echo_seen_at > self._hold_s):
+                if self.echo is not False:
+                    log.info("no echo of the agent's voice in a caller's microphone (likeness %.2f): passing it through", best)
+                self.echo = False
+        else:
+            self._quiet = 0
+
+
 @dataclass
 class EchoStats:
     """Counters of one canceller (or their sum): blocks, and echo energy before/after while the agent talked."""
 
     blocks: int = 0
-    far_blocks: int = 0  # blocks while the agent's voice was playing
+    far_blocks: int = 0  # blocks while the agent's voice was playing and cancellation was engaged
+    passed_blocks: int = 0  # blocks passed untouched: the agent silent, or no echo found in that microphone
     gated_blocks: int = 0  # of those, silenced as residual echo
     energy_in: float = 0.0  # near-end energy before AEC, while the agent talked
     energy_out: float = 0.0  # after AEC and the gate
@@ -100,24 +191,27 @@ class EchoCanceller:
         self._far_level = 0.0  # the agent's recent level (a slowly falling peak of block RMS)
         self._far_at = 0.0  # when the agent's voice last had sound
         self.stats = EchoStats()
+        self.detector = EchoDetector()
         self.closed = False
 
-    def _block(self, samples: np.ndarray) -> Any:
-        return self._frame(float_to_int16(samples).tobytes(), AGENT_RATE, 1, BLOCK)
+    def _frame_of(self, pcm: np.ndarray) -> Any:
+        return self._frame(pcm.tobytes(), AGENT_RATE, 1, BLOCK)
 
     def render(self, samples: np.ndarray) -> None:
         """The agent's voice as it leaves for this caller, 16 kHz float32, in any lengths."""
         started = time.perf_counter()
         pending = np.concatenate([self._render_pending, samples])
         usable = pending.size - pending.size % BLOCK
-        now = time.monotonic()
+        pcm = float_to_int16(pending[:usable])
+        if usable:
+            self.detector.far(pending[:usable].reshape(-1, BLOCK))
+        levels = _block_rms(pending[:usable])
+        if levels.size:
+            self._far_level = max(float(levels.max()), self._far_level * 0.97 ** levels.size)
+            if levels.max() > 1e-3:
+                self._far_at = time.monotonic()
         for start in range(0, usable, BLOCK):
-            block = pending[start : start + BLOCK]
-            level = _rms(block)
-            self._far_level = max(level, self._far_level * 0.97)
-            if level > 1e-3:
-                self._far_at = now
-            self._apm.process_reverse_stream(self._block(block))
+            self._apm.process_reverse_stream(self._frame_of(pcm[start : start + BLOCK]))
         self._render_pending = pending[usable:]
         self.stats.cpu_s += time.perf_counter() - started
 
@@ -132,25 +226,34 @@ class EchoCanceller:
         started = time.perf_counter()
         pending = np.concatenate([self._capture_pending, samples])
         usable = pending.size - pending.size % BLOCK
-        out = np.empty(usable, np.float32)
-        far = self.agent_audible
+        pcm = float_to_int16(pending[:usable])
+        out = np.empty(usable, np.int16)
         for start in range(0, usable, BLOCK):
-            block = pending[start : start + BLOCK]
-            frame = self._block(block)
+            frame = self._frame_of(pcm[start : start + BLOCK])
             self._apm.process_stream(frame)
-            cleaned = int16_to_float(np.frombuffer(bytes(frame.data), np.int16))
-            if far:
-                self.stats.far_blocks += 1
-                self.stats.energy_in += float(np.sum(np.square(block, dtype=np.float64)))
-                if _rms(cleaned) < self._far_level * self._gate:
-                    cleaned = np.zeros(BLOCK, np.float32)  # residual echo: not the caller
-                    self.stats.gated_blocks += 1
-                self.stats.energy_out += float(np.sum(np.square(cleaned, dtype=np.float64)))
-            out[start : start + BLOCK] = cleaned
-            self.stats.blocks += 1
+            out[start : start + BLOCK] = np.frombuffer(frame.data, np.int16)
         self._capture_pending = pending[usable:]
+        cleaned = int16_to_float(out)
+        blocks = usable // BLOCK
+        self.stats.blocks += blocks
+        if blocks:
+            self.detector.near(pending[:usable].reshape(blocks, BLOCK))
+        if self.detector.echo is False or not self.agent_audible:
+            # No echo in this microphone, or none possible now (the agent has been silent for hold_s):
+            # the caller's audio passes untouched (AEC3 still sees it, and keeps its model of the room).
+            self.stats.passed_blocks += blocks
+            self.stats.cpu_s += time.perf_counter() - started
+            return pending[:usable].copy()
+        if blocks:
+            before, after = pending[:usable].reshape(blocks, BLOCK), cleaned.reshape(blocks, BLOCK)
+            residual = np.sqrt(np.mean(np.square(after, dtype=np.float64), axis=1)) < self._far_level * self._gate
+            after[residual] = 0.0  # residual echo: not the caller
+            self.stats.far_blocks += blocks
+            self.stats.gated_blocks += int(residual.sum())
+            self.stats.energy_in += float(np.sum(np.square(before, dtype=np.float64)))
+            self.stats.energy_out += float(np.sum(np.square(after, dtype=np.float64)))
         self.stats.cpu_s += time.perf_counter() - started
-        return out
+        return cleaned
 
 
 @dataclass(eq=False)

@@ -73,3 +73,28 @@ def test_the_callers_own_speech_over_the_echo_gets_through(speech):
     correlation = peak_correlation(near[span], out[at - 800 : span.stop + 800])  # the high-pass filter shifts phase
     print(f"double talk: the caller's speech kept at {kept:.1f} dB, correlation {correlation:.2f}")
     assert kept > -6 and correlation > 0.6, (kept, correlation)  # unrelated speech stays below 0.2
+
+
+def test_a_microphone_without_echo_is_left_alone(speech):
+    """A headset (or a device that cancels its own echo): once the agent has talked a while and nothing
+    of it comes back, the caller's words over the agent's pass untouched — AEC3 with no echo path to
+    learn would still damp them by 10–30 dB."""
+    agent, caller = speech
+    far = np.concatenate([agent, agent])
+    at = agent.size + AGENT_RATE // 2
+    near = np.zeros_like(far)
+    near[at : at + caller.size] = caller[: far.size - at] * 0.5
+    mic = near + np.random.default_rng(3).standard_normal(far.size).astype(np.float32) * 10 ** (-60 / 20)
+    canceller = EchoCanceller()
+    out = run(canceller, far, mic)
+    assert canceller.detector.echo is False, canceller.detector.likeness
+    span = slice(at, min(at + caller.size, out.size))
+    assert abs(level_db(out[span]) - level_db(mic[span])) < 0.5
+
+
+def test_a_speakerphone_is_recognised_as_one(speech):
+    agent, _ = speech
+    far = np.concatenate([agent, agent])
+    canceller = EchoCanceller()
+    run(canceller, far, speakerphone(far, 150, -12, np.random.default_rng(4)))
+    assert canceller.detector.echo is True, canceller.detector.likeness
