@@ -99,7 +99,7 @@ $(VENV)/.pipecat-peer: $(VENV)/.deps bench/pipecat_peer/requirements.txt
 	@touch $@
 
 test: apt-test $(VENV)/.deps $(VENV)/.llama-cpp-server $(VENV)/.pipecat-peer tests/e2e/node_modules/.installed
-	$(PY) -m pytest -ra
+	$(PY) -m pytest -ra --durations=25
 
 apt-bench:
 	$(call apt_install,espeak-ng)

@@ -12,6 +12,9 @@ from parley.agents.tts.base import TextToSpeech
 # Words of a name or a transcript: Latin-script words, and each Chinese character on its own (Chinese
 # writes no spaces, so "Parley今天天气怎么样" is "Parley" then 今, 天, …).
 _WORDS = re.compile(rf"[{CJK_CLASS}]|[^\W_{CJK_CLASS}]+(?:'[^\W_{CJK_CLASS}]+)?")
+# In an auto room the history mixes languages, and a small model tends to answer in the language of the
+# earlier turns ("北京 is the capital of China."): the question in the prompt says which one to answer in.
+ANSWER_IN = {"en": "(Answer in English.)", "zh": "（请用简体中文回答。）"}
 NEAR_MISS_MIN_CHARS = 5  # names this long also match with one letter wrong ("Parlay" for "Parley")
 
 GROUP_PROMPT = (
@@ -65,6 +68,10 @@ class AgentProfile:
         if self.reply_policy == "auto":
             return people >= 2
         return self.reply_policy == "addressed"
+
+    def reminder(self, language: str) -> str:
+        """What the prompt adds to a question in an auto room to keep the reply in ``language`` ("" elsewhere)."""
+        return ANSWER_IN.get(language, "") if self.language == "auto" else ""
 
     def prompt(self, group: bool, language: str | None = None) -> str:
         reply = self.replies.get(language) if language else None

@@ -48,6 +48,7 @@ from parley.agents.tts.base import TextToSpeech
 log = logging.getLogger(__name__)
 _WORD = re.compile(r"\w")
 EARLY_BARGE_IN_WORDS = 2  # an interim transcript with this many real words interrupts before the endpoint
+WENT_ON_WITHIN_S = 0.6  # a short word over the agent and more speech this soon after it: one utterance
 PRIME_WAIT_S = 0.5  # longest a reply waits for a priming request still in the LLM (they share its cache)
 
 Emit = Callable[[ev.AgentEvent], None]
@@ -403,11 +404,20 @@ class AgentSession:
         timer.stt_done_at = time.monotonic()
         words = bool(_WORD.search(text))
         if self.state == State.PAUSED and self._turn is not None:
-            short = utterance.speech_ms < self._settings.vad.barge_in_min_speech_ms
+            short = utterance.speech_ms < self._settings.vad.barge_in_min_speech_ms and carried is None
             if not words or short or is_backchannel(text, self._backchannels):
+                if await self._went_on(utterance, speaker, WENT_ON_WITHIN_S):
+                    # "Stop, what is ...": a short first part (often misheard over the agent's voice) and more
+                    # at once: stay paused and hear both as one utterance, on one line, when the rest is decided
+                    self._carried[speaker.participant_id] = (text, line, samples)
+                    self._log.info("%r over the agent and %s went on: heard with what follows", text, speaker.name)
+                    return
+                if self.closed or self._turn is None:
+                    return
                 if words:
                     self._user_transcript(speaker, self._turn.id, text, final=True, utterance_id=line)
-                self._resume(f"backchannel {text!r}" if words else "no words")
+                if self.state == State.PAUSED:  # (a blip may have resumed it meanwhile)
+                    self._resume(f"backchannel {text!r}" if words else "no words")
                 return
         if not words:
             self._log.info("no words in %.2f s of speech", utterance.duration_s)
@@ -456,18 +466,23 @@ class AgentSession:
             self._log.warning("transcribing the whole question failed (%s): using its parts' text", exc)
             return samples, fallback
 
+    async def _went_on(self, utterance: Utterance, speaker: Speaker, within_s: float) -> bool:
+        """Whether ``speaker`` speaks again within ``within_s`` of the end of ``utterance``'s speech
+        (waiting for the rest of that time if they have not yet)."""
+        spoke = self._spoke_again.setdefault(speaker.participant_id, asyncio.Event())
+        wait_s = within_s - (time.monotonic() - utterance.speech_end_at)
+        if not spoke.is_set() and wait_s > 0:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(spoke.wait(), wait_s)
+        return spoke.is_set() and not self.closed
+
     async def _goes_on(self, text: str, utterance: Utterance, speaker: Speaker) -> bool:
         """Words that end mid-sentence ("What is the capital of?"): wait for the speaker to go on, up to
         ``vad.turn_max_silence_ms`` after their last speech; True if they did (smart endpointing only)."""
         vad = self._settings.vad
         if vad.endpoint != "smart" or not sounds_unfinished(text, self.profile.language_of(text)):
             return False
-        spoke = self._spoke_again.setdefault(speaker.participant_id, asyncio.Event())
-        wait_s = vad.turn_max_silence_ms / 1000 - (time.monotonic() - utterance.speech_end_at)
-        if not spoke.is_set() and wait_s > 0:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(spoke.wait(), wait_s)
-        return spoke.is_set() and not self.closed
+        return await self._went_on(utterance, speaker, vad.turn_max_silence_ms / 1000)
 
     def _note(self, speaker: Speaker, text: str, line: int) -> None:
         """Words not meant for the agent (a group call where nobody said its name): context, no reply."""
@@ -568,6 +583,9 @@ class AgentSession:
                 merged[-1] = ChatMessage(role="user", content=f"{merged[-1].content}\n{message.content}")
             else:
                 merged.append(message)
+        reminder = self.profile.reminder(language)
+        if reminder and merged and merged[-1].role == "user":  # said in the prompt only, never kept in the history
+            merged[-1] = ChatMessage(role="user", content=f"{merged[-1].content}\n{reminder}")
         return [ChatMessage(role="system", content=self.profile.prompt(group, language)), *merged]
 
     async def _run_turn(self, turn: Turn) -> None:
@@ -731,4 +749,5 @@ def _backchannels_for(language: str, by_language: dict[str, list[str]]) -> list[
 
 def _after_held(held: str, text: str) -> str:
     """Words held as unfinished ("What is the capital of?") and what the caller went on to say."""
-    return f"{held.rstrip('?.!')} {text}"
+    held = held.rstrip('?.!').strip()
+    return f"{held} {text}" if held else text

@@ -112,6 +112,9 @@ async def test_a_room_made_on_one_node_is_joined_through_another_and_people_ther
             try:
                 assert ann.node_url == ben.node_url == owner["ws_url"]  # redirected: media goes to the owner
                 assert sum(1 for m in ann.messages if m["type"] == "redirect") == 1
+                # Each hears the other once the server's renegotiation (after ICE connects) has added the m-line.
+                await until(lambda: ann.participant_id in ben.tracks.values() and ben.participant_id in ann.tracks.values(),
+                            15, "renegotiation did not finish")
                 result = await ann.ask(question_samples)
                 assert_answered(result)
                 assert peak_correlation(question_samples, heard(ben, ann)) > SAME_AUDIO
@@ -244,6 +247,7 @@ async def test_callers_of_a_killed_node_are_back_in_one_room_on_another_and_the_
                     people = [p["identity"] for p in (await admin.room("cl-failover"))["participants"] if p["kind"] == "human"]
                 assert sorted(people) == ["una", "vic"], people
                 una, vic = callers
+                await until(lambda: una.participant_id in vic.tracks.values(), 15, "renegotiation did not finish")
                 result = await una.ask(question_samples)
                 assert_answered(result)
                 assert peak_correlation(question_samples, heard(vic, una)) > SAME_AUDIO

@@ -106,6 +106,9 @@ def test_an_auto_room_answers_in_the_language_it_hears():
     assert "group call" in profile.prompt(True, "zh")
     fixed = AgentProfile("Parley", "用中文回答。", "zh", "always", chinese)  # type: ignore[arg-type]
     assert fixed.language_of("hello") == "zh" and fixed.voice("en") is chinese and fixed.prompt(False, "en") == "用中文回答。"
+    # A history in both languages: each question in the prompt says which language to answer in.
+    assert "中文" in profile.reminder("zh") and "English" in profile.reminder("en")
+    assert fixed.reminder("zh") == ""  # a one-language room's prompt already says it
 
 
 def test_an_auto_room_knows_the_backchannels_of_both_languages():

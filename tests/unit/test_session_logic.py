@@ -14,6 +14,7 @@ from parley.agents.endpointer import InterimAudio, SpeechPaused, Utterance
 from parley.agents.llm.base import ChatMessage
 from parley.agents.stage_timer import EarlyTranscriptionStats, SpeculationStats
 from parley.agents.profile import Speaker
+from parley.agents.dialogue_state import State
 from parley.agents.session import AgentSession
 from parley.server.playout import PlayoutTrack
 
@@ -337,5 +338,62 @@ async def test_a_reply_is_held_when_the_caller_finished_more_words_before_it_was
     assert [f.text for f in finals] == ["What is the capital", "What is the capital of Germany?"]
     assert finals[0].utterance_id == finals[1].utterance_id  # one line
     models.release.set()
+    await session.close()
+    playout.stop()
+
+
+def _agent_talking(texts: dict[int, str], settings) -> tuple[AgentSession, list, PlayoutTrack, StandInModels]:
+    models = StandInModels(texts)
+    models.tts = SimpleNamespace(sample_rate=24_000, synthesize=lambda text: np.full(120_000, 0.2, np.float32))  # 5 s
+    models.release.set()
+    session, emitted, playout = _session(models, settings)
+    return session, emitted, playout, models
+
+
+async def test_a_short_word_over_the_agent_and_more_at_once_are_one_utterance(settings):
+    """"Stop, what is the capital of France?" over the agent's voice: the VAD may end an utterance at the
+    comma, and "Stop" alone, short and misheard ("Um."), would resume the agent and show a line of its own.
+    Followed at once by more speech, both are heard as one: one interruption, one line, the whole text."""
+    from parley.agents.endpointer import SpeechStarted
+
+    session, emitted, playout, models = _agent_talking(
+        {8_000: "Tell me a story.", 3_200: "Um.", 9_600: "What is the capital of France?",
+         3_200 + 4_800 + 9_600: "Stop, what is the capital of France?"}, settings)
+    listener = asyncio.create_task(_drain(playout))
+    session._on_endpoint_event(_utterance(8_000, pause=None), ADA)
+    await asyncio.sleep(0.5)
+    story = session._turn
+    assert story is not None and story.audio_started
+    session._on_endpoint_event(SpeechStarted(at=0.0), ADA)
+    session._on_endpoint_event(Utterance(np.zeros(3_200, np.float32), time.monotonic(), 0.0, speech_ms=200), ADA)
+    await asyncio.sleep(0.1)
+    session._on_endpoint_event(SpeechStarted(at=0.0), ADA)  # they go on
+    await asyncio.sleep(0.05)
+    assert story.active and session.state == State.PAUSED  # not resumed on "Um."
+    session._on_endpoint_event(_utterance(9_600, pause=None), ADA)
+    await asyncio.sleep(0.2)
+    listener.cancel()
+    assert story.interrupted_at is not None
+    assert session._turn is not story and session._turn.user_text == "Stop, what is the capital of France?"
+    callers = [e for e in emitted if isinstance(e, CallerTranscript) and e.final]
+    assert [c.text for c in callers] == ["Tell me a story.", "Stop, what is the capital of France?"]
+    await session.close()
+    playout.stop()
+
+
+async def test_a_lone_backchannel_over_the_agent_resumes_it(settings):
+    session, emitted, playout, models = _agent_talking({8_000: "Tell me a story.", 3_200: "Mhm."}, settings)
+    listener = asyncio.create_task(_drain(playout))
+    session._on_endpoint_event(_utterance(8_000, pause=None), ADA)
+    await asyncio.sleep(0.5)
+    story = session._turn
+    from parley.agents.endpointer import SpeechStarted
+
+    session._on_endpoint_event(SpeechStarted(at=0.0), ADA)
+    session._on_endpoint_event(Utterance(np.zeros(3_200, np.float32), time.monotonic(), 0.0, speech_ms=400), ADA)
+    await asyncio.sleep(1.0)  # nothing more from the caller
+    listener.cancel()
+    assert story.active and story.interrupted_at is None and session._turn is story
+    assert [c.text for c in emitted if isinstance(c, CallerTranscript) and c.final][-1] == "Mhm."
     await session.close()
     playout.stop()
