@@ -404,16 +404,17 @@ class AgentSession:
         timer.stt_done_at = time.monotonic()
         words = bool(_WORD.search(text))
         if self.state == State.PAUSED and self._turn is not None:
+            if await self._went_on(utterance, speaker, WENT_ON_WITHIN_S):
+                # "Stop, what is ...": a first part (short, often misheard over the agent's voice: "up") and
+                # more at once: stay paused and hear both as one utterance, on one line, when the rest is decided
+                self._carried[speaker.participant_id] = (text, line, samples)
+                self._log.info("%r over the agent and %s went on: heard with what follows", text, speaker.name)
+                return
+            if self.closed:
+                return
+        if self.state == State.PAUSED and self._turn is not None:
             short = utterance.speech_ms < self._settings.vad.barge_in_min_speech_ms and carried is None
             if not words or short or is_backchannel(text, self._backchannels):
-                if await self._went_on(utterance, speaker, WENT_ON_WITHIN_S):
-                    # "Stop, what is ...": a short first part (often misheard over the agent's voice) and more
-                    # at once: stay paused and hear both as one utterance, on one line, when the rest is decided
-                    self._carried[speaker.participant_id] = (text, line, samples)
-                    self._log.info("%r over the agent and %s went on: heard with what follows", text, speaker.name)
-                    return
-                if self.closed or self._turn is None:
-                    return
                 if words:
                     self._user_transcript(speaker, self._turn.id, text, final=True, utterance_id=line)
                 if self.state == State.PAUSED:  # (a blip may have resumed it meanwhile)
@@ -470,11 +471,17 @@ class AgentSession:
         """Whether ``speaker`` speaks again within ``within_s`` of the end of ``utterance``'s speech
         (waiting for the rest of that time if they have not yet)."""
         spoke = self._spoke_again.setdefault(speaker.participant_id, asyncio.Event())
+        if self._undecided(speaker) > 1:  # a later utterance of theirs has ended already (and cleared the event)
+            return not self.closed
         wait_s = within_s - (time.monotonic() - utterance.speech_end_at)
         if not spoke.is_set() and wait_s > 0:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(spoke.wait(), wait_s)
         return spoke.is_set() and not self.closed
+
+    def _undecided(self, speaker: Speaker) -> int:
+        """How many of ``speaker``'s utterances are still being decided (the one deciding now included)."""
+        return sum(1 for pid in self._deciders.values() if pid == speaker.participant_id)
 
     async def _goes_on(self, text: str, utterance: Utterance, speaker: Speaker) -> bool:
         """Words that end mid-sentence ("What is the capital of?"): wait for the speaker to go on, up to
@@ -553,8 +560,7 @@ class AgentSession:
         self._turn = turn
         self.turns.append(turn)
         self.fsm.fire(Event.UTTERANCE)
-        undecided = sum(1 for pid in self._deciders.values() if speaker and pid == speaker.participant_id)  # this one too
-        if speaker and (speaker.participant_id in self._speaking or undecided > 1):
+        if speaker and (speaker.participant_id in self._speaking or self._undecided(speaker) > 1):
             # They went on talking while this was transcribed (and may even have finished a later utterance,
             # still being decided): hold the reply (paused) until their new words are heard — a continuation
             # folds into this question, a backchannel or a blip resumes it.

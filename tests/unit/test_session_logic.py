@@ -8,6 +8,7 @@ import time
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from parley.agents.events import CallerTranscript, ReplyTranscript
 from parley.agents.endpointer import InterimAudio, SpeechPaused, Utterance
@@ -350,14 +351,19 @@ def _agent_talking(texts: dict[int, str], settings) -> tuple[AgentSession, list,
     return session, emitted, playout, models
 
 
-async def test_a_short_word_over_the_agent_and_more_at_once_are_one_utterance(settings):
+@pytest.mark.parametrize(("first", "speech_ms", "second_ends_first"), [
+    ("Um.", 200, False),  # short, misheard: alone it would resume the agent
+    ("up", 400, False),  # long enough to interrupt: alone it would start a turn of its own, on a line of its own
+    ("up", 400, True),  # ... and the rest ended before "up" was decided
+])
+async def test_a_word_over_the_agent_and_more_at_once_are_one_utterance(settings, first, speech_ms, second_ends_first):
     """"Stop, what is the capital of France?" over the agent's voice: the VAD may end an utterance at the
-    comma, and "Stop" alone, short and misheard ("Um."), would resume the agent and show a line of its own.
-    Followed at once by more speech, both are heard as one: one interruption, one line, the whole text."""
+    comma, and "Stop" alone is often misheard. Followed at once by more speech, both are heard as one:
+    one interruption, one line, the whole text."""
     from parley.agents.endpointer import SpeechStarted
 
     session, emitted, playout, models = _agent_talking(
-        {8_000: "Tell me a story.", 3_200: "Um.", 9_600: "What is the capital of France?",
+        {8_000: "Tell me a story.", 3_200: first, 9_600: "What is the capital of France?",
          3_200 + 4_800 + 9_600: "Stop, what is the capital of France?"}, settings)
     listener = asyncio.create_task(_drain(playout))
     session._on_endpoint_event(_utterance(8_000, pause=None), ADA)
@@ -365,11 +371,13 @@ async def test_a_short_word_over_the_agent_and_more_at_once_are_one_utterance(se
     story = session._turn
     assert story is not None and story.audio_started
     session._on_endpoint_event(SpeechStarted(at=0.0), ADA)
-    session._on_endpoint_event(Utterance(np.zeros(3_200, np.float32), time.monotonic(), 0.0, speech_ms=200), ADA)
-    await asyncio.sleep(0.1)
+    session._on_endpoint_event(Utterance(np.zeros(3_200, np.float32), time.monotonic(), 0.0, speech_ms=speech_ms), ADA)
+    if not second_ends_first:
+        await asyncio.sleep(0.1)
     session._on_endpoint_event(SpeechStarted(at=0.0), ADA)  # they go on
-    await asyncio.sleep(0.05)
-    assert story.active and session.state == State.PAUSED  # not resumed on "Um."
+    if not second_ends_first:
+        await asyncio.sleep(0.05)
+        assert story.active and session.state == State.PAUSED  # not resumed, not interrupted on the first word
     session._on_endpoint_event(_utterance(9_600, pause=None), ADA)
     await asyncio.sleep(0.2)
     listener.cancel()
