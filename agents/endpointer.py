@@ -18,6 +18,14 @@ SAMPLE_RATE = 16_000
 @dataclass(frozen=True)
 class SpeechStarted:
     at: float  # monotonic time of the chunk in which speech began
+    # Set by the listener while this microphone's echo canceller is still learning the echo path: the
+    # onset may be the agent's own voice, so the agent stops only at ``SpeechConfirmed``.
+    confirm_first: bool = False
+
+
+@dataclass(frozen=True)
+class SpeechConfirmed:
+    at: float  # the speech that started has lasted ``min_speech_ms``: not a blip
 
 
 @dataclass(frozen=True)
@@ -155,13 +163,16 @@ class Endpointer:
             self._preroll.clear()
             self._speech_ms = self._window_ms
             self._last_speech_at = now
-            return [SpeechStarted(at=now)]
+            return [SpeechStarted(at=now), *([SpeechConfirmed(at=now)] if self._speech_ms >= self._min_speech_ms else [])]
         self._windows.append(window)
         events: list[EndpointEvent] = []
         if prob >= self._off:
+            confirmed = self._speech_ms < self._min_speech_ms <= self._speech_ms + self._window_ms
             self._speech_ms += self._window_ms
             self._silence_ms = 0.0
             self._last_speech_at = now
+            if confirmed:
+                events.append(SpeechConfirmed(at=now))
             if self._snapshot is not None:
                 events.append(SpeechResumed(self._pauses))
             self._snapshot, self._next_check_ms = None, None  # the pause is over: the next one is judged afresh
@@ -215,4 +226,4 @@ class Endpointer:
         self._vad.reset()
 
 
-EndpointEvent = SpeechStarted | SpeechDiscarded | SpeechPaused | SpeechResumed | InterimAudio | Utterance
+EndpointEvent = SpeechStarted | SpeechConfirmed | SpeechDiscarded | SpeechPaused | SpeechResumed | InterimAudio | Utterance

@@ -8,6 +8,7 @@ What the events mean for the conversation is the turn controller's business (``A
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from concurrent.futures import Executor
 from typing import Callable
@@ -16,7 +17,7 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamTrack
 
 from parley.agents.echo_cancel import EchoCanceller
-from parley.agents.endpointer import EndpointEvent, Endpointer
+from parley.agents.endpointer import EndpointEvent, Endpointer, SpeechStarted
 from parley.agents.runtime import AgentModels
 from parley.core.audio import FrameToAgentPcm
 from parley.agents.settings import VadSettings
@@ -66,4 +67,6 @@ class Listener:
             pending, pending_size = [], 0
             events = await loop.run_in_executor(self._executor, self._endpointer.process, chunk, time.monotonic())
             for event in events:
+                if isinstance(event, SpeechStarted) and self._canceller is not None and self._canceller.learning:
+                    event = dataclasses.replace(event, confirm_first=True)
                 self._on_event(event)

@@ -25,7 +25,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from parley.agents import events as ev
 from parley.agents.backchannel import is_backchannel, real_word_count
 from parley.agents.endpointer import (
-    EndpointEvent, InterimAudio, SpeechDiscarded, SpeechPaused, SpeechResumed, SpeechStarted, Utterance,
+    EndpointEvent, InterimAudio, SpeechConfirmed, SpeechDiscarded, SpeechPaused, SpeechResumed, SpeechStarted, Utterance,
 )
 from parley.agents.echo_cancel import EchoCanceller
 from parley.agents.listener import Listener, new_endpointer
@@ -96,6 +96,7 @@ class AgentSession:
         self._spoke_again: dict[str, asyncio.Event] = {}
         self._carried: dict[str, tuple[str, int, np.ndarray]] = {}  # text, line, audio
         self._speaking: set[str] = set()  # speakers in the middle of an utterance now
+        self._unconfirmed: set[str] = set()  # ... whose onset over the agent may be its own echo (not acted on yet)
         self._borrowed_lines: set[int] = set()  # question lines showing a continuation that may not be folded in
         self._decider: asyncio.Task[None] | None = None  # the latest utterance's decision
         # Every decision in flight (each waits for the one before), with whose utterance it decides.
@@ -190,12 +191,21 @@ class AgentSession:
         if isinstance(event, SpeechStarted):
             self._speaking.add(speaker.participant_id)
             self._spoke_again.setdefault(speaker.participant_id, asyncio.Event()).set()
-            if self._turn is not None and self._turn.active:
-                self._playout.pause()  # stop talking at once; decide later whether to carry on
-            self.fsm.fire(Event.SPEECH_START)
-            self._prime("", speaker)
+            if event.confirm_first and self._turn is not None and self._turn.active:
+                # Their echo canceller is still learning: this may be the agent's own voice. Stop only if it lasts.
+                self._unconfirmed.add(speaker.participant_id)
+                return
+            self._speech_started(speaker)
+        elif isinstance(event, SpeechConfirmed):
+            if speaker.participant_id in self._unconfirmed:
+                self._unconfirmed.discard(speaker.participant_id)
+                self._speech_started(speaker)
         elif isinstance(event, SpeechDiscarded):
             self._speaking.discard(speaker.participant_id)
+            if speaker.participant_id in self._unconfirmed:  # a blip of echo, never acted on
+                self._unconfirmed.discard(speaker.participant_id)
+                self._log.info("a blip over the agent while %s's echo canceller was learning: not stopped for it", speaker.name)
+                return
             if self.state == State.PAUSED:
                 self._resume("a blip, not speech")
             else:
@@ -212,6 +222,7 @@ class AgentSession:
                 self._interim = asyncio.create_task(self._interim_transcript(event.samples, self._utterance_seq, speaker))
         elif isinstance(event, Utterance):
             self._speaking.discard(speaker.participant_id)
+            self._unconfirmed.discard(speaker.participant_id)
             self._utterance_seq += 1  # any interim pass still running is now stale
             timer = TurnTimer(0, event.speech_end_at, event.endpoint_at, end_of_turn_ms=event.turn_model_ms or None)
             early = self._early.pop(speaker.participant_id, None)
@@ -228,6 +239,12 @@ class AgentSession:
             self._decider = asyncio.create_task(self._decide(event, timer, self._decider, speaker, transcript, line))
             self._deciders[self._decider] = speaker.participant_id
             self._decider.add_done_callback(lambda task: self._deciders.pop(task, None))
+
+    def _speech_started(self, speaker: Speaker) -> None:
+        if self._turn is not None and self._turn.active:
+            self._playout.pause()  # stop talking at once; decide later whether to carry on
+        self.fsm.fire(Event.SPEECH_START)
+        self._prime("", speaker)
 
     async def _listen_naive(self, track: MediaStreamTrack, speaker: Speaker) -> None:
         """The baseline: transcribe fixed chunks; a chunk with no words after some words ends the turn."""

@@ -57,6 +57,8 @@ PAUSED_QUESTIONS = [
     ("What is the best way", "to learn a new language?"),
 ]
 PAUSES_S = [0.6, 0.8, 1.0, 1.2]
+# A barge-in over the agent's voice: a question with a long reply, and what the caller says over it.
+BARGE_IN = ("Tell me a story about a dragon who learns to fly.", "Stop, what is the capital of France?")
 # Mandarin: spoken by Kokoro's jm_kumo (a man's voice) — not the agent's own Mandarin voice (jf_gongitsune).
 MANDARIN_QUESTIONS = [
     "中国的首都是哪个城市？", "一年有多少天？", "天空为什么是蓝色的？", "你最喜欢什么颜色？",
@@ -152,3 +154,16 @@ def load_questions(folder: Path, count: int | None = None) -> list[Question]:
         index_path.write_text(json.dumps(index, indent=1))
     items = index[:count] if count else index
     return [Question(item["text"], read_wav(folder / item["file"])[0]) for item in items]
+
+
+def load_barge_in(folder: Path) -> tuple[Question, Question]:
+    """``BARGE_IN``'s long-reply question and the cut-in spoken over its reply, generated into ``folder`` once."""
+    folder.mkdir(parents=True, exist_ok=True)
+    spoken = []
+    for name, text in zip(("barge_in_ask", "barge_in_cut"), BARGE_IN):
+        wav, label = folder / f"{name}.wav", folder / f"{name}.txt"
+        if not (wav.exists() and label.exists() and label.read_text() == text):
+            write_wav(wav, _espeak(text, "en-us") if shutil.which("espeak-ng") else _hibari(text, "emma"), RATE)
+            label.write_text(text)
+        spoken.append(Question(text, read_wav(wav)[0]))
+    return spoken[0], spoken[1]

@@ -191,8 +191,11 @@ def _speakerphone_lines(phone: dict[str, Any] | None) -> list[str]:
     barge = phone.get("barge_in")
     if barge:
         stop = barge["stop_s"]
-        lines.append(f"A real barge-in spoken over the echo: stopped the agent in {barge['tries'] - barge['missed']}/{barge['tries']} "
-                     f"tries, p50 {_ms(stop['p50'])} ms, max {_ms(stop['max'])} ms after the caller began.")
+        over = barge.get("reply_over", 0)
+        spoken_over = barge["tries"] - over
+        lines.append(f"A real barge-in spoken over the echo: stopped the agent in {stop['n']}/{spoken_over} tries "
+                     f"made while it spoke ({over} more came after the reply had ended), "
+                     f"p50 {_ms(stop['p50'])} ms, max {_ms(stop['max'])} ms after the caller began.")
     return lines + [""]
 
 

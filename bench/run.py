@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from parley.bench import report
-from parley.bench.questions import load_mandarin_questions, load_paused_questions, load_questions
+from parley.bench.questions import load_barge_in, load_mandarin_questions, load_paused_questions, load_questions
 from parley.bench.cluster import cluster_bench
 from parley.bench.forwarding import forwarding_ramp
 from parley.bench.pipecat_peer import PIPECAT_VERSION, measure_pipecat
@@ -154,7 +154,8 @@ async def _speakerphone(args: argparse.Namespace, questions: list, logs: Path) -
         async with ServerProcess(env, logs / f"speakerphone-{name}.log") as server:
             out[name] = await speakerphone_run(server.url, server.pid, samples, replies, args.speakerphone_window, f"speakerphone-{name}")
             if name == "on":
-                out["barge_in"] = await barge_in_over_echo(server.url, samples[0], samples[-1], tries=args.speakerphone_barge_ins)
+                ask, cut_in = load_barge_in(args.questions_dir)
+                out["barge_in"] = await barge_in_over_echo(server.url, ask.samples, cut_in.samples, tries=args.speakerphone_barge_ins)
     return out
 
 

@@ -105,7 +105,10 @@ async def speakerphone_turn(client: ParleyClient, question: np.ndarray, window_s
             back = True
             break
         await asyncio.sleep(0.05)
-    await asyncio.sleep(0.3)  # the echo of the reply's last words is still arriving
+    # The echo of the reply's last words is still arriving; and the next question starts only once the
+    # canceller's hold window (0.5 s after the agent's last sound) is over, so that its ERLE is measured
+    # on echo alone, not on the caller's next words (a canceller must leave those as they are).
+    await asyncio.sleep(0.8)
     turn = client.messages[since:]
     replies = [m["text"] for m in turn if m.get("type") == "transcript" and m.get("speaker") == "agent" and m.get("final")]
     return SpeakerphoneTurn(back and bool(replies), count_stops(turn), replies[-1] if replies else "", time.monotonic() - started)
@@ -144,11 +147,13 @@ async def speakerphone_run(
 
 
 async def barge_in_over_echo(url: str, question: np.ndarray, cut_in: np.ndarray, tries: int) -> dict[str, Any]:
-    """A real barge-in spoken over the echo, ``tries`` times: from the cut-in's first sound to ``paused``."""
+    """A real barge-in spoken over the echo, ``tries`` times: from the cut-in's first sound to ``paused``.
+    ``question`` should ask for a long reply; a try whose reply was over before the cut-in began counts
+    as neither a stop nor a miss (``reply_over``)."""
     from parley.bench.stats import summary
 
     stops: list[float] = []
-    missed = 0
+    missed = reply_over = 0
     caller = speakerphone_caller(url, EchoPath(delay_ms=120, gain_db=-10), room="speakerphone-barge-in")
     await caller.start()
     try:
@@ -156,15 +161,19 @@ async def barge_in_over_echo(url: str, question: np.ndarray, cut_in: np.ndarray,
             since = len(caller.messages)
             caller.mic.play(question)
             await caller.wait_for(lambda m: m["type"] == "agent.state" and m["state"] == "speaking", 60, since)
-            await asyncio.sleep(0.8)
+            await asyncio.sleep(1.5)  # well into the reply, its echo coming back the whole time
             since = len(caller.messages)
             spoke = await caller.mic.play(cut_in).started
             try:
-                await caller.wait_for(lambda m: m["type"] == "agent.state" and m["state"] == "paused", 5, since)
-                stops.append(time.monotonic() - spoke)
+                await caller.wait_for(lambda m: m["type"] == "agent.state" and m["state"] in ("paused", "listening"), 5, since)
+                stopped = next(m["state"] for m in caller.messages[since:] if m["type"] == "agent.state" and m["state"] in ("paused", "listening"))
+                if stopped == "paused":
+                    stops.append(time.monotonic() - spoke)
+                else:
+                    reply_over += 1
             except TimeoutError:
                 missed += 1
             await caller.wait_for(lambda m: m["type"] == "agent.state" and m["state"] == "listening", 90, since)
     finally:
         await caller.close()
-    return {"stop_s": summary(stops), "missed": missed, "tries": tries}
+    return {"stop_s": summary(stops), "missed": missed, "reply_over": reply_over, "tries": tries}

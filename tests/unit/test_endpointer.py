@@ -3,7 +3,7 @@
 import numpy as np
 
 from parley.agents.endpointer import (
-    Endpointer, InterimAudio, SpeechDiscarded, SpeechPaused, SpeechResumed, SpeechStarted, Utterance,
+    Endpointer, InterimAudio, SpeechConfirmed, SpeechDiscarded, SpeechPaused, SpeechResumed, SpeechStarted, Utterance,
 )
 
 WINDOW = 512  # 32 ms at 16 kHz
@@ -83,6 +83,15 @@ def test_a_blip_is_discarded_soon_after_it_ends():
     discarded = [e for e in events if isinstance(e, SpeechDiscarded)]
     assert len(discarded) == 1
     assert discarded[0].at <= (5 + 2 + windows(200) + 1) * 0.032  # not after the full endpoint silence
+
+
+def test_speech_is_confirmed_once_it_has_lasted_min_speech_ms_and_a_blip_never_is():
+    speech = run([0.0] * 5 + [0.9] * windows(500) + [0.0] * windows(600), min_speech_ms=200)
+    [confirmed] = [e for e in speech if isinstance(e, SpeechConfirmed)]
+    started = next(e for e in speech if isinstance(e, SpeechStarted))
+    assert 0.15 <= confirmed.at - started.at <= 0.2  # 200 ms of speech, counted from its first window
+    blip = run([0.0] * 5 + [0.9] * 2 + [0.0] * windows(800), min_speech_ms=200)
+    assert not [e for e in blip if isinstance(e, SpeechConfirmed)] and [e for e in blip if isinstance(e, SpeechDiscarded)]
 
 
 def test_interim_audio_grows_while_speaking():

@@ -405,3 +405,29 @@ async def test_a_lone_backchannel_over_the_agent_resumes_it(settings):
     assert [c.text for c in emitted if isinstance(c, CallerTranscript) and c.final][-1] == "Mhm."
     await session.close()
     playout.stop()
+
+
+async def test_while_the_echo_canceller_learns_the_agent_stops_only_for_speech_that_lasts(settings):
+    """An onset over the agent while the caller's echo canceller is still learning may be the agent's own
+    voice: a blip never stops it; speech that lasts min_speech_ms does (a real barge-in, a little later)."""
+    from parley.agents.endpointer import SpeechConfirmed, SpeechDiscarded, SpeechStarted
+    from parley.agents.events import StateChanged
+
+    session, emitted, playout, models = _agent_talking({8_000: "Tell me a story."}, settings)
+    listener = asyncio.create_task(_drain(playout))
+    session._on_endpoint_event(_utterance(8_000, pause=None), ADA)
+    await asyncio.sleep(0.5)
+    story = session._turn
+    assert story is not None and story.audio_started and session.state == State.SPEAKING
+    session._on_endpoint_event(SpeechStarted(at=0.0, confirm_first=True), ADA)
+    session._on_endpoint_event(SpeechDiscarded(at=0.1), ADA)  # echo that leaked: a blip
+    await asyncio.sleep(0.05)
+    states = [e.state for e in emitted if isinstance(e, StateChanged)]
+    assert session.state == State.SPEAKING and State.PAUSED not in states, states  # the caller saw no stop
+    session._on_endpoint_event(SpeechStarted(at=0.2, confirm_first=True), ADA)
+    assert session.state == State.SPEAKING
+    session._on_endpoint_event(SpeechConfirmed(at=0.4), ADA)  # it lasted: the caller is talking
+    assert session.state == State.PAUSED and story.active
+    listener.cancel()
+    await session.close()
+    playout.stop()
