@@ -210,9 +210,10 @@ class EchoCanceller:
         levels = _block_rms(pending[:usable])
         if levels.size:
             self._far_level = max(float(levels.max()), self._far_level * 0.97 ** levels.size)
-            if levels.max() > 1e-3:
+            sounding = int(np.count_nonzero(levels > 1e-3))
+            if sounding:
                 self._far_at = time.monotonic()
-            self._far_sound_blocks += int(np.count_nonzero(levels > 1e-3))
+            self._far_sound_blocks += sounding
         for start in range(0, usable, BLOCK):
             self._apm.process_reverse_stream(self._frame_of(pcm[start : start + BLOCK]))
         self._render_pending = pending[usable:]

@@ -93,6 +93,11 @@ def _hibari(text: str, voice: str) -> np.ndarray:
     return resample(tts.synthesize(text), tts.sample_rate, RATE)
 
 
+def _spoken(text: str, espeak_voice: str) -> np.ndarray:
+    """``text`` spoken by espeak-ng in ``espeak_voice``, or by hibari where espeak-ng is missing."""
+    return _espeak(text, espeak_voice) if shutil.which("espeak-ng") else _hibari(text, "emma")
+
+
 def load_paused_questions(folder: Path, count: int | None = None) -> list[Question]:
     """The paused questions (first half, 0.6–1.2 s of silence, second half), generated into ``folder`` once."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -103,7 +108,7 @@ def load_paused_questions(folder: Path, count: int | None = None) -> list[Questi
         index = []
         for i, (first, second) in enumerate(PAUSED_QUESTIONS):
             voice = _VOICES[i % len(_VOICES)]
-            halves = [_espeak(part, voice) if shutil.which("espeak-ng") else _hibari(part, "emma") for part in (first, second)]
+            halves = [_spoken(part, voice) for part in (first, second)]
             pause = np.zeros(int(PAUSES_S[i % len(PAUSES_S)] * RATE), np.float32)
             name = f"paused{i + 1:02d}.wav"
             write_wav(folder / name, np.concatenate([halves[0], pause, halves[1]]), RATE)
@@ -163,7 +168,7 @@ def load_barge_in(folder: Path) -> tuple[Question, Question]:
     for name, text in zip(("barge_in_ask", "barge_in_cut"), BARGE_IN):
         wav, label = folder / f"{name}.wav", folder / f"{name}.txt"
         if not (wav.exists() and label.exists() and label.read_text() == text):
-            write_wav(wav, _espeak(text, "en-us") if shutil.which("espeak-ng") else _hibari(text, "emma"), RATE)
+            write_wav(wav, _spoken(text, "en-us"), RATE)
             label.write_text(text)
         spoken.append(Question(text, read_wav(wav)[0]))
     return spoken[0], spoken[1]

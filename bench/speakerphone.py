@@ -165,9 +165,8 @@ async def barge_in_over_echo(url: str, question: np.ndarray, cut_in: np.ndarray,
             since = len(caller.messages)
             spoke = await caller.mic.play(cut_in).started
             try:
-                await caller.wait_for(lambda m: m["type"] == "agent.state" and m["state"] in ("paused", "listening"), 5, since)
-                stopped = next(m["state"] for m in caller.messages[since:] if m["type"] == "agent.state" and m["state"] in ("paused", "listening"))
-                if stopped == "paused":
+                stopped = await caller.wait_for(lambda m: m["type"] == "agent.state" and m["state"] in ("paused", "listening"), 5, since)
+                if stopped["state"] == "paused":
                     stops.append(time.monotonic() - spoke)
                 else:
                     reply_over += 1
