@@ -167,6 +167,10 @@ async function single(browser) {
     await page.waitForTimeout(200);
   }
   result.inbound_audio = stats;
+  // The question as the page shows it once the agent answers: words after a pause come back with the same
+  // utterance_id and update the line, so the first final line may still be the question's first half.
+  result.user_transcript = await page.textContent("#transcript li.user:not(.partial) span");
+  result.user_lang = await page.getAttribute("#transcript li.user:not(.partial) span", "lang");
   if (expect === "barge-in") {
     // The fake mic asks a second question while the agent is still answering the first.
     await page.waitForSelector("#transcript li.agent.interrupted", { timeout });
