@@ -200,6 +200,8 @@ async function embed(browser) {
   result.user_transcript = await page.textContent("#log li[data-speaker=user]:not(.partial) span");
   await page.waitForSelector("#log li[data-speaker=agent]", { timeout });
   result.agent_text = await page.textContent("#log li[data-speaker=agent] span");
+  // Once the agent answers, the caller's line holds the whole question (see single()).
+  result.user_transcript = await page.textContent("#log li[data-speaker=user]:not(.partial) span");
   const started = Date.now();
   let stats = null;
   while (Date.now() - started < timeout) {
