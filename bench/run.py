@@ -170,7 +170,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     logs = args.results / "logs" / stamp
     run: dict[str, Any] = {
         "started_at": started.isoformat(timespec="seconds"), "machine": _machine(), "profile": args.profile,
-        "models": args.llm_url or args.llm_model or "defaults (Whisper tiny.en, Qwen2.5-1.5B Q4_K_M, hibari)",
+        "models": args.llm_url or args.llm_model or "defaults (Whisper tiny.en, Qwen2.5-Coder-1.5B-Instruct Q4_K_M, hibari)",
         "limits": {"p95_s": limits.p95_s, "late_frame_ratio": limits.late_frame_ratio},
         "single_call": {}, "paused": {}, "early_stt": {}, "speculative_replies": {}, "ramp": {}, "max_calls_sustained": {}, "not_measured": [],
     }
