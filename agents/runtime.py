@@ -60,7 +60,7 @@ def _load_stt(settings: PipelineSettings) -> SpeechToText:
     model_dir = whisper_model_dir(cfg.model, settings.cache_dir, log.info)
     return FasterWhisperStt(
         model_dir, device=cfg.device, compute_type=cfg.compute_type, language=cfg.language,
-        beam_size=cfg.beam_size, threads=cfg.threads, fit_window=cfg.fit_window,
+        beam_size=cfg.beam_size, threads=cfg.threads, fit_window=cfg.fit_window, window_s=cfg.window_s,
     )
 
 
@@ -72,7 +72,7 @@ def _load_multilingual_stt(settings: PipelineSettings) -> SpeechToText:
     model_dir = whisper_model_dir(cfg.multilingual_model, settings.cache_dir, log.info)
     return FasterWhisperStt(
         model_dir, device=cfg.device, compute_type=cfg.compute_type, language="zh",
-        beam_size=cfg.beam_size, threads=cfg.threads, fit_window=cfg.fit_window,
+        beam_size=cfg.beam_size, threads=cfg.threads, fit_window=cfg.fit_window, window_s=cfg.window_s,
     )
 
 

@@ -1,7 +1,14 @@
 """faster-whisper (CTranslate2) STT: greedy, temperature 0, our own VAD already cut the audio.
 
 Whisper pads every input to a 30 s window, so a 2 s question costs the encoder as much as 30 s of
-speech. ``fit_window`` (experimental, off by default) makes the encoder read the utterance plus 2 s
+speech. ``window_s`` (20 by default on CPU) pads an utterance that fits to a shorter window instead:
+tiny.en int8 on 2 threads took 494 → 255 ms a sentence at 30 → 20 s, with the same word error rate
+(measured 2026-12-04 on 44 hibari and espeak sentences: 0.079 → 0.088; the 24 bench questions
+0.212 → 0.225; five LibriVox clips 0.085 → 0.085). Only a pass without a prompt reads the short window:
+with one, tiny.en dropped the prompted name at 15–25 s ("Parley, tell me…" → "Tell me…"), so group
+calls' hotwords and the Mandarin prompt keep the full window, as do utterances that do not fit. Outside
+30 s Whisper says "you" to silence (no-speech probability 0.99, against at most 0.22 on 37 real and
+synthetic questions): a no-speech rule, a token bound and a loop cut guard every short pass. ``fit_window`` (experimental, off by default) makes the encoder read the utterance plus 2 s
 of silence instead (whole seconds, 4 s at least): ~3–4× faster on this CPU (tiny.en, int8, 2
 threads: 0.41 → 0.09–0.12 s an espeak question, 0.52 → 0.14 s a LibriVox sentence), but Whisper was
 trained on 30 s windows and is erratic outside them — measured, the same 24 questions' WER went
@@ -33,6 +40,7 @@ FIT_TAIL_S = 2  # silence after the speech in a fitted window
 FIT_MIN_S = 4
 NO_SPEECH_PROB = 0.6  # faster-whisper's no_speech_threshold …
 MIN_AVG_LOGPROB = -1.0  # … and log_prob_threshold
+NO_SPEECH_ALONE = 0.8  # this sure that nobody spoke: nothing heard, whatever the decoder says
 _SENTENCE = re.compile(r"[^.!?]+[.!?]*")
 
 
@@ -78,6 +86,7 @@ class FasterWhisperStt:
         threads: int = 2,
         workers: int = 1,
         fit_window: bool = False,
+        window_s: int = 30,
     ) -> None:
         from faster_whisper import WhisperModel
 
@@ -90,6 +99,10 @@ class FasterWhisperStt:
         self._language = language
         self._beam_size = beam_size
         self._fit_window = fit_window
+        full = self._model.feature_extractor.n_samples
+        self._window = min(full, window_s * SAMPLE_RATE)
+        # Utterances longer than this (their silence appended) get the full window.
+        self._short_limit = full - SAMPLE_RATE if fit_window else self._window - FIT_TAIL_S * SAMPLE_RATE
         self._multilingual = bool(self._model.model.is_multilingual)
         self.device = device
         self.passes = 0  # model passes run by transcribe_batch (one per prompt group)
@@ -101,7 +114,7 @@ class FasterWhisperStt:
         if samples.size == 0:
             return ""
         samples = with_silence(samples)
-        if self._fit_window and samples.size <= self._model.feature_extractor.n_samples - SAMPLE_RATE:
+        if self._short(hotwords) and samples.size <= self._short_limit:
             return self._batch_pass([samples], self._language_for(language), hotwords or None)[0]
         # CTranslate2 queues concurrent calls itself (num_workers sets how many run at once).
         segments, _ = self._model.transcribe(
@@ -154,7 +167,7 @@ class FasterWhisperStt:
         for i, req in enumerate(requests):
             if req.samples.size == 0:
                 continue
-            if req.samples.size + TAIL_SILENCE_S * SAMPLE_RATE > self._model.feature_extractor.n_samples:
+            if req.samples.size + TAIL_SILENCE_S * SAMPLE_RATE > self._pass_limit(req.hotwords):
                 texts[i] = self.transcribe(req.samples, req.language, req.hotwords)
             else:
                 groups.setdefault((self._language_for(req.language), req.hotwords or None), []).append(i)
@@ -163,11 +176,20 @@ class FasterWhisperStt:
                 texts[i] = text
         return texts
 
+    def _short(self, prompt: str | None) -> bool:
+        """Whether a pass with ``prompt`` reads a short window (fitted, or ``window_s`` without a prompt)."""
+        return self._fit_window or (not prompt and self._window < self._model.feature_extractor.n_samples)
+
+    def _pass_limit(self, prompt: str | None) -> int:
+        """The most samples (with the appended silence) one batch pass with ``prompt`` takes."""
+        return self._short_limit if self._short(prompt) else self._model.feature_extractor.n_samples
+
     def _batch_pass(self, utterances: list[np.ndarray], language: str | None, hotwords: str | None) -> list[str]:
         from faster_whisper.audio import pad_or_trim
 
         model = self._model
-        if self._fit_window:
+        short = self._short(hotwords)
+        if short:
             features = self._fitted_features(utterances)
         else:
             features = np.stack([pad_or_trim(model.feature_extractor(u.astype(np.float32))) for u in utterances])
@@ -175,19 +197,20 @@ class FasterWhisperStt:
             model.encode(features), len(utterances), language, hotwords,
             # A fitted window ends soon after the speech; a decoder that loops there ("The meeting starts
             # at 930. The meeting starts at 930. …") is cut at a length no real speech of that duration reaches.
-            max_length=self._max_tokens(max(u.size for u in utterances)) if self._fit_window else None,
-            scores=self._fit_window,
+            max_length=self._max_tokens(max(u.size for u in utterances)) if short else None,
+            scores=short,
         )
         texts = []
         for r in results:
             text = _text(tokenizer, r)
-            if not self._fit_window:
+            if not short:
                 texts.append(text)
                 continue
-            # faster-whisper's own rule for "nobody spoke" (a fitted window of silence gives "you").
+            # faster-whisper's own rule for "nobody spoke" (a short window of silence gives "you").
             length = len(r.sequences_ids[0])
             avg_logprob = r.scores[0] * length / (length + 1)  # scores are length-normalised
-            texts.append("" if r.no_speech_prob > NO_SPEECH_PROB and avg_logprob < MIN_AVG_LOGPROB else drop_repeats(text))
+            silent = r.no_speech_prob > NO_SPEECH_ALONE or (r.no_speech_prob > NO_SPEECH_PROB and avg_logprob < MIN_AVG_LOGPROB)
+            texts.append("" if silent else drop_repeats(text))
         return texts
 
     def _greedy(
@@ -221,14 +244,15 @@ class FasterWhisperStt:
         return min(self._model.max_length, 24 + int(12 * samples / SAMPLE_RATE))
 
     def _fitted_features(self, utterances: list[np.ndarray]) -> np.ndarray:
-        """Log-mel features of each utterance padded with silence to the longest one plus 2 s (4 s at
-        least), in whole seconds, at most Whisper's 30 s window: the encoder reads that, not 30 s. With
-        only 1 s after the speech the decoder sometimes looped on the last sentence (measured: 3 of 18
-        hibari sentences); with 2 s, none."""
-        window = self._model.feature_extractor.n_samples
-        longest = max(u.size for u in utterances)
-        fitted = -(-(longest + FIT_TAIL_S * SAMPLE_RATE) // SAMPLE_RATE) * SAMPLE_RATE
-        target = min(window, max(FIT_MIN_S * SAMPLE_RATE, fitted))
+        """Log-mel features of each utterance padded with silence to ``window_s``, or with ``fit_window``
+        to the longest one plus 2 s (4 s at least), in whole seconds, at most Whisper's 30 s window: the
+        encoder reads that, not 30 s. With only 1 s after the speech the decoder sometimes looped on the
+        last sentence (measured: 3 of 18 hibari sentences); with 2 s, none."""
+        target = self._window
+        if self._fit_window:
+            longest = max(u.size for u in utterances)
+            fitted = -(-(longest + FIT_TAIL_S * SAMPLE_RATE) // SAMPLE_RATE) * SAMPLE_RATE
+            target = min(self._model.feature_extractor.n_samples, max(FIT_MIN_S * SAMPLE_RATE, fitted))
         frames = target // HOP
         out = []
         for u in utterances:

@@ -82,6 +82,31 @@ def test_stt_returns_empty_text_for_no_audio(models):
     assert models.stt.transcribe(np.zeros(0, np.float32)) == ""
 
 
+@pytest.mark.parametrize("kind", ["silence", "faint noise"])
+def test_stt_short_window_hears_no_words_in_non_speech(models, kind):
+    """Whisper says "you" to 2 s of silence in a window under 30 s (measured, unguarded); the default
+    20 s window's no-speech rule hears nothing in it."""
+    assert models.stt._window < 30 * 16_000  # the default profile's short window is what is tested
+    signal = np.zeros(32_000, np.float32)
+    if kind == "faint noise":
+        signal = (np.random.default_rng(1).standard_normal(32_000) * 0.01).astype(np.float32)
+    assert models.stt.transcribe(signal).strip(" .") == ""
+
+
+def test_stt_utterance_longer_than_the_short_window_is_heard_whole(models):
+    """Four LibriVox clips back to back (~22 s) do not fit the 20 s window: they get Whisper's full 30 s
+    one, and the words of the first and the last clip are in the transcript."""
+    if not LIBRIVOX.is_dir():
+        pytest.fail("pocketsphinx-testdata is missing: `make test` installs it")
+    names = ["sense_and_sensibility_01_austen_64kb-0870", "sense_and_sensibility_01_austen_64kb-0880",
+             "sense_and_sensibility_01_austen_64kb-0890", "sense_and_sensibility_01_austen_64kb-0920"]
+    clips = [resample(*read_wav(LIBRIVOX / f"{name}.wav"), 16_000) for name in names]
+    joined = np.concatenate(clips).astype(np.float32)
+    assert joined.size > models.stt._window
+    heard = _normalise(models.stt.transcribe(joined))
+    assert "dashwood" in heard and "respectable" in heard, heard  # the first clip's name, the last one's end
+
+
 def test_tts_output_is_trimmed_loud_and_intelligible(models):
     text = "The meeting starts at nine thirty in the morning."
     speech = models.tts.synthesize(text)
