@@ -59,9 +59,11 @@ class SttSettings(Section):
     # Seconds of audio the encoder reads (Whisper's own window is 30): an utterance that fits is padded
     # to this instead, with guards against what Whisper says to silence outside 30 s. 20: tiny.en took
     # half the time a sentence on 2 cores (494 → 255 ms) at the same word error rate (see
-    # agents/stt/faster_whisper.py). Passes with a prompt (a group call's hotwords, the Mandarin prompt)
-    # keep the full window: with one, tiny.en dropped the prompted name. The gpu profile keeps 30.
-    window_s: int = Field(20, ge=4, le=30)
+    # agents/stt/faster_whisper.py), and make bench p50 −90 ms, but the paused questions then got 3/8
+    # premature replies instead of 0/8 (README, Benchmark): not the default yet. Passes with a prompt
+    # (a group call's hotwords, the Mandarin prompt) keep the full window: with one, tiny.en dropped the
+    # prompted name.
+    window_s: int = Field(30, ge=4, le=30)
     # Experimental: encode the utterance plus 2 s instead of Whisper's fixed 30 s window — ~3× faster
     # on this CPU, but erratic (loops, hallucinated words; measured in agents/stt/faster_whisper.py).
     fit_window: bool = False

@@ -15,7 +15,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "gpu": {
         "stt": {
             "device": "cuda", "compute_type": "float16", "model": "large-v3-turbo",
-            "max_batch": 32, "batch_window_ms": 10.0, "threads": 4, "window_s": 30,
+            "max_batch": 32, "batch_window_ms": 10.0, "threads": 4,
         },
         "llm": {
             "backend": "openai", "url": "http://127.0.0.1:8000/v1", "model": "Qwen/Qwen3-8B", "max_tokens": 200,

@@ -1,7 +1,7 @@
 """faster-whisper (CTranslate2) STT: greedy, temperature 0, our own VAD already cut the audio.
 
 Whisper pads every input to a 30 s window, so a 2 s question costs the encoder as much as 30 s of
-speech. ``window_s`` (20 by default on CPU) pads an utterance that fits to a shorter window instead:
+speech. ``window_s`` (30 by default; see ``SttSettings.window_s``) pads an utterance that fits to a shorter window instead:
 tiny.en int8 on 2 threads took 494 → 255 ms a sentence at 30 → 20 s, with the same word error rate
 (measured 2026-12-04 on 44 hibari and espeak sentences: 0.079 → 0.088; the 24 bench questions
 0.212 → 0.225; five LibriVox clips 0.085 → 0.085). Only a pass without a prompt reads the short window:
