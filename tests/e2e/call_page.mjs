@@ -182,6 +182,11 @@ async function single(browser) {
     result.agent_lines = agents;
   }
   await page.waitForSelector("#transcript li.agent", { timeout: 15000 }).catch(() => {});
+  // More than the reply's first chunk (4 words, or a clause such as "我是Parley，"): its whole text or 24 characters.
+  await page.waitForFunction(() => {
+    const li = document.querySelector("#transcript li.agent");
+    return li && (!li.classList.contains("partial") || li.querySelector("span").textContent.length >= 24);
+  }, null, { timeout: 15000 }).catch(() => {});
   result.agent_text = await page.textContent("#transcript li.agent span").catch(() => null);
   result.agent_state = await page.getAttribute("#agent-state", "data-state");
   result.metrics_rows = await page.$$eval("#metrics tbody tr", (rows) => rows.map((r) => [...r.cells].map((c) => c.textContent)));
