@@ -55,20 +55,23 @@ def test_stt_on_real_recorded_speech(models):
     ("a more a amiable"). The bound of 15 % allows for decoder variation but fails on broken audio
     handling (wrong rate or channel layout gives well over 50 %).
     """
+    wer = librivox_wer(models.stt)
+    assert wer <= 0.15, f"WER {wer:.2%}"
+
+
+def librivox_wer(stt) -> float:
+    """Corpus word error rate of ``stt`` on the five LibriVox clips."""
     if not LIBRIVOX.is_dir():
         pytest.fail("pocketsphinx-testdata is missing: `make test` installs it")
-    references = {}
+    errors = words = 0
     for line in (LIBRIVOX / "transcription").read_text().splitlines():
         text, _, name = line.rpartition("(")
-        references[name.strip(") ")] = text.replace("<s>", "").replace("</s>", "").strip()
-    errors = words = 0
-    for name, reference in references.items():
-        samples, rate = read_wav(LIBRIVOX / f"{name}.wav")
-        hypothesis = models.stt.transcribe(resample(samples, rate, 16_000))
-        n = len(reference.split())
-        errors += word_error_rate(reference, _normalise(hypothesis)) * n
-        words += n
-    assert errors / words <= 0.15, f"WER {errors / words:.2%}"
+        reference = text.replace("<s>", "").replace("</s>", "").strip()
+        samples, rate = read_wav(LIBRIVOX / f"{name.strip(') ')}.wav")
+        hypothesis = stt.transcribe(resample(samples, rate, 16_000))
+        errors += word_error_rate(reference, _normalise(hypothesis)) * len(reference.split())
+        words += len(reference.split())
+    return errors / words
 
 
 def test_stt_hotwords_recover_the_agents_name(models, audio_dir):
@@ -103,16 +106,8 @@ def test_stt_short_window_hears_no_words_in_non_speech(short_window_stt, kind):
 def test_stt_short_window_hears_real_speech_and_keeps_the_full_window_for_hotwords(short_window_stt, audio_dir):
     """LibriVox within the same bound as the full window; with hotwords the full window is read (in a
     15–25 s one tiny.en dropped the prompted name: "Parley, tell me…" → "Tell me…")."""
-    if not LIBRIVOX.is_dir():
-        pytest.fail("pocketsphinx-testdata is missing: `make test` installs it")
-    errors = words = 0
-    for line in (LIBRIVOX / "transcription").read_text().splitlines():
-        text, _, name = line.rpartition("(")
-        reference = text.replace("<s>", "").replace("</s>", "").strip()
-        samples, rate = read_wav(LIBRIVOX / f"{name.strip(') ')}.wav")
-        errors += word_error_rate(reference, _normalise(short_window_stt.transcribe(resample(samples, rate, 16_000)))) * len(reference.split())
-        words += len(reference.split())
-    assert errors / words <= 0.15, f"WER {errors / words:.2%}"
+    wer = librivox_wer(short_window_stt)
+    assert wer <= 0.15, f"WER {wer:.2%}"
     samples, rate = read_wav(speak_to_wav("Parley, tell me the capital of France.", audio_dir / "name.wav"))
     speech = np.concatenate([np.zeros(4000, np.float32), resample(samples, rate, 16_000)])
     assert "parley" in short_window_stt.transcribe(speech, "en", hotwords="Parley").lower()
