@@ -1,14 +1,17 @@
 """faster-whisper (CTranslate2) STT: greedy, temperature 0, our own VAD already cut the audio.
 
 Whisper pads every input to a 30 s window, so a 2 s question costs the encoder as much as 30 s of
-speech. ``window_s`` (30 by default; see ``SttSettings.window_s``) pads an utterance that fits to a shorter window instead:
-tiny.en int8 on 2 threads took 494 → 255 ms a sentence at 30 → 20 s, with the same word error rate
-(measured 2026-12-04 on 44 hibari and espeak sentences: 0.079 → 0.088; the 24 bench questions
-0.212 → 0.225; five LibriVox clips 0.085 → 0.085). Only a pass without a prompt reads the short window:
-with one, tiny.en dropped the prompted name at 15–25 s ("Parley, tell me…" → "Tell me…"), so group
-calls' hotwords and the Mandarin prompt keep the full window, as do utterances that do not fit. Outside
-30 s Whisper says "you" to silence (no-speech probability 0.99, against at most 0.22 on 37 real and
-synthetic questions): a no-speech rule, a token bound and a loop cut guard every short pass. ``fit_window`` (experimental, off by default) makes the encoder read the utterance plus 2 s
+speech. ``window_s`` (30 by default; see ``SttSettings.window_s``) pads an utterance that fits to a
+shorter window instead: tiny.en int8 on 2 threads took 494 → 255 ms a sentence at 30 → 20 s, with the
+same word error rate (measured 2026-12-04 on 44 hibari and espeak sentences: 0.079 → 0.088; the 24
+bench questions 0.212 → 0.225; five LibriVox clips 0.085 → 0.085). Only a pass without a prompt reads
+the short window: with one, tiny.en dropped the prompted name at 15–25 s ("Parley, tell me…" → "Tell
+me…"), so group calls' hotwords and the Mandarin prompt keep the full window, as do utterances that do
+not fit. Outside 30 s Whisper says "you" to silence (no-speech probability 0.99, against at most 0.22
+on 37 real and synthetic questions): a no-speech rule, a token bound and a loop cut guard every short
+pass.
+
+``fit_window`` (experimental, off by default) makes the encoder read the utterance plus 2 s
 of silence instead (whole seconds, 4 s at least): ~3–4× faster on this CPU (tiny.en, int8, 2
 threads: 0.41 → 0.09–0.12 s an espeak question, 0.52 → 0.14 s a LibriVox sentence), but Whisper was
 trained on 30 s windows and is erratic outside them — measured, the same 24 questions' WER went
@@ -99,10 +102,10 @@ class FasterWhisperStt:
         self._language = language
         self._beam_size = beam_size
         self._fit_window = fit_window
-        full = self._model.feature_extractor.n_samples
-        self._window = min(full, window_s * SAMPLE_RATE)
+        self._full_window = self._model.feature_extractor.n_samples  # Whisper's own 30 s
+        self._window = min(self._full_window, window_s * SAMPLE_RATE)
         # Utterances longer than this (their silence appended) get the full window.
-        self._short_limit = full - SAMPLE_RATE if fit_window else self._window - FIT_TAIL_S * SAMPLE_RATE
+        self._short_limit = self._full_window - SAMPLE_RATE if fit_window else self._window - FIT_TAIL_S * SAMPLE_RATE
         self._multilingual = bool(self._model.model.is_multilingual)
         self.device = device
         self.passes = 0  # model passes run by transcribe_batch (one per prompt group)
@@ -146,11 +149,11 @@ class FasterWhisperStt:
             return "", languages[0]
         model = self._model
         audio = with_silence(samples)
-        encoded = model.encode(pad_or_trim(model.feature_extractor(audio[: model.feature_extractor.n_samples]))[None])
+        encoded = model.encode(pad_or_trim(model.feature_extractor(audio[: self._full_window]))[None])
         scores = dict(model.model.detect_language(encoded)[0])  # "<|en|>" → probability
         language = max(languages, key=lambda code: scores.get(f"<|{code}|>", 0.0))
         prompt_text = (prompts or {}).get(language)
-        if audio.size > model.feature_extractor.n_samples:
+        if audio.size > self._full_window:
             return self.transcribe(samples, language, prompt_text), language
         tokenizer, [result] = self._greedy(encoded, 1, language, prompt_text)
         return _text(tokenizer, result), language
@@ -178,11 +181,11 @@ class FasterWhisperStt:
 
     def _short(self, prompt: str | None) -> bool:
         """Whether a pass with ``prompt`` reads a short window (fitted, or ``window_s`` without a prompt)."""
-        return self._fit_window or (not prompt and self._window < self._model.feature_extractor.n_samples)
+        return self._fit_window or (not prompt and self._window < self._full_window)
 
     def _pass_limit(self, prompt: str | None) -> int:
         """The most samples (with the appended silence) one batch pass with ``prompt`` takes."""
-        return self._short_limit if self._short(prompt) else self._model.feature_extractor.n_samples
+        return self._short_limit if self._short(prompt) else self._full_window
 
     def _batch_pass(self, utterances: list[np.ndarray], language: str | None, hotwords: str | None) -> list[str]:
         from faster_whisper.audio import pad_or_trim
@@ -206,7 +209,8 @@ class FasterWhisperStt:
             if not short:
                 texts.append(text)
                 continue
-            # faster-whisper's own rule for "nobody spoke" (a short window of silence gives "you").
+            # "Nobody spoke" (a short window of silence gives "you"): faster-whisper's own rule, or a
+            # no-speech probability no real question came near.
             length = len(r.sequences_ids[0])
             avg_logprob = r.scores[0] * length / (length + 1)  # scores are length-normalised
             silent = r.no_speech_prob > NO_SPEECH_ALONE or (r.no_speech_prob > NO_SPEECH_PROB and avg_logprob < MIN_AVG_LOGPROB)
@@ -252,7 +256,7 @@ class FasterWhisperStt:
         if self._fit_window:
             longest = max(u.size for u in utterances)
             fitted = -(-(longest + FIT_TAIL_S * SAMPLE_RATE) // SAMPLE_RATE) * SAMPLE_RATE
-            target = min(self._model.feature_extractor.n_samples, max(FIT_MIN_S * SAMPLE_RATE, fitted))
+            target = min(self._full_window, max(FIT_MIN_S * SAMPLE_RATE, fitted))
         frames = target // HOP
         out = []
         for u in utterances:

@@ -157,8 +157,6 @@ async function single(browser) {
   await page.click("#call");
   const started = Date.now();
   await page.waitForSelector("#transcript li.user:not(.partial)", { timeout });
-  result.user_transcript = await page.textContent("#transcript li.user:not(.partial) span");
-  result.user_lang = await page.getAttribute("#transcript li.user:not(.partial) span", "lang");
   // Wait until the agent's audio has reached the page with a non-zero level.
   let stats = null;
   while (Date.now() - started < timeout) {
@@ -202,7 +200,6 @@ async function embed(browser) {
   const page = await open(browser, url, "embed");
   await page.click("#talk");
   await page.waitForSelector("#log li[data-speaker=user]:not(.partial)", { timeout });
-  result.user_transcript = await page.textContent("#log li[data-speaker=user]:not(.partial) span");
   await page.waitForSelector("#log li[data-speaker=agent]", { timeout });
   result.agent_text = await page.textContent("#log li[data-speaker=agent] span");
   // Once the agent answers, the caller's line holds the whole question (see single()).
