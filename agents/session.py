@@ -34,6 +34,7 @@ from parley.agents.stage_timer import TurnTimer
 from parley.agents.profile import AgentProfile, Speaker, is_addressed
 from parley.agents.reply import Reply
 from parley.agents.runtime import AgentModels
+from parley.agents.sentence_end import FINISHED, SentenceEnds, SentenceVerdict
 from parley.agents.speculation import EarlyTranscript, SpeculativeReply
 from parley.agents.reply_turn import Turn, heard_chars, heard_prefix
 from parley.agents.dialogue_state import Event, State, TurnStateMachine
@@ -107,6 +108,9 @@ class AgentSession:
         # ... and the reply started on such a transcript while the end of the turn was still being decided.
         self._speculation: SpeculativeReply | None = None
         self._priming: asyncio.Task[None] | None = None  # the conversation so far, going into the LLM's cache
+        # ... and whether the words of a pause stop mid-sentence, asked of the LLM as soon as they are known.
+        vad = settings.vad
+        self._sentence_ends = SentenceEnds(models.llm, vad.text_turn_threshold, vad.text_turn_min_words)
 
     @property
     def state(self) -> State:
@@ -217,6 +221,7 @@ class AgentSession:
                 self._transcribe_early(event, speaker)
         elif isinstance(event, SpeechResumed):
             self._cancel_speculation(event.pause, speaker, "the caller went on")
+            self._sentence_ends.drop(speaker.participant_id)
         elif isinstance(event, InterimAudio):
             if self._interim is None or self._interim.done():
                 self._interim = asyncio.create_task(self._interim_transcript(event.samples, self._utterance_seq, speaker))
@@ -314,6 +319,9 @@ class AgentSession:
         if early.task.cancelled() or early.task.exception() is not None:
             return
         text = early.task.result().strip()
+        if self._settings.vad.endpoint == "smart" and _WORD.search(text):
+            # First (the reply below then finds the conversation in the LLM's cache): do these words stop mid-sentence?
+            self._sentence_ends.start(speaker.participant_id, text, self.profile.language_of(text), lambda words: self._prompt_if_asked(words, speaker))
         if not self._may_speculate(text, speaker):
             return
         messages = self._prompt_if_asked(text, speaker)
@@ -342,11 +350,11 @@ class AgentSession:
         self._priming = asyncio.create_task(prime(messages), name=f"llm-prime-{self.agent_id}")
 
     async def _llm_stream(self, messages: list[ChatMessage]) -> AsyncIterator[str]:
-        """The LLM's reply to ``messages``, asked once a priming request in flight is done (both then
-        land in the same cache slot of the LLM server instead of racing for two)."""
-        if self._priming is not None and not self._priming.done():
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(self._priming), PRIME_WAIT_S)
+        """The LLM's reply to ``messages``, asked once a priming or sentence-end request in flight is done
+        (both then land in the same cache slot of the LLM server instead of racing for two)."""
+        before = [t for t in (self._priming, *self._sentence_ends.tasks) if t is not None and not t.done()]
+        if before:
+            await asyncio.wait(before, timeout=PRIME_WAIT_S)
         async with contextlib.aclosing(self._models.llm.stream(messages)) as stream:
             async for delta in stream:
                 yield delta
@@ -445,8 +453,12 @@ class AgentSession:
         if group and not is_addressed(text, self.profile.name):
             self._note(speaker, text, line)
             return
+        verdict = await self._sentence_verdict(text, speaker)
+        if self.closed:
+            return
+        timer.sentence_end_ms = verdict.model_ms or None
         held_from = time.monotonic()
-        if await self._goes_on(text, utterance, speaker):
+        if verdict.unfinished and await self._went_on(utterance, speaker, self._settings.vad.turn_max_silence_ms / 1000):
             self._carried[speaker.participant_id] = (text, line, samples)
             self._log.info("%r reads as unfinished and %s went on: carried into the next utterance", text, speaker.name)
             return
@@ -500,13 +512,15 @@ class AgentSession:
         """How many of ``speaker``'s utterances are still being decided (the one deciding now included)."""
         return sum(1 for pid in self._deciders.values() if pid == speaker.participant_id)
 
-    async def _goes_on(self, text: str, utterance: Utterance, speaker: Speaker) -> bool:
-        """Words that end mid-sentence ("What is the capital of?"): wait for the speaker to go on, up to
-        ``vad.turn_max_silence_ms`` after their last speech; True if they did (smart endpointing only)."""
-        vad = self._settings.vad
-        if vad.endpoint != "smart" or not sounds_unfinished(text, self.profile.language_of(text)):
-            return False
-        return await self._went_on(utterance, speaker, vad.turn_max_silence_ms / 1000)
+    async def _sentence_verdict(self, text: str, speaker: Speaker) -> SentenceVerdict:
+        """Whether ``text`` stops mid-sentence ("What is the capital of?", "Why do leaves?"), by the word
+        rules and the LLM (smart endpointing only): then the turn waits, up to ``vad.turn_max_silence_ms``
+        after the caller's last speech, for them to go on."""
+        if self._settings.vad.endpoint != "smart":
+            self._sentence_ends.drop(speaker.participant_id)
+            return FINISHED
+        language = self.profile.language_of(text)
+        return await self._sentence_ends.verdict(speaker.participant_id, text, language, lambda words: self._prompt_if_asked(words, speaker))
 
     def _note(self, speaker: Speaker, text: str, line: int) -> None:
         """Words not meant for the agent (a group call where nobody said its name): context, no reply."""
@@ -736,6 +750,7 @@ class AgentSession:
     def use_vad(self, vad: VadSettings) -> None:
         """Turn detection for listeners started from now on (a Realtime client's ``turn_detection``)."""
         self._settings = self._settings.model_copy(update={"vad": vad})
+        self._sentence_ends.threshold, self._sentence_ends.min_words = vad.text_turn_threshold, vad.text_turn_min_words
 
     async def close(self) -> None:
         """Cancel everything in flight and stop speaking; nothing starts afterwards."""
@@ -756,6 +771,7 @@ class AgentSession:
         for task in tasks:
             with contextlib.suppress(BaseException):
                 await task
+        await self._sentence_ends.close()
         self._playout.flush()
         self.fsm.reset()
 

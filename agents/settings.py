@@ -29,6 +29,13 @@ class VadSettings(Section):
     turn_max_silence_ms: int = Field(1500, ge=100)
     turn_threshold: float = Field(0.5, gt=0, lt=1)
     turn_recheck_ms: int = Field(300, ge=0)  # ask again after this much more silence (0: once per pause)
+    # Ending turns on the words as well (smart endpoint, English): when the transcript of a pause has at
+    # least text_turn_min_words words, the LLM says how likely the sentence stops there; below
+    # text_turn_threshold ("What is the best way", "Why do leaves") the turn waits, like a dangling "of",
+    # up to turn_max_silence_ms for the caller to go on (0: off). Default model, 32 cut and 53 finished
+    # questions (agents/sentence_end.py): cut ≤ 0.006, finished ones of 3+ words ≥ 0.046.
+    text_turn_threshold: float = Field(0.02, ge=0, lt=1)
+    text_turn_min_words: int = Field(3, ge=1)
     turn_model: str = ""  # a Smart Turn v3.x .onnx file; empty: the one inside pipecat-ai
     # A missing or corrupt end-of-turn model stops `parley serve` (exit 3) unless this is set: then
     # the server warns and ends turns on silence.
@@ -58,12 +65,12 @@ class SttSettings(Section):
     threads: int = Field(2, ge=1)
     # Seconds of audio the encoder reads (Whisper's own window is 30): an utterance that fits is padded
     # to this instead, with guards against what Whisper says to silence outside 30 s. 20: tiny.en took
-    # half the time a sentence on 2 cores (494 → 255 ms) at the same word error rate (see
-    # agents/stt/faster_whisper.py), and make bench p50 −90 ms, but the paused questions then got 3/8
-    # premature replies instead of 0/8 (README, Benchmark): not the default yet. Passes with a prompt
-    # (a group call's hotwords, the Mandarin prompt) keep the full window: with one, tiny.en dropped the
-    # prompted name.
-    window_s: int = Field(30, ge=4, le=30)
+    # half the time a sentence on 2 cores (494 → 255 ms) at about the same word error rate (see
+    # agents/stt/faster_whisper.py). With 30, make bench's paused questions got no premature reply only
+    # because the transcript came late; 20 needs the LLM's sentence-end judgement (vad.text_turn_threshold)
+    # to keep them whole (README, Benchmark). Passes with a prompt (a group call's hotwords, the Mandarin
+    # prompt) keep the full window: with one, tiny.en dropped the prompted name.
+    window_s: int = Field(20, ge=4, le=30)
     # Experimental: encode the utterance plus 2 s instead of Whisper's fixed 30 s window — ~3× faster
     # on this CPU, but erratic (loops, hallucinated words; measured in agents/stt/faster_whisper.py).
     fit_window: bool = False

@@ -19,8 +19,9 @@ STAGE_SPANS: dict[str, tuple[str, str]] = {
     "playout_wait_ms": ("tts_first_audio_at", "first_audio_sent_at"),
     "first_audio_sent_ms": ("speech_end_at", "first_audio_sent_at"),  # the server's voice-to-voice
 }
-# ...and the end-of-turn model's inference time, which lies within endpoint_wait_ms.
-STAGES: tuple[str, ...] = (*STAGE_SPANS, "end_of_turn_ms")
+# ...and the end-of-turn model's inference time, which lies within endpoint_wait_ms, and the time the
+# LLM took to say whether the words stop mid-sentence (started at the pause, often done by the endpoint).
+STAGES: tuple[str, ...] = (*STAGE_SPANS, "end_of_turn_ms", "sentence_end_ms")
 
 
 @dataclass
@@ -36,6 +37,7 @@ class TurnTimer:
     tts_first_audio_at: float | None = None
     first_audio_sent_at: float | None = None
     end_of_turn_ms: float | None = None  # time the end-of-turn model took (inside endpoint_wait_ms)
+    sentence_end_ms: float | None = None  # time the LLM took to judge whether the words stop mid-sentence
 
     @staticmethod
     def _ms(start: float | None, end: float | None) -> float | None:
@@ -44,7 +46,7 @@ class TurnTimer:
     def as_metrics(self) -> dict[str, float | None]:
         """Every stage in ``STAGES`` order, in milliseconds (None: the turn did not get that far)."""
         spans = {name: self._ms(getattr(self, start), getattr(self, end)) for name, (start, end) in STAGE_SPANS.items()}
-        return {**spans, "end_of_turn_ms": self.end_of_turn_ms}
+        return {**spans, "end_of_turn_ms": self.end_of_turn_ms, "sentence_end_ms": self.sentence_end_ms}
 
 
 @dataclass

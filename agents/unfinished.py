@@ -34,4 +34,5 @@ def sounds_unfinished(text: str, language: str = "en") -> bool:
     if not language.lower().startswith("en"):
         return False
     words = _WORDS.findall(stripped.lower())
-    return bool(words) and words[-1] in _DANGLING_EN
+    # One word alone is an answer ("No.", "Really?", "So?"), not a sentence cut short.
+    return len(words) > 1 and words[-1] in _DANGLING_EN

@@ -100,13 +100,14 @@ def markdown(run: dict[str, Any]) -> str:
         ]
     split = [(name, single[name]) for name in ("streaming", "sequential") if name in single]
     if split:
-        order = ["endpoint_wait_ms", "end_of_turn_ms", *[s for s in STAGES if s not in ("endpoint_wait_ms", "end_of_turn_ms")]]
+        first = ["endpoint_wait_ms", "end_of_turn_ms", "stt_ms", "sentence_end_ms"]
+        order = [*first, *[s for s in STAGES if s not in first]]
         lines += [
             "### Per-stage split, one call (server's `turn.metrics`, median / p95 ms)",
             "",
-            "| configuration | endpoint wait | of it, end-of-turn model | STT after endpoint | LLM first token | LLM first clause | "
-            "TTS first audio | playout wait | server total | transport + client |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| configuration | endpoint wait | of it, end-of-turn model | STT after endpoint | words judged (LLM) | LLM first token | "
+            "LLM first clause | TTS first audio | playout wait | server total | transport + client |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for name, data in split:
             stages = data["stages_ms"]

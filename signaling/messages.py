@@ -175,6 +175,7 @@ class TurnMetrics(_Message):
     playout_wait_ms: float | None
     first_audio_sent_ms: float | None
     end_of_turn_ms: float | None = None  # the end-of-turn model's inference time, within endpoint_wait_ms
+    sentence_end_ms: float | None = None  # the LLM's judgement of whether the words stop mid-sentence
 
 
 # The wire schema spells the stages out (clients read them here); they must be the pipeline's, in order.

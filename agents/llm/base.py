@@ -41,6 +41,10 @@ class ChatModel(Protocol):
         """Evaluate ``messages`` into the server's prompt cache ahead of the real request (best effort)."""
         ...
 
+    async def sentence_end_probability(self, messages: list[ChatMessage], words: str) -> float | None:
+        """How likely the last user message, ``words``, is finished where it stops (``None``: cannot say)."""
+        ...
+
     async def health(self) -> LlmHealth:
         """Whether the model answers now (for ``/readyz``), without generating anything."""
         ...

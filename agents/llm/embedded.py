@@ -190,6 +190,10 @@ class EmbeddedLlm:
         if self._status == "ready":
             await self._client.prime(messages)
 
+    async def sentence_end_probability(self, messages: list[ChatMessage], words: str) -> float | None:
+        """See :meth:`OpenAICompatibleChat.sentence_end_probability` (``None`` while the child is not ready)."""
+        return await self._client.sentence_end_probability(messages, words) if self._status == "ready" else None
+
     async def close(self) -> None:
         self._status = "closed"
         self._supervisor.cancel()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from typing import Any, AsyncIterator
 
 import aiohttp
@@ -12,6 +13,21 @@ from parley.agents.llm.base import ChatMessage, LlmHealth
 from parley.core.errors import BackendError
 
 log = logging.getLogger(__name__)
+
+
+# Marks that end a sentence: a next token made only of these (or of nothing a reader sees, such as the
+# chat template's end-of-message token, or a newline) means "the words stop here".
+SENTENCE_END_MARKS = frozenset(".?!。？！…")
+
+
+def sentence_end_mass(top_logprobs: list[dict[str, Any]]) -> float:
+    """The probability, among a next token's top candidates, that it ends the sentence (see ``SENTENCE_END_MARKS``)."""
+    total = 0.0
+    for candidate in top_logprobs:
+        token = str(candidate.get("token", "")).strip()
+        if all(ch in SENTENCE_END_MARKS for ch in token):
+            total += math.exp(float(candidate.get("logprob", -math.inf)))
+    return min(1.0, total)
 
 
 def parse_sse_line(line: str) -> str | None:
@@ -62,6 +78,7 @@ class OpenAICompatibleChat:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(5.0, timeout_s), sock_read=min(10.0, timeout_s))
         self._extra = extra_body or {}
         self._session: aiohttp.ClientSession | None = None
+        self._raw_completions = True  # llama.cpp's /apply-template and /completion; off once a server lacks them
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -105,6 +122,45 @@ class OpenAICompatibleChat:
         except BackendError as exc:
             log.debug("priming the prompt cache failed: %s", exc)
 
+    async def sentence_end_probability(self, messages: list[ChatMessage], words: str) -> float | None:
+        """How likely the conversation's last user message, ``words``, ends where it does: the model's
+        probability that the next token closes the message or the sentence. ``None`` where the server
+        cannot say (it is not llama.cpp's, or it failed). Evaluates the conversation into the server's
+        prompt cache on the way, so the reply to the same words that follows only pays for its last tokens.
+        """
+        if not self._raw_completions or not words:
+            return None
+        root = self.base_url.removesuffix("/v1")
+        try:
+            template = await self._post_json(f"{root}/apply-template", {"messages": [m.model_dump() for m in messages]})
+            prompt = str(template.get("prompt", ""))
+            cut = prompt.rfind(words)
+            if cut < 0:
+                return None
+            body = {"prompt": prompt[: cut + len(words)], "n_predict": 1, "n_probs": 20, "temperature": 0, "cache_prompt": True}
+            answer = await self._post_json(f"{root}/completion", body)
+            return sentence_end_mass(answer["completion_probabilities"][0]["top_logprobs"])
+        except _NotServed:
+            log.info("LLM server %s has no /apply-template or /completion: turns end on the voice and word rules only", root)
+            self._raw_completions = False
+        except (BackendError, KeyError, IndexError, TypeError, ValueError) as exc:
+            log.debug("the sentence-end probability failed: %s", exc)
+        return None
+
+    async def _post_json(self, url: str, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            async with self._client().post(url, json=body, headers=self._headers) as resp:
+                if resp.status in (404, 405, 501):
+                    raise _NotServed(url)
+                if resp.status != 200:
+                    raise BackendError(f"LLM server answered HTTP {resp.status} to {url}", code="llm_failed")
+                answer = await resp.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise BackendError(f"LLM server {url} failed: {exc!r}", code="llm_unavailable") from exc
+        if not isinstance(answer, dict):
+            raise BackendError(f"LLM server answered {url} with {type(answer).__name__}, not an object", code="llm_failed")
+        return answer
+
     async def served_models(self) -> list[str]:
         """The model ids ``GET {base_url}/models`` lists; raises ``BackendError`` when the server is unreachable."""
         try:
@@ -129,3 +185,7 @@ class OpenAICompatibleChat:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+class _NotServed(Exception):
+    """The server has no such endpoint (it is not llama.cpp's)."""

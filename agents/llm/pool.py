@@ -86,6 +86,9 @@ class LlmPool:
     async def prime(self, messages: list[ChatMessage]) -> None:
         await self.order()[0].chat.prime(messages)
 
+    async def sentence_end_probability(self, messages: list[ChatMessage], words: str) -> float | None:
+        return await self.order()[0].chat.sentence_end_probability(messages, words)
+
     async def health(self) -> LlmHealth:
         """Ready while any backend answers ``GET /models``."""
         states = [(b.url, await b.chat.health()) for b in self.backends]

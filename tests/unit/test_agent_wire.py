@@ -32,6 +32,7 @@ def test_turn_latency_carries_every_stage():
     metrics = {
         "endpoint_wait_ms": 200.0, "stt_ms": 300.0, "llm_first_token_ms": 150.0, "llm_first_chunk_ms": 250.0,
         "tts_first_audio_ms": 40.0, "playout_wait_ms": 20.0, "first_audio_sent_ms": 810.0, "end_of_turn_ms": 60.0,
+        "sentence_end_ms": 120.0,
     }
     wire = to_wire(ev.TurnLatency(4, metrics), "agent-1", "Parley")
     assert isinstance(wire, m.TurnMetrics) and wire.model_dump(exclude={"type", "turn_id"}) == metrics

@@ -57,6 +57,15 @@ def _session(models: StandInModels, settings) -> tuple[AgentSession, list, Playo
     return AgentSession(models, settings, playout, emitted.append, "agent-x"), emitted, playout  # type: ignore[arg-type]
 
 
+async def _decided(session: AgentSession, timeout_s: float = 2.0) -> None:
+    """Until every utterance handed to ``session`` has been decided (a fixed sleep was flaky under load)."""
+    deadline = time.monotonic() + timeout_s
+    await asyncio.sleep(0.01)
+    while session._deciders and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.01)  # what the decision started (a turn's first steps) gets a turn of the loop
+
+
 def _utterance(size: int, pause: int | None) -> Utterance:
     return Utterance(np.zeros(size, np.float32), 0.0, 0.0, speech_ms=900, pause=pause)
 
@@ -67,7 +76,7 @@ async def test_a_transcript_started_at_the_pause_is_the_final_one(settings):
     session._on_endpoint_event(SpeechPaused(np.zeros(16_000, np.float32), pause=1), ADA)
     await asyncio.sleep(0.05)
     session._on_endpoint_event(_utterance(16_000, pause=1), ADA)
-    await asyncio.sleep(0.05)
+    await _decided(session)
     assert models.passes == [16_000]  # one pass, started before the endpoint
     assert models.early_stt.as_dict() == {"started": 1, "used": 1, "superseded": 0, "wasted_s": 0.0}
     assert session._turn is not None and session._turn.user_text == "What is the capital of France?"
@@ -82,7 +91,7 @@ async def test_more_speech_after_the_pause_throws_the_early_transcript_away(sett
     await asyncio.sleep(0.05)
     session._on_endpoint_event(SpeechPaused(np.zeros(16_000, np.float32), pause=2), ADA)  # they went on
     session._on_endpoint_event(_utterance(16_000, pause=2), ADA)
-    await asyncio.sleep(0.05)
+    await _decided(session)
     assert models.passes == [8_000, 16_000]
     stats = models.early_stt.as_dict()
     assert stats["started"] == 2 and stats["used"] == 1 and stats["superseded"] == 1 and stats["wasted_s"] > 0
@@ -96,7 +105,7 @@ async def test_an_utterance_cut_at_the_maximum_length_is_transcribed_afresh(sett
     session, emitted, playout = _session(models, settings)
     session._on_endpoint_event(SpeechPaused(np.zeros(8_000, np.float32), pause=1), ADA)
     session._on_endpoint_event(_utterance(20_000, pause=None), ADA)
-    await asyncio.sleep(0.05)
+    await _decided(session)
     assert sorted(models.passes) == [8_000, 20_000] and session._turn.user_text == "So the thing is"
     await session.close()
     playout.stop()
@@ -109,7 +118,7 @@ async def test_a_folded_question_stays_on_one_caller_line_and_is_heard_whole(set
     models = StandInModels({8_000: "What is the capital", 6_000: "I'm Jeremy.", 18_800: "What is the capital of Germany?"})
     session, emitted, playout = _session(models, settings)
     session._on_endpoint_event(_utterance(8_000, pause=None), ADA)
-    await asyncio.sleep(0.05)
+    await _decided(session)
     first_turn = session._turn
     assert first_turn is not None and models.asked  # the reply is being generated, not heard
     session._on_endpoint_event(InterimAudio(np.zeros(6_000, np.float32)), ADA)  # the caller goes on
@@ -137,7 +146,7 @@ async def test_separate_questions_get_separate_lines(settings):
     session._turn.task.cancel()  # the reply's playout is not what this test is about
     await asyncio.sleep(0.05)
     session._on_endpoint_event(_utterance(6_000, pause=None), ADA)
-    await asyncio.sleep(0.05)
+    await _decided(session)
     finals = [e for e in emitted if isinstance(e, CallerTranscript) and e.final]
     assert len(finals) == 2 and finals[0].utterance_id != finals[1].utterance_id
     await session.close()
@@ -203,7 +212,7 @@ async def test_a_reply_started_at_the_pause_is_the_turns_when_the_turn_ends_ther
     assert len(models.asked) == 1 and models.asked[0][-1].content == "What is the capital of France?"
     assert session._turn is None and not session.history and not _finals(emitted)  # nothing shown yet
     session._on_endpoint_event(_utterance(16_000, pause=1), ADA)
-    await asyncio.sleep(0.05)
+    await _decided(session)
     turn = session._turn
     assert turn is not None and turn.speculative and len(models.asked) == 1  # the same stream, not a new one
     models.release.set()
@@ -231,7 +240,7 @@ async def test_a_speculative_reply_leaves_no_trace_when_the_caller_goes_on(setti
     session._on_endpoint_event(SpeechPaused(np.zeros(16_000, np.float32), pause=2), ADA)
     await asyncio.sleep(0.05)
     session._on_endpoint_event(_utterance(16_000, pause=2), ADA)
-    await asyncio.sleep(0.05)
+    await _decided(session)
     assert session._turn.speculative and len(models.asked) == 2
     models.release.set()
     await asyncio.sleep(0.1)
@@ -255,7 +264,7 @@ async def test_a_speculative_reply_is_not_used_for_another_question(settings):
     await asyncio.sleep(0.05)
     session.history.append(ChatMessage(role="user", content="Bob: hello"))  # the conversation changed meanwhile
     session._on_endpoint_event(_utterance(16_000, pause=1), ADA)
-    await asyncio.sleep(0.05)
+    await _decided(session)
     assert not session._turn.speculative and len(models.asked) == 2 and models.speculation.cancelled == 1
     models.release.set()
     await session.close()

@@ -72,7 +72,7 @@ def test_word_count_cut_waits_for_the_next_word_to_begin():
     ("What is the capital of?", True), ("What is the difference between?", True), ("I was thinking that", True),
     ("So, the thing is…", True), ("Tell me about,", True), ("Can you tell me about my", True),
     ("What is the capital of France?", False), ("How many?", False), ("I would like to know.", False),
-    ("What is two plus two?", False), ("", False), ("Okay.", False),
+    ("What is two plus two?", False), ("", False), ("Okay.", False), ("No.", False), ("Really?", False),
 ])
 def test_sounds_unfinished(text, unfinished):
     from parley.agents.unfinished import sounds_unfinished

@@ -1,0 +1,104 @@
+"""The sentence-end judgement's logic around the LLM (the LLM itself is asked in
+tests/integration/test_sentence_end_llm.py): which words are asked, how a verdict started at a pause is
+reused, and how the server's top candidates become a probability."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+from parley.agents.llm.base import ChatMessage
+from parley.agents.llm.openai_compat import sentence_end_mass
+from parley.agents.sentence_end import SentenceEnds, words_so_far
+
+
+class ScoringLlm:
+    """Gives each asked text a set probability (and records what it was asked)."""
+
+    def __init__(self, scores: dict[str, float | None], delay_s: float = 0.0) -> None:
+        self.scores, self.delay_s = scores, delay_s
+        self.asked: list[str] = []
+
+    async def sentence_end_probability(self, messages: list[ChatMessage], words: str) -> float | None:
+        self.asked.append(words)
+        assert messages[-1].content == words  # the conversation as it would be asked with these words
+        await asyncio.sleep(self.delay_s)
+        return self.scores.get(words)
+
+
+def ask(words: str) -> list[ChatMessage]:
+    return [ChatMessage(role="system", content="Be brief."), ChatMessage(role="user", content=words)]
+
+
+def test_sentence_end_mass_counts_only_candidates_that_end_the_message():
+    top = [
+        {"token": "?", "logprob": math.log(0.5)},
+        {"token": "", "logprob": math.log(0.2)},  # the template's end-of-message token prints as nothing
+        {"token": "?\n", "logprob": math.log(0.1)},
+        {"token": " to", "logprob": math.log(0.1)},
+        {"token": ",", "logprob": math.log(0.05)},
+        {"token": "。", "logprob": math.log(0.05)},
+    ]
+    assert math.isclose(sentence_end_mass(top), 0.85)
+    assert sentence_end_mass([{"token": " to", "logprob": -0.1}, {"token": " for", "logprob": -2.0}]) == 0.0
+    assert sentence_end_mass([]) == 0.0
+
+
+def test_words_so_far_drops_only_the_punctuation_whisper_guessed_at_the_end():
+    assert words_so_far(" How long does it take? ") == "How long does it take"
+    assert words_so_far("Well, what is it…") == "Well, what is it"
+    assert words_so_far("你好吗？") == "你好吗"
+
+
+async def test_a_low_sentence_end_probability_reads_as_unfinished():
+    llm = ScoringLlm({"Why do leaves": 0.0, "Why do leaves change colour in autumn": 0.93})
+    ends = SentenceEnds(llm, threshold=0.02, min_words=3)
+    cut = await ends.verdict("a", "Why do leaves?", "en", ask)
+    whole = await ends.verdict("a", "Why do leaves change colour in autumn?", "en", ask)
+    assert cut.unfinished and cut.probability == 0.0
+    assert not whole.unfinished and whole.probability == 0.93
+    assert llm.asked == ["Why do leaves", "Why do leaves change colour in autumn"]
+
+
+async def test_short_answers_other_languages_and_word_rules_do_not_ask_the_llm():
+    llm = ScoringLlm({})
+    ends = SentenceEnds(llm, threshold=0.02, min_words=3)
+    assert not (await ends.verdict("a", "No.", "en", ask)).unfinished  # two words or fewer: an answer
+    assert not (await ends.verdict("a", "天空为什么是蓝色的？", "zh", ask)).unfinished  # not measured: not asked
+    dangling = await ends.verdict("a", "What is the capital of?", "en", ask)
+    assert dangling.unfinished and dangling.probability is None  # the word rule says so first
+    assert llm.asked == []
+    off = SentenceEnds(llm, threshold=0.0, min_words=3)
+    assert not (await off.verdict("a", "Why do leaves?", "en", ask)).unfinished
+    assert llm.asked == []
+
+
+async def test_a_server_that_cannot_say_leaves_the_turn_to_the_voice():
+    ends = SentenceEnds(ScoringLlm({"Why do leaves": None}), threshold=0.02, min_words=3)
+    verdict = await ends.verdict("a", "Why do leaves?", "en", ask)
+    assert not verdict.unfinished and verdict.probability is None
+    assert not (await SentenceEnds(object(), 0.02, 3).verdict("a", "Why do leaves?", "en", ask)).unfinished  # type: ignore[arg-type]
+
+
+async def test_a_verdict_started_at_the_pause_is_used_for_the_same_words_only():
+    llm = ScoringLlm({"How long does it take": 0.01, "How long does it take to boil an egg": 0.7}, delay_s=0.05)
+    ends = SentenceEnds(llm, threshold=0.02, min_words=3)
+    ends.start("a", "How long does it take?", "en", ask)
+    assert len(ends.tasks) == 1
+    assert (await ends.verdict("a", "How long does it take?", "en", ask)).unfinished
+    assert llm.asked == ["How long does it take"]  # asked once, at the pause
+    ends.start("a", "How long does it take?", "en", ask)
+    verdict = await ends.verdict("a", "How long does it take to boil an egg?", "en", ask)  # other words: judged anew
+    assert not verdict.unfinished and ends.tasks == []
+
+
+async def test_dropping_and_closing_cancel_verdicts_in_flight():
+    ends = SentenceEnds(ScoringLlm({}, delay_s=10), threshold=0.02, min_words=3)
+    ends.start("a", "How long does it take?", "en", ask)
+    ends.start("b", "What is the best way?", "en", ask)
+    first, second = ends.tasks
+    ends.drop("a")
+    await asyncio.sleep(0)
+    assert first.cancelled() and not second.done()
+    await ends.close()
+    assert second.cancelled() and ends.tasks == []
