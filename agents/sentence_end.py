@@ -32,6 +32,7 @@ from parley.agents.llm.base import ChatMessage, ChatModel
 from parley.agents.unfinished import sounds_unfinished
 
 _WORDS = re.compile(r"[\w']+")
+ASK_TIMEOUT_S = 1.0  # a busy LLM server does not hold the turn up: no answer in time reads as finished
 _TRAILING_MARKS = ".?!,;:…。？！，、 "
 
 
@@ -105,7 +106,10 @@ class SentenceEnds:
         if len(_WORDS.findall(words)) < self.min_words:
             return FINISHED
         started = time.perf_counter()
-        probability = await ask(messages(words), words)
+        try:
+            probability = await asyncio.wait_for(ask(messages(words), words), ASK_TIMEOUT_S)
+        except TimeoutError:
+            probability = None
         model_ms = round((time.perf_counter() - started) * 1000, 1)
         if probability is None:
             return SentenceVerdict(False, None, model_ms)

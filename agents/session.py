@@ -458,7 +458,7 @@ class AgentSession:
             return
         timer.sentence_end_ms = verdict.model_ms or None
         held_from = time.monotonic()
-        if verdict.unfinished and await self._went_on(utterance, speaker, self._settings.vad.turn_max_silence_ms / 1000):
+        if verdict.unfinished and await self._went_on(utterance, speaker, self._settings.vad.unfinished_hold_ms / 1000):
             self._carried[speaker.participant_id] = (text, line, samples)
             self._log.info("%r reads as unfinished and %s went on: carried into the next utterance", text, speaker.name)
             return
@@ -514,7 +514,7 @@ class AgentSession:
 
     async def _sentence_verdict(self, text: str, speaker: Speaker) -> SentenceVerdict:
         """Whether ``text`` stops mid-sentence ("What is the capital of?", "Why do leaves?"), by the word
-        rules and the LLM (smart endpointing only): then the turn waits, up to ``vad.turn_max_silence_ms``
+        rules and the LLM (smart endpointing only): then the turn waits, up to ``vad.unfinished_hold_ms``
         after the caller's last speech, for them to go on."""
         if self._settings.vad.endpoint != "smart":
             self._sentence_ends.drop(speaker.participant_id)
@@ -672,10 +672,26 @@ class AgentSession:
         spec, turn.speculation = turn.speculation, None
         if spec is not None and spec.matches(turn.user_text, messages):
             turn.speculative = True
-            return spec.adopt()
+            return self._then_prime(spec.adopt(), turn, group, language)
         if spec is not None:
             spec.cancel()
-        return self._llm_stream(messages)
+        return self._then_prime(self._llm_stream(messages), turn, group, language)
+
+    async def _then_prime(self, stream: AsyncIterator[str], turn: Turn, group: bool, language: str) -> AsyncIterator[str]:
+        """``stream``, and once the reply is whole, the conversation as the next question will find it
+        (this reply included) put into the LLM's cache while the reply still plays: the CPU is idle
+        then, and the next turn's prefill is only the caller's new words (``agent.speculate``)."""
+        async with contextlib.aclosing(stream) as deltas:  # type: ignore[type-var]
+            async for delta in deltas:
+                yield delta
+        prime = getattr(self._models.llm, "prime", None)
+        if prime is None or not self._settings.agent.speculate or self.closed or not turn.reply.strip():
+            return
+        if self._priming is not None and not self._priming.done():
+            return
+        history = [*self.history, ChatMessage(role="assistant", content=turn.reply.strip()), ChatMessage(role="user", content="")]
+        self._models.speculation.after_reply_primes += 1
+        self._priming = asyncio.create_task(prime(self._messages(group, language, history)), name=f"llm-prime-{self.agent_id}")
 
     def _audio_started(self, turn: Turn) -> None:
         self.fsm.fire(Event.AUDIO_STARTED)

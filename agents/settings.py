@@ -32,10 +32,14 @@ class VadSettings(Section):
     # Ending turns on the words as well (smart endpoint, English): when the transcript of a pause has at
     # least text_turn_min_words words, the LLM says how likely the sentence stops there; below
     # text_turn_threshold ("What is the best way", "Why do leaves") the turn waits, like a dangling "of",
-    # up to turn_max_silence_ms for the caller to go on (0: off). Default model, 32 cut and 53 finished
+    # up to unfinished_hold_ms for the caller to go on (0: off). Default model, 32 cut and 53 finished
     # questions (agents/sentence_end.py): cut ≤ 0.006, finished ones of 3+ words ≥ 0.046.
     text_turn_threshold: float = Field(0.02, ge=0, lt=1)
     text_turn_min_words: int = Field(3, ge=1)
+    # After words that stop mid-sentence (by the word rules or the LLM), the turn waits this long after
+    # the caller's last speech for them to go on (longer than turn_max_silence_ms: a listener who heard
+    # "What is the best way" waits for the rest).
+    unfinished_hold_ms: int = Field(2000, ge=0)
     turn_model: str = ""  # a Smart Turn v3.x .onnx file; empty: the one inside pipecat-ai
     # A missing or corrupt end-of-turn model stops `parley serve` (exit 3) unless this is set: then
     # the server warns and ends turns on silence.

@@ -71,9 +71,10 @@ class SpeculationStats:
     cancelled: int = 0  # the caller went on (or something else changed): the reply was thrown away
     wasted_s: float = 0.0  # LLM time (wall, from start to cancel or end) of cancelled replies
     primes: int = 0  # requests that put the conversation and the caller's words so far into the LLM's cache
+    after_reply_primes: int = 0  # ... and the conversation with the reply just generated, while it plays
 
     def as_dict(self) -> dict[str, float]:
         return {
             "started": self.started, "used": self.used, "cancelled": self.cancelled,
-            "wasted_s": round(self.wasted_s, 3), "primes": self.primes,
+            "wasted_s": round(self.wasted_s, 3), "primes": self.primes, "after_reply_primes": self.after_reply_primes,
         }

@@ -85,7 +85,8 @@ def markdown(run: dict[str, Any]) -> str:
         lines.append(
             f"Speculative replies ({name}): {spec['started']} LLM replies started before the end of the turn, "
             f"{spec['used']} used, {spec['cancelled']} cancelled ({spec['wasted_s']:.1f} s of LLM time wasted); "
-            f"{spec.get('primes', 0)} prompt-cache primes while the caller spoke."
+            f"{spec.get('primes', 0)} prompt-cache primes while the caller spoke, "
+            f"{spec.get('after_reply_primes', 0)} after a reply was generated."
         )
     if run.get("early_stt") or run.get("speculative_replies"):
         lines.append("")

@@ -177,7 +177,7 @@ async def test_words_that_end_mid_sentence_wait_for_the_caller_to_go_on(settings
 
 async def test_unfinished_words_are_answered_once_the_silence_runs_out(settings):
     models = StandInModels({8_000: "Tell me about the"})
-    fast = settings.model_copy(update={"vad": settings.vad.model_copy(update={"turn_max_silence_ms": 400})})
+    fast = settings.model_copy(update={"vad": settings.vad.model_copy(update={"unfinished_hold_ms": 400})})
     session, emitted, playout = _session(models, fast)
     started = time.monotonic()
     session._on_endpoint_event(Utterance(np.zeros(8_000, np.float32), started, started, 900), ADA)
@@ -318,7 +318,9 @@ async def test_the_callers_words_so_far_go_into_the_llm_cache_and_the_reply_wait
     assert order[-1] == "prime 'What is the capital'"  # the reply waits for the priming request
     primed.set()
     await asyncio.sleep(0.05)
-    assert order[-1] == "ask 'What is the capital of France?'" and models.speculation.primes == 2
+    assert order[-2] == "ask 'What is the capital of France?'" and models.speculation.primes == 2
+    # The reply is whole: the conversation with it goes into the cache for the next question, while it plays.
+    assert order[-1] == "prime ''" and models.speculation.after_reply_primes == 1
     await session.close()
     playout.stop()
 
