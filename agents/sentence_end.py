@@ -1,18 +1,22 @@
 """Do the caller's words stop mid-sentence? The words' half of ending turns on meaning, asked of the LLM.
 
-Smart Turn hears the voice, and the word rules (``agents/unfinished.py``) catch a dangling "of" or a
-trailing comma. Neither hears that "How long does it take", "Why do leaves" or "What is the best way"
-are not questions yet: they end on words a sentence can end on, a synthetic or flat voice sounds done,
-and Whisper even writes a "?" after them. The conversation's own LLM knows: given the conversation and
-the caller's words so far (trailing punctuation removed), how likely is the next token one that ends
-the message ("?", ".", the end-of-message token)? Far below ``threshold``, the words are cut short.
+Smart Turn hears the voice; a word list (``agents/unfinished.py``) catches a dangling "of", but also
+holds "How many legs does a spider have?" and "Where are you from?". Neither hears that "How long does
+it take", "Why do leaves" or "What is the best way" are not questions yet: they end on words a sentence
+can end on, a synthetic or flat voice sounds done, and Whisper even writes a "?" after them. The
+conversation's own LLM knows: given the conversation and the caller's words so far (trailing
+punctuation removed), how likely is the next token one that ends the message ("?", ".", the
+end-of-message token)? Far below ``threshold``, the words are cut short. Where it can be asked (an
+English transcript of ``min_words`` or more), its verdict stands ("spider have" 0.88, "you from" 0.89);
+a trailing comma or ellipsis holds the words without asking; elsewhere, or when the LLM cannot say,
+the word list decides.
 
 Measured with the default model (Qwen2.5-Coder-1.5B Q4_K_M) and system prompt: 20 questions cut
 mid-phrase scored ≤ 0.006, 41 finished ones of three words or more ≥ 0.18 ("How are you" 0.18, "Which
 ocean is the biggest" 0.36, "What is the capital of France" 0.98); on 12 + 12 others, set aside while
 choosing the threshold (tests/integration/test_sentence_end_llm.py): cut ≤ 0.005, finished ≥ 0.046
 ("I want to book a table for two"). Hence 0.02. The tests' SmolLM2-135M tells them apart less well
-(cut ≤ 0.044, finished ≥ 0.015: one of each on the wrong side). One- and two-word answers ("No" 0.04,
+(cut ≤ 0.044, finished ≥ 0.015: two of each on the wrong side). One- and two-word answers ("No" 0.04,
 "Stop" 0.10) are not asked: they score low whether finished or not. The request also
 evaluates the conversation into the LLM server's prompt cache, so the reply to the same words, asked
 next, only pays for its last few tokens (on 2 cores: judge plus first token 420–620 ms, against
@@ -29,7 +33,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from parley.agents.llm.base import ChatMessage, ChatModel
-from parley.agents.unfinished import sounds_unfinished
+from parley.agents.unfinished import ends_open, sounds_unfinished
 
 _WORDS = re.compile(r"[\w']+")
 ASK_TIMEOUT_S = 1.0  # a busy LLM server does not hold the turn up: no answer in time reads as finished
@@ -97,20 +101,20 @@ class SentenceEnds:
                 await task
 
     async def _judge(self, text: str, language: str, messages: Callable[[str], list[ChatMessage]]) -> SentenceVerdict:
-        if sounds_unfinished(text, language):
+        if ends_open(text):  # a trailing comma or ellipsis: Whisper heard the voice go on
             return SentenceVerdict(True)
         words = words_so_far(text)
         ask = getattr(self._llm, "sentence_end_probability", None)
-        if ask is None or self.threshold <= 0 or not language.lower().startswith("en"):
-            return FINISHED
-        if len(_WORDS.findall(words)) < self.min_words:
-            return FINISHED
+        askable = ask is not None and self.threshold > 0 and language.lower().startswith("en")
+        if not askable or len(_WORDS.findall(words)) < self.min_words:
+            return SentenceVerdict(sounds_unfinished(text, language))
         started = time.perf_counter()
         try:
             probability = await asyncio.wait_for(ask(messages(words), words), ASK_TIMEOUT_S)
         except TimeoutError:
             probability = None
         model_ms = round((time.perf_counter() - started) * 1000, 1)
-        if probability is None:
-            return SentenceVerdict(False, None, model_ms)
+        if probability is None:  # the LLM could not say: the word rules do
+            return SentenceVerdict(sounds_unfinished(text, language), None, model_ms)
+        # The LLM knows better than the word list: "How many legs does a spider have?", "Where are you from?"
         return SentenceVerdict(probability < self.threshold, probability, model_ms)

@@ -38,7 +38,7 @@ from parley.agents.sentence_end import FINISHED, SentenceEnds, SentenceVerdict
 from parley.agents.speculation import EarlyTranscript, SpeculativeReply
 from parley.agents.reply_turn import Turn, heard_chars, heard_prefix
 from parley.agents.dialogue_state import Event, State, TurnStateMachine
-from parley.agents.unfinished import sounds_unfinished
+from parley.agents.unfinished import ends_open
 from parley.core.audio import AGENT_RATE, WEBRTC_RATE, FrameToAgentPcm
 from parley.agents.settings import AUTO_LANGUAGES, PipelineSettings, VadSettings
 from parley.core.errors import BackendError, ParleyError
@@ -365,7 +365,7 @@ class AgentSession:
             return False
         if self._turn is not None and self._turn.active:
             return False
-        if is_backchannel(text, self._backchannels) or sounds_unfinished(text, self.profile.language_of(text)):
+        if is_backchannel(text, self._backchannels) or ends_open(text):  # (the words' verdict comes separately)
             return False
         return not self.profile.group_mode(self._people()) or is_addressed(text, self.profile.name)
 

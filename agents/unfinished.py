@@ -1,4 +1,5 @@
-"""Does a transcript read as a sentence cut short? The words' half of ending turns on meaning.
+"""Does a transcript read as a sentence cut short? The word rules of ending turns on meaning (used
+when the LLM cannot be asked: see ``agents/sentence_end.py``).
 
 The end-of-turn model hears the voice; it can be fooled by a speaker who pauses on a falling tone
 ("What is the capital of … Australia?"). Whisper then still writes "What is the capital of?", and
@@ -24,12 +25,17 @@ _TRAILING_OPEN = ("...", "…", ",", "-", "—", ":", ";", "，", "、", "：", 
 _WORDS = re.compile(r"[\w']+")
 
 
+def ends_open(text: str) -> bool:
+    """True when ``text`` ends on a comma, dash, colon or ellipsis (any language's marks)."""
+    return text.strip().endswith(_TRAILING_OPEN)
+
+
 def sounds_unfinished(text: str, language: str = "en") -> bool:
     """True when ``text`` ends mid-sentence by its last word or punctuation (English words; any language's marks)."""
     stripped = text.strip()
     if not stripped:
         return False
-    if stripped.endswith(_TRAILING_OPEN):
+    if ends_open(stripped):
         return True
     if not language.lower().startswith("en"):
         return False

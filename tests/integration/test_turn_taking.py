@@ -162,7 +162,7 @@ async def test_every_reply_shown_is_either_finished_or_withdrawn(parley_app, cli
 @pytest.mark.parametrize("clip, words", [("thinking", ("difference", "frog")), ("taking", ("long", "egg"))])
 async def test_a_question_paused_mid_sentence_is_answered_only_after_its_end(parley_app, clips, clip, words):
     """0.8 s of silence after "What is the difference between": the end-of-turn model hears it unfinished,
-    and so do the words (a dangling "between"). 1.2 s after "How long does it take": no word rule holds
+    and so do the words (the LLM, and a dangling "between"). 1.2 s after "How long does it take": no word list holds
     it (a sentence can end on "take"); the LLM's sentence-end judgement must. Either way the agent must
     not speak before the question's last word, and the caller's question is one line (one utterance id),
     answered once."""

@@ -60,17 +60,39 @@ async def test_a_low_sentence_end_probability_reads_as_unfinished():
     assert llm.asked == ["Why do leaves", "Why do leaves change colour in autumn"]
 
 
-async def test_short_answers_other_languages_and_word_rules_do_not_ask_the_llm():
+async def test_short_answers_other_languages_and_open_endings_do_not_ask_the_llm():
     llm = ScoringLlm({})
     ends = SentenceEnds(llm, threshold=0.02, min_words=3)
     assert not (await ends.verdict("a", "No.", "en", ask)).unfinished  # two words or fewer: an answer
+    assert (await ends.verdict("a", "Because of", "en", ask)).unfinished  # ... unless the word list says so
     assert not (await ends.verdict("a", "天空为什么是蓝色的？", "zh", ask)).unfinished  # not measured: not asked
-    dangling = await ends.verdict("a", "What is the capital of?", "en", ask)
-    assert dangling.unfinished and dangling.probability is None  # the word rule says so first
+    assert (await ends.verdict("a", "北京的天气，", "zh", ask)).unfinished  # a trailing comma, in any language
+    assert (await ends.verdict("a", "So what I was thinking is…", "en", ask)).unfinished  # an ellipsis: not asked
     assert llm.asked == []
     off = SentenceEnds(llm, threshold=0.0, min_words=3)
     assert not (await off.verdict("a", "Why do leaves?", "en", ask)).unfinished
+    assert (await off.verdict("a", "What is the capital of?", "en", ask)).unfinished  # the word list decides
     assert llm.asked == []
+
+
+async def test_the_llm_overrules_the_word_list_and_the_word_list_stands_in_when_it_cannot_say():
+    llm = ScoringLlm({"How many legs does a spider have": 0.88, "Where are you from": 0.89, "What is the capital of": None})
+    ends = SentenceEnds(llm, threshold=0.02, min_words=3)
+    assert not (await ends.verdict("a", "How many legs does a spider have?", "en", ask)).unfinished  # "have" dangles in the list
+    assert not (await ends.verdict("a", "Where are you from?", "en", ask)).unfinished
+    unsure = await ends.verdict("a", "What is the capital of?", "en", ask)
+    assert unsure.unfinished and unsure.probability is None  # no answer from the LLM: the dangling "of" holds it
+
+
+async def test_an_llm_that_does_not_answer_in_time_does_not_hold_the_turn(monkeypatch):
+    from parley.agents import sentence_end
+
+    monkeypatch.setattr(sentence_end, "ASK_TIMEOUT_S", 0.05)
+    ends = SentenceEnds(ScoringLlm({"How long does it take": 0.0}, delay_s=1.0), threshold=0.02, min_words=3)
+    started = asyncio.get_running_loop().time()
+    verdict = await ends.verdict("a", "How long does it take?", "en", ask)
+    assert not verdict.unfinished and verdict.probability is None
+    assert asyncio.get_running_loop().time() - started < 0.5
 
 
 async def test_a_server_that_cannot_say_leaves_the_turn_to_the_voice():
