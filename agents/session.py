@@ -321,7 +321,9 @@ class AgentSession:
         text = early.task.result().strip()
         if self._settings.vad.endpoint == "smart" and _WORD.search(text):
             # First (the reply below then finds the conversation in the LLM's cache): do these words stop mid-sentence?
-            self._sentence_ends.start(speaker.participant_id, text, self.profile.language_of(text), lambda words: self._prompt_if_asked(words, speaker))
+            self._sentence_ends.start(
+                speaker.participant_id, text, self.profile.language_of(text), lambda words: self._prompt_if_asked(words, speaker),
+            )
         if not self._may_speculate(text, speaker):
             return
         messages = self._prompt_if_asked(text, speaker)
@@ -520,7 +522,8 @@ class AgentSession:
             self._sentence_ends.drop(speaker.participant_id)
             return FINISHED
         language = self.profile.language_of(text)
-        return await self._sentence_ends.verdict(speaker.participant_id, text, language, lambda words: self._prompt_if_asked(words, speaker))
+        ask = lambda words: self._prompt_if_asked(words, speaker)  # noqa: E731 - the conversation with these words
+        return await self._sentence_ends.verdict(speaker.participant_id, text, language, ask)
 
     def _note(self, speaker: Speaker, text: str, line: int) -> None:
         """Words not meant for the agent (a group call where nobody said its name): context, no reply."""
