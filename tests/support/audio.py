@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from parley.core.audio import read_wav, resample, write_wav
+from parley.core.wer import word_error_rate, words
 
 __all__ = ["have_espeak", "peak_correlation", "read_wav", "speak_to_wav", "word_error_rate", "words", "write_wav"]
 
@@ -26,23 +26,6 @@ def speak_to_wav(text: str, path: Path, *, rate: int = 48_000, voice: str = "en-
     write_wav(path, resample(samples, native, rate), rate)
     raw.unlink()
     return path
-
-
-def words(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9']+", text.lower())
-
-
-def word_error_rate(reference: str, hypothesis: str) -> float:
-    """Levenshtein distance over words divided by the reference length."""
-    ref, hyp = words(reference), words(hypothesis)
-    if not ref:
-        return 0.0 if not hyp else 1.0
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-    return row[-1] / len(ref)
 
 
 def peak_correlation(reference: np.ndarray, recording: np.ndarray) -> float:
