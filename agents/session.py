@@ -34,7 +34,7 @@ from parley.agents.stage_timer import TurnTimer
 from parley.agents.profile import AgentProfile, Speaker, is_addressed
 from parley.agents.reply import Reply
 from parley.agents.runtime import AgentModels
-from parley.agents.sentence_end import FINISHED, SentenceEnds, SentenceVerdict
+from parley.agents.sentence_end import FINISHED, SentenceEnds, SentenceVerdict, words_so_far
 from parley.agents.speculation import EarlyTranscript, SpeculativeReply
 from parley.agents.reply_turn import Turn, heard_chars, heard_prefix
 from parley.agents.dialogue_state import Event, State, TurnStateMachine
@@ -339,17 +339,22 @@ class AgentSession:
         cache, so that when the turn ends only its last words need prefill (measured on this CPU: first
         token ~0.55 → ~0.2 s). One request at a time; never while a reply is being generated or an
         utterance is being transcribed and decided."""
-        prime = getattr(self._models.llm, "prime", None)
-        if prime is None or not self._settings.agent.primes_llm or self.closed or self.state != State.USER_SPEAKING:
-            return
-        if (self._priming is not None and not self._priming.done()) or (self._turn is not None and self._turn.active):
+        if not self._settings.agent.primes_llm or self.state != State.USER_SPEAKING or (self._turn is not None and self._turn.active):
             return
         if self._deciders or any(not e.task.done() for e in self._early.values()):
             return  # a transcription on the critical path is running: the two cores are its own
-        words = text.strip().rstrip(".?!,;:… ")  # the words so far, not the punctuation Whisper guessed for them
-        messages = self._prompt_if_asked(words, speaker)
-        self._models.speculation.primes += 1
-        self._priming = asyncio.create_task(prime(messages), name=f"llm-prime-{self.agent_id}")
+        # the words so far, not the punctuation Whisper guessed for them
+        if self._start_priming(lambda: self._prompt_if_asked(words_so_far(text), speaker)):
+            self._models.speculation.primes += 1
+
+    def _start_priming(self, messages: Callable[[], list[ChatMessage]]) -> bool:
+        """Send ``messages()`` into the LLM's cache, unless it cannot be primed, the session is closed, or
+        a priming request is still in flight (one at a time); whether it was sent."""
+        prime = getattr(self._models.llm, "prime", None)
+        if prime is None or self.closed or (self._priming is not None and not self._priming.done()):
+            return False
+        self._priming = asyncio.create_task(prime(messages()), name=f"llm-prime-{self.agent_id}")
+        return True
 
     async def _llm_stream(self, messages: list[ChatMessage]) -> AsyncIterator[str]:
         """The LLM's reply to ``messages``, asked once a priming or sentence-end request in flight is done
@@ -687,14 +692,11 @@ class AgentSession:
         async with contextlib.aclosing(stream) as deltas:  # type: ignore[type-var]
             async for delta in deltas:
                 yield delta
-        prime = getattr(self._models.llm, "prime", None)
-        if prime is None or not self._settings.agent.speculate or self.closed or not turn.reply.strip():
-            return
-        if self._priming is not None and not self._priming.done():
+        if not self._settings.agent.speculate or not turn.reply.strip():
             return
         history = [*self.history, ChatMessage(role="assistant", content=turn.reply.strip()), ChatMessage(role="user", content="")]
-        self._models.speculation.after_reply_primes += 1
-        self._priming = asyncio.create_task(prime(self._messages(group, language, history)), name=f"llm-prime-{self.agent_id}")
+        if self._start_priming(lambda: self._messages(group, language, history)):
+            self._models.speculation.after_reply_primes += 1
 
     def _audio_started(self, turn: Turn) -> None:
         self.fsm.fire(Event.AUDIO_STARTED)
