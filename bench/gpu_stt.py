@@ -1,6 +1,7 @@
 """Whisper on a GPU through Parley's own STT classes: ``FasterWhisperStt`` on CUDA (float16) one
-utterance at a time and through ``SttBatcher`` (N at once, one model pass), against int8 on 2 CPU
-threads, on the 24 bench questions; prints JSON (and writes it to ``--out``).
+utterance at a time and through ``SttBatcher`` (N at once, one model pass), against the baseline of the
+same run — the CPU default's engine, int8 on 2 threads — on the 24 bench questions; prints JSON (and
+writes it to ``--out``).
 
 Written for a machine with a GPU and no registry: ``--questions`` is an .npz of 16 kHz int16 clips
 (q00, q01, …) with a .json list of their texts beside it, made from bench/questions beforehand; PyAV,
@@ -70,8 +71,14 @@ async def main() -> None:
             report[f"cuda_float16_window{window}"] = await measure(cuda, clips, texts, (1, 8, 24))
         except Exception as exc:  # no CUDA, or CTranslate2's cuBLAS not found
             report[f"cuda_float16_window{window}"] = {"error": f"{type(exc).__name__}: {exc}"}
+    # The baseline, in the same run on the same clips: the CPU default's engine (int8, 2 threads, 20 s).
     cpu = FasterWhisperStt(args.model, device="cpu", compute_type="int8", threads=2, window_s=20)
-    report["cpu_int8_2_threads_window20"] = await measure(cpu, clips, texts, (8,))
+    baseline = await measure(cpu, clips, texts, (8,))
+    report["baseline_cpu_int8_2_threads_window20"] = baseline
+    report["baseline_ms_per_utterance_over_gpu"] = {
+        name: round(baseline["one_by_one_ms_per_utterance"] / figures["one_by_one_ms_per_utterance"], 1)
+        for name, figures in report.items() if name.startswith("cuda_") and "error" not in figures
+    }
     text = json.dumps(report, indent=1)
     print(text)
     if args.out:
