@@ -30,7 +30,7 @@ import contextlib
 import re
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Awaitable, Callable
 
 from parley.agents.llm.base import ChatMessage, ChatModel
 from parley.agents.unfinished import ends_open, sounds_unfinished
@@ -59,10 +59,15 @@ class SentenceEnds:
     """Per speaker, the verdict on the words of their current pause: started as soon as the pause's
     transcript exists (``start``), awaited when the turn is decided (``verdict``)."""
 
-    def __init__(self, llm: ChatModel, threshold: float, min_words: int) -> None:
+    def __init__(
+        self, llm: ChatModel, threshold: float, min_words: int, cache_free: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self._llm = llm
         self.threshold = threshold
         self.min_words = min_words
+        # Awaited before asking: a priming request still in the LLM holds the conversation's cache slot,
+        # and a question asked beside it would land in another slot and evaluate the whole conversation.
+        self._cache_free = cache_free
         self._pending: dict[str, tuple[str, asyncio.Task[SentenceVerdict]]] = {}
 
     def start(self, speaker: str, text: str, language: str, messages: Callable[[str], list[ChatMessage]]) -> None:
@@ -109,6 +114,8 @@ class SentenceEnds:
         if not askable or len(_WORDS.findall(words)) < self.min_words:
             return SentenceVerdict(sounds_unfinished(text, language))
         started = time.perf_counter()
+        if self._cache_free is not None:
+            await self._cache_free()
         try:
             probability = await asyncio.wait_for(ask(messages(words), words), ASK_TIMEOUT_S)
         except TimeoutError:

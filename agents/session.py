@@ -110,7 +110,7 @@ class AgentSession:
         self._priming: asyncio.Task[None] | None = None  # the conversation so far, going into the LLM's cache
         # ... and whether the words of a pause stop mid-sentence, asked of the LLM as soon as they are known.
         vad = settings.vad
-        self._sentence_ends = SentenceEnds(models.llm, vad.text_turn_threshold, vad.text_turn_min_words)
+        self._sentence_ends = SentenceEnds(models.llm, vad.text_turn_threshold, vad.text_turn_min_words, self._priming_done)
 
     @property
     def state(self) -> State:
@@ -343,18 +343,25 @@ class AgentSession:
             return
         if self._deciders or any(not e.task.done() for e in self._early.values()):
             return  # a transcription on the critical path is running: the two cores are its own
-        # the words so far, not the punctuation Whisper guessed for them
-        if self._start_priming(lambda: self._prompt_if_asked(words_so_far(text), speaker)):
+        words = words_so_far(text)  # the words so far, not the punctuation Whisper guessed for them
+        if self._start_priming(lambda: self._prompt_if_asked(words, speaker), words):
             self._models.speculation.primes += 1
 
-    def _start_priming(self, messages: Callable[[], list[ChatMessage]]) -> bool:
-        """Send ``messages()`` into the LLM's cache, unless it cannot be primed, the session is closed, or
-        a priming request is still in flight (one at a time); whether it was sent."""
+    def _start_priming(self, messages: Callable[[], list[ChatMessage]], words: str) -> bool:
+        """Send ``messages()`` into the LLM's cache up to the caller's ``words`` (the last message's),
+        unless it cannot be primed, the session is closed, or a priming request is still in flight (one
+        at a time); whether it was sent."""
         prime = getattr(self._models.llm, "prime", None)
         if prime is None or self.closed or (self._priming is not None and not self._priming.done()):
             return False
-        self._priming = asyncio.create_task(prime(messages()), name=f"llm-prime-{self.agent_id}")
+        self._priming = asyncio.create_task(prime(messages(), words), name=f"llm-prime-{self.agent_id}")
         return True
+
+    async def _priming_done(self) -> None:
+        """Wait (≤ ``PRIME_WAIT_S``) for a priming request still in the LLM: a request sent beside it
+        would land in another cache slot of the server and evaluate the whole conversation again."""
+        if self._priming is not None and not self._priming.done():
+            await asyncio.wait({self._priming}, timeout=PRIME_WAIT_S)
 
     async def _llm_stream(self, messages: list[ChatMessage]) -> AsyncIterator[str]:
         """The LLM's reply to ``messages``, asked once a priming or sentence-end request in flight is done
@@ -695,7 +702,7 @@ class AgentSession:
         if not self._settings.agent.speculate or not turn.reply.strip():
             return
         history = [*self.history, ChatMessage(role="assistant", content=turn.reply.strip()), ChatMessage(role="user", content="")]
-        if self._start_priming(lambda: self._messages(group, language, history)):
+        if self._start_priming(lambda: self._messages(group, language, history), ""):
             self._models.speculation.after_reply_primes += 1
 
     def _audio_started(self, turn: Turn) -> None:

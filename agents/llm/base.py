@@ -37,8 +37,9 @@ class ChatModel(Protocol):
         """Yield the reply's text deltas as they are generated."""
         ...
 
-    async def prime(self, messages: list[ChatMessage]) -> None:
-        """Evaluate ``messages`` into the server's prompt cache ahead of the real request (best effort)."""
+    async def prime(self, messages: list[ChatMessage], words: str | None = None) -> None:
+        """Evaluate ``messages`` into the server's prompt cache ahead of the real request (best effort);
+        with ``words``, only up to the end of those words in the last message (the caller may go on)."""
         ...
 
     async def sentence_end_probability(self, messages: list[ChatMessage], words: str) -> float | None:

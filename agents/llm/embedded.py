@@ -185,10 +185,10 @@ class EmbeddedLlm:
             raise BackendError(self._detail or f"the embedded LLM server is not running; see {self._launch.log_path}", code="llm_unavailable")
         return self._client.stream(messages)
 
-    async def prime(self, messages: list[ChatMessage]) -> None:
-        """Evaluate ``messages`` into the child's prompt cache ahead of the real request."""
+    async def prime(self, messages: list[ChatMessage], words: str | None = None) -> None:
+        """Evaluate ``messages`` (up to ``words``) into the child's prompt cache ahead of the real request."""
         if self._status == "ready":
-            await self._client.prime(messages)
+            await self._client.prime(messages, words)
 
     async def sentence_end_probability(self, messages: list[ChatMessage], words: str) -> float | None:
         """See :meth:`OpenAICompatibleChat.sentence_end_probability` (``None`` while the child is not ready)."""

@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 # Marks that end a sentence: a next token made only of these (or of nothing a reader sees, such as the
 # chat template's end-of-message token, or a newline) means "the words stop here".
 SENTENCE_END_MARKS = frozenset(".?!。？！…")
+_CUT = "\u2063\u2063parley-cut\u2063\u2063"  # marks where a rendered prompt is cut (invisible separators, never said)
 
 
 def sentence_end_mass(top_logprobs: list[dict[str, Any]]) -> float:
@@ -113,14 +114,47 @@ class OpenAICompatibleChat:
         except aiohttp.ClientError as exc:
             raise BackendError(f"LLM server {self.base_url} failed: {exc!r}", code="llm_failed") from exc
 
-    async def prime(self, messages: list[ChatMessage]) -> None:
-        """Have the server evaluate ``messages`` into its prompt cache (one token generated, discarded), so a
-        request that starts the same way later only pays for what differs. Failures only cost the head start."""
+    async def prime(self, messages: list[ChatMessage], words: str | None = None) -> None:
+        """Have the server evaluate ``messages`` into its prompt cache, so a request that starts the same
+        way later only pays for what differs. With ``words`` (the caller's words so far in the last
+        message, or ``""`` for a question not asked yet), only the conversation up to the end of those
+        words goes in: the end-of-message and reply-header tokens after them would not be what the real
+        request has there (more words come), and on a CPU every token of prefill costs ~25 ms. Without
+        ``words``, or on a server without llama.cpp's raw endpoints, the whole chat request goes in (one
+        token generated, discarded). Failures only cost the head start."""
         try:
+            if self._raw_completions and words is not None and messages:
+                prompt = await self._prompt_through(messages, words)
+                if prompt is not None:
+                    await self._post_json(f"{self._root}/completion", {"prompt": prompt, "n_predict": 1, "cache_prompt": True})
+                    return
             async for _ in self.stream(messages, max_tokens=1):
                 pass
+        except _NotServed:
+            self._not_served()
         except BackendError as exc:
             log.debug("priming the prompt cache failed: %s", exc)
+
+    async def _prompt_through(self, messages: list[ChatMessage], words: str) -> str | None:
+        """The server's own rendering of ``messages`` (its chat template), cut right after ``words`` in
+        the last message (``""``: just after that message's header); ``None`` if they are not in it."""
+        last = messages[-1].content
+        at = last.rfind(words) + len(words) if words else 0
+        if words and at < len(words):
+            return None
+        marked = [*messages[:-1], ChatMessage(role=messages[-1].role, content=f"{last[:at]}{_CUT}{last[at:]}")]
+        template = await self._post_json(f"{self._root}/apply-template", {"messages": [m.model_dump() for m in marked]})
+        prompt = str(template.get("prompt", ""))
+        cut = prompt.rfind(_CUT)
+        return prompt[:cut] if cut >= 0 else None
+
+    def _not_served(self) -> None:
+        log.info("LLM server %s has no /apply-template or /completion: turns end on the voice and word rules only", self._root)
+        self._raw_completions = False
+
+    @property
+    def _root(self) -> str:
+        return self.base_url.removesuffix("/v1")
 
     async def sentence_end_probability(self, messages: list[ChatMessage], words: str) -> float | None:
         """How likely the conversation's last user message, ``words``, ends where it does: the model's
@@ -130,19 +164,15 @@ class OpenAICompatibleChat:
         """
         if not self._raw_completions or not words:
             return None
-        root = self.base_url.removesuffix("/v1")
         try:
-            template = await self._post_json(f"{root}/apply-template", {"messages": [m.model_dump() for m in messages]})
-            prompt = str(template.get("prompt", ""))
-            cut = prompt.rfind(words)
-            if cut < 0:
+            prompt = await self._prompt_through(messages, words)
+            if prompt is None:
                 return None
-            body = {"prompt": prompt[: cut + len(words)], "n_predict": 1, "n_probs": 20, "temperature": 0, "cache_prompt": True}
-            answer = await self._post_json(f"{root}/completion", body)
+            body = {"prompt": prompt, "n_predict": 1, "n_probs": 20, "temperature": 0, "cache_prompt": True}
+            answer = await self._post_json(f"{self._root}/completion", body)
             return sentence_end_mass(answer["completion_probabilities"][0]["top_logprobs"])
         except _NotServed:
-            log.info("LLM server %s has no /apply-template or /completion: turns end on the voice and word rules only", root)
-            self._raw_completions = False
+            self._not_served()
         except (BackendError, KeyError, IndexError, TypeError, ValueError) as exc:
             log.debug("the sentence-end probability failed: %s", exc)
         return None

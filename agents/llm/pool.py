@@ -83,8 +83,8 @@ class LlmPool:
         assert last is not None
         raise BackendError(f"no LLM backend of {len(self.backends)} could be reached; last: {last}", code="llm_unavailable")
 
-    async def prime(self, messages: list[ChatMessage]) -> None:
-        await self.order()[0].chat.prime(messages)
+    async def prime(self, messages: list[ChatMessage], words: str | None = None) -> None:
+        await self.order()[0].chat.prime(messages, words)
 
     async def sentence_end_probability(self, messages: list[ChatMessage], words: str) -> float | None:
         return await self.order()[0].chat.sentence_end_probability(messages, words)

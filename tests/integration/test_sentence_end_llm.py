@@ -79,3 +79,22 @@ async def test_the_reply_asked_after_the_judgement_reuses_its_cache(models, judg
     timings = answer["timings"]  # llama.cpp's: prompt tokens taken from the cache, and evaluated anew
     assert answer["choices"][0]["message"]["content"].strip()
     assert timings["cache_n"] >= 20 and timings["prompt_n"] <= 8, timings
+
+
+async def test_priming_evaluates_the_conversation_up_to_the_callers_words_only(models, settings):
+    """A prime while the caller speaks (or before their next question: ``words=""``) stops at the end of
+    their words: the end-of-message and reply-header tokens would not be what the real request has
+    there. What it evaluated is then in the cache: the same prompt asked again is evaluated from it."""
+    ask = conversation(settings)
+    chat = models.llm._client  # the embedded server's OpenAI-compatible client
+    words = "Could you name three rivers"
+    prompt = await chat._prompt_through(ask(words), words)
+    assert prompt is not None and prompt.endswith(words) and prompt.count(words) == 1
+    header = await chat._prompt_through(ask(""), "")
+    assert header is not None and header.endswith("user\n") and prompt.startswith(header)
+    await models.llm.prime(ask(words), words)
+    async with aiohttp.ClientSession() as http:
+        body = {"prompt": prompt, "n_predict": 1, "cache_prompt": True}
+        async with http.post(f"{models.llm.base_url.removesuffix('/v1')}/completion", json=body) as resp:
+            timings = (await resp.json())["timings"]
+    assert timings["cache_n"] >= 20 and timings["prompt_n"] <= 2, timings

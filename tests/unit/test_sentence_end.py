@@ -124,3 +124,23 @@ async def test_dropping_and_closing_cancel_verdicts_in_flight():
     assert first.cancelled() and not second.done()
     await ends.close()
     assert second.cancelled() and ends.tasks == []
+
+
+async def test_the_llm_is_asked_only_once_the_cache_is_free():
+    """A priming request still in the LLM holds the conversation's cache slot: the judgement waits for it
+    instead of landing beside it in a slot that would evaluate the whole conversation again."""
+    llm = ScoringLlm({"What is the capital of France": 0.9})
+    priming_done = asyncio.Event()
+    order: list[str] = []
+
+    async def cache_free() -> None:
+        await priming_done.wait()
+        order.append("cache free")
+
+    ends = SentenceEnds(llm, threshold=0.02, min_words=3, cache_free=cache_free)
+    ends.start("a", "What is the capital of France?", "en", ask)
+    await asyncio.sleep(0.02)
+    assert llm.asked == [] and ends.tasks  # still waiting for the priming request
+    priming_done.set()
+    verdict = await ends.verdict("a", "What is the capital of France?", "en", ask)
+    assert not verdict.unfinished and order == ["cache free"] and llm.asked == ["What is the capital of France"]

@@ -295,7 +295,8 @@ async def test_the_callers_words_so_far_go_into_the_llm_cache_and_the_reply_wait
     order: list[str] = []
     primed = asyncio.Event()
 
-    async def prime(messages):
+    async def prime(messages, words=None):
+        assert words is not None and messages[-1].content.startswith(words)  # primed only up to the words
         order.append(f"prime {messages[-1].content!r}")
         await primed.wait()
 
