@@ -44,10 +44,10 @@ class VadSettings(Section):
     # A missing or corrupt end-of-turn model stops `parley serve` (exit 3) unless this is set: then
     # the server warns and ends turns on silence.
     turn_model_fallback: bool = False
-    # Silence kept at the end of an utterance; this far into a pause its transcription starts. 100 ms:
-    # the transcript is ready ~0.1 s sooner than at 200 (make bench: STT after the endpoint 316 → 224 ms),
-    # with the same words on the bench's 32 questions cut by the VAD (only a mid-sentence pause was
-    # transcribed once more, and thrown away when the caller went on).
+    # Silence kept at the end of an utterance; this far into a pause its transcription starts (rounded
+    # up to whole 32 ms VAD windows). 100 ms: the transcript is ready ~0.1 s sooner than at 200 (make
+    # bench: STT after the endpoint 316 → 224 ms), with the same words on the bench's 32 questions sent
+    # through Opus and cut by the VAD at 96, 128 or 224 ms (at 64 ms two of them changed).
     tail_ms: int = Field(100, ge=32, le=1000)
     preroll_ms: int = Field(250, ge=0)
     max_utterance_s: float = Field(20.0, gt=1)

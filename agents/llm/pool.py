@@ -44,12 +44,15 @@ class LlmPool:
         self.retry_after_s = retry_after_s
         self._turn = 0  # rotates ties, so equal backends share the load
 
-    def order(self, now: float | None = None) -> list[Backend]:
-        """Backends in the order a reply tries them: reachable ones by replies in progress, then those set aside."""
+    def order(self, now: float | None = None, advance: bool = True) -> list[Backend]:
+        """Backends in the order a reply tries them: reachable ones by replies in progress, then those set
+        aside. ``advance=False`` peeks at the order the next reply will get (ties rotate per reply)."""
         now = time.monotonic() if now is None else now
-        self._turn += 1
+        turn = self._turn + 1
+        if advance:
+            self._turn = turn
         n = len(self.backends)
-        rotated = [self.backends[(self._turn + i) % n] for i in range(n)]
+        rotated = [self.backends[(turn + i) % n] for i in range(n)]
         ready = sorted((b for b in rotated if b.down_until <= now), key=lambda b: b.outstanding)
         aside = sorted((b for b in rotated if b.down_until > now), key=lambda b: b.down_until)
         return ready + aside
@@ -84,10 +87,11 @@ class LlmPool:
         raise BackendError(f"no LLM backend of {len(self.backends)} could be reached; last: {last}", code="llm_unavailable")
 
     async def prime(self, messages: list[ChatMessage], words: str | None = None) -> None:
-        await self.order()[0].chat.prime(messages, words)
+        """Primes the backend the next reply will go to (its cache is the one that reply reads)."""
+        await self.order(advance=False)[0].chat.prime(messages, words)
 
     async def sentence_end_probability(self, messages: list[ChatMessage], words: str) -> float | None:
-        return await self.order()[0].chat.sentence_end_probability(messages, words)
+        return await self.order(advance=False)[0].chat.sentence_end_probability(messages, words)
 
     async def health(self) -> LlmHealth:
         """Ready while any backend answers ``GET /models``."""
