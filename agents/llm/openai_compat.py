@@ -139,9 +139,10 @@ class OpenAICompatibleChat:
         """The server's own rendering of ``messages`` (its chat template), cut right after ``words`` in
         the last message (``""``: just after that message's header); ``None`` if they are not in it."""
         last = messages[-1].content
-        at = last.rfind(words) + len(words) if words else 0
-        if words and at < len(words):
+        at = last.rfind(words) if words else 0
+        if at < 0:
             return None
+        at += len(words)
         marked = [*messages[:-1], ChatMessage(role=messages[-1].role, content=f"{last[:at]}{_CUT}{last[at:]}")]
         template = await self._post_json(f"{self._root}/apply-template", {"messages": [m.model_dump() for m in marked]})
         prompt = str(template.get("prompt", ""))
@@ -149,7 +150,10 @@ class OpenAICompatibleChat:
         return prompt[:cut] if cut >= 0 else None
 
     def _not_served(self) -> None:
-        log.info("LLM server %s has no /apply-template or /completion: turns end on the voice and word rules only", self._root)
+        log.info(
+            "LLM server %s has no /apply-template or /completion: turns end on the voice and word rules only, "
+            "and primes are whole chat requests", self._root,
+        )
         self._raw_completions = False
 
     @property
