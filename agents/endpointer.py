@@ -76,7 +76,9 @@ class Endpointer:
     the model is asked once ``turn_check_silence_ms`` of a pause have passed: "finished"
     (probability ≥ ``turn_threshold``) ends the utterance at once; otherwise the endpointer keeps
     listening, asks again every ``turn_recheck_ms`` of further silence (a pause that goes on sounds
-    more and more finished), and ends it after ``turn_max_silence_ms`` of silence at the latest.
+    more and more finished), and ends it after ``turn_max_silence_ms`` of silence at the latest — or
+    after ``words_done_silence_ms`` once the words of the pause are known to read as a whole sentence
+    (``words_done``: the voice may sound unfinished, the words say otherwise).
 
     ``tail_ms`` into every pause, ``SpeechPaused`` offers the utterance so far; an utterance that ends
     in that pause carries exactly those samples, so a transcript started then is the final one.
@@ -102,6 +104,7 @@ class Endpointer:
         turn_threshold: float = 0.5,
         turn_recheck_ms: int = 300,
         tail_ms: int = 200,
+        words_done_silence_ms: int = 500,
     ) -> None:
         self._vad = vad
         self._window = vad.window_samples
@@ -118,6 +121,11 @@ class Endpointer:
         self._max_silence_ms = max(turn_max_silence_ms, turn_check_silence_ms)
         self._turn_threshold = turn_threshold
         self._recheck_ms = turn_recheck_ms
+        self._words_done_ms = words_done_silence_ms
+        # The pause whose words read as a whole sentence. Set from the event loop's thread while
+        # ``process`` runs on the VAD's: a single attribute written there and read here, matched against
+        # the pause counter, so a mark that arrives late for a pause already over does nothing.
+        self._words_done_pause = 0
         first_decision = turn_check_silence_ms if end_of_turn else endpoint_silence_ms
         self._tail_ms = min(tail_ms, first_decision)
         self._pauses = 0
@@ -194,10 +202,17 @@ class Endpointer:
             events.append(InterimAudio(np.concatenate(self._windows)))
         return events
 
+    def words_done(self, pause: int) -> None:
+        """The words of ``pause`` (a ``SpeechPaused``'s number) read as a whole sentence: if that pause is
+        still going on, it ends the turn once ``words_done_silence_ms`` of silence have passed."""
+        self._words_done_pause = pause
+
     def _turn_is_over(self) -> bool:
         if self._end_of_turn is None:
             return self._silence_ms >= self._silence_ms_needed
         if self._silence_ms >= self._max_silence_ms:
+            return True
+        if self._snapshot is not None and self._words_done_pause == self._pauses and self._silence_ms >= self._words_done_ms:
             return True
         due = self._check_ms if self._next_check_ms is None else self._next_check_ms
         if self._silence_ms < due or self._speech_ms < self._min_speech_ms:

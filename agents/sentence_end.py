@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from parley.agents.llm.base import ChatMessage, ChatModel
-from parley.agents.unfinished import ends_open, sounds_unfinished
+from parley.agents.unfinished import ends_open, lacks_a_verb, sounds_unfinished
 
 _WORDS = re.compile(r"[\w']+")
 ASK_TIMEOUT_S = 1.0  # a busy LLM server does not hold the turn up: no answer in time reads as finished
@@ -70,12 +70,15 @@ class SentenceEnds:
         self._cache_free = cache_free
         self._pending: dict[str, tuple[str, asyncio.Task[SentenceVerdict]]] = {}
 
-    def start(self, speaker: str, text: str, language: str, messages: Callable[[str], list[ChatMessage]]) -> None:
+    def start(
+        self, speaker: str, text: str, language: str, messages: Callable[[str], list[ChatMessage]],
+    ) -> asyncio.Task[SentenceVerdict]:
         """Judge ``text`` (``speaker``'s pause so far) in the background; ``messages(words)`` builds the
         conversation as it would be asked with those words."""
         self.drop(speaker)
         task = asyncio.create_task(self._judge(text, language, messages), name=f"sentence-end-{speaker}")
         self._pending[speaker] = (text, task)
+        return task
 
     async def verdict(self, speaker: str, text: str, language: str, messages: Callable[[str], list[ChatMessage]]) -> SentenceVerdict:
         """Whether ``speaker``'s ``text`` stops mid-sentence: the verdict started on these words, or a new one."""
@@ -106,8 +109,8 @@ class SentenceEnds:
                 await task
 
     async def _judge(self, text: str, language: str, messages: Callable[[str], list[ChatMessage]]) -> SentenceVerdict:
-        if ends_open(text):  # a trailing comma or ellipsis: Whisper heard the voice go on
-            return SentenceVerdict(True)
+        if ends_open(text) or lacks_a_verb(text, language):  # a trailing comma or ellipsis: Whisper heard the
+            return SentenceVerdict(True)  # voice go on; or "Why do leave(s)", misheard or not, has no verb yet
         words = words_so_far(text)
         ask = getattr(self._llm, "sentence_end_probability", None)
         askable = ask is not None and self.threshold > 0 and language.lower().startswith("en")

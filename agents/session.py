@@ -25,6 +25,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from parley.agents import events as ev
 from parley.agents.backchannel import is_backchannel, real_word_count
 from parley.agents.endpointer import (
+    Endpointer,
     EndpointEvent, InterimAudio, SpeechConfirmed, SpeechDiscarded, SpeechPaused, SpeechResumed, SpeechStarted, Utterance,
 )
 from parley.agents.echo_cancel import EchoCanceller
@@ -111,6 +112,7 @@ class AgentSession:
         # ... and whether the words of a pause stop mid-sentence, asked of the LLM as soon as they are known.
         vad = settings.vad
         self._sentence_ends = SentenceEnds(models.llm, vad.text_turn_threshold, vad.text_turn_min_words, self._priming_done)
+        self._endpointers: dict[str, Endpointer] = {}  # per speaker listening now: told when a pause's words read whole
 
     @property
     def state(self) -> State:
@@ -177,10 +179,11 @@ class AgentSession:
         if self._settings.agent.pipeline == "naive":
             await self._listen_naive(track, speaker)
             return
+        endpointer = new_endpointer(self._models, self._settings.vad)
         listener = Listener(
-            new_endpointer(self._models, self._settings.vad), self._models.vad_executor,
-            lambda event: self._on_endpoint_event(event, speaker), canceller,
+            endpointer, self._models.vad_executor, lambda event: self._on_endpoint_event(event, speaker), canceller,
         )
+        self._endpointers[speaker.participant_id] = endpointer
         try:
             await listener.run(track)
         except MediaStreamError:
@@ -188,6 +191,9 @@ class AgentSession:
         except Exception as exc:  # a VAD failure ends listening for this call only
             self._log.exception("listening failed")
             self._emit(ev.AgentFailure("backend_error", f"the agent stopped listening: {type(exc).__name__}"))
+        finally:
+            if self._endpointers.get(speaker.participant_id) is endpointer:
+                del self._endpointers[speaker.participant_id]
 
     def _on_endpoint_event(self, event: EndpointEvent, speaker: Speaker) -> None:
         if self.closed:
@@ -321,9 +327,10 @@ class AgentSession:
         text = early.task.result().strip()
         if self._settings.vad.endpoint == "smart" and _WORD.search(text):
             # First (the reply below then finds the conversation in the LLM's cache): do these words stop mid-sentence?
-            self._sentence_ends.start(
+            judged = self._sentence_ends.start(
                 speaker.participant_id, text, self.profile.language_of(text), lambda words: self._prompt_if_asked(words, speaker),
             )
+            judged.add_done_callback(lambda task: self._words_judged(task, early.pause, speaker))
         if not self._may_speculate(text, speaker):
             return
         messages = self._prompt_if_asked(text, speaker)
@@ -333,6 +340,21 @@ class AgentSession:
         self._speculation = SpeculativeReply(
             early.pause, speaker.participant_id, text, messages, self._llm_stream, self._models.speculation,
         )
+
+    def _words_judged(self, task: asyncio.Task[SentenceVerdict], pause: int, speaker: Speaker) -> None:
+        """Words that plainly read as a whole sentence end their pause sooner than the voice alone would
+        (``vad.text_turn_done_silence_ms``), if the caller is still silent in it."""
+        if task.cancelled() or task.exception() is not None or self.closed:
+            return
+        verdict, vad = task.result(), self._settings.vad
+        if verdict.unfinished or verdict.probability is None or verdict.probability < vad.text_turn_done_threshold:
+            return
+        if not vad.text_turn_done_silence_ms:
+            return
+        endpointer = self._endpointers.get(speaker.participant_id)
+        if endpointer is not None:
+            self._log.debug("the words of pause %d read whole (%.2f): the turn ends on a short silence", pause, verdict.probability)
+            endpointer.words_done(pause)
 
     def _prime(self, text: str, speaker: Speaker) -> None:
         """While the caller speaks, evaluate the conversation and their words so far into the LLM's prompt

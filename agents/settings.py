@@ -36,6 +36,14 @@ class VadSettings(Section):
     # questions (agents/sentence_end.py): cut ≤ 0.006, finished ones of 3+ words ≥ 0.046.
     text_turn_threshold: float = Field(0.02, ge=0, lt=1)
     text_turn_min_words: int = Field(3, ge=1)
+    # ... and the other way: words the LLM reads as a whole sentence with at least text_turn_done_threshold
+    # end the turn after text_turn_done_silence_ms of silence even while Smart Turn hears the voice as
+    # unfinished (0: off). Smart Turn keeps hearing some plainly finished questions as unfinished in a flat
+    # voice ("How many continents are there?" 0.61, "What is two plus two?" 0.98 by the LLM), and such
+    # a turn waited turn_max_silence_ms: make bench's p95. 500 ms is still longer than the silence
+    # endpoint's 450; cut questions score ≤ 0.02 ("Why do leave" 0.018, "Tell me a fun fact" 0.001).
+    text_turn_done_threshold: float = Field(0.3, gt=0, le=1)
+    text_turn_done_silence_ms: int = Field(500, ge=0)
     # After words that stop mid-sentence (by the word rules or the LLM), the turn waits this long after
     # the caller's last speech for them to go on (longer than turn_max_silence_ms: a listener who heard
     # "What is the best way" waits for the rest).
@@ -45,10 +53,11 @@ class VadSettings(Section):
     # the server warns and ends turns on silence.
     turn_model_fallback: bool = False
     # Silence kept at the end of an utterance; this far into a pause its transcription starts (rounded
-    # up to whole 32 ms VAD windows). 100 ms: the transcript is ready ~0.1 s sooner than at 200 (make
-    # bench: STT after the endpoint 316 → 224 ms), with the same words on the bench's 32 questions sent
-    # through Opus and cut by the VAD at 96, 128 or 224 ms (at 64 ms two of them changed).
-    tail_ms: int = Field(100, ge=32, le=1000)
+    # up to whole 32 ms VAD windows: 96 is three of them, 100 would be four). 96 ms: the transcript is
+    # ready ~0.1 s sooner than at 200 (make bench: STT after the endpoint 316 → 224 ms at 128), with the
+    # same words on the bench's 32 questions sent through Opus and cut by the VAD at 96, 128 or 224 ms
+    # (at 64 ms two of them changed).
+    tail_ms: int = Field(96, ge=32, le=1000)
     preroll_ms: int = Field(250, ge=0)
     max_utterance_s: float = Field(20.0, gt=1)
     # A blip shorter than min_speech_ms is dropped once this much silence follows it.
@@ -73,11 +82,12 @@ class SttSettings(Section):
     # Seconds of audio the encoder reads (Whisper's own window is 30): an utterance that fits is padded
     # to this instead, with guards against what Whisper says to silence outside 30 s. 20: tiny.en took
     # half the time a sentence on 2 cores (494 → 255 ms) at about the same word error rate (see
-    # agents/stt/faster_whisper.py). With 30, make bench's paused questions got no premature reply only
+    # agents/stt/faster_whisper.py); 15: 231 → 183 ms a bench question through Opus, word error rate
+    # 0.225 → 0.231 on the 24 questions, 0.070 at both on LibriVox sentences (10: 0.263, not taken). With 30, make bench's paused questions got no premature reply only
     # because the transcript came late; 20 needs the LLM's sentence-end judgement (vad.text_turn_threshold)
     # to keep them whole (README, Benchmark). Passes with a prompt (a group call's hotwords, the Mandarin
     # prompt) keep the full window: with one, tiny.en dropped the prompted name.
-    window_s: int = Field(20, ge=4, le=30)
+    window_s: int = Field(15, ge=4, le=30)
     # Experimental: encode the utterance plus 2 s instead of Whisper's fixed 30 s window — ~3× faster
     # on this CPU, but erratic (loops, hallucinated words; measured in agents/stt/faster_whisper.py).
     fit_window: bool = False

@@ -21,6 +21,12 @@ my your his her its our their this these those every each some any no
 is are was were am be been being do does did have has had can could will would should shall may might must
 very really quite just also
 """.split())
+# A question with "do" support needs a subject and a verb after it: "Why do leaves" (or Whisper's "Why
+# do leave") is cut short, whatever the LLM makes of the misheard words. A pronoun alone is an ellipsis
+# that can stand ("Why did you?", "How does it?").
+_QUESTION_WORDS = frozenset("what why how when where which who whom whose".split())
+_DO = frozenset("do does did don't doesn't didn't".split())
+_PRONOUNS = frozenset("i you we they he she it that this so not".split())
 _TRAILING_OPEN = ("...", "…", ",", "-", "—", ":", ";", "，", "、", "：", "；")
 _WORDS = re.compile(r"[\w']+")
 
@@ -28,6 +34,14 @@ _WORDS = re.compile(r"[\w']+")
 def ends_open(text: str) -> bool:
     """True when ``text`` ends on a comma, dash, colon or ellipsis (any language's marks)."""
     return text.strip().endswith(_TRAILING_OPEN)
+
+
+def lacks_a_verb(text: str, language: str = "en") -> bool:
+    """True for an English question cut after "do" and one word: "Why do leaves", "How does water"."""
+    if not language.lower().startswith("en"):
+        return False
+    words = _WORDS.findall(text.strip().lower())
+    return len(words) == 3 and words[0] in _QUESTION_WORDS and words[1] in _DO and words[2] not in _PRONOUNS
 
 
 def sounds_unfinished(text: str, language: str = "en") -> bool:
@@ -41,4 +55,4 @@ def sounds_unfinished(text: str, language: str = "en") -> bool:
         return False
     words = _WORDS.findall(stripped.lower())
     # One word alone is an answer ("No.", "Really?", "So?"), not a sentence cut short.
-    return len(words) > 1 and words[-1] in _DANGLING_EN
+    return len(words) > 1 and words[-1] in _DANGLING_EN or lacks_a_verb(stripped, language)

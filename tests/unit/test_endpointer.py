@@ -157,3 +157,35 @@ def test_end_of_turn_model_is_asked_again_as_the_pause_goes_on():
     (utterance,) = [e for e in events if isinstance(e, Utterance)]
     assert utterance.turn_probability == 0.8
     assert 0.49 <= utterance.endpoint_at - utterance.speech_end_at <= 0.56
+
+
+def test_words_that_read_whole_end_a_pause_the_voice_left_open():
+    """Smart Turn hears "unfinished" all the way; the words of this pause read whole (marked once the pause
+    is offered): the turn ends at words_done_silence_ms, not at the 1.5 s cap. A mark for an older pause does nothing."""
+    endpointer = Endpointer(
+        ScriptedVad([0.9] * windows(600) + [0.0] * windows(400) + [0.9] * windows(600) + [0.0] * windows(2000)),
+        end_of_turn=lambda samples: 0.1, turn_check_silence_ms=200, turn_max_silence_ms=1500, tail_ms=100,
+        words_done_silence_ms=500,
+    )
+    events: list = []
+    for i in range(windows(3600)):
+        for event in endpointer.process(np.full(WINDOW, 0.1, np.float32), now=i * 0.032):
+            events.append(event)
+            if isinstance(event, SpeechPaused):  # (the first pause's words too: the caller goes on within 500 ms)
+                endpointer.words_done(event.pause)
+    (utterance,) = [e for e in events if isinstance(e, Utterance)]
+    assert utterance.pause == 2 and utterance.duration_s > 1.5  # the first pause (400 ms) did not end the turn
+    assert 0.49 <= utterance.endpoint_at - utterance.speech_end_at <= 0.56
+
+
+def test_an_unmarked_pause_still_waits_for_the_cap_with_words_done_configured():
+    endpointer = Endpointer(
+        ScriptedVad([0.9] * windows(600) + [0.0] * windows(2000)), end_of_turn=lambda samples: 0.1,
+        turn_check_silence_ms=200, turn_max_silence_ms=1500, words_done_silence_ms=500,
+    )
+    endpointer.words_done(7)  # a stale mark, for a pause that is not this one
+    events = []
+    for i in range(windows(2600)):
+        events += endpointer.process(np.full(WINDOW, 0.1, np.float32), now=i * 0.032)
+    (utterance,) = [e for e in events if isinstance(e, Utterance)]
+    assert 1.45 <= utterance.endpoint_at - utterance.speech_end_at <= 1.55

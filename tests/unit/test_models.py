@@ -87,10 +87,11 @@ def test_stt_returns_empty_text_for_no_audio(models):
 
 @pytest.fixture(scope="module")
 def short_window_stt(settings):
-    """Whisper tiny.en reading a 20 s window (``stt.window_s = 20``) instead of its own 30 s."""
+    """Whisper tiny.en reading the default short window (``stt.window_s``, 15 s) instead of its own 30 s."""
     from parley.agents.stt.faster_whisper import FasterWhisperStt
 
-    return FasterWhisperStt(whisper_model_dir("tiny.en", settings.cache_dir), threads=2, window_s=20)
+    assert settings.stt.window_s < 30
+    return FasterWhisperStt(whisper_model_dir("tiny.en", settings.cache_dir), threads=2, window_s=settings.stt.window_s)
 
 
 @pytest.mark.parametrize("kind", ["silence", "faint noise"])
@@ -114,7 +115,7 @@ def test_stt_short_window_hears_real_speech_and_keeps_the_full_window_for_hotwor
 
 
 def test_stt_utterance_longer_than_the_short_window_is_heard_whole(short_window_stt):
-    """Four LibriVox clips back to back (~21 s) do not fit the 20 s window: they get Whisper's full 30 s
+    """Four LibriVox clips back to back (~21 s) do not fit the short window: they get Whisper's full 30 s
     one, and the words of the first and the last clip are in the transcript."""
     if not LIBRIVOX.is_dir():
         pytest.fail("pocketsphinx-testdata is missing: `make test` installs it")

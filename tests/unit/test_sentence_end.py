@@ -51,13 +51,25 @@ def test_words_so_far_drops_only_the_punctuation_whisper_guessed_at_the_end():
 
 
 async def test_a_low_sentence_end_probability_reads_as_unfinished():
-    llm = ScoringLlm({"Why do leaves": 0.0, "Why do leaves change colour in autumn": 0.93})
+    llm = ScoringLlm({"What is the best way": 0.0, "Why do leaves change colour in autumn": 0.93})
     ends = SentenceEnds(llm, threshold=0.02, min_words=3)
-    cut = await ends.verdict("a", "Why do leaves?", "en", ask)
+    cut = await ends.verdict("a", "What is the best way?", "en", ask)
     whole = await ends.verdict("a", "Why do leaves change colour in autumn?", "en", ask)
     assert cut.unfinished and cut.probability == 0.0
     assert not whole.unfinished and whole.probability == 0.93
-    assert llm.asked == ["Why do leaves", "Why do leaves change colour in autumn"]
+    assert llm.asked == ["What is the best way", "Why do leaves change colour in autumn"]
+
+
+async def test_a_question_cut_after_do_and_one_word_is_unfinished_whatever_the_llm_says():
+    """Whisper hears "Why do leaves" as "Why do leave", which the LLM scored 0.016–0.03 (around the 0.02
+    threshold) in make bench: the grammar says it has no verb yet, so the LLM is not asked."""
+    llm = ScoringLlm({"Why do leave": 0.03, "Why did you": 0.4})
+    ends = SentenceEnds(llm, threshold=0.02, min_words=3)
+    misheard = await ends.verdict("a", "Why do leave?", "en", ask)
+    elliptical = await ends.verdict("a", "Why did you?", "en", ask)
+    assert misheard.unfinished and misheard.probability is None
+    assert not elliptical.unfinished and elliptical.probability == 0.4
+    assert llm.asked == ["Why did you"]
 
 
 async def test_short_answers_other_languages_and_open_endings_do_not_ask_the_llm():
@@ -70,7 +82,7 @@ async def test_short_answers_other_languages_and_open_endings_do_not_ask_the_llm
     assert (await ends.verdict("a", "So what I was thinking is…", "en", ask)).unfinished  # an ellipsis: not asked
     assert llm.asked == []
     off = SentenceEnds(llm, threshold=0.0, min_words=3)
-    assert not (await off.verdict("a", "Why do leaves?", "en", ask)).unfinished
+    assert not (await off.verdict("a", "What is the best way?", "en", ask)).unfinished
     assert (await off.verdict("a", "What is the capital of?", "en", ask)).unfinished  # the word list decides
     assert llm.asked == []
 
@@ -96,10 +108,10 @@ async def test_an_llm_that_does_not_answer_in_time_does_not_hold_the_turn(monkey
 
 
 async def test_a_server_that_cannot_say_leaves_the_turn_to_the_voice():
-    ends = SentenceEnds(ScoringLlm({"Why do leaves": None}), threshold=0.02, min_words=3)
-    verdict = await ends.verdict("a", "Why do leaves?", "en", ask)
+    ends = SentenceEnds(ScoringLlm({"What is the best way": None}), threshold=0.02, min_words=3)
+    verdict = await ends.verdict("a", "What is the best way?", "en", ask)
     assert not verdict.unfinished and verdict.probability is None
-    assert not (await SentenceEnds(object(), 0.02, 3).verdict("a", "Why do leaves?", "en", ask)).unfinished  # type: ignore[arg-type]
+    assert not (await SentenceEnds(object(), 0.02, 3).verdict("a", "What is the best way?", "en", ask)).unfinished  # type: ignore[arg-type]
 
 
 async def test_a_verdict_started_at_the_pause_is_used_for_the_same_words_only():

@@ -73,6 +73,9 @@ def test_word_count_cut_waits_for_the_next_word_to_begin():
     ("So, the thing is…", True), ("Tell me about,", True), ("Can you tell me about my", True),
     ("What is the capital of France?", False), ("How many?", False), ("I would like to know.", False),
     ("What is two plus two?", False), ("", False), ("Okay.", False), ("No.", False), ("Really?", False),
+    # "do" needs a subject and a verb after it; a pronoun alone is an ellipsis that stands
+    ("Why do leaves?", True), ("Why do leave?", True), ("How does water", True), ("Why didn't you?", False),
+    ("Why do birds sing?", False), ("How did it?", False),
 ])
 def test_sounds_unfinished(text, unfinished):
     from parley.agents.unfinished import sounds_unfinished
