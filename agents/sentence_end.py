@@ -8,8 +8,11 @@ conversation's own LLM knows: given the conversation and the caller's words so f
 punctuation removed), how likely is the next token one that ends the message ("?", ".", the
 end-of-message token)? Far below ``threshold``, the words are cut short. Where it can be asked (an
 English transcript of ``min_words`` or more), its verdict stands ("spider have" 0.88, "you from" 0.89);
-a trailing comma or ellipsis holds the words without asking; elsewhere, or when the LLM cannot say,
-the word list decides.
+a trailing comma or ellipsis, or a question cut after "do" and one word ("Why do leave", as Whisper hears
+the paused "Why do leaves", scored 0.016–0.03 around the threshold), holds the words without asking;
+elsewhere, or when the LLM cannot say, the word list decides. A high probability works the other way:
+the session tells the endpointer that the pause's words read whole (``vad.text_turn_done_threshold``),
+and the turn ends on a short silence even if the voice sounded unfinished.
 
 Measured with the default model (Qwen2.5-Coder-1.5B Q4_K_M) and system prompt: 20 questions cut
 mid-phrase scored ≤ 0.006, 41 finished ones of three words or more ≥ 0.18 ("How are you" 0.18, "Which

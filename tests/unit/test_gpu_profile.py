@@ -30,7 +30,7 @@ def test_gpu_profile_points_every_stage_at_a_gpu_engine():
     assert settings.tts.backend == "fish-speech" and settings.tts.url
     assert settings.stt.batching and settings.stt.max_batch > load_settings(environ={}).stt.max_batch
     # Whisper's full window on a GPU (measured faster there), the shorter one on the CPU default
-    assert (settings.stt.window_s, load_settings(environ={}).stt.window_s) == (30, 20)
+    assert (settings.stt.window_s, load_settings(environ={}).stt.window_s) == (30, 15)
 
 
 def test_what_the_user_sets_wins_over_the_profile(tmp_path: Path):
