@@ -77,8 +77,8 @@ class Endpointer:
     (probability ≥ ``turn_threshold``) ends the utterance at once; otherwise the endpointer keeps
     listening, asks again every ``turn_recheck_ms`` of further silence (a pause that goes on sounds
     more and more finished), and ends it after ``turn_max_silence_ms`` of silence at the latest — or
-    after ``words_done_silence_ms`` once the words of the pause are known to read as a whole sentence
-    (``words_done``: the voice may sound unfinished, the words say otherwise).
+    after ``words_done_silence_ms`` (0: never) once the words of the pause are known to read as a whole
+    sentence (``words_done``: the voice may sound unfinished, the words say otherwise).
 
     ``tail_ms`` into every pause, ``SpeechPaused`` offers the utterance so far; an utterance that ends
     in that pause carries exactly those samples, so a transcript started then is the final one.
@@ -212,7 +212,8 @@ class Endpointer:
             return self._silence_ms >= self._silence_ms_needed
         if self._silence_ms >= self._max_silence_ms:
             return True
-        if self._snapshot is not None and self._words_done_pause == self._pauses and self._silence_ms >= self._words_done_ms:
+        words_done = self._words_done_ms > 0 and self._snapshot is not None and self._words_done_pause == self._pauses
+        if words_done and self._silence_ms >= self._words_done_ms:
             return True
         due = self._check_ms if self._next_check_ms is None else self._next_check_ms
         if self._silence_ms < due or self._speech_ms < self._min_speech_ms:

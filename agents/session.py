@@ -349,11 +349,9 @@ class AgentSession:
         verdict, vad = task.result(), self._settings.vad
         if verdict.unfinished or verdict.probability is None or verdict.probability < vad.text_turn_done_threshold:
             return
-        if not vad.text_turn_done_silence_ms:
-            return
         endpointer = self._endpointers.get(speaker.participant_id)
         if endpointer is not None:
-            self._log.debug("the words of pause %d read whole (%.2f): the turn ends on a short silence", pause, verdict.probability)
+            self._log.debug("the words of pause %d read whole (%.2f): told the endpointer", pause, verdict.probability)
             endpointer.words_done(pause)
 
     def _prime(self, text: str, speaker: Speaker) -> None:

@@ -83,7 +83,8 @@ class SttSettings(Section):
     # to this instead, with guards against what Whisper says to silence outside 30 s. 20: tiny.en took
     # half the time a sentence on 2 cores (494 → 255 ms) at about the same word error rate (see
     # agents/stt/faster_whisper.py); 15: 231 → 183 ms a bench question through Opus, word error rate
-    # 0.225 → 0.231 on the 24 questions, 0.070 at both on LibriVox sentences (10: 0.263, not taken). With 30, make bench's paused questions got no premature reply only
+    # 0.225 → 0.231 on the 24 questions, 0.070 at both on LibriVox sentences (10: 0.263, not taken).
+    # With 30, make bench's paused questions got no premature reply only
     # because the transcript came late; 20 needs the LLM's sentence-end judgement (vad.text_turn_threshold)
     # to keep them whole (README, Benchmark). Passes with a prompt (a group call's hotwords, the Mandarin
     # prompt) keep the full window: with one, tiny.en dropped the prompted name.

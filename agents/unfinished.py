@@ -38,9 +38,10 @@ def ends_open(text: str) -> bool:
 
 def lacks_a_verb(text: str, language: str = "en") -> bool:
     """True for an English question cut after "do" and one word: "Why do leaves", "How does water"."""
-    if not language.lower().startswith("en"):
-        return False
-    words = _WORDS.findall(text.strip().lower())
+    return language.lower().startswith("en") and _cut_after_do(_WORDS.findall(text.strip().lower()))
+
+
+def _cut_after_do(words: list[str]) -> bool:
     return len(words) == 3 and words[0] in _QUESTION_WORDS and words[1] in _DO and words[2] not in _PRONOUNS
 
 
@@ -55,4 +56,4 @@ def sounds_unfinished(text: str, language: str = "en") -> bool:
         return False
     words = _WORDS.findall(stripped.lower())
     # One word alone is an answer ("No.", "Really?", "So?"), not a sentence cut short.
-    return len(words) > 1 and words[-1] in _DANGLING_EN or lacks_a_verb(stripped, language)
+    return (len(words) > 1 and words[-1] in _DANGLING_EN) or _cut_after_do(words)

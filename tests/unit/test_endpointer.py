@@ -1,6 +1,7 @@
 """Endpointing logic, driven by scripted VAD probabilities (the real VAD has its own test)."""
 
 import numpy as np
+import pytest
 
 from parley.agents.endpointer import (
     Endpointer, InterimAudio, SpeechConfirmed, SpeechDiscarded, SpeechPaused, SpeechResumed, SpeechStarted, Utterance,
@@ -178,12 +179,14 @@ def test_words_that_read_whole_end_a_pause_the_voice_left_open():
     assert 0.49 <= utterance.endpoint_at - utterance.speech_end_at <= 0.56
 
 
-def test_an_unmarked_pause_still_waits_for_the_cap_with_words_done_configured():
+@pytest.mark.parametrize("words_done_ms, mark", [(500, 7), (0, 1)])
+def test_an_unmarked_pause_or_words_done_off_still_waits_for_the_cap(words_done_ms, mark):
+    """A stale mark (for a pause that is not this one), or this pause marked with words_done_silence_ms 0 (off)."""
     endpointer = Endpointer(
         ScriptedVad([0.9] * windows(600) + [0.0] * windows(2000)), end_of_turn=lambda samples: 0.1,
-        turn_check_silence_ms=200, turn_max_silence_ms=1500, words_done_silence_ms=500,
+        turn_check_silence_ms=200, turn_max_silence_ms=1500, words_done_silence_ms=words_done_ms,
     )
-    endpointer.words_done(7)  # a stale mark, for a pause that is not this one
+    endpointer.words_done(mark)
     events = []
     for i in range(windows(2600)):
         events += endpointer.process(np.full(WINDOW, 0.1, np.float32), now=i * 0.032)
