@@ -101,13 +101,15 @@ $(VENV)/.pipecat-peer: $(VENV)/.deps bench/pipecat_peer/requirements.txt
 test: apt-test $(VENV)/.deps $(VENV)/.llama-cpp-server $(VENV)/.pipecat-peer tests/e2e/node_modules/.installed
 	$(PY) -m pytest -ra --durations=25
 
+# espeak-ng speaks the questions; chromium, node and util-linux's unshare drive the browser section.
+APT_BENCH := espeak-ng chromium util-linux curl iproute2 $(shell command -v npm >/dev/null || echo nodejs npm)
 apt-bench:
-	$(call apt_install,espeak-ng)
+	$(call apt_install,$(APT_BENCH))
 
 BENCH_ARGS ?=
 PROFILE ?= cpu
 # `make bench PROFILE=gpu` measures the GPU profile (engines at the profile's URLs; see README).
-bench: apt-bench $(VENV)/.models-run $(VENV)/.pipecat-peer
+bench: apt-bench $(VENV)/.models-run $(VENV)/.pipecat-peer tests/e2e/node_modules/.installed
 	$(VENV)/bin/parley bench --profile $(PROFILE) $(BENCH_ARGS)
 
 SOAK_ARGS ?= --calls 2 --minutes 10

@@ -51,6 +51,15 @@ def markdown(run: dict[str, Any]) -> str:
             lines.append("CPU while answering one call (cores busy, the server's process tree with its LLM): "
                          + ", ".join(f"{name} {value:.2f}" for name, value in busy.items()) + ".")
             lines.append("")
+    browser = run.get("browser")
+    if browser and "voice_to_voice_s" in browser:
+        v = browser["voice_to_voice_s"]
+        first = browser["turns"][0]["voice_to_voice_s"] if browser["turns"] else None
+        lines += _table("Heard in a real browser (headless chromium, the bundled page, a fresh server; timed in the page)",
+                        ["answered", "p50 ms", "p95 ms", "first question ms"])
+        lines += [f"| {browser['answered']}/{browser['questions']} | {_ms(v['p50'])} | {_ms(v['p95'])} | {_ms(first)} |", ""]
+    elif browser and "error" in browser:
+        lines += [f"Browser run failed: {browser['error']}", ""]
     admission = run.get("admission")
     if admission:
         lines += _table("Admission control (agent.capacity 1): one call, alone and while a second caller is refused",

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from parley.bench import report
+from parley.bench.browser import browser_turns
 from parley.bench.questions import load_barge_in, load_mandarin_questions, load_paused_questions, load_questions
 from parley.bench.cluster import cluster_bench
 from parley.bench.forwarding import forwarding_ramp
@@ -27,6 +28,7 @@ from parley.bench.speakerphone import barge_in_over_echo, speakerphone_run
 from parley.bench.stt_batching import stt_batching_bench
 from parley.server.config import load_settings
 from parley.core import aiortc_hooks
+from parley.core.net import free_loopback_port
 from parley.core.logs import setup_logging
 
 log = logging.getLogger("parley.bench")
@@ -60,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-sequential", action="store_true",
         help="skip the sequential configuration (silence endpoint, no overlap) measured beside the default one",
+    )
+    p.add_argument(
+        "--browser", type=int, default=12,
+        help="questions asked through the bundled page in headless chromium, timed inside the browser (0: skip)",
     )
     p.add_argument("--paused", type=int, default=8, help="how many paused questions to ask per configuration (0: none)")
     p.add_argument("--no-ramp", action="store_true", help="skip the capacity ramps")
@@ -241,6 +247,13 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             if not args.no_realtime:
                 log.info("realtime: %d questions over OpenAI's Realtime WebSocket API (the official SDK)", len(questions))
                 run["single_call"]["realtime_ws"] = await realtime_turns(server.url, BENCH_API_KEY, questions)
+        if args.browser:
+            log.info("browser: %d questions through the bundled page in headless chromium (a fresh server)", args.browser)
+            run["browser"] = await asyncio.to_thread(
+                browser_turns, questions[: args.browser], logs / "browser", free_loopback_port(), _model_env(args),
+            )
+            if "skipped" in run["browser"]:
+                run["not_measured"].append(f"browser ({run['browser']['skipped']})")
         if args.mandarin and args.profile == "cpu":
             log.info("starting Parley in Mandarin (agent.language zh: Whisper base, Kokoro), %d questions", args.mandarin)
             settings = load_settings(environ={**os.environ, **_model_env(args)})

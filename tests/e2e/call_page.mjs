@@ -152,6 +152,62 @@ async function echoLoop(browser) {
   result.ok = true;
 }
 
+// latency: what the caller hears, timed inside the browser. Before the page's scripts run, the microphone
+// track it sends and every remote track it receives are fed (WebAudio, one clock) into two channels of one
+// ScriptProcessor, which keeps each block's peak: the caller's end of speech and the agent's first sound
+// are read from the same sample counter. The page plays the agent as usual (its own <audio> element).
+const LATENCY_TAP = () => {
+  const addTrack = RTCPeerConnection.prototype.addTrack;
+  RTCPeerConnection.prototype.addTrack = function (track, ...streams) {
+    if (track.kind !== "audio" || window.__tap) return addTrack.call(this, track, ...streams);
+    const ctx = new AudioContext({ sampleRate: 48000 });
+    const merger = ctx.createChannelMerger(2);
+    const block = 512;
+    const tap = { rate: ctx.sampleRate, block, mic: [], agent: [] };
+    const processor = ctx.createScriptProcessor(block, 2, 1);
+    processor.onaudioprocess = (event) => {
+      for (const [channel, peaks] of [[0, tap.mic], [1, tap.agent]]) {
+        const data = event.inputBuffer.getChannelData(channel);
+        let peak = 0;
+        for (let i = 0; i < data.length; i++) { const v = Math.abs(data[i]); if (v > peak) peak = v; }
+        peaks.push(Math.round(peak * 10000) / 10000);
+      }
+    };
+    const mute = ctx.createGain();
+    mute.gain.value = 0;
+    merger.connect(processor).connect(mute).connect(ctx.destination);
+    ctx.createMediaStreamSource(new MediaStream([track])).connect(merger, 0, 0);
+    this.addEventListener("track", (event) => {
+      const sink = new Audio();  // Chromium feeds a remote track to WebAudio only while something plays it
+      sink.muted = true;
+      sink.srcObject = new MediaStream([event.track]);
+      sink.play().catch(() => {});
+      ctx.createMediaStreamSource(new MediaStream([event.track])).connect(merger, 0, 1);
+    });
+    ctx.resume();
+    window.__tap = tap;
+    return addTrack.call(this, track, ...streams);
+  };
+};
+
+async function latency(browser) {
+  const context = await browser.newContext();
+  await context.addInitScript(LATENCY_TAP);
+  const page = await context.newPage();
+  page.on("console", (msg) => result.console.push(`page ${msg.type()}: ${msg.text()}`));
+  page.on("pageerror", (err) => result.console.push(`page pageerror: ${err.message}`));
+  await page.goto(url, { timeout: 15000 });
+  await page.click("#call");
+  await page.waitForFunction(() => window.__tap, null, { timeout });
+  await page.waitForTimeout(Number(process.env.LISTEN_MS || 60000));  // the whole fake-mic file, once
+  result.tap = await page.evaluate(() => window.__tap);
+  result.user_lines = await page.$$eval("#transcript li.user span", (els) => els.map((e) => e.textContent));
+  result.agent_lines = await page.$$eval("#transcript li.agent span", (els) => els.map((e) => e.textContent));
+  if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });
+  await page.click("#hangup");
+  result.ok = true;
+}
+
 async function single(browser) {
   const page = await open(browser, url, "page");
   await page.click("#call");
@@ -348,7 +404,7 @@ async function realtime(browser) {
 
 const browser = await launch(wav);
 try {
-  const modes = { duo, embed, reconnect, renegotiation, realtime, "reconnect-fails": (b) => reconnect(b, true), "echo-loop": echoLoop };
+  const modes = { duo, embed, reconnect, renegotiation, realtime, "reconnect-fails": (b) => reconnect(b, true), "echo-loop": echoLoop, latency };
   await (modes[expect] || single)(browser);
 } catch (err) {
   result.error = String(err && err.message || err);
