@@ -65,6 +65,7 @@ class Turn:
     user_message: ChatMessage | None = None
     assistant_message: ChatMessage | None = None  # what the history keeps of the reply, once it is over
     generated: list[str] = field(default_factory=list)
+    generated_all: bool = False  # the LLM's reply is complete (it may still be playing, or held)
     segments: list[Segment] = field(default_factory=list)
     audio_started: bool = False
     interrupted_at: int | None = None  # playout position when the caller barged in

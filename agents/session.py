@@ -52,6 +52,7 @@ _WORD = re.compile(r"\w")
 EARLY_BARGE_IN_WORDS = 2  # an interim transcript with this many real words interrupts before the endpoint
 WENT_ON_WITHIN_S = 0.6  # a short word over the agent and more speech this soon after it: one utterance
 PRIME_WAIT_S = 0.5  # longest a reply waits for a priming request still in the LLM (they share its cache)
+HEARD_ALONE_WORDS = 4  # a continuation this long is transcribed on its own, not again with the question it continues
 
 Emit = Callable[[ev.AgentEvent], None]
 T = TypeVar("T")
@@ -130,11 +131,27 @@ class AgentSession:
         carried = self._carried.get(speaker.participant_id)
         if carried is not None:
             return carried[1], _after_held(carried[0], text)
-        current = self._turn
-        if current is not None and current.active and not current.audio_started and current.speaker == speaker:
+        current = self._unheard_turn_of(speaker)
+        if current is not None:
             self._borrowed_lines.add(current.utterance_id)
             return current.utterance_id, f"{current.user_text} {text}"
         return self._utterance_line(speaker), text
+
+    def _question_so_far(self, speaker: Speaker, text: str) -> str:
+        """The question ``speaker`` would have asked if their turn ended on ``text`` now: with the words held
+        as unfinished before it, or the question whose reply nobody has heard yet (what it folds into)."""
+        carried = self._carried.get(speaker.participant_id)
+        if carried is not None:
+            return _after_held(carried[0], text)
+        current = self._unheard_turn_of(speaker)
+        return f"{current.user_text} {text}" if current is not None else text
+
+    def _unheard_turn_of(self, speaker: Speaker) -> Turn | None:
+        """The turn answering ``speaker`` whose reply nobody has heard yet (their new words fold into it)."""
+        current = self._turn
+        if current is not None and current.active and not current.audio_started and current.speaker == speaker:
+            return current
+        return None
 
     def _new_line(self) -> int:
         self._utterance_ids += 1
@@ -255,7 +272,7 @@ class AgentSession:
         if self._turn is not None and self._turn.active:
             self._playout.pause()  # stop talking at once; decide later whether to carry on
         self.fsm.fire(Event.SPEECH_START)
-        self._prime("", speaker)
+        self._prime(self._question_so_far(speaker, ""), speaker)
 
     async def _listen_naive(self, track: MediaStreamTrack, speaker: Speaker) -> None:
         """The baseline: transcribe fixed chunks; a chunk with no words after some words ends the turn."""
@@ -301,8 +318,7 @@ class AgentSession:
             return  # the utterance ended meanwhile: its final transcript wins
         line, shown = self._continued_line(speaker, text)
         self._user_transcript(speaker, self._turn_counter + 1, shown, final=False, utterance_id=line)
-        if line not in self._borrowed_lines and speaker.participant_id not in self._carried:
-            self._prime(text, speaker)
+        self._prime(shown, speaker)  # the whole question so far: what its reply's prompt will start with
         if self.state == State.PAUSED and self._turn is not None and self._turn.audio_started:
             if real_word_count(text, self._backchannels) >= EARLY_BARGE_IN_WORDS:
                 self._interrupt("real words in the interim transcript")
@@ -327,8 +343,9 @@ class AgentSession:
         text = early.task.result().strip()
         if self._settings.vad.endpoint == "smart" and _WORD.search(text):
             # First (the reply below then finds the conversation in the LLM's cache): do these words stop mid-sentence?
+            asked = self._question_so_far(speaker, text)
             judged = self._sentence_ends.start(
-                speaker.participant_id, text, self.profile.language_of(text), lambda words: self._prompt_if_asked(words, speaker),
+                speaker.participant_id, asked, self.profile.language_of(asked), lambda words: self._prompt_if_asked(words, speaker),
             )
             judged.add_done_callback(lambda task: self._words_judged(task, early.pause, speaker))
         if not self._may_speculate(text, speaker):
@@ -359,8 +376,11 @@ class AgentSession:
         cache, so that when the turn ends only its last words need prefill (measured on this CPU: first
         token ~0.55 → ~0.2 s). One request at a time; never while a reply is being generated or an
         utterance is being transcribed and decided."""
-        if not self._settings.agent.primes_llm or self.state != State.USER_SPEAKING or (self._turn is not None and self._turn.active):
+        if not self._settings.agent.primes_llm or self.state not in (State.USER_SPEAKING, State.PAUSED):
             return
+        current = self._turn
+        if current is not None and current.active and not (current is self._unheard_turn_of(speaker) and current.generated_all):
+            return  # a reply is being generated (the LLM is busy), or playing
         if self._deciders or any(not e.task.done() for e in self._early.values()):
             return  # a transcription on the critical path is running: the two cores are its own
         words = words_so_far(text)  # the words so far, not the punctuation Whisper guessed for them
@@ -487,7 +507,7 @@ class AgentSession:
         if group and not is_addressed(text, self.profile.name):
             self._note(speaker, text, line)
             return
-        verdict = await self._sentence_verdict(text, speaker)
+        verdict = await self._sentence_verdict(text if carried is not None else self._question_so_far(speaker, text), speaker)
         if self.closed:
             return
         timer.sentence_end_ms = verdict.model_ms or None
@@ -510,15 +530,26 @@ class AgentSession:
             elif current.speaker == speaker:  # nothing of the reply was heard: fold both into one question
                 line = current.utterance_id  # and show it on the first part's line
                 self._drop(current)
-                if current.samples is not None:
-                    samples, text = await self._whole(current.samples, samples, f"{current.user_text} {text}")
-                    if self.closed:
-                        return
-                else:
-                    text = f"{current.user_text} {text}"
+                samples, text = await self._folded(current, samples, text)
+                if self.closed:
+                    return
             else:  # someone else spoke before the reply began: answer the newer one, keep the older as context
                 self._drop(current, keep_question=True)
         self._start_turn(timer, text, speaker, line, samples, self._take_speculation(utterance.pause, speaker))
+
+    async def _folded(self, asked: Turn, samples: np.ndarray, text: str) -> tuple[np.ndarray, str]:
+        """The question ``asked`` answered (nothing of the reply heard) and the caller's continuation of it,
+        as one. A continuation of a few words ("of Germany?") is heard again with what came before: Whisper
+        hears such a fragment far worse alone. A longer one keeps both transcripts: the words already heard
+        stay as they were (and as they are in the LLM's cache) and only the new audio was transcribed — a
+        caller speaking sentence after sentence with pauses between them is answered on their last words
+        instead of after one more pass over everything they said (2–4 s into a 17 s monologue)."""
+        joined = f"{asked.user_text} {text}"
+        if asked.samples is None:
+            return samples, joined
+        if real_word_count(text, []) >= HEARD_ALONE_WORDS:
+            return np.concatenate([asked.samples, GAP, samples]), joined
+        return await self._whole(asked.samples, samples, joined)
 
     async def _whole(self, first: np.ndarray, second: np.ndarray, fallback: str) -> tuple[np.ndarray, str]:
         """One question said in two parts, as one: its audio and one transcript of it (Whisper hears a
@@ -638,9 +669,12 @@ class AgentSession:
         return ChatMessage(role="user", content=f"{speaker.name}: {text}" if group and speaker is not None else text)
 
     def _prompt_if_asked(self, text: str, speaker: Speaker) -> list[ChatMessage]:
-        """The prompt a turn would send if ``speaker`` asked ``text`` now (what speculation and priming send)."""
+        """The prompt a turn would send if ``speaker`` asked ``text`` now (what speculation and priming send).
+        A question whose reply nobody has heard is not in it: ``text`` continues it (``_question_so_far``)."""
         group = self.profile.group_mode(self._people())
-        history = [*self.history, self._user_message(text, speaker, group)]
+        unheard = self._unheard_turn_of(speaker)
+        kept = [m for m in self.history if unheard is None or m is not unheard.user_message]
+        history = [*kept, self._user_message(text, speaker, group)]
         return self._messages(group, self.profile.language_of(text), history)
 
     def _messages(self, group: bool, language: str, history: list[ChatMessage] | None = None) -> list[ChatMessage]:
@@ -719,8 +753,11 @@ class AgentSession:
         async with contextlib.aclosing(stream) as deltas:  # type: ignore[type-var]
             async for delta in deltas:
                 yield delta
+        turn.generated_all = True
         if not self._settings.agent.speculate or not turn.reply.strip():
             return
+        if turn.speaker is not None and self._unheard_turn_of(turn.speaker) is turn and self.state == State.PAUSED:
+            return  # the caller is going on: their words, not this reply, are what the next prompt holds
         history = [*self.history, ChatMessage(role="assistant", content=turn.reply.strip()), ChatMessage(role="user", content="")]
         if self._start_priming(lambda: self._messages(group, language, history), ""):
             self._models.speculation.after_reply_primes += 1

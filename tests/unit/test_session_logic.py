@@ -137,6 +137,31 @@ async def test_a_folded_question_stays_on_one_caller_line_and_is_heard_whole(set
     playout.stop()
 
 
+async def test_a_long_continuation_keeps_what_was_heard_and_is_transcribed_alone(settings):
+    """A caller speaking sentence after sentence, pausing between them: each continuation folds into the
+    question (nobody heard the reply yet), but the words already heard stay as they were (and as they are
+    in the LLM's cache) and only the new audio is transcribed — not everything said so far, again."""
+    first, second = "He was not an ill-disposed young man.", "Unless to be rather cold-hearted is to be ill-disposed."
+    models = StandInModels({8_000: first, 6_000: second, 18_800: "He was not an old-sposed young man, unless ..."})
+    session, emitted, playout = _session(models, settings)
+    session._on_endpoint_event(_utterance(8_000, pause=None), ADA)
+    await _decided(session)
+    first_turn = session._turn
+    # While they go on, the words so far are asked about (and primed) as the whole question, said once.
+    asked = session._prompt_if_asked(session._question_so_far(ADA, "Unless to be"), ADA)
+    users = [m.content for m in asked if m.role == "user"]
+    assert users == [f"{first} Unless to be"], users
+    session._on_endpoint_event(_utterance(6_000, pause=None), ADA)
+    await asyncio.sleep(0.1)
+    assert session._turn is not first_turn and session._turn.user_text == f"{first} {second}"
+    assert models.passes == [8_000, 6_000]  # no pass over both parts
+    finals = [e for e in emitted if isinstance(e, CallerTranscript) and e.final]
+    assert [f.utterance_id for f in finals] == [first_turn.utterance_id] * 2
+    models.release.set()
+    await session.close()
+    playout.stop()
+
+
 async def test_separate_questions_get_separate_lines(settings):
     models = StandInModels({8_000: "Hello there.", 6_000: "How are you?"})
     models.release.set()
