@@ -52,6 +52,7 @@ class SpeechResumed:
     """Speech came back after a ``SpeechPaused``: work started on that pause's samples is stale."""
 
     pause: int
+    silence_ms: float = 0.0  # how long the pause lasted
 
 
 @dataclass(frozen=True)
@@ -177,12 +178,12 @@ class Endpointer:
         if prob >= self._off:
             confirmed = self._speech_ms < self._min_speech_ms <= self._speech_ms + self._window_ms
             self._speech_ms += self._window_ms
-            self._silence_ms = 0.0
+            pause_ms, self._silence_ms = self._silence_ms, 0.0
             self._last_speech_at = now
             if confirmed:
                 events.append(SpeechConfirmed(at=now))
             if self._snapshot is not None:
-                events.append(SpeechResumed(self._pauses))
+                events.append(SpeechResumed(self._pauses, pause_ms))
             self._snapshot, self._next_check_ms = None, None  # the pause is over: the next one is judged afresh
         else:
             self._silence_ms += self._window_ms

@@ -53,6 +53,12 @@ EARLY_BARGE_IN_WORDS = 2  # an interim transcript with this many real words inte
 WENT_ON_WITHIN_S = 0.6  # a short word over the agent and more speech this soon after it: one utterance
 PRIME_WAIT_S = 0.5  # longest a reply waits for a priming request still in the LLM (they share its cache)
 HEARD_ALONE_WORDS = 4  # a continuation this long is transcribed on its own, not again with the question it continues
+# Inside one long utterance: words before a pause of at least SETTLE_PAUSE_MS that Whisper ended as a sentence
+# (4+ words, a full stop or question mark) are kept; later passes transcribe only the audio after them, when
+# at least SETTLED_MIN_TAIL_S of it (a short tail is heard again with everything: a fragment alone is misheard).
+SETTLE_PAUSE_MS = 400
+SETTLED_MIN_TAIL_S = 1.5
+_SENTENCE_END = re.compile(r"[.?!]['\")]*$")
 
 Emit = Callable[[ev.AgentEvent], None]
 T = TypeVar("T")
@@ -107,6 +113,8 @@ class AgentSession:
         self._interim: asyncio.Task[None] | None = None
         # Overlap: per speaker, the transcription started when their pause began.
         self._early: dict[str, EarlyTranscript] = {}
+        # per speaker: the words of their current utterance kept before a pause (samples they cover, text)
+        self._settled: dict[str, tuple[int, str]] = {}
         # ... and the reply started on such a transcript while the end of the turn was still being decided.
         self._speculation: SpeculativeReply | None = None
         self._priming: asyncio.Task[None] | None = None  # the conversation so far, going into the LLM's cache
@@ -181,6 +189,29 @@ class AgentSession:
             self._models.transcribe(samples, self.profile.language, hotwords),
         )
 
+    async def _transcribe_after(self, samples: np.ndarray, settled: tuple[int, str] | None) -> str:
+        """``samples`` (an utterance from its start) as text: with words already settled in it (their
+        sample count and text), only the audio after them is transcribed, and joined to them."""
+        if settled is None or samples.size - settled[0] < SETTLED_MIN_TAIL_S * AGENT_RATE:
+            return await self._transcribe(samples)
+        tail = (await self._transcribe(samples[settled[0]:])).strip()
+        return f"{settled[1]} {tail}" if _WORD.search(tail) else settled[1]
+
+    def _settle(self, early: EarlyTranscript, seq: int, silence_ms: float, speaker: Speaker) -> None:
+        """The caller went on after a pause whose words Whisper ended as a sentence: keep them (see
+        ``SETTLE_PAUSE_MS``), so the rest of this utterance is transcribed, shown and primed after them."""
+        if silence_ms < SETTLE_PAUSE_MS or not self.profile.language.startswith("en"):
+            return
+
+        def settled(task: asyncio.Task[str]) -> None:
+            if task.cancelled() or task.exception() is not None or self.closed or seq != self._utterance_seq:
+                return
+            text = task.result().strip()
+            if _SENTENCE_END.search(text) and real_word_count(text, []) >= HEARD_ALONE_WORDS:
+                self._settled[speaker.participant_id] = (early.size, text)
+
+        early.task.add_done_callback(settled)
+
     async def _synthesize(self, tts: TextToSpeech, text: str) -> np.ndarray:
         job = asyncio.get_running_loop().run_in_executor(self._models.executor, tts.synthesize, text)
         return await self._bounded("speech synthesis", "tts_failed", self._settings.agent.tts_timeout_s, job)
@@ -245,13 +276,18 @@ class AgentSession:
         elif isinstance(event, SpeechResumed):
             self._cancel_speculation(event.pause, speaker, "the caller went on")
             self._sentence_ends.drop(speaker.participant_id)
+            early = self._early.get(speaker.participant_id)
+            if early is not None and early.pause == event.pause:
+                self._settle(early, self._utterance_seq, event.silence_ms, speaker)
         elif isinstance(event, InterimAudio):
             if self._interim is None or self._interim.done():
-                self._interim = asyncio.create_task(self._interim_transcript(event.samples, self._utterance_seq, speaker))
+                settled = self._settled.get(speaker.participant_id)
+                self._interim = asyncio.create_task(self._interim_transcript(event.samples, self._utterance_seq, speaker, settled))
         elif isinstance(event, Utterance):
             self._speaking.discard(speaker.participant_id)
             self._unconfirmed.discard(speaker.participant_id)
             self._utterance_seq += 1  # any interim pass still running is now stale
+            settled = self._settled.pop(speaker.participant_id, None)
             timer = TurnTimer(0, event.speech_end_at, event.endpoint_at, end_of_turn_ms=event.turn_model_ms or None)
             early = self._early.pop(speaker.participant_id, None)
             transcript = None
@@ -264,7 +300,7 @@ class AgentSession:
             line = self._utterance_line(speaker)
             del self._open_utterance[speaker.participant_id]  # whatever they say next is a new line
             self._spoke_again.setdefault(speaker.participant_id, asyncio.Event()).clear()
-            self._decider = asyncio.create_task(self._decide(event, timer, self._decider, speaker, transcript, line))
+            self._decider = asyncio.create_task(self._decide(event, timer, self._decider, speaker, transcript, line, settled))
             self._deciders[self._decider] = speaker.participant_id
             self._decider.add_done_callback(lambda task: self._deciders.pop(task, None))
 
@@ -308,9 +344,9 @@ class AgentSession:
 
     # ---- deciding what an utterance means -----------------------------------------------------
 
-    async def _interim_transcript(self, samples: np.ndarray, seq: int, speaker: Speaker) -> None:
+    async def _interim_transcript(self, samples: np.ndarray, seq: int, speaker: Speaker, settled: tuple[int, str] | None) -> None:
         try:
-            text = await self._transcribe(samples)
+            text = await self._transcribe_after(samples, settled)
         except BackendError as exc:  # the final pass reports it, if it fails too
             self._log.debug("interim transcription failed: %s", exc)
             return
@@ -328,8 +364,9 @@ class AgentSession:
         previous = self._early.pop(speaker.participant_id, None)
         if previous is not None:
             previous.supersede()  # more speech came: that snapshot is not the utterance any more
-        task = asyncio.create_task(self._transcribe(event.samples), name=f"early-stt-{speaker.participant_id}")
-        early = EarlyTranscript(event.pause, task, self._models.early_stt)
+        settled = self._settled.get(speaker.participant_id)
+        task = asyncio.create_task(self._transcribe_after(event.samples, settled), name=f"early-stt-{speaker.participant_id}")
+        early = EarlyTranscript(event.pause, task, self._models.early_stt, event.samples.size)
         self._early[speaker.participant_id] = early
         task.add_done_callback(lambda _: self._speculate(early, speaker))
 
@@ -442,7 +479,7 @@ class AgentSession:
 
     async def _decide(
         self, utterance: Utterance, timer: TurnTimer, previous: asyncio.Task[None] | None, speaker: Speaker,
-        transcript: asyncio.Task[str] | None = None, line: int = 0,
+        transcript: asyncio.Task[str] | None = None, line: int = 0, settled: tuple[int, str] | None = None,
     ) -> None:
         """Transcribe a finished utterance (or take the transcript started at its pause), then resume,
         interrupt, fold, note or start a turn."""
@@ -453,16 +490,18 @@ class AgentSession:
         if self.closed:
             return
         try:
-            await self._decide_on(utterance, timer, speaker, transcript, line)
+            await self._decide_on(utterance, timer, speaker, transcript, line, settled)
         finally:
             if utterance.pause is not None:  # no turn took the reply started in this pause: drop it
                 self._cancel_speculation(utterance.pause, speaker, "the utterance started no turn")
 
     async def _decide_on(
         self, utterance: Utterance, timer: TurnTimer, speaker: Speaker, transcript: asyncio.Task[str] | None, line: int,
+        settled: tuple[int, str] | None = None,
     ) -> None:
         try:
-            text = (await (transcript if transcript is not None else self._transcribe(utterance.samples))).strip()
+            pending = transcript if transcript is not None else self._transcribe_after(utterance.samples, settled)
+            text = (await pending).strip()
         except BackendError as exc:
             self._log.warning("transcription failed: %s", exc)
             self._emit(ev.AgentFailure(exc.code, str(exc)))
@@ -629,6 +668,8 @@ class AgentSession:
     def _drop(self, turn: Turn, keep_question: bool = False) -> None:
         turn.dropped = True
         turn.keep_question = keep_question
+        if not keep_question and turn.user_message is not None:
+            self.forget(turn.user_message)  # now, not when its task ends: the question it folds into is asked sooner
         self._playout.flush()
         self._playout.resume()
         if turn.task is not None:

@@ -24,8 +24,9 @@ class EarlyTranscript:
     and its model time is counted as waste; ``AgentSession.close`` cancels what is still queued.
     """
 
-    def __init__(self, pause: int, task: asyncio.Task[str], stats: EarlyTranscriptionStats) -> None:
+    def __init__(self, pause: int, task: asyncio.Task[str], stats: EarlyTranscriptionStats, size: int = 0) -> None:
         self.pause, self.task, self._stats = pause, task, stats
+        self.size = size  # samples of the utterance it transcribes (from its start)
         self._started_at = time.monotonic()
         self._finished_at: float | None = None
         self._superseded = False

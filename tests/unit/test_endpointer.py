@@ -125,6 +125,7 @@ def test_speech_after_a_pause_offers_a_new_snapshot():
     (resumed,) = [e for e in events if isinstance(e, SpeechResumed)]
     at = [next(i for i, e in enumerate(events) if e is x) for x in (paused[0], resumed, paused[1])]
     assert resumed.pause == paused[0].pause and at == sorted(at)
+    assert resumed.silence_ms == pytest.approx(250, abs=32)  # how long the pause lasted (to the VAD window)
 
 
 def test_end_of_turn_model_ends_a_finished_turn_early():

@@ -155,8 +155,46 @@ async def test_a_long_continuation_keeps_what_was_heard_and_is_transcribed_alone
     await asyncio.sleep(0.1)
     assert session._turn is not first_turn and session._turn.user_text == f"{first} {second}"
     assert models.passes == [8_000, 6_000]  # no pass over both parts
+    # The reply is asked for the question said once (the first part's own message is gone from the history).
+    assert [m.content for m in models.asked[-1] if m.role == "user"] == [f"{first} {second}"]
     finals = [e for e in emitted if isinstance(e, CallerTranscript) and e.final]
     assert [f.utterance_id for f in finals] == [first_turn.utterance_id] * 2
+    models.release.set()
+    await session.close()
+    playout.stop()
+
+
+@pytest.mark.parametrize("pause_ms, settles", [(600, True), (250, False)])
+async def test_sentences_before_a_long_pause_are_kept_and_only_the_rest_is_transcribed(settings, pause_ms, settles):
+    """One long utterance (the end-of-turn model kept hearing more to come): after a pause of 400 ms or
+    more, words Whisper ended as a sentence stay as they were; the interim and final passes transcribe only
+    the audio after them (a shorter pause, or words that stop mid-sentence, are heard again with the rest)."""
+    from parley.agents.endpointer import SpeechResumed
+
+    first = "He was not an ill-disposed young man."
+    models = StandInModels({
+        16_000: first, 40_000: "Unless to be", 48_000: "Unless to be rather selfish.",
+        56_000: "He was not an old-sposed young man. Unless to be", 64_000: "He was not an old-sposed young man. Unless to be rather selfish.",
+    })
+    session, emitted, playout = _session(models, settings)
+    session._on_endpoint_event(SpeechPaused(np.zeros(16_000, np.float32), pause=1), ADA)
+    session._on_endpoint_event(SpeechResumed(1, silence_ms=pause_ms), ADA)
+    await asyncio.sleep(0.05)
+    session._on_endpoint_event(InterimAudio(np.zeros(56_000, np.float32)), ADA)
+    await asyncio.sleep(0.05)
+    session._on_endpoint_event(SpeechPaused(np.zeros(64_000, np.float32), pause=2), ADA)
+    await asyncio.sleep(0.05)
+    session._on_endpoint_event(_utterance(64_000, pause=2), ADA)
+    await _decided(session)
+    interim = [e.text for e in emitted if isinstance(e, CallerTranscript) and not e.final]
+    if settles:
+        assert models.passes == [16_000, 40_000, 48_000]
+        assert interim == [f"{first} Unless to be"]
+        assert session._turn.user_text == f"{first} Unless to be rather selfish."
+    else:
+        assert models.passes == [16_000, 56_000, 64_000]
+        assert session._turn.user_text == "He was not an old-sposed young man. Unless to be rather selfish."
+    assert not session._settled  # the utterance is over: the next one starts afresh
     models.release.set()
     await session.close()
     playout.stop()
