@@ -101,8 +101,8 @@ $(VENV)/.pipecat-peer: $(VENV)/.deps bench/pipecat_peer/requirements.txt
 test: apt-test $(VENV)/.deps $(VENV)/.llama-cpp-server $(VENV)/.pipecat-peer tests/e2e/node_modules/.installed
 	$(PY) -m pytest -ra --durations=25
 
-# espeak-ng speaks the questions; chromium, node and util-linux's unshare drive the browser section.
-APT_BENCH := espeak-ng chromium util-linux curl iproute2 $(shell command -v npm >/dev/null || echo nodejs npm)
+# espeak-ng speaks the questions, pocketsphinx-testdata holds real read speech; chromium, node and util-linux's unshare drive the browser section.
+APT_BENCH := espeak-ng pocketsphinx-testdata chromium util-linux curl iproute2 $(shell command -v npm >/dev/null || echo nodejs npm)
 apt-bench:
 	$(call apt_install,$(APT_BENCH))
 

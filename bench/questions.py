@@ -98,6 +98,33 @@ def _spoken(text: str, espeak_voice: str) -> np.ndarray:
     return _espeak(text, espeak_voice) if shutil.which("espeak-ng") else _hibari(text, "emma")
 
 
+# Real speech: a person reading sentences one after another (LibriVox, Debian's pocketsphinx-testdata),
+# joined with the pauses people leave between sentences. One "question" to the agent, said in four parts.
+LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
+MONOLOGUE_CLIPS = ["0880", "0890", "0930", "0920"]  # 3.0, 5.3, 3.3 and 6.1 s
+MONOLOGUE_PAUSES_S = [0.6, 0.9]
+
+
+def load_monologues(pauses: list[float] | None = None) -> list[Question]:
+    """The LibriVox sentences joined by each pause (trimmed to the first and last word); [] without the clips."""
+    clips = [LIBRIVOX / f"sense_and_sensibility_01_austen_64kb-{clip}.wav" for clip in MONOLOGUE_CLIPS]
+    if not all(path.exists() for path in clips):
+        log.warning("no LibriVox clips at %s (Debian's pocketsphinx-testdata): monologues not measured", LIBRIVOX)
+        return []
+    sentences = []
+    for path in clips:
+        samples, rate = read_wav(path)
+        samples = resample(samples, rate, RATE)
+        loud = np.flatnonzero(np.abs(samples) > 0.02)
+        sentences.append(samples[max(0, loud[0] - RATE // 20) : loud[-1] + RATE // 20])
+    out = []
+    for pause in pauses or MONOLOGUE_PAUSES_S:
+        gap = np.zeros(int(pause * RATE), np.float32)
+        parts = [part for sentence in sentences for part in (sentence, gap)][:-1]
+        out.append(Question(f"{len(sentences)} sentences read aloud, {pause:g} s between them", np.concatenate(parts)))
+    return out
+
+
 def load_paused_questions(folder: Path, count: int | None = None) -> list[Question]:
     """The paused questions (first half, 0.6–1.2 s of silence, second half), generated into ``folder`` once."""
     folder.mkdir(parents=True, exist_ok=True)

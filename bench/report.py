@@ -83,6 +83,16 @@ def markdown(run: dict[str, Any]) -> str:
                 f"{_of(data['one_user_line'], data['questions'])} | {_ms(v['p50'])} | {_ms(v['p95'])} |"
             )
         lines += ["", "Premature: the agent's voice reached the caller before the question's last word.", ""]
+    monologue = run.get("monologue") or {}
+    if monologue:
+        lines += _table("Real speech, sentence after sentence (LibriVox: 4 sentences read with 0.6 / 0.9 s pauses, one call)",
+                        ["configuration", "pauses", "agent heard before the last word", "caller lines", "answer after the last word ms"])
+        for name, data in monologue.items():
+            for turn in data["turns"]:
+                heard = turn["voice_to_voice_s"]
+                lines.append(f"| {name} | {turn['question'].split(', ')[-1]} | {'yes' if turn['premature'] else 'no'} | "
+                             f"{turn['caller_lines']} | {_ms(heard)} |")
+        lines.append("")
     for name, early in (run.get("early_stt") or {}).items():
         lines.append(
             f"Early transcription ({name}): {early['started']} started at a pause, {early['used']} were the final "

@@ -15,7 +15,7 @@ from typing import Any
 
 from parley.bench import report
 from parley.bench.browser import browser_turns
-from parley.bench.questions import load_barge_in, load_mandarin_questions, load_paused_questions, load_questions
+from parley.bench.questions import load_barge_in, load_mandarin_questions, load_monologues, load_paused_questions, load_questions
 from parley.bench.cluster import cluster_bench
 from parley.bench.forwarding import forwarding_ramp
 from parley.bench.pipecat_peer import PIPECAT_VERSION, measure_pipecat
@@ -66,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--browser", type=int, default=12,
         help="questions asked through the bundled page in headless chromium, timed inside the browser (0: skip)",
+    )
+    p.add_argument(
+        "--no-monologue", action="store_true",
+        help="skip real speech read sentence after sentence with 0.6 and 0.9 s pauses (LibriVox), per configuration",
     )
     p.add_argument("--paused", type=int, default=8, help="how many paused questions to ask per configuration (0: none)")
     p.add_argument("--no-ramp", action="store_true", help="skip the capacity ramps")
@@ -171,6 +175,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
     questions = load_questions(args.questions_dir, args.questions)
     paused = load_paused_questions(args.questions_dir, args.paused) if args.paused else []
+    monologues = [] if args.no_monologue else load_monologues()
     steps = [int(x) for x in args.ramp.split(",") if x.strip()]
     limits = RampLimits(p95_s=args.max_p95)
     logs = args.results / "logs" / stamp
@@ -178,7 +183,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         "started_at": started.isoformat(timespec="seconds"), "machine": _machine(), "profile": args.profile,
         "models": args.llm_url or args.llm_model or "defaults (Whisper tiny.en, Qwen2.5-Coder-1.5B-Instruct Q4_K_M, hibari)",
         "limits": {"p95_s": limits.p95_s, "late_frame_ratio": limits.late_frame_ratio},
-        "single_call": {}, "paused": {}, "early_stt": {}, "speculative_replies": {}, "ramp": {}, "max_calls_sustained": {}, "not_measured": [],
+        "single_call": {}, "paused": {}, "monologue": {}, "early_stt": {}, "speculative_replies": {}, "ramp": {}, "max_calls_sustained": {}, "not_measured": [],
     }
 
     async def measure(name: str, url: str, pid: int | None, ramp: bool = True) -> None:
@@ -190,6 +195,9 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         if paused and name != "naive":
             log.info("%s: %d questions with a pause inside", name, len(paused))
             run["paused"][name] = await paused_question_turns(url, paused)
+        if monologues and name != "naive":
+            log.info("%s: %d monologues (real speech, sentence after sentence)", name, len(monologues))
+            run["monologue"][name] = await paused_question_turns(url, monologues, timeout=60.0)
         inference = (await server_stats(url)).get("inference") or {}
         if inference.get("early_stt"):
             run["early_stt"][name] = inference["early_stt"]

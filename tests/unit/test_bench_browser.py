@@ -71,3 +71,27 @@ def test_the_report_shows_the_browser_section():
     text = report.markdown(run)
     assert "Heard in a real browser" in text
     assert "| 2/2 | 1050 | 1200 | 1100 |" in text
+
+
+def test_monologues_are_real_sentences_joined_by_each_pause():
+    from parley.bench.questions import LIBRIVOX, MONOLOGUE_PAUSES_S, load_monologues
+
+    if not LIBRIVOX.is_dir():
+        pytest.fail("pocketsphinx-testdata is missing: `make test` installs it")
+    first, second = load_monologues()
+    assert second.duration_s - first.duration_s == pytest.approx(3 * (MONOLOGUE_PAUSES_S[1] - MONOLOGUE_PAUSES_S[0]), abs=0.01)
+    block = RATE // 100
+    peaks = [float(np.abs(first.samples[i:i + block]).max()) for i in range(0, first.samples.size - block, block)]
+    silent_runs, run = [], 0
+    for peak in peaks:
+        run = run + 1 if peak < 1e-6 else 0
+        if run == 55:  # 0.55 s of digital silence: one of the pauses between sentences
+            silent_runs.append(peak)
+    assert len(silent_runs) == 3
+    assert peaks[0] > 0 or peaks[5] > 0  # starts on the first word, not on silence
+
+
+def test_the_report_shows_the_monologue_section():
+    turn = {"question": "4 sentences read aloud, 0.6 s between them", "premature": False, "caller_lines": 1, "voice_to_voice_s": 1.53}
+    run = {"started_at": "now", "machine": "m", "profile": "cpu", "models": "x", "monologue": {"streaming": {"turns": [turn]}}}
+    assert "| streaming | 0.6 s between them | no | 1 | 1530 |" in report.markdown(run)
