@@ -185,4 +185,3 @@ async def test_a_question_paused_mid_sentence_is_answered_only_after_its_end(par
     finals = [m for m in users if m["final"]]
     assert all(word in finals[-1]["text"].lower() for word in words), finals
     assert len([m for m in caller.of_type("transcript", since) if m["speaker"] == "agent" and m["final"]]) == 1
-
