@@ -137,20 +137,22 @@ class AgentSession:
         """Where an interim transcript goes: a caller going on after words held as unfinished, or after
         a question whose reply nobody has heard yet, continues that question's line (as its final will)."""
         carried = self._carried.get(speaker.participant_id)
-        if carried is not None:
-            return carried[1], _after_held(carried[0], text)
         current = self._unheard_turn_of(speaker)
         if current is not None:
             self._borrowed_lines.add(current.utterance_id)
-            return current.utterance_id, f"{current.user_text} {text}"
-        return self._utterance_line(speaker), text
+        if carried is not None:
+            line = carried[1]
+        else:
+            line = current.utterance_id if current is not None else self._utterance_line(speaker)
+        return line, self._question_so_far(speaker, text)
 
     def _question_so_far(self, speaker: Speaker, text: str) -> str:
-        """The question ``speaker`` would have asked if their turn ended on ``text`` now: with the words held
-        as unfinished before it, or the question whose reply nobody has heard yet (what it folds into)."""
+        """The question ``speaker`` would have asked if their turn ended on ``text`` now: after the words
+        held as unfinished before it, and after the question whose reply nobody has heard yet (what it
+        folds into)."""
         carried = self._carried.get(speaker.participant_id)
         if carried is not None:
-            return _after_held(carried[0], text)
+            text = _after_held(carried[0], text)
         current = self._unheard_turn_of(speaker)
         return f"{current.user_text} {text}" if current is not None else text
 
@@ -525,7 +527,7 @@ class AgentSession:
             if await self._went_on(utterance, speaker, WENT_ON_WITHIN_S):
                 # "Stop, what is ...": a first part (short, often misheard over the agent's voice: "up") and
                 # more at once: stay paused and hear both as one utterance, on one line, when the rest is decided
-                self._carried[speaker.participant_id] = (text, line, samples)
+                self._carry(speaker, text, line, samples)
                 self._log.info("%r over the agent and %s went on: heard with what follows", text, speaker.name)
                 return
             if self.closed:
@@ -546,13 +548,13 @@ class AgentSession:
         if group and not is_addressed(text, self.profile.name):
             self._note(speaker, text, line)
             return
-        verdict = await self._sentence_verdict(text if carried is not None else self._question_so_far(speaker, text), speaker)
+        verdict = await self._sentence_verdict(self._question_so_far(speaker, text), speaker)
         if self.closed:
             return
         timer.sentence_end_ms = verdict.model_ms or None
         held_from = time.monotonic()
         if verdict.unfinished and await self._went_on(utterance, speaker, self._settings.vad.unfinished_hold_ms / 1000):
-            self._carried[speaker.participant_id] = (text, line, samples)
+            self._carry(speaker, text, line, samples)
             self._log.info("%r reads as unfinished and %s went on: carried into the next utterance", text, speaker.name)
             return
         if time.monotonic() - held_from > 0.05:  # held for nothing: the turn ended only now
@@ -575,6 +577,12 @@ class AgentSession:
             else:  # someone else spoke before the reply began: answer the newer one, keep the older as context
                 self._drop(current, keep_question=True)
         self._start_turn(timer, text, speaker, line, samples, self._take_speculation(utterance.pause, speaker))
+
+    def _carry(self, speaker: Speaker, text: str, line: int, samples: np.ndarray) -> None:
+        """Hold ``text`` (and its audio) to be heard with what ``speaker`` says next, on ``line`` — or on the
+        line of the question whose reply nobody has heard yet, which shows these words already."""
+        unheard = self._unheard_turn_of(speaker)
+        self._carried[speaker.participant_id] = (text, unheard.utterance_id if unheard is not None else line, samples)
 
     async def _folded(self, asked: Turn, samples: np.ndarray, text: str) -> tuple[np.ndarray, str]:
         """The question ``asked`` answered (nothing of the reply heard) and the caller's continuation of it,

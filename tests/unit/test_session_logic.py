@@ -200,6 +200,45 @@ async def test_sentences_before_a_long_pause_are_kept_and_only_the_rest_is_trans
     playout.stop()
 
 
+async def test_unfinished_words_in_a_continuation_stay_on_the_questions_line(settings):
+    """They go on after a question nobody heard the reply to, and stop on "and": those words are held
+    for the rest, and everything they say is shown on the first question's line (never a second one)."""
+    from parley.agents.endpointer import SpeechStarted
+
+    first = "He was not an ill-disposed young man."
+    models = StandInModels({
+        8_000: first, 4_000: "Unless to be rather", 6_000: "Unless to be rather cold-hearted and", 3_000: "rather selfish",
+        5_000: "rather selfish.", 15_800: "Unless to be rather cold-hearted and rather selfish.",
+    })
+    session, emitted, playout = _session(models, settings)
+    session._on_endpoint_event(_utterance(8_000, pause=None), ADA)
+    await _decided(session)
+    line = session._turn.utterance_id
+    session._on_endpoint_event(SpeechStarted(at=0.0), ADA)
+    session._on_endpoint_event(InterimAudio(np.zeros(4_000, np.float32)), ADA)
+    await asyncio.sleep(0.05)
+    now = time.monotonic()  # (the held words wait from their end for more)
+    session._on_endpoint_event(Utterance(np.zeros(6_000, np.float32), now, now, speech_ms=900), ADA)
+    await asyncio.sleep(0.05)
+    session._on_endpoint_event(SpeechStarted(at=0.0), ADA)  # they go on, as the held words expect
+    await asyncio.sleep(0.05)
+    session._on_endpoint_event(InterimAudio(np.zeros(3_000, np.float32)), ADA)
+    await asyncio.sleep(0.05)
+    session._on_endpoint_event(_utterance(5_000, pause=None), ADA)
+    await _decided(session)
+    shown = [(e.text, e.utterance_id) for e in emitted if isinstance(e, CallerTranscript)]
+    assert {utterance_id for _, utterance_id in shown} == {line}, shown
+    assert [text for text, _ in shown[1:]] == [
+        f"{first} Unless to be rather", f"{first} Unless to be rather cold-hearted and rather selfish",
+        f"{first} Unless to be rather cold-hearted and rather selfish.",
+    ]
+    assert models.passes == [8_000, 4_000, 6_000, 3_000, 5_000, 15_800]  # the held words and the rest heard whole
+    assert session._turn.user_text == f"{first} Unless to be rather cold-hearted and rather selfish."
+    models.release.set()
+    await session.close()
+    playout.stop()
+
+
 async def test_separate_questions_get_separate_lines(settings):
     models = StandInModels({8_000: "Hello there.", 6_000: "How are you?"})
     models.release.set()
