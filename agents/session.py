@@ -817,8 +817,8 @@ class AgentSession:
 
     def _remember(self, turn: Turn) -> None:
         if turn.dropped:
-            if turn.user_message in self.history and not turn.keep_question:
-                self.history.remove(turn.user_message)
+            if turn.user_message is not None and not turn.keep_question:
+                self.forget(turn.user_message)  # this very message (``_drop`` has mostly done it), not an equal one
             return
         reply = turn.remembered_reply()
         if reply and turn.segments:

@@ -239,6 +239,22 @@ async def test_unfinished_words_in_a_continuation_stay_on_the_questions_line(set
     playout.stop()
 
 
+async def test_a_folded_question_leaves_an_earlier_question_with_the_same_words_in_the_history(settings):
+    models = StandInModels({8_000: "What time is it?", 6_000: "In Tokyo, I mean right now."})
+    session, emitted, playout = _session(models, settings)
+    earlier = session.remember("user", "What time is it?")  # asked (and answered) before, in the same words
+    session.remember("assistant", "It is noon.")
+    session._on_endpoint_event(_utterance(8_000, pause=None), ADA)
+    await _decided(session)
+    session._on_endpoint_event(_utterance(6_000, pause=None), ADA)  # goes on before the reply was heard
+    await asyncio.sleep(0.1)
+    assert session.history[0] is earlier
+    assert [m.content for m in session.history] == ["What time is it?", "It is noon.", "What time is it? In Tokyo, I mean right now."]
+    models.release.set()
+    await session.close()
+    playout.stop()
+
+
 async def test_separate_questions_get_separate_lines(settings):
     models = StandInModels({8_000: "Hello there.", 6_000: "How are you?"})
     models.release.set()
