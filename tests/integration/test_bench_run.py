@@ -26,7 +26,7 @@ def test_bench_runs_and_cleans_up(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "parley.server.cli", "bench", "--llm-model", "smollm2-135m", "--questions", "2",
          "--ramp", "1", "--step-seconds", "4", "--mandarin", "1", "--forwarding", "2", "--forwarding-seconds", "3", "--stt-batching", "1,3", "--paused", "1",
-         "--cluster-workers", "1,2", "--cluster-people", "2",
+         "--cluster-workers", "1,2", "--cluster-people", "2", "--browser", "1", "--no-monologue",
          "--speakerphone", "1", "--speakerphone-baseline", "1", "--speakerphone-window", "20", "--speakerphone-barge-ins", "1", "--results", str(tmp_path), "--questions-dir", str(tmp_path / "q")],
         capture_output=True, text=True, timeout=840,
     )
@@ -81,6 +81,10 @@ def test_bench_runs_and_cleans_up(tmp_path):
     assert all(r["utterances_per_s"] > 0 for r in rows.values()) and "STT batching" in result.stdout
     step = run["ramp"]["streaming"][0]
     assert step["stt_passes"] <= step["stt_utterances"] and step["stt_utterances"] > 0  # the server's own counters
+    # The bundled page in headless chromium (a fresh server): the question found in the microphone's signal and answered.
+    browser = run["browser"]
+    assert browser["questions"] == browser["heard_questions"] == 1 and browser["answered"] == 1, browser
+    assert browser["voice_to_voice_s"]["p50"] > 0 and "Heard in a real browser" in result.stdout
     assert list(tmp_path.glob("*.png"))
     assert _parley_servers() == before  # every server the bench started is gone
     # ...and so is its Pipecat bot (a bot left by an earlier, killed run is not this run's to answer for)
