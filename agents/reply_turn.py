@@ -70,7 +70,6 @@ class Turn:
     audio_started: bool = False
     interrupted_at: int | None = None  # playout position when the caller barged in
     dropped: bool = False  # superseded by a newer utterance before any of it was heard
-    keep_question: bool = False  # when dropped: keep the question in the history (someone else's, as context)
     task: asyncio.Task[None] | None = None
     speculation: "SpeculativeReply | None" = None  # a reply started at the pause, adopted if the question matches
     speculative: bool = False  # the reply was that speculative one

@@ -675,9 +675,10 @@ class AgentSession:
 
     def _drop(self, turn: Turn, keep_question: bool = False) -> None:
         turn.dropped = True
-        turn.keep_question = keep_question
         if not keep_question and turn.user_message is not None:
-            self.forget(turn.user_message)  # now, not when its task ends: the question it folds into is asked sooner
+            # Now, not when its task ends: the question it folds into is asked sooner. (A task cancelled before
+            # its first step never puts its question in the history.)
+            self.forget(turn.user_message)
         self._playout.flush()
         self._playout.resume()
         if turn.task is not None:
@@ -817,9 +818,7 @@ class AgentSession:
 
     def _remember(self, turn: Turn) -> None:
         if turn.dropped:
-            if turn.user_message is not None and not turn.keep_question:
-                self.forget(turn.user_message)  # this very message (``_drop`` has mostly done it), not an equal one
-            return
+            return  # ``_drop`` took its question out of the history (or kept it, as someone else's context)
         reply = turn.remembered_reply()
         if reply and turn.segments:
             # The reply as generated (not as cleaned for speech) keeps the LLM server's prompt cache valid.

@@ -25,8 +25,11 @@ function launch(micWav) {
   });
 }
 
-async function open(browser, pageUrl, label) {
-  const page = await browser.newPage();
+// A page of its own (its own browser context); `initScript` runs in it before the page's own scripts.
+async function open(browser, pageUrl, label, initScript = null) {
+  const context = await browser.newContext();
+  if (initScript) await context.addInitScript(initScript);
+  const page = await context.newPage();
   page.on("console", (msg) => result.console.push(`${label} ${msg.type()}: ${msg.text()}`));
   page.on("pageerror", (err) => result.console.push(`${label} pageerror: ${err.message}`));
   await page.goto(pageUrl, { timeout: 15000 });
@@ -111,12 +114,7 @@ const ECHO_LOOP = () => {
 };
 
 async function echoLoop(browser) {
-  const context = await browser.newContext();
-  await context.addInitScript(ECHO_LOOP);
-  const page = await context.newPage();
-  page.on("console", (msg) => result.console.push(`page ${msg.type()}: ${msg.text()}`));
-  page.on("pageerror", (err) => result.console.push(`page pageerror: ${err.message}`));
-  await page.goto(url, { timeout: 15000 });
+  const page = await open(browser, url, "page", ECHO_LOOP);
   await page.evaluate(() => {
     window.__events = [];
     const watch = () => {
@@ -191,12 +189,7 @@ const LATENCY_TAP = () => {
 };
 
 async function latency(browser) {
-  const context = await browser.newContext();
-  await context.addInitScript(LATENCY_TAP);
-  const page = await context.newPage();
-  page.on("console", (msg) => result.console.push(`page ${msg.type()}: ${msg.text()}`));
-  page.on("pageerror", (err) => result.console.push(`page pageerror: ${err.message}`));
-  await page.goto(url, { timeout: 15000 });
+  const page = await open(browser, url, "page", LATENCY_TAP);
   await page.click("#call");
   await page.waitForFunction(() => window.__tap, null, { timeout });
   await page.waitForTimeout(Number(process.env.LISTEN_MS || 60000));  // the whole fake-mic file, once
