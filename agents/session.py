@@ -211,6 +211,7 @@ class AgentSession:
             text = task.result().strip()
             if _SENTENCE_END.search(text) and real_word_count(text, []) >= HEARD_ALONE_WORDS:
                 self._settled[speaker.participant_id] = (early.size, text)
+                early.keep()
 
         early.task.add_done_callback(settled)
 

@@ -30,7 +30,9 @@ class EarlyTranscript:
         self._started_at = time.monotonic()
         self._finished_at: float | None = None
         self._superseded = False
+        self._wasted_s = 0.0  # counted into the stats as thrown away
         self.used = False
+        self.kept = False  # superseded, but its words were kept (a settled sentence): not waste
         stats.started += 1
         task.add_done_callback(self._done)
 
@@ -44,10 +46,24 @@ class EarlyTranscript:
         self._stats.used += 1
         return self.task
 
+    def keep(self) -> None:
+        """More speech came, but the words of this pass stay (a settled sentence): count it as kept,
+        not as thrown away (also when it was superseded before it was kept)."""
+        if self.kept:
+            return
+        self.kept = True
+        self._stats.settled += 1
+        if self._superseded:
+            self._stats.superseded -= 1
+            self._stats.wasted_s -= self._wasted_s
+            self._wasted_s = 0.0
+
     def supersede(self) -> None:
         if self._superseded:
             return
         self._superseded = True
+        if self.kept:
+            return
         self._stats.superseded += 1
         if self._finished_at is not None:
             self._count_waste()  # otherwise _done counts it when the pass ends
@@ -56,12 +72,13 @@ class EarlyTranscript:
         self._finished_at = time.monotonic()
         if not task.cancelled():
             task.exception()  # nobody may await a superseded one: consume its outcome
-        if self._superseded:
+        if self._superseded and not self.kept:
             self._count_waste()
 
     def _count_waste(self) -> None:
         if not self.task.cancelled() and self._finished_at is not None:
-            self._stats.wasted_s += self._finished_at - self._started_at
+            self._wasted_s = self._finished_at - self._started_at
+            self._stats.wasted_s += self._wasted_s
 
 
 class SpeculativeReply:

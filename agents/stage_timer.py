@@ -56,10 +56,14 @@ class EarlyTranscriptionStats:
     started: int = 0
     used: int = 0  # the pause ended the turn: the transcript was the final one
     superseded: int = 0  # more speech came (or the call ended): the work was thrown away
+    settled: int = 0  # more speech came, but the words were kept (a sentence settled inside the utterance)
     wasted_s: float = 0.0  # model time (wall) of superseded transcriptions that had finished
 
     def as_dict(self) -> dict[str, float]:
-        return {"started": self.started, "used": self.used, "superseded": self.superseded, "wasted_s": round(self.wasted_s, 3)}
+        return {
+            "started": self.started, "used": self.used, "superseded": self.superseded, "settled": self.settled,
+            "wasted_s": round(max(0.0, self.wasted_s), 3),  # (kept passes are taken back out)
+        }
 
 
 @dataclass

@@ -96,7 +96,8 @@ def markdown(run: dict[str, Any]) -> str:
     for name, early in (run.get("early_stt") or {}).items():
         lines.append(
             f"Early transcription ({name}): {early['started']} started at a pause, {early['used']} were the final "
-            f"transcript, {early['superseded']} thrown away (more speech came), {early['wasted_s']:.1f} s of model time wasted."
+            f"transcript, {early.get('settled', 0)} kept as a settled sentence inside a longer utterance, "
+            f"{early['superseded']} thrown away (more speech came), {early['wasted_s']:.1f} s of model time wasted."
         )
     for name, spec in (run.get("speculative_replies") or {}).items():
         if not spec.get("started") and not spec.get("primes"):

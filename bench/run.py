@@ -244,6 +244,8 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     elif args.url:
         await measure("streaming", args.url, None)
         run["not_measured"] += ["transport floor and naive baseline (the bench did not start the server: --url)"]
+        if args.browser:
+            run["not_measured"].append("browser (it runs a fresh server of its own, and --url asks for yours)")
     else:
         log.info("transport floor: starting an echo server")
         async with ServerProcess(_server_env(args, "streaming", "echo"), logs / "echo.log") as echo:

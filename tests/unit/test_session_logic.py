@@ -78,7 +78,7 @@ async def test_a_transcript_started_at_the_pause_is_the_final_one(settings):
     session._on_endpoint_event(_utterance(16_000, pause=1), ADA)
     await _decided(session)
     assert models.passes == [16_000]  # one pass, started before the endpoint
-    assert models.early_stt.as_dict() == {"started": 1, "used": 1, "superseded": 0, "wasted_s": 0.0}
+    assert models.early_stt.as_dict() == {"started": 1, "used": 1, "superseded": 0, "settled": 0, "wasted_s": 0.0}
     assert session._turn is not None and session._turn.user_text == "What is the capital of France?"
     await session.close()
     playout.stop()
@@ -187,13 +187,17 @@ async def test_sentences_before_a_long_pause_are_kept_and_only_the_rest_is_trans
     session._on_endpoint_event(_utterance(64_000, pause=2), ADA)
     await _decided(session)
     interim = [e.text for e in emitted if isinstance(e, CallerTranscript) and not e.final]
+    stats = models.early_stt.as_dict()
     if settles:
         assert models.passes == [16_000, 40_000, 48_000]
         assert interim == [f"{first} Unless to be"]
         assert session._turn.user_text == f"{first} Unless to be rather selfish."
+        # the first pause's pass was kept, not thrown away (/stats, make bench's "Early transcription")
+        assert (stats["settled"], stats["superseded"], stats["used"]) == (1, 0, 1)
     else:
         assert models.passes == [16_000, 56_000, 64_000]
         assert session._turn.user_text == "He was not an old-sposed young man. Unless to be rather selfish."
+        assert (stats["settled"], stats["superseded"], stats["used"]) == (0, 1, 1)
     assert not session._settled  # the utterance is over: the next one starts afresh
     models.release.set()
     await session.close()
