@@ -7,7 +7,8 @@ can end on, a synthetic or flat voice sounds done, and Whisper even writes a "?"
 conversation's own LLM knows: given the conversation and the caller's words so far (trailing
 punctuation removed), how likely is the next token one that ends the message ("?", ".", the
 end-of-message token)? Far below ``threshold``, the words are cut short. Where it can be asked (an
-English transcript of ``min_words`` or more), its verdict stands ("spider have" 0.88, "you from" 0.89);
+English transcript of ``min_words`` or more, a Chinese one of ``MIN_CHINESE_CHARS`` characters, judged
+against its own threshold), its verdict stands ("spider have" 0.88, "you from" 0.89);
 a trailing comma or ellipsis, or a question cut after "do" and one word ("Why do leave", as Whisper hears
 the paused "Why do leaves", scored 0.016–0.03 around the threshold), holds the words without asking;
 elsewhere, or when the LLM cannot say, the word list decides. A high probability works the other way:
@@ -33,12 +34,18 @@ import contextlib
 import re
 import time
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Mapping
 
 from parley.agents.llm.base import ChatMessage, ChatModel
 from parley.agents.unfinished import ends_open, lacks_a_verb, sounds_unfinished
 
 _WORDS = re.compile(r"[\w']+")
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+# Languages whose words the LLM is asked about (the thresholds were measured on them; see the settings).
+JUDGED_LANGUAGES = ("en", "zh")
+# Chinese is written without spaces: its words are counted in characters, and fewer than this many
+# ("好的", "不是", "为什么") are not asked — they score low whether finished or not, like "No" and "Stop".
+MIN_CHINESE_CHARS = 4
 ASK_TIMEOUT_S = 1.0  # a busy LLM server does not hold the turn up: no answer in time reads as finished
 _TRAILING_MARKS = ".?!,;:…。？！，、 "
 
@@ -64,10 +71,12 @@ class SentenceEnds:
 
     def __init__(
         self, llm: ChatModel, threshold: float, min_words: int, cache_free: Callable[[], Awaitable[None]] | None = None,
+        thresholds: Mapping[str, float] | None = None,
     ) -> None:
         self._llm = llm
         self.threshold = threshold
         self.min_words = min_words
+        self.thresholds = dict(thresholds or {})  # per language ("zh"), where it differs from ``threshold``
         # Awaited before asking: a priming request still in the LLM holds the conversation's cache slot,
         # and a question asked beside it would land in another slot and evaluate the whole conversation.
         self._cache_free = cache_free
@@ -116,8 +125,9 @@ class SentenceEnds:
             return SentenceVerdict(True)  # voice go on; or "Why do leave(s)", misheard or not, has no verb yet
         words = words_so_far(text)
         ask = getattr(self._llm, "sentence_end_probability", None)
-        askable = ask is not None and self.threshold > 0 and language.lower().startswith("en")
-        if not askable or len(_WORDS.findall(words)) < self.min_words:
+        threshold = self.threshold_for(language)
+        askable = ask is not None and threshold > 0 and language.lower()[:2] in JUDGED_LANGUAGES
+        if not askable or not self._long_enough(words, language):
             return SentenceVerdict(sounds_unfinished(text, language))
         started = time.perf_counter()
         if self._cache_free is not None:
@@ -130,4 +140,14 @@ class SentenceEnds:
         if probability is None:  # the LLM could not say: the word rules do
             return SentenceVerdict(sounds_unfinished(text, language), None, model_ms)
         # The LLM knows better than the word list: "How many legs does a spider have?", "Where are you from?"
-        return SentenceVerdict(probability < self.threshold, probability, model_ms)
+        return SentenceVerdict(probability < threshold, probability, model_ms)
+
+    def threshold_for(self, language: str) -> float:
+        """The sentence-end probability below which words in ``language`` read as cut short."""
+        return self.thresholds.get(language.lower()[:2], self.threshold)
+
+    def _long_enough(self, words: str, language: str) -> bool:
+        """Enough words to ask about (Chinese: characters, and any Latin words among them)."""
+        if language.lower().startswith("zh"):
+            return len(_HAN.findall(words)) + len(_WORDS.findall(_HAN.sub(" ", words))) >= MIN_CHINESE_CHARS
+        return len(_WORDS.findall(words)) >= self.min_words

@@ -120,7 +120,9 @@ class AgentSession:
         self._priming: asyncio.Task[None] | None = None  # the conversation so far, going into the LLM's cache
         # ... and whether the words of a pause stop mid-sentence, asked of the LLM as soon as they are known.
         vad = settings.vad
-        self._sentence_ends = SentenceEnds(models.llm, vad.text_turn_threshold, vad.text_turn_min_words, self._priming_done)
+        self._sentence_ends = SentenceEnds(
+            models.llm, vad.text_turn_threshold, vad.text_turn_min_words, self._priming_done, vad.text_turn_thresholds,
+        )
         self._endpointers: dict[str, Endpointer] = {}  # per speaker listening now: told when a pause's words read whole
 
     @property
@@ -885,6 +887,7 @@ class AgentSession:
         """Turn detection for listeners started from now on (a Realtime client's ``turn_detection``)."""
         self._settings = self._settings.model_copy(update={"vad": vad})
         self._sentence_ends.threshold, self._sentence_ends.min_words = vad.text_turn_threshold, vad.text_turn_min_words
+        self._sentence_ends.thresholds = dict(vad.text_turn_thresholds)
 
     async def close(self) -> None:
         """Cancel everything in flight and stop speaking; nothing starts afterwards."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -36,6 +36,10 @@ class VadSettings(Section):
     # questions (agents/sentence_end.py): cut ≤ 0.006, finished ones of 3+ words ≥ 0.046.
     text_turn_threshold: float = Field(0.02, ge=0, lt=1)
     text_turn_min_words: int = Field(3, ge=1)
+    # Mandarin is judged too (4 characters or more), with its own threshold: the default model put 18
+    # Chinese questions cut mid-phrase at ≤ 0.032 ("中国的首都是") and 20 whole ones at ≥ 0.31 ("我想预订一张
+    # 去广州的机票"); Qwen2.5 0.5B ≤ 0.005 and ≥ 0.17 (agents/sentence_end.py). Other languages: the word rules.
+    text_turn_thresholds: dict[str, Annotated[float, Field(ge=0, lt=1)]] = Field(default_factory=lambda: {"zh": 0.1})
     # ... and the other way: words the LLM reads as a whole sentence with at least text_turn_done_threshold
     # end the turn after text_turn_done_silence_ms of silence even while Smart Turn hears the voice as
     # unfinished (0: off). Smart Turn keeps hearing some plainly finished questions as unfinished in a flat

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import statistics
 
 import numpy as np
 import pytest
 
+from parley.agents.llm.base import ChatMessage
 from parley.agents.llm.embedded import EmbeddedLlm
+from parley.agents.sentence_end import SentenceEnds
 from parley.agents.weights import llm_model_path
 from parley.core.audio import resample
 from parley.signaling.client import ParleyAdmin, ParleyClient
@@ -189,3 +192,30 @@ def test_a_zh_server_without_its_weights_stops_at_start_with_exit_3(tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 3, result.stderr[-2000:]
     assert "STT for zh" in result.stderr and "no-such-whisper" in result.stderr, result.stderr[-2000:]
+
+
+# Not the sentences the "zh" threshold was chosen on (agents/settings.py): other questions, cut mid-phrase
+# where a listener would wait for more, and whole.
+CUT_ZH = ["请问去火车站应该", "你知道地球到月亮的", "我想学做一道", "明天上午的会议是在", "帮我把闹钟设到", "世界上最长的河流"]
+WHOLE_ZH = ["请问去火车站怎么走？", "地球到月亮有多远？", "我想学做红烧肉。", "明天上午的会议几点开始？", "帮我把闹钟设到七点。", "世界上最长的河流是哪条？"]
+
+
+async def test_chinese_words_cut_mid_phrase_read_as_unfinished(mandarin, settings):
+    """The words' half of ending turns in Mandarin, asked of the Mandarin tests' LLM (Qwen2.5 0.5B; the
+    default 1.5B separates them at least as well): questions cut mid-phrase fall below the "zh" threshold,
+    whole ones stay above it — at most one of each on the wrong side, and the medians far apart."""
+    _, _, _, chinese = mandarin
+    vad = settings.vad
+    judge = SentenceEnds(chinese.llm, vad.text_turn_threshold, vad.text_turn_min_words, thresholds=vad.text_turn_thresholds)
+    prompt = settings.agent.system_prompts["zh"]
+    ask = lambda words: [ChatMessage(role="system", content=prompt), ChatMessage(role="user", content=words)]  # noqa: E731
+    # The Chinese system prompt's first evaluation can outlast the judgement's 1 s on 2 cores (a call has
+    # evaluated it by its first question: the caller's words so far prime it): evaluate it first.
+    await chinese.llm.sentence_end_probability(ask("你好"), "你好")
+    cut = [await judge.verdict("zh-caller", text, "zh", ask) for text in CUT_ZH]
+    whole = [await judge.verdict("zh-caller", text, "zh", ask) for text in WHOLE_ZH]
+    print("cut:", [v.probability for v in cut], "whole:", [v.probability for v in whole])
+    assert all(v.probability is not None for v in cut + whole), "the embedded llama.cpp server must say"
+    assert sum(v.unfinished for v in cut) >= len(CUT_ZH) - 1, list(zip(CUT_ZH, cut))
+    assert sum(not v.unfinished for v in whole) >= len(WHOLE_ZH) - 1, list(zip(WHOLE_ZH, whole))
+    assert statistics.median(v.probability for v in whole) >= 10 * statistics.median(v.probability for v in cut) + 0.2

@@ -77,7 +77,7 @@ async def test_short_answers_other_languages_and_open_endings_do_not_ask_the_llm
     ends = SentenceEnds(llm, threshold=0.02, min_words=3)
     assert not (await ends.verdict("a", "No.", "en", ask)).unfinished  # two words or fewer: an answer
     assert (await ends.verdict("a", "Because of", "en", ask)).unfinished  # ... unless the word list says so
-    assert not (await ends.verdict("a", "天空为什么是蓝色的？", "zh", ask)).unfinished  # not measured: not asked
+    assert not (await ends.verdict("a", "Wie spät ist es?", "de", ask)).unfinished  # not measured: not asked
     assert (await ends.verdict("a", "北京的天气，", "zh", ask)).unfinished  # a trailing comma, in any language
     assert (await ends.verdict("a", "So what I was thinking is…", "en", ask)).unfinished  # an ellipsis: not asked
     assert llm.asked == []
@@ -156,3 +156,22 @@ async def test_the_llm_is_asked_only_once_the_cache_is_free():
     priming_done.set()
     verdict = await ends.verdict("a", "What is the capital of France?", "en", ask)
     assert not verdict.unfinished and order == ["cache free"] and llm.asked == ["What is the capital of France"]
+
+
+async def test_chinese_words_are_asked_by_characters_with_their_own_threshold():
+    """Mandarin has no spaces: four characters or more are asked (fewer read by the word rules), and the
+    verdict uses the "zh" threshold (0.1 by default), not English's 0.02."""
+    llm = ScoringLlm({"中国的首都是": 0.03, "熊猫吃什么": 0.65, "一年有多少天": 0.2})
+    ends = SentenceEnds(llm, threshold=0.02, min_words=3, thresholds={"zh": 0.1})
+    cut = await ends.verdict("a", "中国的首都是。", "zh", ask)
+    whole = await ends.verdict("a", "熊猫吃什么？", "zh", ask)
+    short = await ends.verdict("a", "为什么？", "zh", ask)
+    assert cut.unfinished and cut.probability == 0.03  # above English's threshold, below Chinese's
+    assert not whole.unfinished and whole.probability == 0.65
+    assert not short.unfinished and short.probability is None  # three characters: not asked
+    assert not (await ends.verdict("a", "一年有多少天？", "zh-CN", ask)).unfinished
+    assert llm.asked == ["中国的首都是", "熊猫吃什么", "一年有多少天"]
+    assert ends.threshold_for("en") == 0.02 and ends.threshold_for("zh") == 0.1
+    # A language nobody measured is not asked: the word rules decide (a trailing comma holds).
+    assert (await SentenceEnds(llm, 0.02, 3).verdict("b", "Quelle est la capitale de la France", "fr", ask)).probability is None
+    assert llm.asked == ["中国的首都是", "熊猫吃什么", "一年有多少天"]
