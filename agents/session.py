@@ -23,7 +23,7 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from parley.agents import events as ev
-from parley.agents.backchannel import is_backchannel, real_word_count
+from parley.agents.backchannel import is_backchannel, real_word_count, spoken_words
 from parley.agents.endpointer import (
     Endpointer,
     EndpointEvent, InterimAudio, SpeechConfirmed, SpeechDiscarded, SpeechPaused, SpeechResumed, SpeechStarted, Utterance,
@@ -32,6 +32,7 @@ from parley.agents.echo_cancel import EchoCanceller
 from parley.agents.listener import Listener, new_endpointer
 from parley.agents.llm.base import ChatMessage
 from parley.agents.stage_timer import TurnTimer
+from parley.agents.text import join_said
 from parley.agents.profile import AgentProfile, Speaker, is_addressed
 from parley.agents.reply import Reply
 from parley.agents.runtime import AgentModels
@@ -58,7 +59,7 @@ HEARD_ALONE_WORDS = 4  # a continuation this long is transcribed on its own, not
 # at least SETTLED_MIN_TAIL_S of it (a short tail is heard again with everything: a fragment alone is misheard).
 SETTLE_PAUSE_MS = 400
 SETTLED_MIN_TAIL_S = 1.5
-_SENTENCE_END = re.compile(r"[.?!]['\")]*$")
+_SENTENCE_END = re.compile(r"[.?!。？！]['\")”」]*$")
 
 Emit = Callable[[ev.AgentEvent], None]
 T = TypeVar("T")
@@ -156,7 +157,7 @@ class AgentSession:
         if carried is not None:
             text = _after_held(carried[0], text)
         current = self._unheard_turn_of(speaker)
-        return f"{current.user_text} {text}" if current is not None else text
+        return join_said(current.user_text, text) if current is not None else text
 
     def _unheard_turn_of(self, speaker: Speaker) -> Turn | None:
         """The turn answering ``speaker`` whose reply nobody has heard yet (their new words fold into it)."""
@@ -199,19 +200,19 @@ class AgentSession:
         if settled is None or samples.size - settled[0] < SETTLED_MIN_TAIL_S * AGENT_RATE:
             return await self._transcribe(samples)
         tail = (await self._transcribe(samples[settled[0]:])).strip()
-        return f"{settled[1]} {tail}" if _WORD.search(tail) else settled[1]
+        return join_said(settled[1], tail) if _WORD.search(tail) else settled[1]
 
     def _settle(self, early: EarlyTranscript, seq: int, silence_ms: float, speaker: Speaker) -> None:
         """The caller went on after a pause whose words Whisper ended as a sentence: keep them (see
         ``SETTLE_PAUSE_MS``), so the rest of this utterance is transcribed, shown and primed after them."""
-        if silence_ms < SETTLE_PAUSE_MS or not self.profile.language.startswith("en"):
+        if silence_ms < SETTLE_PAUSE_MS:
             return
 
         def settled(task: asyncio.Task[str]) -> None:
             if task.cancelled() or task.exception() is not None or self.closed or seq != self._utterance_seq:
                 return
             text = task.result().strip()
-            if _SENTENCE_END.search(text) and real_word_count(text, []) >= HEARD_ALONE_WORDS:
+            if _SENTENCE_END.search(text) and spoken_words(text) >= HEARD_ALONE_WORDS:
                 self._settled[speaker.participant_id] = (early.size, text)
                 early.keep()
 
@@ -594,10 +595,10 @@ class AgentSession:
         stay as they were (and as they are in the LLM's cache) and only the new audio was transcribed — a
         caller speaking sentence after sentence with pauses between them is answered on their last words
         instead of after one more pass over everything they said (2–4 s into a 17 s monologue)."""
-        joined = f"{asked.user_text} {text}"
+        joined = join_said(asked.user_text, text)
         if asked.samples is None:
             return samples, joined
-        if real_word_count(text, []) >= HEARD_ALONE_WORDS:
+        if spoken_words(text) >= HEARD_ALONE_WORDS:
             return np.concatenate([asked.samples, GAP, samples]), joined
         return await self._whole(asked.samples, samples, joined)
 
@@ -925,5 +926,5 @@ def _backchannels_for(language: str, by_language: dict[str, list[str]]) -> list[
 
 def _after_held(held: str, text: str) -> str:
     """Words held as unfinished ("What is the capital of?") and what the caller went on to say."""
-    held = held.rstrip('?.!').strip()
-    return f"{held} {text}" if held else text
+    held = held.rstrip('?.!？。！').strip()
+    return join_said(held, text) if held else text

@@ -23,6 +23,16 @@ def has_cjk(text: str) -> bool:
     return _CJK.search(text) is not None
 
 
+def join_said(first: str, then: str) -> str:
+    """Two stretches of one person's speech as one text: a space between them, but none where Chinese
+    meets Chinese ("中国的首都是哪里？" + "北京有多大？")."""
+    first, then = first.strip(), then.strip()
+    if not first or not then:
+        return first or then
+    chinese_end = _CJK.match(first[-1]) is not None or first[-1] in _CJK_SENTENCE_END + _CJK_CLAUSE_END
+    return f"{first}{then}" if chinese_end and _CJK.match(then[0]) is not None else f"{first} {then}"
+
+
 def written_language(text: str) -> str:
     """The language a transcript is written in, as far as replies go: "zh" with any Chinese character, else "en"."""
     return "zh" if has_cjk(text) else "en"

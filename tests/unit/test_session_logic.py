@@ -164,6 +164,30 @@ async def test_a_long_continuation_keeps_what_was_heard_and_is_transcribed_alone
     playout.stop()
 
 
+async def test_chinese_sentences_are_settled_too_and_joined_without_a_space(settings):
+    """The same in a Mandarin room: a sentence of four words' worth of characters (two to a word) ending
+    in "。" is kept; the rest is transcribed alone and joined to it as Chinese is written, with no space."""
+    from parley.agents.endpointer import SpeechResumed
+
+    zh = settings.model_copy(update={"agent": settings.agent.model_copy(update={"language": "zh"})})
+    first = "我下个月要去北京出差。"
+    models = StandInModels({16_000: first, 48_000: "请问那里天气怎么样？", 64_000: "我下个月要去北京出差。请问那里天气怎么样？"})
+    session, emitted, playout = _session(models, zh)
+    session._on_endpoint_event(SpeechPaused(np.zeros(16_000, np.float32), pause=1), ADA)
+    session._on_endpoint_event(SpeechResumed(1, silence_ms=600), ADA)
+    await asyncio.sleep(0.05)
+    session._on_endpoint_event(SpeechPaused(np.zeros(64_000, np.float32), pause=2), ADA)
+    await asyncio.sleep(0.05)
+    session._on_endpoint_event(_utterance(64_000, pause=2), ADA)
+    await _decided(session)
+    assert models.passes == [16_000, 48_000]  # the settled sentence was not heard again
+    assert session._turn.user_text == "我下个月要去北京出差。请问那里天气怎么样？"
+    assert models.early_stt.as_dict()["settled"] == 1
+    models.release.set()
+    await session.close()
+    playout.stop()
+
+
 @pytest.mark.parametrize("pause_ms, settles", [(600, True), (250, False)])
 async def test_sentences_before_a_long_pause_are_kept_and_only_the_rest_is_transcribed(settings, pause_ms, settles):
     """One long utterance (the end-of-turn model kept hearing more to come): after a pause of 400 ms or
