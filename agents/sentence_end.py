@@ -37,10 +37,11 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable, Mapping
 
 from parley.agents.llm.base import ChatMessage, ChatModel
+from parley.agents.text import CJK_CLASS
 from parley.agents.unfinished import ends_open, lacks_a_verb, sounds_unfinished
 
 _WORDS = re.compile(r"[\w']+")
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_HAN = re.compile(f"[{CJK_CLASS}]")
 # Languages whose words the LLM is asked about (the thresholds were measured on them; see the settings).
 JUDGED_LANGUAGES = ("en", "zh")
 # Chinese is written without spaces: its words are counted in characters, and fewer than this many

@@ -38,7 +38,7 @@ class VadSettings(Section):
     text_turn_min_words: int = Field(3, ge=1)
     # Mandarin is judged too (4 characters or more), with its own threshold: the default model put 18
     # Chinese questions cut mid-phrase at ≤ 0.032 ("中国的首都是") and 20 whole ones at ≥ 0.31 ("我想预订一张
-    # 去广州的机票"); Qwen2.5 0.5B ≤ 0.005 and ≥ 0.17 (agents/sentence_end.py). Other languages: the word rules.
+    # 去广州的机票"); Qwen2.5 0.5B ≤ 0.005 and ≥ 0.17 (2026-12-05, README). Other languages: the word rules.
     text_turn_thresholds: dict[str, Annotated[float, Field(ge=0, lt=1)]] = Field(default_factory=lambda: {"zh": 0.1})
     # ... and the other way: words the LLM reads as a whole sentence with at least text_turn_done_threshold
     # end the turn after text_turn_done_silence_ms of silence even while Smart Turn hears the voice as
