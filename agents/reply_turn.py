@@ -68,6 +68,9 @@ class Turn:
     generated_all: bool = False  # the LLM's reply is complete (it may still be playing, or held)
     segments: list[Segment] = field(default_factory=list)
     audio_started: bool = False
+    # Its asker began speaking again within ``TALKED_OVER_S`` of its first sound: they began together, and
+    # the caller cannot have heard it before they spoke (their words fold into its question, as before any sound).
+    talked_over: bool = False
     interrupted_at: int | None = None  # playout position when the caller barged in
     dropped: bool = False  # superseded by a newer utterance before any of it was heard
     task: asyncio.Task[None] | None = None
@@ -81,6 +84,11 @@ class Turn:
     @property
     def active(self) -> bool:
         return self.task is not None and not self.task.done() and self.interrupted_at is None and not self.dropped
+
+    @property
+    def unheard(self) -> bool:
+        """Nothing of the reply reached its asker before they spoke again: no sound yet, or it began as they did."""
+        return not self.audio_started or self.talked_over
 
     def remembered_reply(self) -> str:
         """What the history keeps: the reply as generated, or only what was heard before an interruption."""

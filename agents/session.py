@@ -53,6 +53,11 @@ _WORD = re.compile(r"\w")
 EARLY_BARGE_IN_WORDS = 2  # an interim transcript with this many real words interrupts before the endpoint
 WENT_ON_WITHIN_S = 0.6  # a short word over the agent and more speech this soon after it: one utterance
 PRIME_WAIT_S = 0.5  # longest a reply waits for a priming request still in the LLM (they share its cache)
+# A caller who starts speaking within this much of the reply's first sound (sent; they hear it ~0.1 s
+# later, and their own voice reaches us ~0.1 s after they start) began as the agent did: they had not
+# heard it. Their words are a continuation, folded into the question, not a barge-in. Someone reading
+# sentence after sentence with ~0.9 s pauses met the agent's first syllable at the start of each sentence.
+TALKED_OVER_S = 0.3
 HEARD_ALONE_WORDS = 4  # a continuation this long is transcribed on its own, not again with the question it continues
 # Inside one long utterance: words before a pause of at least SETTLE_PAUSE_MS that Whisper ended as a sentence
 # (4+ words, a full stop or question mark) are kept; later passes transcribe only the audio after them, when
@@ -162,7 +167,7 @@ class AgentSession:
     def _unheard_turn_of(self, speaker: Speaker) -> Turn | None:
         """The turn answering ``speaker`` whose reply nobody has heard yet (their new words fold into it)."""
         current = self._turn
-        if current is not None and current.active and not current.audio_started and current.speaker == speaker:
+        if current is not None and current.active and current.unheard and current.speaker == speaker:
             return current
         return None
 
@@ -253,6 +258,8 @@ class AgentSession:
         if self.closed:
             return
         if isinstance(event, SpeechStarted):
+            if not event.confirm_first:  # (an onset that may be the agent's own echo is not judged so)
+                self._talked_over(speaker)
             self._speaking.add(speaker.participant_id)
             self._spoke_again.setdefault(speaker.participant_id, asyncio.Event()).set()
             if event.confirm_first and self._turn is not None and self._turn.active:
@@ -310,6 +317,17 @@ class AgentSession:
             self._deciders[self._decider] = speaker.participant_id
             self._decider.add_done_callback(lambda task: self._deciders.pop(task, None))
 
+    def _talked_over(self, speaker: Speaker) -> None:
+        """At the onset of ``speaker``'s speech: if the reply to them had sounded for less than
+        ``TALKED_OVER_S``, they began together (see ``Turn.talked_over``)."""
+        turn = self._turn
+        if turn is None or not turn.active or not turn.audio_started or turn.speaker != speaker or not turn.segments:
+            return
+        sounded_s = (self._playout.buffer.played - turn.segments[0].start) / WEBRTC_RATE
+        if sounded_s < TALKED_OVER_S:
+            turn.talked_over = True
+            self._log.info("turn %d: %s began speaking %.2f s into its first sound: not heard yet", turn.id, speaker.name or "the caller", sounded_s)
+
     def _speech_started(self, speaker: Speaker) -> None:
         if self._turn is not None and self._turn.active:
             self._playout.pause()  # stop talking at once; decide later whether to carry on
@@ -361,7 +379,7 @@ class AgentSession:
         line, shown = self._continued_line(speaker, text)
         self._user_transcript(speaker, self._turn_counter + 1, shown, final=False, utterance_id=line)
         self._prime(shown, speaker)  # the whole question so far: what its reply's prompt will start with
-        if self.state == State.PAUSED and self._turn is not None and self._turn.audio_started:
+        if self.state == State.PAUSED and self._turn is not None and not self._turn.unheard:
             if real_word_count(text, self._backchannels) >= EARLY_BARGE_IN_WORDS:
                 self._interrupt("real words in the interim transcript")
 
@@ -566,11 +584,11 @@ class AgentSession:
         current = self._turn
         if current is not None and current.utterance_id in self._borrowed_lines:
             self._borrowed_lines.discard(current.utterance_id)
-            if not (current.active and not current.audio_started and current.speaker == speaker) and current.speaker:
+            if not (current.active and current.unheard and current.speaker == speaker) and current.speaker:
                 # Its reply was heard after all: the continuation is a new question; the old line gets its words back.
                 self._user_transcript(current.speaker, current.id, current.user_text, final=True, utterance_id=current.utterance_id)
         if current is not None and current.active:
-            if current.audio_started:
+            if not (current.unheard and current.speaker == speaker) and current.audio_started:
                 self._interrupt(f"{speaker.name or 'the caller'} said {text!r}")
             elif current.speaker == speaker:  # nothing of the reply was heard: fold both into one question
                 line = current.utterance_id  # and show it on the first part's line
@@ -660,6 +678,7 @@ class AgentSession:
             self.fsm.fire(Event.SPEECH_DISCARDED)
             return
         self._log.info("turn %d resumes: %s", turn.id, reason)
+        turn.talked_over = False  # heard from here on: what they say next is about it
         self.fsm.fire(Event.RESUME_SPEAKING if turn.audio_started else Event.RESUME_THINKING)
         self._emit(ev.ReplyResumed(turn.id))
 

@@ -183,5 +183,5 @@ async def test_a_question_paused_mid_sentence_is_answered_only_after_its_end(par
     users = [m for m in caller.of_type("transcript", since) if m["speaker"] == "user"]
     assert len({m["utterance_id"] for m in users}) == 1, [(m["text"], m["utterance_id"]) for m in users]
     finals = [m for m in users if m["final"]]
-    assert all(word in finals[-1]["text"].lower() for word in words), finals
+    assert all(word in finals[-1]["text"].lower() for word in words), [f["text"] for f in finals]
     assert len([m for m in caller.of_type("transcript", since) if m["speaker"] == "agent" and m["final"]]) == 1

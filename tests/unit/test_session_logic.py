@@ -501,6 +501,18 @@ async def test_a_reply_is_held_when_the_caller_finished_more_words_before_it_was
     playout.stop()
 
 
+async def _sounded(session: AgentSession, playout: PlayoutTrack, seconds: float = 0.5, timeout_s: float = 5.0) -> None:
+    """Until the current reply has sounded for ``seconds`` (so the caller has heard it: not ``TALKED_OVER_S``)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        turn = session._turn
+        if turn is not None and turn.audio_started and turn.segments:
+            if playout.buffer.played - turn.segments[0].start >= seconds * 48_000:
+                return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the reply did not sound")
+
+
 def _agent_talking(texts: dict[int, str], settings) -> tuple[AgentSession, list, PlayoutTrack, StandInModels]:
     models = StandInModels(texts)
     models.tts = SimpleNamespace(sample_rate=24_000, synthesize=lambda text: np.full(120_000, 0.2, np.float32))  # 5 s
@@ -525,7 +537,7 @@ async def test_a_word_over_the_agent_and_more_at_once_are_one_utterance(settings
          3_200 + 4_800 + 9_600: "Stop, what is the capital of France?"}, settings)
     listener = asyncio.create_task(_drain(playout))
     session._on_endpoint_event(_utterance(8_000, pause=None), ADA)
-    await asyncio.sleep(0.5)
+    await _sounded(session, playout)
     story = session._turn
     assert story is not None and story.audio_started
     session._on_endpoint_event(SpeechStarted(at=0.0), ADA)
@@ -547,11 +559,43 @@ async def test_a_word_over_the_agent_and_more_at_once_are_one_utterance(settings
     playout.stop()
 
 
+async def test_a_caller_who_goes_on_as_the_reply_begins_had_not_heard_it(settings):
+    """Someone reading sentence after sentence: the agent's first syllable and their next sentence begin
+    together (within TALKED_OVER_S of its first sound). That is a continuation, not a barge-in: the reply is
+    withdrawn (nothing heard), both parts are one question on one line, and no reply enters the history."""
+    from parley.agents.endpointer import SpeechStarted
+    from parley.agents.events import ReplyInterrupted
+
+    session, emitted, playout, models = _agent_talking(
+        {8_000: "Tell me a story.", 9_600: "About a dragon who learns to fly."}, settings)
+    listener = asyncio.create_task(_drain(playout))
+    session._on_endpoint_event(_utterance(8_000, pause=None), ADA)
+    deadline = time.monotonic() + 5
+    while not (session._turn is not None and session._turn.audio_started) and time.monotonic() < deadline:
+        await asyncio.sleep(0.005)
+    story = session._turn
+    assert story is not None and story.audio_started
+    session._on_endpoint_event(SpeechStarted(at=0.0), ADA)  # its first sound and their next sentence, together
+    assert story.talked_over and session.state == State.PAUSED
+    session._on_endpoint_event(_utterance(9_600, pause=None), ADA)
+    await _decided(session)
+    listener.cancel()
+    assert story.dropped and story.interrupted_at is None
+    assert session._turn is not story and session._turn.user_text == "Tell me a story. About a dragon who learns to fly."
+    assert [e.heard_text for e in emitted if isinstance(e, ReplyInterrupted)] == [""]  # withdrawn, nothing heard
+    finals = [e for e in emitted if isinstance(e, CallerTranscript) and e.final]
+    assert len({f.utterance_id for f in finals}) == 1, finals  # one line
+    assert story.assistant_message is None  # nothing of the withdrawn reply is remembered, and its question once
+    assert [m.content for m in session.history if m.role == "user"] == ["Tell me a story. About a dragon who learns to fly."]
+    await session.close()
+    playout.stop()
+
+
 async def test_a_lone_backchannel_over_the_agent_resumes_it(settings):
     session, emitted, playout, models = _agent_talking({8_000: "Tell me a story.", 3_200: "Mhm."}, settings)
     listener = asyncio.create_task(_drain(playout))
     session._on_endpoint_event(_utterance(8_000, pause=None), ADA)
-    await asyncio.sleep(0.5)
+    await _sounded(session, playout)
     story = session._turn
     from parley.agents.endpointer import SpeechStarted
 
@@ -574,7 +618,7 @@ async def test_while_the_echo_canceller_learns_the_agent_stops_only_for_speech_t
     session, emitted, playout, models = _agent_talking({8_000: "Tell me a story."}, settings)
     listener = asyncio.create_task(_drain(playout))
     session._on_endpoint_event(_utterance(8_000, pause=None), ADA)
-    await asyncio.sleep(0.5)
+    await _sounded(session, playout)
     story = session._turn
     assert story is not None and story.audio_started and session.state == State.SPEAKING
     session._on_endpoint_event(SpeechStarted(at=0.0, confirm_first=True), ADA)
