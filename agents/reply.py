@@ -14,7 +14,7 @@ from typing import AsyncIterator, Awaitable, Callable
 import numpy as np
 
 from parley.agents.events import AgentEvent, ReplyTranscript, TurnLatency
-from parley.agents.text import SentenceChunker, clean_for_speech
+from parley.agents.text import SentenceChunker, clean_for_speech, join_all_said
 from parley.agents.reply_turn import Segment, Turn
 from parley.core.audio import WEBRTC_RATE, resample
 from parley.agents.audio_output import AudioOutput
@@ -116,12 +116,12 @@ class Reply:
                     timer.tts_first_audio_at = time.monotonic()
                     reporter = asyncio.create_task(self._report_first_audio(start + 1))
                 if turn.interrupted_at is None and not turn.dropped:  # cut meanwhile: heard_text has the last word
-                    self._emit(ReplyTranscript(turn.id, " ".join(spoken), final=False))
+                    self._emit(ReplyTranscript(turn.id, join_all_said(spoken), final=False))
             await self._playout.buffer.wait_played(end)
             if reporter is not None:
                 await reporter
             if spoken:
-                self._emit(ReplyTranscript(turn.id, " ".join(spoken), final=True))
+                self._emit(ReplyTranscript(turn.id, join_all_said(spoken), final=True))
         finally:
             if reporter is not None and not reporter.done():
                 reporter.cancel()

@@ -33,6 +33,14 @@ def join_said(first: str, then: str) -> str:
     return f"{first}{then}" if chinese_end and _CJK.match(then[0]) is not None else f"{first} {then}"
 
 
+def join_all_said(parts: list[str]) -> str:
+    """``join_said`` over several stretches (a reply's spoken chunks)."""
+    joined = ""
+    for part in parts:
+        joined = join_said(joined, part)
+    return joined
+
+
 def written_language(text: str) -> str:
     """The language a transcript is written in, as far as replies go: "zh" with any Chinese character, else "en"."""
     return "zh" if has_cjk(text) else "en"

@@ -100,13 +100,16 @@ def test_a_whisper_decoder_loop_is_cut_to_one_lap():
 
 def test_one_persons_speech_is_joined_as_its_language_is_written():
     from parley.agents.backchannel import spoken_words
-    from parley.agents.text import join_said
+    from parley.agents.text import join_all_said, join_said
 
     assert join_said("What is the capital of", "France?") == "What is the capital of France?"
     assert join_said("中国的首都是哪里？", "北京有多大？") == "中国的首都是哪里？北京有多大？"
     assert join_said("中国的首都是", "哪个城市？") == "中国的首都是哪个城市？"
     assert join_said("我想问一下，", "Parley在吗？") == "我想问一下， Parley在吗？"  # Latin after Chinese: a space
     assert join_said("", "Hello.") == "Hello." and join_said("Hello.", " ") == "Hello."
+    # a reply's spoken chunks, as the page shows them
+    assert join_all_said(["法国是一个美丽的", "地方，拥有丰富的文化。"]) == "法国是一个美丽的地方，拥有丰富的文化。"
+    assert join_all_said(["The capital of France", "is Paris."]) == "The capital of France is Paris."
     # words as spoken: Latin words, and Chinese characters two to a word
     assert spoken_words("He was not an ill-disposed young man.") == 7
     assert spoken_words("我下个月要去北京出差。") == 5 and spoken_words("好的") == 1 and spoken_words("用Python写") == 2
