@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from parley.agents.text import CJK_CHARS_PER_WORD, CJK_CLASS, has_cjk
+from parley.agents.text import CJK_CHAR, CJK_CHARS_PER_WORD, has_cjk
 
 DEFAULT_BACKCHANNELS: dict[str, list[str]] = {
     "en": [
@@ -34,13 +34,10 @@ def is_backchannel(text: str, phrases: list[str]) -> bool:
     return not remaining.strip() and not any(ch.isdigit() for ch in text)
 
 
-_CJK_CHAR = re.compile(f"[{CJK_CLASS}]")
-
-
 def spoken_words(text: str) -> int:
     """How many words ``text`` says: its Latin words, and its Chinese characters two to a word."""
-    chinese = len(_CJK_CHAR.findall(text))
-    return len(words_of(_CJK_CHAR.sub(" ", text))) + chinese // CJK_CHARS_PER_WORD
+    chinese = len(CJK_CHAR.findall(text))
+    return len(words_of(CJK_CHAR.sub(" ", text))) + chinese // CJK_CHARS_PER_WORD
 
 
 def real_word_count(text: str, phrases: list[str]) -> int:

@@ -37,11 +37,10 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable, Mapping
 
 from parley.agents.llm.base import ChatMessage, ChatModel
-from parley.agents.text import CJK_CLASS
+from parley.agents.text import CJK_CHAR
 from parley.agents.unfinished import ends_open, lacks_a_verb, sounds_unfinished
 
 _WORDS = re.compile(r"[\w']+")
-_HAN = re.compile(f"[{CJK_CLASS}]")
 # Languages whose words the LLM is asked about (the thresholds were measured on them; see the settings).
 JUDGED_LANGUAGES = ("en", "zh")
 # Chinese is written without spaces: its words are counted in characters, and fewer than this many
@@ -150,5 +149,5 @@ class SentenceEnds:
     def _long_enough(self, words: str, language: str) -> bool:
         """Enough words to ask about (Chinese: characters, and any Latin words among them)."""
         if language.lower().startswith("zh"):
-            return len(_HAN.findall(words)) + len(_WORDS.findall(_HAN.sub(" ", words))) >= MIN_CHINESE_CHARS
+            return len(CJK_CHAR.findall(words)) + len(_WORDS.findall(CJK_CHAR.sub(" ", words))) >= MIN_CHINESE_CHARS
         return len(_WORDS.findall(words)) >= self.min_words

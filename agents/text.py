@@ -11,7 +11,7 @@ _CLAUSE_END = ",;:—"
 _CJK_CLAUSE_END = "，；：、"
 _ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "st", "vs", "etc", "e.g", "i.e", "jr", "sr", "prof", "no"}
 CJK_CLASS = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"  # Chinese characters, as the body of a regex [class]
-_CJK = re.compile(f"[{CJK_CLASS}]")
+CJK_CHAR = re.compile(f"[{CJK_CLASS}]")  # one Chinese character
 _UNIT = re.compile(f"[{CJK_CLASS}]|[^\\s{CJK_CLASS}]+")
 CJK_CHARS_PER_WORD = 2
 CJK_MAX_CHARS = 24
@@ -20,7 +20,7 @@ _MARKDOWN = re.compile(r"[*_#`~>|]+|\[(.*?)\]\(.*?\)")
 
 def has_cjk(text: str) -> bool:
     """Whether ``text`` holds any Chinese character."""
-    return _CJK.search(text) is not None
+    return CJK_CHAR.search(text) is not None
 
 
 def join_said(first: str, then: str) -> str:
@@ -29,8 +29,8 @@ def join_said(first: str, then: str) -> str:
     first, then = first.strip(), then.strip()
     if not first or not then:
         return first or then
-    chinese_end = _CJK.match(first[-1]) is not None or first[-1] in _CJK_SENTENCE_END + _CJK_CLAUSE_END
-    return f"{first}{then}" if chinese_end and _CJK.match(then[0]) is not None else f"{first} {then}"
+    chinese_end = CJK_CHAR.match(first[-1]) is not None or first[-1] in _CJK_SENTENCE_END + _CJK_CLAUSE_END
+    return f"{first}{then}" if chinese_end and CJK_CHAR.match(then[0]) is not None else f"{first} {then}"
 
 
 def join_all_said(parts: list[str]) -> str:
