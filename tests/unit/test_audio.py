@@ -4,7 +4,7 @@ import time
 import numpy as np
 import pytest
 
-from parley.core.audio import FrameToAgentPcm, Resampler, dbfs, resample
+from parley.core.audio import FrameToAgentPcm, Resampler, dbfs, join_speech, resample
 from parley.server.playout import PlayoutBuffer, PlayoutTrack
 
 
@@ -82,3 +82,18 @@ async def test_playout_track_is_paced_at_20ms_and_silent_when_idle():
     assert loud[0].to_ndarray().any() and loud[1].to_ndarray().any() and not loud[2].to_ndarray().any()
     assert track.stats.audio_frames_sent == 2
     track.stop()
+
+
+def test_two_parts_of_speech_are_joined_with_the_gap_between_their_sounds():
+    """The quiet each part brings to the join (0.24 s after the first, 0.3 s before the second) is cut to
+    50 ms, so the speech is 0.3 s apart, not 0.3 s plus both edges; quiet elsewhere is left as it was."""
+    rate = 16_000
+    quiet = lambda seconds: np.full(int(seconds * rate), 1e-3, np.float32)  # noqa: E731
+    first = np.concatenate([quiet(0.1), tone(300, 1.0, rate), quiet(0.24)])
+    second = np.concatenate([quiet(0.3), tone(300, 0.8, rate), quiet(0.2)])
+    joined = join_speech(first, second, rate, gap_s=0.3)
+    loud = np.flatnonzero(np.abs(joined) > 0.05)
+    assert abs(np.diff(loud).max() / rate - 0.3) < 0.02  # the longest stretch without sound, between the parts
+    assert loud[0] == pytest.approx(0.1 * rate, abs=20) and joined.size - loud[-1] == pytest.approx(0.2 * rate, abs=20)
+    # Silence throughout (nothing to find) is joined as it is, with the whole gap between.
+    assert join_speech(np.zeros(800, np.float32), np.zeros(600, np.float32), rate).size == 800 + 4_800 + 600

@@ -321,6 +321,34 @@ async def test_words_that_end_mid_sentence_wait_for_the_caller_to_go_on(settings
     playout.stop()
 
 
+async def test_a_whole_pass_that_drops_a_part_gives_way_to_the_parts(settings):
+    """Heard as one clip, the two parts came back as the first alone (Whisper tiny.en did this over Opus:
+    "How long does it take?" for "How long does it take" + "to boil an egg?"): the question keeps the words
+    of both parts instead of losing its end."""
+    from parley.agents.endpointer import SpeechStarted
+
+    models = StandInModels({8_000: "How long does it take?", 6_000: "T'boil a nag.", 18_800: "How long does it take?"})
+
+    async def cut_short(messages, words):  # "How long does it take" reads cut short
+        return 0.001
+
+    models.llm.sentence_end_probability = cut_short
+    session, emitted, playout = _session(models, settings)
+    session._on_endpoint_event(SpeechStarted(at=0.0), ADA)
+    session._on_endpoint_event(Utterance(np.zeros(8_000, np.float32), time.monotonic(), 0.0, 900), ADA)
+    await asyncio.sleep(0.3)
+    assert session._turn is None  # held for the rest
+    session._on_endpoint_event(SpeechStarted(at=0.0), ADA)
+    await asyncio.sleep(0.05)
+    session._on_endpoint_event(_utterance(6_000, pause=None), ADA)
+    await _decided(session)
+    assert models.passes[-1] == 18_800  # the whole was heard again ...
+    assert session._turn is not None and session._turn.user_text == "How long does it take T'boil a nag."  # ... and lost a part
+    models.release.set()
+    await session.close()
+    playout.stop()
+
+
 async def test_unfinished_words_are_answered_once_the_silence_runs_out(settings):
     models = StandInModels({8_000: "Tell me about the"})
     fast = settings.model_copy(update={"vad": settings.vad.model_copy(update={"unfinished_hold_ms": 400})})
