@@ -53,6 +53,8 @@ _WORD = re.compile(r"\w")
 EARLY_BARGE_IN_WORDS = 2  # an interim transcript with this many real words interrupts before the endpoint
 WENT_ON_WITHIN_S = 0.6  # a short word over the agent and more speech this soon after it: one utterance
 PRIME_WAIT_S = 0.5  # longest a reply waits for a priming request still in the LLM (they share its cache)
+# A chunk's synthesis may take this long per word on top of agent.tts_timeout_s (3 × real time at 0.5 s a word).
+SYNTHESIS_S_PER_WORD = 1.5
 # A caller who starts speaking within this much of the reply's first sound (sent; they hear it ~0.1 s
 # later, and their own voice reaches us ~0.1 s after they start) began as the agent did: they had not
 # heard it. Their words are a continuation, folded into the question, not a barge-in. Someone reading
@@ -225,7 +227,8 @@ class AgentSession:
 
     async def _synthesize(self, tts: TextToSpeech, text: str) -> np.ndarray:
         job = asyncio.get_running_loop().run_in_executor(self._models.executor, tts.synthesize, text)
-        return await self._bounded("speech synthesis", "tts_failed", self._settings.agent.tts_timeout_s, job)
+        timeout_s = self._settings.agent.tts_timeout_s + SYNTHESIS_S_PER_WORD * spoken_words(text)
+        return await self._bounded("speech synthesis", "tts_failed", timeout_s, job)
 
     # ---- input -------------------------------------------------------------------------------
 

@@ -204,7 +204,9 @@ class AgentSettings(Section):
         """``capacity``, or its default for this machine."""
         return self.capacity if self.capacity is not None else max(1, (os.cpu_count() or 1) // 2)
     # Longest wait for one transcription / one synthesized chunk before the turn fails (stt_failed /
-    # tts_failed) and the agent goes back to listening.
+    # tts_failed) and the agent goes back to listening. A chunk also gets 1.5 s per word it holds (Chinese:
+    # per two characters): Kokoro took 7–21 s for 3–8 s of Mandarin on a slow 2-core host; a voice that
+    # slow is slow, not hung.
     stt_timeout_s: float = Field(15.0, gt=0)
     tts_timeout_s: float = Field(15.0, gt=0)
     # The language rooms speak unless they say otherwise: "en" (tiny.en, hibari), "zh" (Mandarin: the
