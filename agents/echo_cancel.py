@@ -4,7 +4,10 @@
 The server knows exactly what it played: ``EchoReference`` receives the agent's outgoing audio as
 each 20 ms frame leaves (the reference) and fans it out to one ``EchoCanceller`` per caller, which runs
 WebRTC's AEC3 (the ``AudioProcessingModule`` of the ``livekit`` wheel, in process, ~0.1 ms per 10 ms)
-on that caller's decoded audio at 16 kHz. AEC3 finds the delay between the two itself.
+on that caller's decoded audio at 16 kHz. AEC3 finds the delay between the two itself — the delay of the
+echo path, so the reference is handed to it in step with the time the caller's audio *arrived*, not
+the time the listener reads it: on a loaded 2-core host the listener ran up to 1 s behind, the echo
+seemed 0.7–1 s late and drifting, the detector (which looks 0.6 s back) found none and let it through.
 
 Only while the agent's voice may be coming back (it played within the last 0.5 s) and only in a
 microphone where its echo shows (``EchoDetector``) does the caller's audio take AEC3's output; else
@@ -31,6 +34,9 @@ from parley.core.errors import ModelLoadError
 log = logging.getLogger(__name__)
 BLOCK = AGENT_RATE // 100  # AEC3 works on 10 ms blocks
 LEARN_S = 2.0  # seconds of the agent's voice after which AEC3 is taken to know a microphone's echo path
+# The agent's voice waits at most this long for the caller's audio of the same moment (the listener's
+# buffer holds 3 s; audio further behind is dropped there).
+FAR_HELD_S = 3.5
 EchoMode = Literal["auto", "on", "off"]
 
 
@@ -186,6 +192,7 @@ class EchoCanceller:
         self._frame = AudioFrame
         self._apm = module(echo_cancellation=True, noise_suppression=False, high_pass_filter=True, auto_gain_control=False)
         self._render_pending = np.zeros(0, np.float32)
+        self._far_queue: collections.deque[tuple[float, np.ndarray]] = collections.deque()  # sent, not yet rendered
         self._capture_pending = np.zeros(0, np.float32)
         self._gate = 10 ** (-gate_db / 20)
         self._hold_s = hold_s
@@ -199,8 +206,20 @@ class EchoCanceller:
     def _frame_of(self, pcm: np.ndarray) -> Any:
         return self._frame(pcm.tobytes(), AGENT_RATE, 1, BLOCK)
 
-    def render(self, samples: np.ndarray) -> None:
-        """The agent's voice as it leaves for this caller, 16 kHz float32, in any lengths."""
+    def render(self, samples: np.ndarray, sent_at: float | None = None) -> None:
+        """The agent's voice as it leaves for this caller (at ``sent_at``, monotonic; now if not given),
+        16 kHz float32, in any lengths. It reaches AEC3 when the caller's audio that arrived after it is
+        cancelled (``capture``): the two stay in their true order however far behind the listener runs."""
+        self._far_queue.append((time.monotonic() if sent_at is None else sent_at, samples))
+        self._render_until(time.monotonic() - FAR_HELD_S)
+
+    def _render_until(self, until: float) -> None:
+        """Hand AEC3 (and the detector) the agent's voice sent up to ``until``."""
+        while self._far_queue and self._far_queue[0][0] <= until:
+            sent_at, samples = self._far_queue.popleft()
+            self._render_now(samples, sent_at)
+
+    def _render_now(self, samples: np.ndarray, sent_at: float) -> None:
         started = time.thread_time()
         pending = np.concatenate([self._render_pending, samples])
         usable = pending.size - pending.size % BLOCK
@@ -212,7 +231,7 @@ class EchoCanceller:
             self._far_level = max(float(levels.max()), self._far_level * 0.97 ** levels.size)
             sounding = int(np.count_nonzero(levels > 1e-3))
             if sounding:
-                self._far_at = time.monotonic()
+                self._far_at = sent_at
             self._far_sound_blocks += sounding
         for start in range(0, usable, BLOCK):
             self._apm.process_reverse_stream(self._frame_of(pcm[start : start + BLOCK]))
@@ -226,14 +245,16 @@ class EchoCanceller:
         leaked past it once in 60 replies, 0.7 s in; offline it converges within the first words.)"""
         return self.detector.echo is not False and self._far_sound_blocks < LEARN_S * 100
 
-    @property
-    def agent_audible(self) -> bool:
-        """Whether the agent's voice had sound within the last ``hold_s`` (its echo may still be arriving)."""
-        return time.monotonic() - self._far_at < self._hold_s
+    def agent_audible(self, at: float) -> bool:
+        """Whether the agent's voice had sound within ``hold_s`` before ``at`` (its echo may still be arriving)."""
+        return at - self._far_at < self._hold_s
 
-    def capture(self, samples: np.ndarray) -> np.ndarray:
-        """The caller's audio, 16 kHz float32; returns it with the echo removed, in whole 10 ms blocks
-        (what is left over waits for the next call, at most 10 ms)."""
+    def capture(self, samples: np.ndarray, arrived_at: float | None = None) -> np.ndarray:
+        """The caller's audio, 16 kHz float32, as it arrived (at ``arrived_at``, monotonic; now if not
+        given); returns it with the echo removed, in whole 10 ms blocks (what is left over waits for the
+        next call, at most 10 ms)."""
+        arrived_at = time.monotonic() if arrived_at is None else arrived_at
+        self._render_until(arrived_at)
         started = time.thread_time()
         pending = np.concatenate([self._capture_pending, samples])
         usable = pending.size - pending.size % BLOCK
@@ -249,7 +270,7 @@ class EchoCanceller:
         self.stats.blocks += blocks
         if blocks:
             self.detector.near(pending[:usable].reshape(blocks, BLOCK))
-        if self.detector.echo is False or not self.agent_audible:
+        if self.detector.echo is False or not self.agent_audible(arrived_at):
             # No echo in this microphone, or none possible now (the agent has been silent for hold_s):
             # the caller's audio passes untouched (AEC3 still sees it, and keeps its model of the room).
             self.stats.passed_blocks += blocks

@@ -19,7 +19,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from parley.agents.echo_cancel import EchoCanceller
 from parley.agents.endpointer import EndpointEvent, Endpointer, SpeechStarted
 from parley.agents.runtime import AgentModels
-from parley.core.audio import FrameToAgentPcm
+from parley.core.audio import FrameToAgentPcm, arrival_of
 from parley.agents.settings import VadSettings
 
 
@@ -57,9 +57,10 @@ class Listener:
         pending: list[np.ndarray] = []
         pending_size = 0
         while True:
-            pcm = converter.convert(await track.recv())
+            frame = await track.recv()
+            pcm = converter.convert(frame)
             if self._canceller is not None:
-                pcm = self._canceller.capture(pcm)
+                pcm = self._canceller.capture(pcm, arrival_of(frame))  # (when it arrived, not when it is read)
             pending.append(pcm)
             pending_size += pcm.size
             if pending_size < window:

@@ -33,6 +33,16 @@ def dbfs(samples: np.ndarray) -> float:
     return 20.0 * np.log10(rms) if rms > 1e-6 else -120.0
 
 
+def stamp_arrival(frame: av.AudioFrame, at: float) -> None:
+    """Note on ``frame`` when it arrived (monotonic): whoever reads it later can tell how late they are."""
+    frame.opaque = at
+
+
+def arrival_of(frame: av.AudioFrame) -> float | None:
+    """When ``frame`` arrived (``stamp_arrival``), or None if nobody noted it."""
+    return frame.opaque if isinstance(frame.opaque, float) else None
+
+
 def join_speech(first: np.ndarray, second: np.ndarray, rate: int, gap_s: float = 0.3) -> np.ndarray:
     """``first`` and ``second`` as one clip with ``gap_s`` of silence between their speech: the quiet each
     part has at the join (an endpointer's trailing silence, a VAD's lead-in) is cut first, down to 50 ms.

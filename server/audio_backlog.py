@@ -11,9 +11,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import time
 
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from parley.core.audio import stamp_arrival
 
 log = logging.getLogger(__name__)
 DEFAULT_MAX_FRAMES = 150  # 3 s of 20 ms frames
@@ -41,6 +44,7 @@ class BoundedAudioTrack(MediaStreamTrack):
                     self.dropped += 1
                     if self.dropped == 1 or self.dropped % 500 == 0:
                         log.warning("the listener falls behind: %d frames of decoded audio dropped", self.dropped)
+                stamp_arrival(frame, time.monotonic())  # the echo canceller aligns it with the agent's voice by this
                 self._frames.append(frame)  # a full deque drops its oldest
                 self._arrived.set()
         except MediaStreamError:

@@ -4,6 +4,8 @@ caller's own speech over it gets through."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -103,3 +105,26 @@ def test_a_speakerphone_is_recognised_as_one(speech):
     run(canceller, far[AGENT_RATE:], speakerphone(far, 150, -12, np.random.default_rng(4))[AGENT_RATE:])
     assert canceller.detector.echo is True, canceller.detector.likeness
     assert not canceller.learning, far.size / AGENT_RATE  # several seconds of it: learned
+
+
+@pytest.mark.parametrize("aligned", [True, False])
+def test_a_listener_running_behind_still_has_its_echo_removed(speech, aligned):
+    """The reference goes to the canceller as it is sent; the caller's audio of the same moment is read
+    1 s later (a loaded host's listener). By arrival time the two line up and the echo is removed; by the
+    time they are read (``aligned=False``, how it was done before) the echo looks 1 s late, beyond what
+    AEC3 and the detector look for, and stays."""
+    agent, _ = speech
+    far = np.concatenate([agent, agent])
+    mic = speakerphone(far, 60, -6, np.random.default_rng(3))
+    canceller, out, step, lag = EchoCanceller(), [], 2 * BLOCK, 50  # 50 frames of 20 ms behind
+    clock = time.monotonic()  # (the frames' times run ahead of it: this loop is faster than real time)
+    for frame, start in enumerate(range(0, far.size - step + 1, step)):
+        canceller.render(far[start : start + step], sent_at=clock + frame * 0.02 if aligned else None)
+        if frame >= lag:
+            read = start - lag * step
+            out.append(canceller.capture(mic[read : read + step], clock + (frame - lag) * 0.02 if aligned else None))
+    out = np.concatenate(out)
+    second = slice(agent.size + AGENT_RATE // 2, out.size)
+    erle = level_db(mic[second]) - level_db(out[second])
+    print(f"listener 1 s behind, {'aligned by arrival' if aligned else 'as read'}: ERLE {erle:.1f} dB")
+    assert (erle > 25) if aligned else (erle < 10), erle
