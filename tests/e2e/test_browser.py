@@ -1,7 +1,6 @@
 """A real browser (Debian's headless chromium, fake mic from a WAV) calls Parley in a loopback-only namespace."""
 
 import json
-import re
 import os
 import shutil
 import subprocess
@@ -143,7 +142,7 @@ def test_browser_relay_only_call_through_coturn(fake_mic_wav: Path, tmp_path: Pa
     """iceTransportPolicy "relay": the browser's media goes through coturn (test config: loopback peers allowed)."""
     need_binary("turnserver")
     from parley.turn.coturn import write_config
-    from tests.support.coturn import turn_settings
+    from tests.support.coturn import turn_settings, wait_relayed
 
     turn = turn_settings(free_port(), 45_000)
     log = tmp_path / "coturn.log"
@@ -159,8 +158,7 @@ def test_browser_relay_only_call_through_coturn(fake_mic_wav: Path, tmp_path: Pa
     stats = result["inbound_audio"]
     assert stats and stats["bytesReceived"] > 0 and stats["totalAudioEnergy"] > 0, stats
     assert result["agent_text"], result
-    usage = re.findall(r"peer usage: realm=<[^>]*>, username=<[^>]*>, rp=(\d+), rb=\d+, sp=(\d+)", log.read_text())
-    assert any(int(rp) > 50 and int(sp) > 50 for rp, sp in usage), log.read_text()[-3000:]
+    assert wait_relayed(log.read_text), log.read_text()[-3000:]  # coturn reports the session's traffic when it ends
 
 
 def test_embed_example_on_another_origin_calls_through_the_sdk(fake_mic_wav: Path, tmp_path: Path):

@@ -1,7 +1,6 @@
 """TURN with a real coturn on loopback: credentials accepted and refused, and a relay-only call through it."""
 
 import asyncio
-import re
 
 import aiohttp
 import numpy as np
@@ -11,7 +10,7 @@ from aioice import stun
 from parley.signaling.client import ParleyClient
 from parley.turn.credentials import mint_credential
 from tests.conftest import serve_app
-from tests.support.coturn import SECRET, allocate, start_coturn
+from tests.support.coturn import SECRET, allocate, start_coturn, wait_relayed
 
 pytestmark = pytest.mark.slow
 
@@ -104,15 +103,7 @@ async def test_relay_only_call_goes_through_coturn(turn_app, coturn):
     assert all(t is not None for t in trips), trips
     print(f"echo round trips through coturn: {[round(t * 1000) for t in trips]} ms")
     # coturn reports each relayed session's traffic when it ends.
-    def relayed() -> bool:
-        usage = re.findall(r"peer usage: realm=<[^>]*>, username=<([^>]*)>, rp=(\d+), rb=\d+, sp=(\d+)", coturn.log())
-        return any(user.endswith(f":{identity}") and int(rp) > 50 and int(sp) > 50 for user, rp, sp in usage)
-
-    for _ in range(50):
-        if relayed():
-            break
-        await asyncio.sleep(0.1)
-    assert relayed(), coturn.log()[-3000:]
+    assert await asyncio.to_thread(wait_relayed, coturn.log, f":{identity}"), coturn.log()[-3000:]
 
 
 async def test_server_side_can_use_turn_too(settings, coturn):

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import shutil
 import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import pytest
 from aioice import stun
@@ -40,6 +42,26 @@ def free_udp_tcp_port() -> int:
         if udp_tcp_port_free(port):
             return port
     raise RuntimeError("no free port")
+
+
+_PEER_USAGE = re.compile(r"peer usage: realm=<[^>]*>, username=<([^>]*)>, rp=(\d+), rb=\d+, sp=(\d+)")
+
+
+def relayed(log: str, user_suffix: str = "") -> bool:
+    """Whether coturn's log reports a session (of a username ending in ``user_suffix``) that relayed over
+    50 packets each way. coturn writes the line when the allocation ends: poll it with ``wait_relayed``."""
+    return any(user.endswith(user_suffix) and int(rp) > 50 and int(sp) > 50 for user, rp, sp in _PEER_USAGE.findall(log))
+
+
+def wait_relayed(read_log: Callable[[], str], user_suffix: str = "", timeout_s: float = 15.0) -> bool:
+    """``relayed`` on the log as ``read_log`` returns it, polled until true or ``timeout_s`` has passed
+    (blocking: from a coroutine, run it in a thread)."""
+    deadline = time.monotonic() + timeout_s
+    while not relayed(read_log(), user_suffix):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 @dataclass
