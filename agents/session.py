@@ -60,6 +60,7 @@ SYNTHESIS_S_PER_WORD = 1.5
 # heard it. Their words are a continuation, folded into the question, not a barge-in. Someone reading
 # sentence after sentence with ~0.9 s pauses met the agent's first syllable at the start of each sentence.
 TALKED_OVER_S = 0.3
+INTERIM_STT_SHARE = 0.5  # the most of the STT's time interim transcripts may take (see _interim_due)
 HEARD_ALONE_WORDS = 4  # a continuation this long is transcribed on its own, not again with the question it continues
 # Inside one long utterance: words before a pause of at least SETTLE_PAUSE_MS that Whisper ended as a sentence
 # (4+ words, a full stop or question mark) are kept; later passes transcribe only the audio after them, when
@@ -119,6 +120,8 @@ class AgentSession:
         # Every decision in flight (each waits for the one before), with whose utterance it decides.
         self._deciders: dict[asyncio.Task[None], str] = {}
         self._interim: asyncio.Task[None] | None = None
+        self._interim_started_at = -1e9
+        self._interim_pass_s = 0.0  # how long the last interim pass took
         # Overlap: per speaker, the transcription started when their pause began.
         self._early: dict[str, EarlyTranscript] = {}
         # per speaker: the words of their current utterance kept before a pause (samples they cover, text)
@@ -296,7 +299,8 @@ class AgentSession:
             if early is not None and early.pause == event.pause:
                 self._settle(early, self._utterance_seq, event.silence_ms, speaker)
         elif isinstance(event, InterimAudio):
-            if self._interim is None or self._interim.done():
+            if (self._interim is None or self._interim.done()) and self._interim_due():
+                self._interim_started_at = time.monotonic()
                 settled = self._settled.get(speaker.participant_id)
                 self._interim = asyncio.create_task(self._interim_transcript(event.samples, self._utterance_seq, speaker, settled))
         elif isinstance(event, Utterance):
@@ -371,12 +375,20 @@ class AgentSession:
 
     # ---- deciding what an utterance means -----------------------------------------------------
 
+    def _interim_due(self) -> bool:
+        """Interim passes take at most ``INTERIM_STT_SHARE`` of the STT's time: the pass at the pause, which
+        the reply waits for, must not queue behind them (Whisper base took 2 s a pass on a slow 2-core host,
+        with one asked every 0.7 s; tiny.en takes 0.1–0.3 s on a normal one, where nothing changes)."""
+        return (time.monotonic() - self._interim_started_at) * INTERIM_STT_SHARE >= self._interim_pass_s
+
     async def _interim_transcript(self, samples: np.ndarray, seq: int, speaker: Speaker, settled: tuple[int, str] | None) -> None:
         try:
             text = await self._transcribe_after(samples, settled)
         except BackendError as exc:  # the final pass reports it, if it fails too
             self._log.debug("interim transcription failed: %s", exc)
             return
+        finally:
+            self._interim_pass_s = time.monotonic() - self._interim_started_at
         if self.closed or seq != self._utterance_seq or not _WORD.search(text):
             return  # the utterance ended meanwhile: its final transcript wins
         line, shown = self._continued_line(speaker, text)

@@ -189,19 +189,22 @@ def test_no_secret_in_logs(tmp_path: Path):
     env = {"PATH": os.environ["PATH"], "HOME": str(Path.home()), "PARLEY_AGENT__MODE": "echo",
            "PARLEY_TURN__ENABLED": "true", **secrets}
     port = 18_000 + os.getpid() % 1000
-    server = subprocess.Popen(
-        [sys.executable, "-m", "parley.server.cli", "serve", "--port", str(port), "--log-level", "DEBUG"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
+    log = tmp_path / "server.log"  # a file, not a pipe: a DEBUG log never blocks the server on a full pipe
+    with log.open("w") as sink:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "parley.server.cli", "serve", "--port", str(port), "--log-level", "DEBUG"],
+            env=env, stdout=sink, stderr=subprocess.STDOUT, text=True,
+        )
 
     async def exercise() -> None:
         key = {"Authorization": f"Bearer {secrets['PARLEY_AUTH__API_KEY']}"}
         async with aiohttp.ClientSession() as http:
-            for _ in range(100):
+            for _ in range(600):  # an echo-mode server is up in ~2 s; on a loaded CI host it took over 10
                 try:
                     async with http.get(f"http://127.0.0.1:{port}/healthz"):
                         break
                 except aiohttp.ClientError:
+                    assert server.poll() is None, f"the server exited while starting:\n{log.read_text()[-3000:]}"
                     await asyncio.sleep(0.1)
             async with http.post(f"http://127.0.0.1:{port}/api/v1/rooms", json={"id": "s"}, headers=key) as r:
                 assert r.status == 201
@@ -217,7 +220,8 @@ def test_no_secret_in_logs(tmp_path: Path):
         asyncio.run(exercise())
     finally:
         server.terminate()
-        output = server.communicate(timeout=20)[0]
+        server.wait(timeout=20)
+    output = log.read_text()
     assert "Parley is ready" in output
     for name, secret in secrets.items():
         assert secret not in output, f"{name} appears in the log"

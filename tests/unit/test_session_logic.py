@@ -705,3 +705,25 @@ async def test_a_longer_chunk_is_given_longer_to_synthesize(settings, monkeypatc
         await session._synthesize(voice, "Sure.")  # 0.15 s
     await session.close()
     playout.stop()
+
+
+async def test_interim_passes_take_at_most_half_of_the_stt(settings):
+    """A pass of 0.2 s and audio for one every 0.25 s: every other one is skipped, so the pass at the
+    pause never waits long behind an interim one (Whisper base took 2 s a pass on a slow host)."""
+    from parley.agents.endpointer import SpeechStarted
+
+    class SlowStt(StandInModels):
+        async def transcribe(self, samples, language=None, hotwords=None) -> str:
+            self.passes.append(samples.size)
+            await asyncio.sleep(0.2)
+            return "Tell me"
+
+    models = SlowStt({})
+    session, _, playout = _session(models, settings)
+    session._on_endpoint_event(SpeechStarted(at=0.0), ADA)
+    for _ in range(8):
+        session._on_endpoint_event(InterimAudio(np.zeros(4_000, np.float32)), ADA)
+        await asyncio.sleep(0.25)
+    assert 3 <= len(models.passes) <= 5, models.passes  # one at a time alone would have run all 8
+    await session.close()
+    playout.stop()
