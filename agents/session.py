@@ -3,8 +3,9 @@
 It sits between a ``Listener`` per person (audio → endpoint events, ``agents/listener.py``) and one
 ``Reply`` per turn (LLM → clauses → TTS → playout, ``agents/reply.py``). Here: the turn-taking state
 machine, early transcription and speculative replies (``agents/speculation.py``), barge-in, resuming,
-folding a continued question into one, and the conversation's history. It reports through typed
-agent events (``agents/events.py``); the signaling side turns them into wire messages.
+folding a continued question into one, and what goes into the conversation (kept by ``Conversation``,
+``agents/conversation.py``; the speech models are called through ``SpeechModels``). It reports through
+typed agent events (``agents/events.py``); the signaling side turns them into wire messages.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ import logging
 import re
 import time
 import weakref
-from typing import AsyncIterator, Awaitable, Callable, TypeVar
+from typing import AsyncIterator, Callable
 
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from parley.agents import events as ev
+from parley.agents.conversation import Conversation
+from parley.agents.speech_models import SpeechModels
 from parley.agents.backchannel import is_backchannel, real_word_count, spoken_words
 from parley.agents.endpointer import (
     Endpointer,
@@ -46,15 +49,12 @@ from parley.agents.settings import AUTO_LANGUAGES, PipelineSettings, VadSettings
 from parley.core.errors import BackendError, ParleyError
 from parley.core.logs import CallLogger
 from parley.agents.audio_output import AudioOutput
-from parley.agents.tts.base import TextToSpeech
 
 log = logging.getLogger(__name__)
 _WORD = re.compile(r"\w")
 EARLY_BARGE_IN_WORDS = 2  # an interim transcript with this many real words interrupts before the endpoint
 WENT_ON_WITHIN_S = 0.6  # a short word over the agent and more speech this soon after it: one utterance
 PRIME_WAIT_S = 0.5  # longest a reply waits for a priming request still in the LLM (they share its cache)
-# A chunk's synthesis may take this long per word on top of agent.tts_timeout_s (3 × real time at 0.5 s a word).
-SYNTHESIS_S_PER_WORD = 1.5
 # A caller who starts speaking within this much of the reply's first sound (sent; they hear it ~0.1 s
 # later, and their own voice reaches us ~0.1 s after they start) began as the agent did: they had not
 # heard it. Their words are a continuation, folded into the question, not a barge-in. Someone reading
@@ -63,14 +63,12 @@ TALKED_OVER_S = 0.3
 INTERIM_STT_SHARE = 0.5  # the most of the STT's time interim transcripts may take (see _interim_due)
 HEARD_ALONE_WORDS = 4  # a continuation this long is transcribed on its own, not again with the question it continues
 # Inside one long utterance: words before a pause of at least SETTLE_PAUSE_MS that Whisper ended as a sentence
-# (4+ words, a full stop or question mark) are kept; later passes transcribe only the audio after them, when
-# at least SETTLED_MIN_TAIL_S of it (a short tail is heard again with everything: a fragment alone is misheard).
+# (4+ words, a full stop or question mark) are kept; later passes transcribe only the audio after them (when
+# enough audio follows: ``SpeechModels.transcribe_after``).
 SETTLE_PAUSE_MS = 400
-SETTLED_MIN_TAIL_S = 1.5
 _SENTENCE_END = re.compile(r"[.?!。？！]['\")”」]*$")
 
 Emit = Callable[[ev.AgentEvent], None]
-T = TypeVar("T")
 
 
 class AgentSession:
@@ -102,7 +100,8 @@ class AgentSession:
         self._log = CallLogger(log, participant=agent_id)
         self._backchannels = _backchannels_for(self.profile.language, settings.agent.backchannels)
         self.fsm = TurnStateMachine(self._on_state_change, self._log)
-        self.history: list[ChatMessage] = []
+        self.conversation = Conversation(self.profile, settings.agent.max_history_turns)
+        self.speech = SpeechModels(models, settings.agent, self.profile, lambda: self.profile.group_mode(self._people()), self._log)
         self._turn: Turn | None = None
         self.turns: collections.deque[Turn] = collections.deque(maxlen=16)  # recent turns, for inspection
         self._turn_counter = 0
@@ -135,6 +134,11 @@ class AgentSession:
             models.llm, vad.text_turn_threshold, vad.text_turn_min_words, self._priming_done, vad.text_turn_thresholds,
         )
         self._endpointers: dict[str, Endpointer] = {}  # per speaker listening now: told when a pause's words read whole
+
+    @property
+    def history(self) -> list[ChatMessage]:
+        """The conversation so far, oldest first (see ``Conversation``)."""
+        return self.conversation.messages
 
     @property
     def state(self) -> State:
@@ -186,32 +190,6 @@ class AgentSession:
             self._open_utterance[speaker.participant_id] = self._new_line()
         return self._open_utterance[speaker.participant_id]
 
-    async def _bounded(self, what: str, code: str, timeout_s: float, job: Awaitable[T]) -> T:
-        """Await a model call (run off the loop), bounded by ``timeout_s``; any failure is a ``BackendError``."""
-        try:
-            return await asyncio.wait_for(job, timeout_s)
-        except asyncio.TimeoutError as exc:
-            raise BackendError(f"{what} took over {timeout_s:.0f} s", code=code) from exc
-        except Exception as exc:
-            raise BackendError(f"{what} failed: {type(exc).__name__}: {exc}", code=code) from exc
-
-    async def _transcribe(self, samples: np.ndarray) -> str:
-        # In a group the agent's name decides whether it answers: bias recognition towards it
-        # (Whisper tiny.en hears a leading "Parley" as "Partly" or "Harley" otherwise).
-        hotwords = self.profile.name if self.profile.group_mode(self._people()) else None
-        return await self._bounded(
-            "speech recognition", "stt_failed", self._settings.agent.stt_timeout_s,
-            self._models.transcribe(samples, self.profile.language, hotwords),
-        )
-
-    async def _transcribe_after(self, samples: np.ndarray, settled: tuple[int, str] | None) -> str:
-        """``samples`` (an utterance from its start) as text: with words already settled in it (their
-        sample count and text), only the audio after them is transcribed, and joined to them."""
-        if settled is None or samples.size - settled[0] < SETTLED_MIN_TAIL_S * AGENT_RATE:
-            return await self._transcribe(samples)
-        tail = (await self._transcribe(samples[settled[0]:])).strip()
-        return join_said(settled[1], tail) if _WORD.search(tail) else settled[1]
-
     def _settle(self, early: EarlyTranscript, seq: int, silence_ms: float, speaker: Speaker) -> None:
         """The caller went on after a pause whose words Whisper ended as a sentence: keep them (see
         ``SETTLE_PAUSE_MS``), so the rest of this utterance is transcribed, shown and primed after them."""
@@ -227,11 +205,6 @@ class AgentSession:
                 early.keep()
 
         early.task.add_done_callback(settled)
-
-    async def _synthesize(self, tts: TextToSpeech, text: str) -> np.ndarray:
-        job = asyncio.get_running_loop().run_in_executor(self._models.executor, tts.synthesize, text)
-        timeout_s = self._settings.agent.tts_timeout_s + SYNTHESIS_S_PER_WORD * spoken_words(text)
-        return await self._bounded("speech synthesis", "tts_failed", timeout_s, job)
 
     # ---- input -------------------------------------------------------------------------------
 
@@ -355,7 +328,7 @@ class AgentSession:
                     continue
                 chunk, pending = pending[:chunk_samples], pending[chunk_samples:]
                 try:
-                    text = await self._transcribe(chunk)
+                    text = await self.speech.transcribe(chunk)
                 except BackendError as exc:
                     self._emit(ev.AgentFailure(exc.code, str(exc)))
                     continue
@@ -383,7 +356,7 @@ class AgentSession:
 
     async def _interim_transcript(self, samples: np.ndarray, seq: int, speaker: Speaker, settled: tuple[int, str] | None) -> None:
         try:
-            text = await self._transcribe_after(samples, settled)
+            text = await self.speech.transcribe_after(samples, settled)
         except BackendError as exc:  # the final pass reports it, if it fails too
             self._log.debug("interim transcription failed: %s", exc)
             return
@@ -404,7 +377,7 @@ class AgentSession:
         if previous is not None:
             previous.supersede()  # more speech came: that snapshot is not the utterance any more
         settled = self._settled.get(speaker.participant_id)
-        task = asyncio.create_task(self._transcribe_after(event.samples, settled), name=f"early-stt-{speaker.participant_id}")
+        task = asyncio.create_task(self.speech.transcribe_after(event.samples, settled), name=f"early-stt-{speaker.participant_id}")
         early = EarlyTranscript(event.pause, task, self._models.early_stt, event.samples.size)
         self._early[speaker.participant_id] = early
         task.add_done_callback(lambda _: self._speculate(early, speaker))
@@ -539,7 +512,7 @@ class AgentSession:
         settled: tuple[int, str] | None = None,
     ) -> None:
         try:
-            pending = transcript if transcript is not None else self._transcribe_after(utterance.samples, settled)
+            pending = transcript if transcript is not None else self.speech.transcribe_after(utterance.samples, settled)
             text = (await pending).strip()
         except BackendError as exc:
             self._log.warning("transcription failed: %s", exc)
@@ -555,7 +528,7 @@ class AgentSession:
         carried = self._carried.pop(speaker.participant_id, None)
         if carried is not None:  # the first part of this question, held back as unfinished: hear it whole
             line = carried[1]
-            samples, text = await self._whole(carried[2], samples, _after_held(carried[0], text))
+            samples, text = await self.speech.whole(carried[2], samples, _after_held(carried[0], text))
             if self.closed:
                 return
         timer.stt_done_at = time.monotonic()
@@ -633,22 +606,7 @@ class AgentSession:
             return samples, joined
         if spoken_words(text) >= HEARD_ALONE_WORDS:
             return join_speech(asked.samples, samples, AGENT_RATE), joined
-        return await self._whole(asked.samples, samples, joined)
-
-    async def _whole(self, first: np.ndarray, second: np.ndarray, fallback: str) -> tuple[np.ndarray, str]:
-        """One question said in two parts, as one: its audio and one transcript of it (Whisper hears a
-        fragment such as "of Germany?" far worse than the whole); if that pass fails, or drops a part
-        (below), ``fallback`` — the parts' own transcripts joined."""
-        samples = join_speech(first, second, AGENT_RATE)
-        try:
-            whole = (await self._transcribe(samples)).strip()
-        except BackendError as exc:
-            self._log.warning("transcribing the whole question failed (%s): using its parts' text", exc)
-            return samples, fallback
-        if lost_a_part(whole, fallback):
-            self._log.info("the whole question heard as %r lost words of its parts %r: using the parts", whole, fallback)
-            return samples, fallback
-        return samples, whole or fallback
+        return await self.speech.whole(asked.samples, samples, joined)
 
     async def _went_on(self, utterance: Utterance, speaker: Speaker, within_s: float) -> bool:
         """Whether ``speaker`` speaks again within ``within_s`` of the end of ``utterance``'s speech
@@ -681,7 +639,7 @@ class AgentSession:
         """Words not meant for the agent (a group call where nobody said its name): context, no reply."""
         self._log.info("%s said %r (not to the agent)", speaker.name, text)
         self._user_transcript(speaker, self._turn_counter, text, final=True, utterance_id=line)
-        self.history.append(ChatMessage(role="user", content=f"{speaker.name}: {text}"))
+        self.conversation.add(ChatMessage(role="user", content=f"{speaker.name}: {text}"))
         turn = self._turn
         if self.state == State.PAUSED and turn is not None and turn.active:
             if turn.audio_started:
@@ -758,34 +716,15 @@ class AgentSession:
             self.fsm.fire(Event.SPEECH_START)
         turn.task = asyncio.create_task(self._run_turn(turn), name=f"turn-{turn.id}")
 
-    def _user_message(self, text: str, speaker: Speaker | None, group: bool) -> ChatMessage:
-        return ChatMessage(role="user", content=f"{speaker.name}: {text}" if group and speaker is not None else text)
-
     def _prompt_if_asked(self, text: str, speaker: Speaker) -> list[ChatMessage]:
         """The prompt a turn would send if ``speaker`` asked ``text`` now (what speculation and priming send).
         A question whose reply nobody has heard is not in it: ``text`` continues it (``_question_so_far``)."""
         group = self.profile.group_mode(self._people())
         unheard = self._unheard_turn_of(speaker)
-        kept = [m for m in self.history if unheard is None or m is not unheard.user_message]
-        history = [*kept, self._user_message(text, speaker, group)]
-        return self._messages(group, self.profile.language_of(text), history)
-
-    def _messages(self, group: bool, language: str, history: list[ChatMessage] | None = None) -> list[ChatMessage]:
-        """The LLM's prompt: the system prompt of a reply in ``language`` and the recent ``history`` (the
-        session's own by default)."""
-        history = self.history if history is None else history
-        keep = self._settings.agent.max_history_turns * 2
-        history = history[-keep:] if keep else []
-        merged: list[ChatMessage] = []
-        for message in history:  # words said between replies become one user message
-            if merged and message.role == "user" and merged[-1].role == "user":
-                merged[-1] = ChatMessage(role="user", content=f"{merged[-1].content}\n{message.content}")
-            else:
-                merged.append(message)
-        reminder = self.profile.reminder(language)
-        if reminder and merged and merged[-1].role == "user":  # said in the prompt only, never kept in the history
-            merged[-1] = ChatMessage(role="user", content=f"{merged[-1].content}\n{reminder}")
-        return [ChatMessage(role="system", content=self.profile.prompt(group, language)), *merged]
+        asked = Conversation.user_message(text, speaker, group)
+        return self.conversation.prompt_if_asked(
+            asked, unheard.user_message if unheard is not None else None, group, self.profile.language_of(text),
+        )
 
     async def _run_turn(self, turn: Turn) -> None:
         """Stream the reply to the caller's words and speak it; cancel-safe."""
@@ -796,12 +735,11 @@ class AgentSession:
                 self._user_transcript(asker, turn.id, turn.user_text, final=True, utterance_id=turn.utterance_id)
             group = self.profile.group_mode(self._people())
             if turn.user_text:  # a turn asked for by a client (reply_now) answers the history as it stands
-                turn.user_message = self._user_message(turn.user_text, asker, group)
-                self.history.append(turn.user_message)
+                turn.user_message = self.conversation.add(Conversation.user_message(turn.user_text, asker, group))
             language = self.profile.language_of(turn.user_text)  # an auto room answers in the question's language
             voice = self.profile.voice(language)
             reply = Reply(
-                turn, self._playout, functools.partial(self._synthesize, voice), voice.sample_rate, self._emit, self._audio_started,
+                turn, self._playout, functools.partial(self.speech.synthesize, voice), voice.sample_rate, self._emit, self._audio_started,
                 streaming=self._settings.agent.pipeline == "streaming",
                 first_chunk_max_words=self._settings.agent.first_chunk_max_words,
             )
@@ -830,7 +768,7 @@ class AgentSession:
 
     def _reply_stream(self, turn: Turn, group: bool, language: str) -> AsyncIterator[str]:
         """The reply's LLM stream: the one started at the pause on these very words, or a new one."""
-        messages = self._messages(group, language)
+        messages = self.conversation.prompt(group, language)
         spec, turn.speculation = turn.speculation, None
         if spec is not None and spec.matches(turn.user_text, messages):
             turn.speculative = True
@@ -852,7 +790,7 @@ class AgentSession:
         if turn.speaker is not None and self._unheard_turn_of(turn.speaker) is turn and self.state == State.PAUSED:
             return  # the caller is going on: their words, not this reply, are what the next prompt holds
         history = [*self.history, ChatMessage(role="assistant", content=turn.reply.strip()), ChatMessage(role="user", content="")]
-        if self._start_priming(lambda: self._messages(group, language, history), ""):
+        if self._start_priming(lambda: self.conversation.prompt(group, language, history), ""):
             self._models.speculation.after_reply_primes += 1
 
     def _audio_started(self, turn: Turn) -> None:
@@ -866,30 +804,21 @@ class AgentSession:
         if reply and turn.segments:
             # The reply as generated (not as cleaned for speech) keeps the LLM server's prompt cache valid.
             turn.assistant_message = ChatMessage(role="assistant", content=reply)
-            self.history.append(turn.assistant_message)
+            self.conversation.add(turn.assistant_message)
 
     # ---- driven by a client (the Realtime API: turns it commits, items it creates, replies it cancels) ----
 
     async def transcribe(self, samples: np.ndarray) -> str:
         """The text of 16 kHz mono ``samples`` in this room's language (``BackendError`` on failure)."""
-        return (await self._transcribe(samples)).strip()
+        return (await self.speech.transcribe(samples)).strip()
 
     def remember(self, role: str, content: str) -> ChatMessage:
         """Add a message to the conversation without answering it; returns it (for ``forget``)."""
-        message = ChatMessage(role=role, content=content)  # type: ignore[arg-type]
-        self.history.append(message)
-        return message
+        return self.conversation.add(ChatMessage(role=role, content=content))  # type: ignore[arg-type]
 
     def forget(self, message: ChatMessage) -> bool:
         """Take a message out of the conversation (False if it is not in it)."""
-        index = self._index_of(message)
-        if index is not None:
-            del self.history[index]
-        return index is not None
-
-    def _index_of(self, message: ChatMessage | None) -> int | None:
-        """Where this very message object stands in the history (equal messages are not the same one)."""
-        return next((i for i, kept in enumerate(self.history) if kept is message), None)
+        return self.conversation.forget(message)
 
     def reply_now(self) -> int:
         """Answer the conversation as it stands now (a client asked for a response); returns the turn id.
@@ -918,9 +847,9 @@ class AgentSession:
             return None
         played = turn.segments[0].start + audio_end_ms * WEBRTC_RATE // 1000  # playout positions
         heard = heard_prefix(turn.reply, heard_chars(turn.segments, played)).strip()
-        index = self._index_of(turn.assistant_message)
-        if index is not None:
-            turn.assistant_message = self.history[index] = ChatMessage(role="assistant", content=heard)
+        kept = ChatMessage(role="assistant", content=heard)
+        if self.conversation.replace(turn.assistant_message, kept):
+            turn.assistant_message = kept
         return heard
 
     def use_vad(self, vad: VadSettings) -> None:
@@ -951,17 +880,6 @@ class AgentSession:
         await self._sentence_ends.close()
         self._playout.flush()
         self.fsm.reset()
-
-
-WHOLE_KEEPS = 0.7  # a whole pass with fewer words than this share of its parts' dropped one of them
-
-
-def lost_a_part(whole: str, parts: str) -> bool:
-    """Whether Whisper's pass over a question's two parts at once dropped one: Whisper tiny.en, given "How
-    long does it take" + 0.3 s + "to boil an egg?" as one clip over Opus, wrote "How long does it take?" and
-    stopped (each part alone: "How long does it take?", "T'boil a nag."). Re-hearing a fragment with its
-    context fixes a few words; it does not lose a third of them."""
-    return spoken_words(whole) < WHOLE_KEEPS * spoken_words(parts)
 
 
 def _backchannels_for(language: str, by_language: dict[str, list[str]]) -> list[str]:

@@ -687,12 +687,12 @@ async def test_words_that_read_whole_tell_the_endpointer_to_end_the_pause_soon(s
 async def test_a_longer_chunk_is_given_longer_to_synthesize(settings, monkeypatch):
     """A slow voice is not a hung one: the synthesis timeout grows with the chunk's words (Kokoro took
     7–21 s for 3–8 s of Mandarin on a slow host), and a voice slower than that still fails the turn."""
-    from parley.agents import session as session_module
+    from parley.agents import speech_models
     from parley.core.errors import BackendError
 
     settings = settings.model_copy(deep=True)
     settings.agent.tts_timeout_s = 0.1
-    monkeypatch.setattr(session_module, "SYNTHESIS_S_PER_WORD", 0.05)
+    monkeypatch.setattr(speech_models, "SYNTHESIS_S_PER_WORD", 0.05)
     session, _, playout = _session(StandInModels({}), settings)
 
     def slow_voice(text: str) -> np.ndarray:
@@ -700,9 +700,9 @@ async def test_a_longer_chunk_is_given_longer_to_synthesize(settings, monkeypatc
         return np.zeros(2400, np.float32)
 
     voice = SimpleNamespace(synthesize=slow_voice)
-    assert (await session._synthesize(voice, "Once upon a time there lived a dragon in the hills.")).size == 2400  # 0.65 s
+    assert (await session.speech.synthesize(voice, "Once upon a time there lived a dragon in the hills.")).size == 2400  # 0.65 s
     with pytest.raises(BackendError, match="speech synthesis took over"):
-        await session._synthesize(voice, "Sure.")  # 0.15 s
+        await session.speech.synthesize(voice, "Sure.")  # 0.15 s
     await session.close()
     playout.stop()
 
