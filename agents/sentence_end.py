@@ -86,7 +86,11 @@ class SentenceEnds:
         self, speaker: str, text: str, language: str, messages: Callable[[str], list[ChatMessage]],
     ) -> asyncio.Task[SentenceVerdict]:
         """Judge ``text`` (``speaker``'s pause so far) in the background; ``messages(words)`` builds the
-        conversation as it would be asked with those words."""
+        conversation as it would be asked with those words. The same text already being judged is not
+        asked again."""
+        started = self._pending.get(speaker)
+        if started is not None and started[0] == text and not started[1].cancelled():
+            return started[1]
         self.drop(speaker)
         task = asyncio.create_task(self._judge(text, language, messages), name=f"sentence-end-{speaker}")
         self._pending[speaker] = (text, task)

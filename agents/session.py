@@ -163,11 +163,11 @@ class AgentSession:
             line = current.utterance_id if current is not None else self._utterance_line(speaker)
         return line, self._question_so_far(speaker, text)
 
-    def _question_so_far(self, speaker: Speaker, text: str) -> str:
+    def _question_so_far(self, speaker: Speaker, text: str, held: bool = True) -> str:
         """The question ``speaker`` would have asked if their turn ended on ``text`` now: after the words
-        held as unfinished before it, and after the question whose reply nobody has heard yet (what it
-        folds into)."""
-        carried = self._carried.get(speaker.participant_id)
+        held as unfinished before it (unless ``text`` already has them: not ``held``), and after the
+        question whose reply nobody has heard yet (what it folds into)."""
+        carried = self._carried.get(speaker.participant_id) if held else None
         if carried is not None:
             text = _after_held(carried[0], text)
         current = self._unheard_turn_of(speaker)
@@ -283,9 +283,10 @@ class AgentSession:
             settled = self._settled.pop(speaker.participant_id, None)
             timer = TurnTimer(0, event.speech_end_at, event.endpoint_at, end_of_turn_ms=event.turn_model_ms or None)
             early = self._early.pop(speaker.participant_id, None)
-            transcript = None
+            transcript, whole = None, None
             if early is not None and early.pause == event.pause:
                 transcript = early.use()  # started when this pause began, on these very samples
+                whole = (early.held, early.whole) if early.whole is not None else None
             elif early is not None:
                 early.supersede()
             if event.pause is None or (self._speculation is not None and self._speculation.pause != event.pause):
@@ -293,7 +294,7 @@ class AgentSession:
             line = self._utterance_line(speaker)
             del self._open_utterance[speaker.participant_id]  # whatever they say next is a new line
             self._spoke_again.setdefault(speaker.participant_id, asyncio.Event()).clear()
-            self._decider = asyncio.create_task(self._decide(event, timer, self._decider, speaker, transcript, line, settled))
+            self._decider = asyncio.create_task(self._decide(event, timer, self._decider, speaker, transcript, line, settled, whole))
             self._deciders[self._decider] = speaker.participant_id
             self._decider.add_done_callback(lambda task: self._deciders.pop(task, None))
 
@@ -379,8 +380,26 @@ class AgentSession:
         settled = self._settled.get(speaker.participant_id)
         task = asyncio.create_task(self.speech.transcribe_after(event.samples, settled), name=f"early-stt-{speaker.participant_id}")
         early = EarlyTranscript(event.pause, task, self._models.early_stt, event.samples.size)
+        held = self._carried.get(speaker.participant_id)
+        if held is not None:  # the first part of this question: hear both as one as soon as this part is heard
+            early.hear_whole(held, asyncio.create_task(self._heard_with(held, task, event.samples, speaker)))
         self._early[speaker.participant_id] = early
         task.add_done_callback(lambda _: self._speculate(early, speaker))
+
+    async def _heard_with(
+        self, held: tuple[str, int, np.ndarray], part: asyncio.Task[str], samples: np.ndarray, speaker: Speaker,
+    ) -> tuple[np.ndarray, str]:
+        """Words ``held`` back as unfinished and the utterance after them (its ``samples``, transcribed by
+        ``part``) as one question: its audio and text (``SpeechModels.whole``). Whether that question
+        stops mid-sentence is asked of the LLM at once: the decision asks it next."""
+        await asyncio.wait({part})  # (cancelling this pass must not cancel the part's own transcript)
+        samples, text = await self.speech.whole(held[2], samples, _after_held(held[0], part.result().strip()))
+        if self._settings.vad.endpoint == "smart" and _WORD.search(text) and not self.closed:
+            asked = self._question_so_far(speaker, text, held=False)
+            self._sentence_ends.start(
+                speaker.participant_id, asked, self.profile.language_of(asked), lambda words: self._prompt_if_asked(words, speaker),
+            )
+        return samples, text
 
     def _speculate(self, early: EarlyTranscript, speaker: Speaker) -> None:
         """The early transcript is ready and the turn is still open: start the reply now, so it is under
@@ -492,9 +511,10 @@ class AgentSession:
     async def _decide(
         self, utterance: Utterance, timer: TurnTimer, previous: asyncio.Task[None] | None, speaker: Speaker,
         transcript: asyncio.Task[str] | None = None, line: int = 0, settled: tuple[int, str] | None = None,
+        whole: tuple[object, asyncio.Task[tuple[np.ndarray, str]]] | None = None,
     ) -> None:
-        """Transcribe a finished utterance (or take the transcript started at its pause), then resume,
-        interrupt, fold, note or start a turn."""
+        """Transcribe a finished utterance (or take the transcript started at its pause, and the pass
+        hearing it with the words held before it), then resume, interrupt, fold, note or start a turn."""
         if previous is not None and not previous.done():
             # Utterances are decided in order. asyncio.wait, unlike awaiting the task, lets our own
             # cancellation through (the session closing) instead of swallowing it with the previous one's.
@@ -502,14 +522,16 @@ class AgentSession:
         if self.closed:
             return
         try:
-            await self._decide_on(utterance, timer, speaker, transcript, line, settled)
+            await self._decide_on(utterance, timer, speaker, transcript, line, settled, whole)
         finally:
+            if whole is not None:
+                whole[1].cancel()  # (done by now where it was used)
             if utterance.pause is not None:  # no turn took the reply started in this pause: drop it
                 self._cancel_speculation(utterance.pause, speaker, "the utterance started no turn")
 
     async def _decide_on(
         self, utterance: Utterance, timer: TurnTimer, speaker: Speaker, transcript: asyncio.Task[str] | None, line: int,
-        settled: tuple[int, str] | None = None,
+        settled: tuple[int, str] | None = None, whole: tuple[object, asyncio.Task[tuple[np.ndarray, str]]] | None = None,
     ) -> None:
         try:
             pending = transcript if transcript is not None else self.speech.transcribe_after(utterance.samples, settled)
@@ -528,7 +550,10 @@ class AgentSession:
         carried = self._carried.pop(speaker.participant_id, None)
         if carried is not None:  # the first part of this question, held back as unfinished: hear it whole
             line = carried[1]
-            samples, text = await self.speech.whole(carried[2], samples, _after_held(carried[0], text))
+            if whole is not None and whole[0] is carried:  # started at the pause, on these very words
+                samples, text = await whole[1]
+            else:
+                samples, text = await self.speech.whole(carried[2], samples, _after_held(carried[0], text))
             if self.closed:
                 return
         timer.stt_done_at = time.monotonic()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable
 
 from parley.agents.llm.base import ChatMessage
 from parley.agents.stage_timer import EarlyTranscriptionStats, SpeculationStats
@@ -33,6 +33,9 @@ class EarlyTranscript:
         self._wasted_s = 0.0  # counted into the stats as thrown away
         self.used = False
         self.kept = False  # superseded, but its words were kept (a settled sentence): not waste
+        # Words held back as unfinished before this utterance, and the pass hearing them and it as one.
+        self.held: object | None = None
+        self.whole: asyncio.Task[Any] | None = None
         stats.started += 1
         task.add_done_callback(self._done)
 
@@ -58,7 +61,15 @@ class EarlyTranscript:
             self._stats.wasted_s -= self._wasted_s
             self._wasted_s = 0.0
 
+    def hear_whole(self, held: object, whole: asyncio.Task[Any]) -> None:
+        """Also hear this utterance joined to ``held`` (the words before it, held back as unfinished), in
+        ``whole``: at the pause, not after the endpoint (one pass fewer on the critical path)."""
+        self.held, self.whole = held, whole
+        whole.add_done_callback(lambda task: task.cancelled() or task.exception())  # consumed if nobody awaits it
+
     def supersede(self) -> None:
+        if self.whole is not None:
+            self.whole.cancel()
         if self._superseded:
             return
         self._superseded = True

@@ -13,13 +13,15 @@ from __future__ import annotations
 import re
 
 # Words an English sentence does not end on. Kept short and sure: a word that can end a sentence
-# ("many", "know", "up") is not here, since holding a finished question costs the caller a pause.
+# ("many", "know", "up") is not here, since holding a finished question costs the caller a pause (the
+# 2 s hold). So neither are auxiliaries and modals ("Do you know what time it is?", "…than he was.",
+# "Yes, I can."), "this"/"these"/"those" ("What is this?") or "so" ("I think so."): these are used only
+# when the LLM cannot be asked (fewer than three words, or no answer within its 1 s on a busy server).
 _DANGLING_EN = frozenset("""
 a an the of to for from with without about between among into onto over under at by in on as than
-and or but nor because although though if unless whether while so that which who whose whom
-my your his her its our their this these those every each some any no
-is are was were am be been being do does did have has had can could will would should shall may might must
-very really quite just also
+and or but nor because although though if unless whether while that which who whose whom
+my your his her its our their every each some any no
+being very really quite just also
 """.split())
 # A question with "do" support needs a subject and a verb after it: "Why do leaves" (or Whisper's "Why
 # do leave") is cut short, whatever the LLM makes of the misheard words. A pronoun alone is an ellipsis

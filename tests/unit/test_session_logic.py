@@ -349,6 +349,72 @@ async def test_a_whole_pass_that_drops_a_part_gives_way_to_the_parts(settings):
     playout.stop()
 
 
+async def test_words_held_as_unfinished_are_heard_with_the_rest_at_its_pause(settings):
+    """The question's two parts are heard as one when the second part's pause begins, not after its
+    endpoint: one Whisper pass fewer between the caller's last word and the reply."""
+    from parley.agents.endpointer import SpeechStarted
+
+    models = StandInModels({8_000: "How long does it take", 6_000: "to boil an egg?", 18_800: "How long does it take to boil an egg?"})
+    judged: list[str] = []
+
+    async def cut_short(messages, words):
+        judged.append(words)
+        return 0.001 if words.endswith("take") else 0.9
+
+    models.llm.sentence_end_probability = cut_short
+    session, emitted, playout = _session(models, settings)
+    session._on_endpoint_event(SpeechStarted(at=0.0), ADA)
+    session._on_endpoint_event(Utterance(np.zeros(8_000, np.float32), time.monotonic(), 0.0, 900), ADA)
+    await asyncio.sleep(0.3)
+    assert session._turn is None  # held for the rest
+    session._on_endpoint_event(SpeechStarted(at=0.0), ADA)
+    await asyncio.sleep(0.05)
+    session._on_endpoint_event(SpeechPaused(np.zeros(6_000, np.float32), pause=1), ADA)
+    await asyncio.sleep(0.1)
+    assert models.passes == [8_000, 6_000, 18_800]  # the whole, before the turn is known to be over ...
+    assert judged[-1] == "How long does it take to boil an egg"  # ... and whether it reads finished
+    session._on_endpoint_event(_utterance(6_000, pause=1), ADA)
+    await _decided(session)
+    assert models.passes == [8_000, 6_000, 18_800]  # and neither again after it
+    assert judged.count("How long does it take to boil an egg") == 1
+    assert session._turn is not None and session._turn.user_text == "How long does it take to boil an egg?"
+    models.release.set()
+    await session.close()
+    playout.stop()
+
+
+async def test_a_caller_going_on_after_the_second_part_drops_the_whole_pass_started_at_its_pause(settings):
+    from parley.agents.endpointer import SpeechStarted
+
+    models = StandInModels({
+        8_000: "Tell me about the", 6_000: "history of", 18_800: "Tell me about the history of",
+        9_000: "history of the moon.", 21_800: "Tell me about the history of the moon.",
+    })
+
+    async def cut_short(messages, words):
+        return 0.001 if not words.endswith("moon") else 0.9
+
+    models.llm.sentence_end_probability = cut_short
+    session, emitted, playout = _session(models, settings)
+    session._on_endpoint_event(SpeechStarted(at=0.0), ADA)
+    session._on_endpoint_event(Utterance(np.zeros(8_000, np.float32), time.monotonic(), 0.0, 900), ADA)
+    await asyncio.sleep(0.3)
+    session._on_endpoint_event(SpeechStarted(at=0.0), ADA)
+    await asyncio.sleep(0.05)
+    session._on_endpoint_event(SpeechPaused(np.zeros(6_000, np.float32), pause=1), ADA)
+    early = session._early[ADA.participant_id]
+    session._on_endpoint_event(SpeechPaused(np.zeros(9_000, np.float32), pause=2), ADA)  # they went on at once
+    await asyncio.sleep(0)
+    assert early.whole is not None and early.whole.cancelled()
+    session._on_endpoint_event(_utterance(9_000, pause=2), ADA)
+    await _decided(session)
+    assert session._turn is not None and session._turn.user_text == "Tell me about the history of the moon."
+    assert 18_800 not in models.passes  # the first pause's whole pass never ran
+    models.release.set()
+    await session.close()
+    playout.stop()
+
+
 async def test_unfinished_words_are_answered_once_the_silence_runs_out(settings):
     models = StandInModels({8_000: "Tell me about the"})
     fast = settings.model_copy(update={"vad": settings.vad.model_copy(update={"unfinished_hold_ms": 400})})
