@@ -70,6 +70,18 @@ def _utterance(size: int, pause: int | None) -> Utterance:
     return Utterance(np.zeros(size, np.float32), 0.0, 0.0, speech_ms=900, pause=pause)
 
 
+async def _first_part_held(session: AgentSession) -> None:
+    """Ada says a first part (8 000 samples) that reads cut short, and goes on speaking while it is held."""
+    from parley.agents.endpointer import SpeechStarted
+
+    session._on_endpoint_event(SpeechStarted(at=0.0), ADA)
+    session._on_endpoint_event(Utterance(np.zeros(8_000, np.float32), time.monotonic(), 0.0, 900), ADA)
+    await asyncio.sleep(0.3)
+    assert session._turn is None  # held for the rest
+    session._on_endpoint_event(SpeechStarted(at=0.0), ADA)
+    await asyncio.sleep(0.05)
+
+
 async def test_a_transcript_started_at_the_pause_is_the_final_one(settings):
     models = StandInModels({16_000: "What is the capital of France?"})
     session, emitted, playout = _session(models, settings)
@@ -325,7 +337,6 @@ async def test_a_whole_pass_that_drops_a_part_gives_way_to_the_parts(settings):
     """Heard as one clip, the two parts came back as the first alone (Whisper tiny.en did this over Opus:
     "How long does it take?" for "How long does it take" + "to boil an egg?"): the question keeps the words
     of both parts instead of losing its end."""
-    from parley.agents.endpointer import SpeechStarted
 
     models = StandInModels({8_000: "How long does it take?", 6_000: "T'boil a nag.", 18_800: "How long does it take?"})
 
@@ -334,12 +345,7 @@ async def test_a_whole_pass_that_drops_a_part_gives_way_to_the_parts(settings):
 
     models.llm.sentence_end_probability = cut_short
     session, emitted, playout = _session(models, settings)
-    session._on_endpoint_event(SpeechStarted(at=0.0), ADA)
-    session._on_endpoint_event(Utterance(np.zeros(8_000, np.float32), time.monotonic(), 0.0, 900), ADA)
-    await asyncio.sleep(0.3)
-    assert session._turn is None  # held for the rest
-    session._on_endpoint_event(SpeechStarted(at=0.0), ADA)
-    await asyncio.sleep(0.05)
+    await _first_part_held(session)
     session._on_endpoint_event(_utterance(6_000, pause=None), ADA)
     await _decided(session)
     assert models.passes[-1] == 18_800  # the whole was heard again ...
@@ -352,7 +358,6 @@ async def test_a_whole_pass_that_drops_a_part_gives_way_to_the_parts(settings):
 async def test_words_held_as_unfinished_are_heard_with_the_rest_at_its_pause(settings):
     """The question's two parts are heard as one when the second part's pause begins, not after its
     endpoint: one Whisper pass fewer between the caller's last word and the reply."""
-    from parley.agents.endpointer import SpeechStarted
 
     models = StandInModels({8_000: "How long does it take", 6_000: "to boil an egg?", 18_800: "How long does it take to boil an egg?"})
     judged: list[str] = []
@@ -363,12 +368,7 @@ async def test_words_held_as_unfinished_are_heard_with_the_rest_at_its_pause(set
 
     models.llm.sentence_end_probability = cut_short
     session, emitted, playout = _session(models, settings)
-    session._on_endpoint_event(SpeechStarted(at=0.0), ADA)
-    session._on_endpoint_event(Utterance(np.zeros(8_000, np.float32), time.monotonic(), 0.0, 900), ADA)
-    await asyncio.sleep(0.3)
-    assert session._turn is None  # held for the rest
-    session._on_endpoint_event(SpeechStarted(at=0.0), ADA)
-    await asyncio.sleep(0.05)
+    await _first_part_held(session)
     session._on_endpoint_event(SpeechPaused(np.zeros(6_000, np.float32), pause=1), ADA)
     await asyncio.sleep(0.1)
     assert models.passes == [8_000, 6_000, 18_800]  # the whole, before the turn is known to be over ...
@@ -384,7 +384,6 @@ async def test_words_held_as_unfinished_are_heard_with_the_rest_at_its_pause(set
 
 
 async def test_a_caller_going_on_after_the_second_part_drops_the_whole_pass_started_at_its_pause(settings):
-    from parley.agents.endpointer import SpeechStarted
 
     models = StandInModels({
         8_000: "Tell me about the", 6_000: "history of", 18_800: "Tell me about the history of",
@@ -396,11 +395,7 @@ async def test_a_caller_going_on_after_the_second_part_drops_the_whole_pass_star
 
     models.llm.sentence_end_probability = cut_short
     session, emitted, playout = _session(models, settings)
-    session._on_endpoint_event(SpeechStarted(at=0.0), ADA)
-    session._on_endpoint_event(Utterance(np.zeros(8_000, np.float32), time.monotonic(), 0.0, 900), ADA)
-    await asyncio.sleep(0.3)
-    session._on_endpoint_event(SpeechStarted(at=0.0), ADA)
-    await asyncio.sleep(0.05)
+    await _first_part_held(session)
     session._on_endpoint_event(SpeechPaused(np.zeros(6_000, np.float32), pause=1), ADA)
     early = session._early[ADA.participant_id]
     session._on_endpoint_event(SpeechPaused(np.zeros(9_000, np.float32), pause=2), ADA)  # they went on at once
