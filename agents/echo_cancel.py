@@ -28,7 +28,7 @@ from typing import Any, Literal
 import av
 import numpy as np
 
-from parley.core.audio import AGENT_RATE, float_to_int16, int16_to_float
+from parley.core.audio import AGENT_RATE, float_to_int16, frame_rms, int16_to_float
 from parley.core.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
@@ -42,8 +42,7 @@ EchoMode = Literal["auto", "on", "off"]
 
 def _block_rms(samples: np.ndarray) -> np.ndarray:
     """RMS of each whole 10 ms block of ``samples``."""
-    blocks = samples[: samples.size - samples.size % BLOCK].reshape(-1, BLOCK)
-    return np.sqrt(np.mean(np.square(blocks, dtype=np.float64), axis=1)) if blocks.size else np.zeros(0)
+    return frame_rms(samples, BLOCK)
 
 
 def load_aec_module() -> Any:

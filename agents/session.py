@@ -393,13 +393,18 @@ class AgentSession:
         ``part``) as one question: its audio and text (``SpeechModels.whole``). Whether that question
         stops mid-sentence is asked of the LLM at once: the decision asks it next."""
         await asyncio.wait({part})  # (cancelling this pass must not cancel the part's own transcript)
-        samples, text = await self.speech.whole(held[2], samples, _after_held(held[0], part.result().strip()))
+        samples, text = await self._with_held(held, samples, part.result().strip())
         if self._settings.vad.endpoint == "smart" and _WORD.search(text) and not self.closed:
             asked = self._question_so_far(speaker, text, held=False)
             self._sentence_ends.start(
                 speaker.participant_id, asked, self.profile.language_of(asked), lambda words: self._prompt_if_asked(words, speaker),
             )
         return samples, text
+
+    async def _with_held(self, held: tuple[str, int, np.ndarray], samples: np.ndarray, text: str) -> tuple[np.ndarray, str]:
+        """Words ``held`` back as unfinished and the utterance after them (``samples``, heard as ``text``)
+        heard as one question; the two texts joined if that pass fails or drops a part."""
+        return await self.speech.whole(held[2], samples, _after_held(held[0], text))
 
     def _speculate(self, early: EarlyTranscript, speaker: Speaker) -> None:
         """The early transcript is ready and the turn is still open: start the reply now, so it is under
@@ -553,7 +558,7 @@ class AgentSession:
             if whole is not None and whole[0] is carried:  # started at the pause, on these very words
                 samples, text = await whole[1]
             else:
-                samples, text = await self.speech.whole(carried[2], samples, _after_held(carried[0], text))
+                samples, text = await self._with_held(carried, samples, text)
             if self.closed:
                 return
         timer.stt_done_at = time.monotonic()

@@ -56,14 +56,19 @@ def join_speech(first: np.ndarray, second: np.ndarray, rate: int, gap_s: float =
     return np.concatenate([head, gap, tail]).astype(np.float32)
 
 
+def frame_rms(samples: np.ndarray, frame: int) -> np.ndarray:
+    """RMS of each whole ``frame``-sample frame of ``samples`` (a partial last frame is left out)."""
+    frames = samples[: samples.size - samples.size % frame].reshape(-1, frame)
+    return np.sqrt(np.mean(np.square(frames, dtype=np.float64), axis=1)) if frames.size else np.zeros(0)
+
+
 def _speech_bounds(samples: np.ndarray, rate: int, quiet: float = 0.1) -> tuple[int, int]:
     """Where the sound of ``samples`` starts and ends: the first and last 20 ms frame louder (RMS) than
     ``quiet`` times its loudest frame; all of it when it has no such frame."""
     frame = rate // 50
-    count = samples.size // frame
-    if count == 0:
+    rms = frame_rms(samples, frame)
+    if rms.size == 0:
         return 0, samples.size
-    rms = np.sqrt(np.mean(np.square(samples[: count * frame].reshape(count, frame).astype(np.float64)), axis=1))
     loud = np.flatnonzero(rms > max(quiet * float(rms.max()), 1e-4))
     if loud.size == 0:
         return 0, samples.size
