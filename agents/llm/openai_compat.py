@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import math
@@ -19,6 +20,10 @@ log = logging.getLogger(__name__)
 # chat template's end-of-message token, or a newline) means "the words stop here".
 SENTENCE_END_MARKS = frozenset(".?!。？！…")
 _CUT = "\u2063\u2063parley-cut\u2063\u2063"  # marks where a rendered prompt is cut (invisible separators, never said)
+# Sentence-end probabilities of the last prompts primed or judged, kept by prompt: the judgement of words a
+# prime has just evaluated is read from here instead of asked again (on 2 cores the server re-evaluates the
+# last token to give its probabilities: ~0.1 s on the turn's critical path).
+JUDGED_PROMPTS_KEPT = 8
 
 
 def sentence_end_mass(top_logprobs: list[dict[str, Any]]) -> float:
@@ -80,6 +85,7 @@ class OpenAICompatibleChat:
         self._extra = extra_body or {}
         self._session: aiohttp.ClientSession | None = None
         self._raw_completions = True  # llama.cpp's /apply-template and /completion; off once a server lacks them
+        self._judged: collections.OrderedDict[str, float] = collections.OrderedDict()  # prompt → sentence-end probability
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -121,18 +127,19 @@ class OpenAICompatibleChat:
         words goes in: the end-of-message and reply-header tokens after them would not be what the real
         request has there (more words come), and on a CPU every token of prefill costs ~25 ms. Without
         ``words``, or on a server without llama.cpp's raw endpoints, the whole chat request goes in (one
-        token generated, discarded). Failures only cost the head start."""
+        token generated, discarded). Failures only cost the head start. A prime of words is also their
+        sentence-end judgement: the probabilities come with the evaluation (see ``sentence_end_probability``)."""
         try:
             if self._raw_completions and words is not None and messages:
                 prompt = await self._prompt_through(messages, words)
                 if prompt is not None:
-                    await self._post_json(f"{self._root}/completion", {"prompt": prompt, "n_predict": 1, "cache_prompt": True})
+                    await self._judge(prompt)
                     return
             async for _ in self.stream(messages, max_tokens=1):
                 pass
         except _NotServed:
             self._not_served()
-        except BackendError as exc:
+        except (BackendError, KeyError, IndexError, TypeError, ValueError) as exc:
             log.debug("priming the prompt cache failed: %s", exc)
 
     async def _prompt_through(self, messages: list[ChatMessage], words: str) -> str | None:
@@ -165,6 +172,7 @@ class OpenAICompatibleChat:
         probability that the next token closes the message or the sentence. ``None`` where the server
         cannot say (it is not llama.cpp's, or it failed). Evaluates the conversation into the server's
         prompt cache on the way, so the reply to the same words that follows only pays for its last tokens.
+        Words a prime has just evaluated (the same rendered prompt) are answered from that prime's request.
         """
         if not self._raw_completions or not words:
             return None
@@ -172,14 +180,25 @@ class OpenAICompatibleChat:
             prompt = await self._prompt_through(messages, words)
             if prompt is None:
                 return None
-            body = {"prompt": prompt, "n_predict": 1, "n_probs": 20, "temperature": 0, "cache_prompt": True}
-            answer = await self._post_json(f"{self._root}/completion", body)
-            return sentence_end_mass(answer["completion_probabilities"][0]["top_logprobs"])
+            known = self._judged.get(prompt)
+            return known if known is not None else await self._judge(prompt)
         except _NotServed:
             self._not_served()
         except (BackendError, KeyError, IndexError, TypeError, ValueError) as exc:
             log.debug("the sentence-end probability failed: %s", exc)
         return None
+
+    async def _judge(self, prompt: str) -> float:
+        """Evaluate ``prompt`` into the server's cache and return (and keep) the probability that the next
+        token ends the sentence."""
+        body = {"prompt": prompt, "n_predict": 1, "n_probs": 20, "temperature": 0, "cache_prompt": True}
+        answer = await self._post_json(f"{self._root}/completion", body)
+        probability = sentence_end_mass(answer["completion_probabilities"][0]["top_logprobs"])
+        self._judged[prompt] = probability
+        self._judged.move_to_end(prompt)
+        while len(self._judged) > JUDGED_PROMPTS_KEPT:
+            self._judged.popitem(last=False)
+        return probability
 
     async def _post_json(self, url: str, body: dict[str, Any]) -> dict[str, Any]:
         try:

@@ -1,6 +1,7 @@
 """The OpenAI-compatible stream parser against the shapes real servers send, and a real embedded stream."""
 
 import asyncio
+import math
 
 import pytest
 from aiohttp import web
@@ -27,9 +28,12 @@ def test_parse_sse_line(line, expected):
     assert parse_sse_line(line) == expected
 
 
-async def _serve(handler) -> tuple[web.AppRunner, str]:
+async def _serve(handler, **raw) -> tuple[web.AppRunner, str]:
+    """Serve ``handler`` at /v1/chat/completions and each of ``raw`` at /<name> (llama.cpp's own endpoints)."""
     app = web.Application()
     app.router.add_post("/v1/chat/completions", handler)
+    for name, raw_handler in raw.items():
+        app.router.add_post(f"/{name.replace('_', '-')}", raw_handler)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -57,6 +61,41 @@ async def test_client_reads_a_vllm_shaped_stream():
     try:
         out = [d async for d in client.stream([ChatMessage(role="system", content="s"), ChatMessage(role="user", content="q")])]
         assert "".join(out) == "Paris."
+    finally:
+        await client.close()
+        await runner.cleanup()
+
+
+async def test_words_a_prime_evaluated_are_judged_without_asking_again():
+    """A prime of the caller's words gets their sentence-end probabilities with the evaluation, so judging
+    the same words (same rendered prompt) at the pause sends nothing more; other words are asked."""
+    asked: list[str] = []
+
+    async def apply_template(request: web.Request) -> web.Response:
+        messages = (await request.json())["messages"]
+        return web.json_response({"prompt": "".join(f"<{m['role']}>{m['content']}<end>" for m in messages)})
+
+    async def completion(request: web.Request) -> web.Response:
+        body = await request.json()
+        asked.append(body["prompt"])
+        assert body["n_probs"] > 0 and body["cache_prompt"] is True
+        ends = 0.9 if body["prompt"].endswith("France") else 0.001
+        top = [{"token": "?", "logprob": math.log(ends)}, {"token": " and", "logprob": math.log(1 - ends)}]
+        return web.json_response({"completion_probabilities": [{"top_logprobs": top}]})
+
+    async def unused(request: web.Request) -> web.Response:
+        raise AssertionError("no chat request expected")
+
+    runner, url = await _serve(unused, apply_template=apply_template, completion=completion)
+    client = OpenAICompatibleChat(url, "m")
+    ask = lambda words: [ChatMessage(role="system", content="s"), ChatMessage(role="user", content=words)]  # noqa: E731
+    try:
+        await client.prime(ask("What is the capital of France"), "What is the capital of France")
+        assert asked == ["<system>s<end><user>What is the capital of France"]
+        assert await client.sentence_end_probability(ask("What is the capital of France"), "What is the capital of France") == pytest.approx(0.9)
+        assert len(asked) == 1  # read from the prime
+        assert await client.sentence_end_probability(ask("What is the capital of"), "What is the capital of") == pytest.approx(0.001)
+        assert len(asked) == 2 and asked[-1].endswith("capital of")
     finally:
         await client.close()
         await runner.cleanup()
