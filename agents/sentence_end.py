@@ -23,7 +23,8 @@ choosing the threshold (tests/integration/test_sentence_end_llm.py): cut ≤ 0.0
 (cut ≤ 0.044, finished ≥ 0.015: two of each on the wrong side). One- and two-word answers ("No" 0.04,
 "Stop" 0.10) are not asked: they score low whether finished or not. The request also
 evaluates the conversation into the LLM server's prompt cache, so the reply to the same words, asked
-next, only pays for its last few tokens (on 2 cores: judge plus first token 420–620 ms, against
+next, only pays for its last few tokens; words a prime evaluated while the caller spoke are judged from
+that prime's own request, with nothing sent (on 2 cores: judge plus first token 420–620 ms, against
 420–600 ms for the first token alone).
 """
 

@@ -98,3 +98,17 @@ async def test_priming_evaluates_the_conversation_up_to_the_callers_words_only(m
         async with http.post(f"{models.llm.base_url.removesuffix('/v1')}/completion", json=body) as resp:
             timings = (await resp.json())["timings"]
     assert timings["cache_n"] >= 20 and timings["prompt_n"] <= 2, timings
+
+
+async def test_a_judgement_read_from_a_prime_is_the_one_the_server_gives_when_asked(models, settings):
+    """Words primed while the caller spoke are judged from that prime's request: the same probability
+    the server gives when the words are asked about on their own."""
+    ask = conversation(settings)
+    chat = models.llm._client  # the embedded server's OpenAI-compatible client
+    for words in ("Could you name three rivers in South America", "What is the best way"):
+        await models.llm.prime(ask(words), words)
+        primed = await models.llm.sentence_end_probability(ask(words), words)
+        chat._judged.clear()
+        asked = await models.llm.sentence_end_probability(ask(words), words)
+        assert primed is not None and asked is not None
+        assert primed == pytest.approx(asked, abs=0.01), (words, primed, asked)
