@@ -2,7 +2,9 @@
 
 It sits between a ``Listener`` per person (audio → endpoint events, ``agents/listener.py``) and one
 ``Reply`` per turn (LLM → clauses → TTS → playout, ``agents/reply.py``). Here: the turn-taking state
-machine, early transcription and speculative replies (``agents/speculation.py``), barge-in, resuming,
+machine, early transcription and speculative replies (``agents/speculation.py``; the LLM work done
+ahead of a turn — primes, sentence-end judgements, the speculative reply — is ``LlmAhead``'s,
+``agents/llm_ahead.py``, the session says when), barge-in, resuming,
 folding a continued question into one, and what goes into the conversation (kept by ``Conversation``,
 ``agents/conversation.py``; the speech models are called through ``SpeechModels``). It reports through
 typed agent events (``agents/events.py``); the signaling side turns them into wire messages.
@@ -33,13 +35,14 @@ from parley.agents.endpointer import (
 )
 from parley.agents.echo_cancel import EchoCanceller
 from parley.agents.listener import Listener, new_endpointer
+from parley.agents.llm_ahead import LlmAhead
 from parley.agents.llm.base import ChatMessage
 from parley.agents.stage_timer import TurnTimer
 from parley.agents.text import join_said
 from parley.agents.profile import AgentProfile, Speaker, is_addressed
 from parley.agents.reply import Reply
 from parley.agents.runtime import AgentModels
-from parley.agents.sentence_end import FINISHED, SentenceEnds, SentenceVerdict, words_so_far
+from parley.agents.sentence_end import FINISHED, SentenceVerdict, words_so_far
 from parley.agents.speculation import EarlyTranscript, SpeculativeReply
 from parley.agents.reply_turn import Turn, heard_chars, heard_prefix
 from parley.agents.dialogue_state import Event, State, TurnStateMachine
@@ -54,7 +57,6 @@ log = logging.getLogger(__name__)
 _WORD = re.compile(r"\w")
 EARLY_BARGE_IN_WORDS = 2  # an interim transcript with this many real words interrupts before the endpoint
 WENT_ON_WITHIN_S = 0.6  # a short word over the agent and more speech this soon after it: one utterance
-PRIME_WAIT_S = 0.5  # longest a reply waits for a priming request still in the LLM (they share its cache)
 # A caller who starts speaking within this much of the reply's first sound (sent; they hear it ~0.1 s
 # later, and their own voice reaches us ~0.1 s after they start) began as the agent did: they had not
 # heard it. Their words are a continuation, folded into the question, not a barge-in. Someone reading
@@ -125,13 +127,12 @@ class AgentSession:
         self._early: dict[str, EarlyTranscript] = {}
         # per speaker: the words of their current utterance kept before a pause (samples they cover, text)
         self._settled: dict[str, tuple[int, str]] = {}
-        # ... and the reply started on such a transcript while the end of the turn was still being decided.
-        self._speculation: SpeculativeReply | None = None
-        self._priming: asyncio.Task[None] | None = None  # the conversation so far, going into the LLM's cache
-        # ... and whether the words of a pause stop mid-sentence, asked of the LLM as soon as they are known.
+        # The LLM's work before a turn commits: primes, whether a pause's words stop mid-sentence, and the
+        # reply started on them while the end of the turn is still being decided.
         vad = settings.vad
-        self._sentence_ends = SentenceEnds(
-            models.llm, vad.text_turn_threshold, vad.text_turn_min_words, self._priming_done, vad.text_turn_thresholds,
+        self._ahead = LlmAhead(
+            models.llm, models.speculation, threshold=vad.text_turn_threshold, min_words=vad.text_turn_min_words,
+            thresholds=vad.text_turn_thresholds, log=self._log, name=agent_id,
         )
         self._endpointers: dict[str, Endpointer] = {}  # per speaker listening now: told when a pause's words read whole
 
@@ -266,8 +267,8 @@ class AgentSession:
                     self._interim.cancel()  # stale now; if it still waits for the model, the early pass goes first
                 self._transcribe_early(event, speaker)
         elif isinstance(event, SpeechResumed):
-            self._cancel_speculation(event.pause, speaker, "the caller went on")
-            self._sentence_ends.drop(speaker.participant_id)
+            self._ahead.cancel(speaker.participant_id, event.pause, "the caller went on")
+            self._ahead.sentence_ends.drop(speaker.participant_id)
             early = self._early.get(speaker.participant_id)
             if early is not None and early.pause == event.pause:
                 self._settle(early, self._utterance_seq, event.silence_ms, speaker)
@@ -289,8 +290,7 @@ class AgentSession:
                 whole = (early.held, early.whole) if early.whole is not None else None
             elif early is not None:
                 early.supersede()
-            if event.pause is None or (self._speculation is not None and self._speculation.pause != event.pause):
-                self._cancel_speculation(None, speaker, "the turn ended elsewhere")
+            self._ahead.cancel_unless(speaker.participant_id, event.pause, "the turn ended elsewhere")
             line = self._utterance_line(speaker)
             del self._open_utterance[speaker.participant_id]  # whatever they say next is a new line
             self._spoke_again.setdefault(speaker.participant_id, asyncio.Event()).clear()
@@ -396,7 +396,7 @@ class AgentSession:
         samples, text = await self._with_held(held, samples, part.result().strip())
         if self._settings.vad.endpoint == "smart" and _WORD.search(text) and not self.closed:
             asked = self._question_so_far(speaker, text, held=False)
-            self._sentence_ends.start(
+            self._ahead.sentence_ends.start(
                 speaker.participant_id, asked, self.profile.language_of(asked), lambda words: self._prompt_if_asked(words, speaker),
             )
         return samples, text
@@ -417,19 +417,13 @@ class AgentSession:
         if self._settings.vad.endpoint == "smart" and _WORD.search(text):
             # First (the reply below then finds the conversation in the LLM's cache): do these words stop mid-sentence?
             asked = self._question_so_far(speaker, text)
-            judged = self._sentence_ends.start(
+            judged = self._ahead.sentence_ends.start(
                 speaker.participant_id, asked, self.profile.language_of(asked), lambda words: self._prompt_if_asked(words, speaker),
             )
             judged.add_done_callback(lambda task: self._words_judged(task, early.pause, speaker))
         if not self._may_speculate(text, speaker):
             return
-        messages = self._prompt_if_asked(text, speaker)
-        if self._speculation is not None:
-            self._speculation.cancel()
-        self._log.debug("speculative reply to %r (pause %d)", text, early.pause)
-        self._speculation = SpeculativeReply(
-            early.pause, speaker.participant_id, text, messages, self._llm_stream, self._models.speculation,
-        )
+        self._ahead.speculate(early.pause, speaker.participant_id, text, self._prompt_if_asked(text, speaker))
 
     def _words_judged(self, task: asyncio.Task[SentenceVerdict], pause: int, speaker: Speaker) -> None:
         """Words that plainly read as a whole sentence end their pause sooner than the voice alone would
@@ -457,34 +451,8 @@ class AgentSession:
         if self._deciders or any(not e.task.done() for e in self._early.values()):
             return  # a transcription on the critical path is running: the two cores are its own
         words = words_so_far(text)  # the words so far, not the punctuation Whisper guessed for them
-        if self._start_priming(lambda: self._prompt_if_asked(words, speaker), words):
+        if not self.closed and self._ahead.prime(lambda: self._prompt_if_asked(words, speaker), words):
             self._models.speculation.primes += 1
-
-    def _start_priming(self, messages: Callable[[], list[ChatMessage]], words: str) -> bool:
-        """Send ``messages()`` into the LLM's cache up to the caller's ``words`` (the last message's),
-        unless it cannot be primed, the session is closed, or a priming request is still in flight (one
-        at a time); whether it was sent."""
-        prime = getattr(self._models.llm, "prime", None)
-        if prime is None or self.closed or (self._priming is not None and not self._priming.done()):
-            return False
-        self._priming = asyncio.create_task(prime(messages(), words), name=f"llm-prime-{self.agent_id}")
-        return True
-
-    async def _priming_done(self) -> None:
-        """Wait (≤ ``PRIME_WAIT_S``) for a priming request still in the LLM: a request sent beside it
-        would land in another cache slot of the server and evaluate the whole conversation again."""
-        if self._priming is not None and not self._priming.done():
-            await asyncio.wait({self._priming}, timeout=PRIME_WAIT_S)
-
-    async def _llm_stream(self, messages: list[ChatMessage]) -> AsyncIterator[str]:
-        """The LLM's reply to ``messages``, asked once a priming or sentence-end request in flight is done
-        (both then land in the same cache slot of the LLM server instead of racing for two)."""
-        before = [t for t in (self._priming, *self._sentence_ends.tasks) if t is not None and not t.done()]
-        if before:
-            await asyncio.wait(before, timeout=PRIME_WAIT_S)
-        async with contextlib.aclosing(self._models.llm.stream(messages)) as stream:
-            async for delta in stream:
-                yield delta
 
     def _may_speculate(self, text: str, speaker: Speaker) -> bool:
         """Only a plain next question: words, nothing held or pending, nobody's reply playing."""
@@ -495,23 +463,6 @@ class AgentSession:
         if is_backchannel(text, self._backchannels) or ends_open(text):  # (the words' verdict comes separately)
             return False
         return not self.profile.group_mode(self._people()) or is_addressed(text, self.profile.name)
-
-    def _cancel_speculation(self, pause: int | None, speaker: Speaker, reason: str) -> None:
-        """Throw away the speculative reply (of ``pause`` only, when given) started for ``speaker``."""
-        spec = self._speculation
-        if spec is None or spec.speaker != speaker.participant_id or (pause is not None and spec.pause != pause):
-            return
-        self._speculation = None
-        if spec.active:
-            self._log.debug("speculative reply to %r dropped: %s", spec.text, reason)
-            spec.cancel()
-
-    def _take_speculation(self, pause: int | None, speaker: Speaker) -> SpeculativeReply | None:
-        spec = self._speculation
-        if spec is None or pause is None or spec.pause != pause or spec.speaker != speaker.participant_id:
-            return None
-        self._speculation = None
-        return spec
 
     async def _decide(
         self, utterance: Utterance, timer: TurnTimer, previous: asyncio.Task[None] | None, speaker: Speaker,
@@ -532,7 +483,7 @@ class AgentSession:
             if whole is not None:
                 whole[1].cancel()  # (done by now where it was used)
             if utterance.pause is not None:  # no turn took the reply started in this pause: drop it
-                self._cancel_speculation(utterance.pause, speaker, "the utterance started no turn")
+                self._ahead.cancel(speaker.participant_id, utterance.pause, "the utterance started no turn")
 
     async def _decide_on(
         self, utterance: Utterance, timer: TurnTimer, speaker: Speaker, transcript: asyncio.Task[str] | None, line: int,
@@ -616,7 +567,7 @@ class AgentSession:
                     return
             else:  # someone else spoke before the reply began: answer the newer one, keep the older as context
                 self._drop(current, keep_question=True)
-        self._start_turn(timer, text, speaker, line, samples, self._take_speculation(utterance.pause, speaker))
+        self._start_turn(timer, text, speaker, line, samples, self._ahead.take(speaker.participant_id, utterance.pause))
 
     def _carry(self, speaker: Speaker, text: str, line: int, samples: np.ndarray) -> None:
         """Hold ``text`` (and its audio) to be heard with what ``speaker`` says next, on ``line`` — or on the
@@ -659,11 +610,11 @@ class AgentSession:
         rules and the LLM (smart endpointing only): then the turn waits, up to ``vad.unfinished_hold_ms``
         after the caller's last speech, for them to go on."""
         if self._settings.vad.endpoint != "smart":
-            self._sentence_ends.drop(speaker.participant_id)
+            self._ahead.sentence_ends.drop(speaker.participant_id)
             return FINISHED
         language = self.profile.language_of(text)
         ask = lambda words: self._prompt_if_asked(words, speaker)  # noqa: E731 - the conversation with these words
-        return await self._sentence_ends.verdict(speaker.participant_id, text, language, ask)
+        return await self._ahead.sentence_ends.verdict(speaker.participant_id, text, language, ask)
 
     def _note(self, speaker: Speaker, text: str, line: int) -> None:
         """Words not meant for the agent (a group call where nobody said its name): context, no reply."""
@@ -805,7 +756,7 @@ class AgentSession:
             return self._then_prime(spec.adopt(), turn, group, language)
         if spec is not None:
             spec.cancel()
-        return self._then_prime(self._llm_stream(messages), turn, group, language)
+        return self._then_prime(self._ahead.stream(messages), turn, group, language)
 
     async def _then_prime(self, stream: AsyncIterator[str], turn: Turn, group: bool, language: str) -> AsyncIterator[str]:
         """``stream``, and once the reply is whole, the conversation as the next question will find it
@@ -820,7 +771,7 @@ class AgentSession:
         if turn.speaker is not None and self._unheard_turn_of(turn.speaker) is turn and self.state == State.PAUSED:
             return  # the caller is going on: their words, not this reply, are what the next prompt holds
         history = [*self.history, ChatMessage(role="assistant", content=turn.reply.strip()), ChatMessage(role="user", content="")]
-        if self._start_priming(lambda: self.conversation.prompt(group, language, history), ""):
+        if not self.closed and self._ahead.prime(lambda: self.conversation.prompt(group, language, history), ""):
             self._models.speculation.after_reply_primes += 1
 
     def _audio_started(self, turn: Turn) -> None:
@@ -885,8 +836,7 @@ class AgentSession:
     def use_vad(self, vad: VadSettings) -> None:
         """Turn detection for listeners started from now on (a Realtime client's ``turn_detection``)."""
         self._settings = self._settings.model_copy(update={"vad": vad})
-        self._sentence_ends.threshold, self._sentence_ends.min_words = vad.text_turn_threshold, vad.text_turn_min_words
-        self._sentence_ends.thresholds = dict(vad.text_turn_thresholds)
+        self._ahead.use_thresholds(vad.text_turn_threshold, vad.text_turn_min_words, vad.text_turn_thresholds)
 
     async def close(self) -> None:
         """Cancel everything in flight and stop speaking; nothing starts afterwards."""
@@ -895,19 +845,13 @@ class AgentSession:
         self._early.clear()
         for transcript in early:
             transcript.supersede()
-        if self._speculation is not None:
-            self._speculation.cancel()
-            self._speculation = None
-        tasks = [
-            t for t in (*self._deciders, *(e.task for e in early), self._interim, self._priming, self._turn.task if self._turn else None)
-            if t is not None
-        ]
+        tasks = [t for t in (*self._deciders, *(e.task for e in early), self._interim, self._turn.task if self._turn else None) if t]
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(BaseException):
                 await task
-        await self._sentence_ends.close()
+        await self._ahead.close()
         self._playout.flush()
         self.fsm.reset()
 

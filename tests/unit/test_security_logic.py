@@ -14,7 +14,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from parley.agents.endpointer import Utterance
 from parley.agents.events import StateChanged
-from parley.agents.stage_timer import EarlyTranscriptionStats
+from parley.agents.stage_timer import EarlyTranscriptionStats, SpeculationStats
 from parley.agents.profile import Speaker
 from parley.agents.session import AgentSession
 from parley.server.audio_backlog import BoundedAudioTrack
@@ -172,6 +172,7 @@ async def test_closing_while_decisions_are_in_flight_leaves_no_task_and_starts_n
     models = SimpleNamespace(
         tts=SimpleNamespace(sample_rate=24_000, synthesize=lambda text: np.zeros(2400, np.float32)),
         transcribe=transcribe, llm=SimpleNamespace(stream=stream), executor=None, early_stt=EarlyTranscriptionStats(),
+        speculation=SpeculationStats(),
     )
     emitted: list[object] = []
     playout = PlayoutTrack()
