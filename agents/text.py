@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Iterator
 
+from parley.agents.unfinished import leaves_phrase_open
+
 _SENTENCE_END = ".!?…"
 _CJK_SENTENCE_END = "。！？"
 _CLAUSE_END = ",;:—"
@@ -14,6 +16,7 @@ CJK_CLASS = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"  # Chinese characters, as 
 CJK_CHAR = re.compile(f"[{CJK_CLASS}]")  # one Chinese character
 _UNIT = re.compile(f"[{CJK_CLASS}]|[^\\s{CJK_CLASS}]+")
 CJK_CHARS_PER_WORD = 2
+MAX_HANGING_WORDS = 2  # the first chunk waits at most this many words more for its phrase to close
 CJK_MAX_CHARS = 24
 _MARKDOWN = re.compile(r"[*_#`~>|]+|\[(.*?)\]\(.*?\)")
 
@@ -84,7 +87,9 @@ class SentenceChunker:
     The first chunk is released at the first clause boundary once it has ``first_clause_words`` words,
     or after ``first_chunk_max_words`` words with no boundary at all (so speech starts after a few
     tokens: the TTS speaks a clause in tens of ms, the LLM needs about a second for a sentence on a
-    CPU); later chunks are whole sentences, or clauses once the pending text passes ``max_chars``.
+    CPU) — a word or two more where the last one leaves the phrase hanging ("The capital of" waits for
+    "France"); later chunks are whole sentences, or clauses once the pending text passes ``max_chars``,
+    or whatever whole words are there when the speaker would otherwise run out (``cut_words``).
     """
 
     def __init__(self, first_clause_words: int = 4, max_chars: int = 160, first_chunk_max_words: int = 0) -> None:
@@ -106,6 +111,24 @@ class SentenceChunker:
                 self._emitted += 1
                 yield chunk
 
+    def cut_words(self, min_words: int) -> str | None:
+        """The pending text up to its last whole word, if it has ``min_words`` of them (Chinese: two
+        characters a word), as a chunk now: the reply would otherwise go silent until a sentence ends."""
+        text = self._pending
+        spans = [m.end() - 1 for m in _UNIT.finditer(text)]
+        whole = len(spans) - 1  # the last unit may still be growing
+        if whole < min_words * (CJK_CHARS_PER_WORD if has_cjk(text) else 1):
+            return None
+        cut = spans[whole - 1]
+        chunk, self._pending = text[: cut + 1].strip(), text[cut + 1 :]
+        self._emitted += 1
+        return chunk
+
+    @property
+    def emitted(self) -> int:
+        """Chunks released so far."""
+        return self._emitted
+
     def flush(self) -> str:
         """Return whatever text is left at the end of the stream."""
         rest, self._pending = self._pending.strip(), ""
@@ -115,11 +138,24 @@ class SentenceChunker:
         text = self._pending
         early = self._emitted == 0 and self._first_clause_words > 0
         if self._emitted == 0 and self._first_chunk_max_words:
-            cut = self._word_cut(text, self._first_chunk_max_words)
+            cut = self._first_word_cut(text)
             if cut is not None:
                 boundary = self._boundary_cut(text[: cut + 1], early)
                 return cut if boundary is None else boundary
         return self._boundary_cut(text, early)
+
+    def _first_word_cut(self, text: str) -> int | None:
+        """Where the first chunk ends without a clause boundary: after ``first_chunk_max_words`` words, or
+        up to two more while the last one leaves the phrase hanging (English)."""
+        words = self._first_chunk_max_words
+        while True:
+            cut = self._word_cut(text, words)
+            if cut is None or has_cjk(text) or words >= self._first_chunk_max_words + MAX_HANGING_WORDS:
+                return cut
+            last = _UNIT.findall(text[: cut + 1])[-1]
+            if not leaves_phrase_open(last):
+                return cut
+            words += 1
 
     @staticmethod
     def _word_cut(text: str, words: int) -> int | None:

@@ -33,6 +33,17 @@ _TRAILING_OPEN = ("...", "…", ",", "-", "—", ":", ";", "，", "、", "：", 
 _WORDS = re.compile(r"[\w']+")
 
 
+# ... and, where a spoken phrase (not a sentence) would stop: an auxiliary or copula waits for its verb
+# or complement ("The moon is" | "about …"). A sentence can end on one ("I think it is."), a phrase rarely.
+_AUXILIARIES_EN = frozenset("is are was were be been am will would can could should shall may might must has have had do does did".split())
+
+
+def leaves_phrase_open(word: str) -> bool:
+    """Whether speech that stops after the English ``word`` leaves its phrase hanging ("of", "the", "is")."""
+    bare = word.strip(".,;:!?\"'()").lower()
+    return bare in _DANGLING_EN or bare in _AUXILIARIES_EN
+
+
 def ends_open(text: str) -> bool:
     """True when ``text`` ends on a comma, dash, colon or ellipsis (any language's marks)."""
     return text.strip().endswith(_TRAILING_OPEN)

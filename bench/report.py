@@ -139,6 +139,13 @@ def markdown(run: dict[str, Any]) -> str:
         lines += ["", "STT after endpoint: what is left of the transcription once the turn has ended (it starts at the "
                   "pause when overlapped); LLM first token and first clause count from the transcript; server total = "
                   "speech end → first frame sent; transport + client = caller-measured voice-to-voice − server total.", ""]
+        quiet = [
+            f"{name} {_ms(q['p50'])} / {_ms(q['p95'])} ms (longest {_ms(q['max'])})"
+            for name, data in split if (q := data.get("reply_longest_quiet_s")) and q.get("n")
+        ]
+        if quiet:
+            lines += ["Longest silence inside a reply as the caller heard it (between clauses and sentences: a reply "
+                      "that stalls waiting for the LLM shows here), median / p95: " + "; ".join(quiet) + ".", ""]
     for name, steps in run.get("ramp", {}).items():
         lines += [
             f"### Capacity ramp, {name} (stops when p95 > {run['limits']['p95_s']} s, frames fall behind, or questions go unanswered)",

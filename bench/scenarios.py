@@ -75,6 +75,7 @@ def turns_report(questions: list[Question], results: list[TurnResult]) -> dict[s
         "voice_to_voice_s": summary(v2v),
         "stages_ms": {k: summary(v) for k, v in stages.items()},
         "transport_and_client_ms": summary(transport),
+        "reply_longest_quiet_s": summary([r.longest_quiet_s for r in results if r.longest_quiet_s is not None]),
         "turns": [
             {"question": q.text, **asdict(r)} for q, r in zip(questions, results)
         ],

@@ -135,6 +135,12 @@ class AudioRecorder:
                 return at
         return None
 
+    def longest_quiet_between(self, start: float, end: float) -> float | None:
+        """The longest stretch without sound between two loud frames that arrived in [start, end], in
+        seconds (``None``: fewer than two loud frames): inside a reply, a stall the caller heard."""
+        loud = [at for at, peak in zip(self.times, self.peaks) if start <= at <= end and peak > LOUD]
+        return max((b - a for a, b in zip(loud, loud[1:])), default=None)
+
     def samples(self) -> np.ndarray:
         return np.concatenate(self.audio) if self.audio else np.zeros(0, np.float32)
 
@@ -148,6 +154,7 @@ class TurnResult:
     user_text: str = ""
     agent_text: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
+    longest_quiet_s: float | None = None  # the longest silence inside the reply as heard (a stall, or a pause)
 
 
 class ParleyClient:
@@ -355,6 +362,7 @@ class ParleyClient:
         thinking = await self.wait_for(lambda m: m["type"] == "agent.state" and m["state"] == "thinking", timeout, since)
         after = self.messages.index(thinking, since)
         end = await self.wait_for(lambda m: m["type"] == "agent.state" and m["state"] == "listening", timeout, after)
+        ended_at = time.monotonic()
         turn_id = end.get("turn_id")
         users = [m for m in self.of_type("transcript", since) if m["speaker"] == "user"]
         agents = [m for m in self.of_type("transcript", since) if m["speaker"] == "agent" and m["final"]]
@@ -366,6 +374,7 @@ class ParleyClient:
             user_text=users[-1]["text"] if users else "",
             agent_text=agents[-1]["text"] if agents else "",
             metrics=metrics[-1] if metrics else {},
+            longest_quiet_s=None if heard is None else self.recorder.longest_quiet_between(heard, ended_at + 0.5),
         )
 
     async def echo_round_trip(self, samples: np.ndarray, timeout: float = 5.0) -> float | None:

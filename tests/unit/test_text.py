@@ -61,6 +61,26 @@ def test_word_count_cut_prefers_an_earlier_clause():
     assert chunks[0] == "Sure thing, my friend,"
 
 
+@pytest.mark.parametrize("reply, first", [
+    ("The capital of France is Paris.", "The capital of France"),  # "of" leaves the phrase hanging
+    ("Spiders have eight legs.", "Spiders have eight"),
+    ("The moon is about 384,400 kilometers away.", "The moon is about 384,400"),  # "is", then "about"
+    ("It is in the middle of the sea.", "It is in the middle"),  # at most two words more
+    ("Leonardo da Vinci painted it.", "Leonardo da Vinci"),
+])
+def test_the_first_chunk_waits_a_word_or_two_for_a_hanging_phrase(reply, first):
+    assert _stream(SentenceChunker(first_chunk_max_words=3), reply)[0] == first
+
+
+def test_whole_words_can_be_cut_off_when_the_voice_would_run_out():
+    chunker = SentenceChunker(first_chunk_max_words=3)
+    assert list(chunker.feed("Spiders have eight legs, and each")) == ["Spiders have eight"]
+    assert chunker.emitted == 1
+    assert chunker.cut_words(2) == "legs, and"  # "each" may still be growing ("eachother")
+    assert chunker.cut_words(2) is None  # one word pending
+    assert list(chunker.feed(" one ends in a claw. It")) == ["each one ends in a claw."]
+
+
 def test_word_count_cut_waits_for_the_next_word_to_begin():
     chunker = SentenceChunker(first_chunk_max_words=3)
     assert list(chunker.feed("one two thr")) == []
