@@ -16,7 +16,8 @@ CJK_CLASS = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"  # Chinese characters, as 
 CJK_CHAR = re.compile(f"[{CJK_CLASS}]")  # one Chinese character
 _UNIT = re.compile(f"[{CJK_CLASS}]|[^\\s{CJK_CLASS}]+")
 CJK_CHARS_PER_WORD = 2
-MAX_HANGING_WORDS = 2  # the first chunk waits at most this many words more for its phrase to close
+MAX_HANGING_WORDS = 2  # the first chunk waits at most this many words more for its phrase to close...
+HANGING_WAIT_DELTAS = 2  # ... and at most this many more LLM deltas (a number is a token a digit: "384,400")
 CJK_MAX_CHARS = 24
 _MARKDOWN = re.compile(r"[*_#`~>|]+|\[(.*?)\]\(.*?\)")
 
@@ -98,10 +99,13 @@ class SentenceChunker:
         self._first_chunk_max_words = first_chunk_max_words
         self._max_chars = max_chars
         self._emitted = 0
+        self._deltas = 0  # deltas fed so far
+        self._first_due_at: int | None = None  # the delta at which the first chunk could have been cut
 
     def feed(self, delta: str) -> Iterator[str]:
         """Add streamed text; yield every chunk that is now complete."""
         self._pending += delta
+        self._deltas += 1
         while True:
             cut = self._find_cut()
             if cut is None:
@@ -146,16 +150,20 @@ class SentenceChunker:
 
     def _first_word_cut(self, text: str) -> int | None:
         """Where the first chunk ends without a clause boundary: after ``first_chunk_max_words`` words, or
-        up to two more while the last one leaves the phrase hanging (English)."""
+        up to ``MAX_HANGING_WORDS`` more while the last one leaves the phrase hanging (English) — if they
+        come within ``HANGING_WAIT_DELTAS`` more deltas; otherwise at the words there are."""
         words = self._first_chunk_max_words
-        while True:
-            cut = self._word_cut(text, words)
-            if cut is None or has_cjk(text) or words >= self._first_chunk_max_words + MAX_HANGING_WORDS:
-                return cut
-            last = _UNIT.findall(text[: cut + 1])[-1]
-            if not leaves_phrase_open(last):
-                return cut
-            words += 1
+        cut = self._word_cut(text, words)
+        if cut is None or has_cjk(text):
+            return cut
+        if self._first_due_at is None:
+            self._first_due_at = self._deltas
+        while words < self._first_chunk_max_words + MAX_HANGING_WORDS and leaves_phrase_open(_UNIT.findall(text[: cut + 1])[-1]):
+            longer = self._word_cut(text, words + 1)
+            if longer is None:
+                return cut if self._deltas - self._first_due_at >= HANGING_WAIT_DELTAS else None
+            words, cut = words + 1, longer
+        return cut
 
     @staticmethod
     def _word_cut(text: str, words: int) -> int | None:

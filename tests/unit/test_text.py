@@ -72,6 +72,15 @@ def test_the_first_chunk_waits_a_word_or_two_for_a_hanging_phrase(reply, first):
     assert _stream(SentenceChunker(first_chunk_max_words=3), reply)[0] == first
 
 
+def test_the_first_chunk_does_not_wait_long_for_a_word_of_many_tokens():
+    """The LLM writes a number a digit a token: "384,400" would hold the first words seven deltas more."""
+    chunker = SentenceChunker(first_chunk_max_words=3)
+    out: list[str] = []
+    for delta in ["The", " moon", " is", " about", " ", "3", "8", "4", ",", "4", "0", "0", " kil", "ometers", " away", "."]:
+        out.extend(chunker.feed(delta))
+    assert out[0] == "The moon is about"
+
+
 def test_whole_words_can_be_cut_off_when_the_voice_would_run_out():
     chunker = SentenceChunker(first_chunk_max_words=3)
     assert list(chunker.feed("Spiders have eight legs, and each")) == ["Spiders have eight"]
