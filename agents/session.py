@@ -115,7 +115,8 @@ class AgentSession:
         self._spoke_again: dict[str, asyncio.Event] = {}
         self._carried: dict[str, tuple[str, int, np.ndarray]] = {}  # text, line, audio
         self._speaking: set[str] = set()  # speakers in the middle of an utterance now
-        self._unconfirmed: set[str] = set()  # ... whose onset over the agent may be its own echo (not acted on yet)
+        # ... whose onset over the agent may be its own echo (not acted on yet), with where playout was at it
+        self._unconfirmed: dict[str, int] = {}
         self._borrowed_lines: set[int] = set()  # question lines showing a continuation that may not be folded in
         self._decider: asyncio.Task[None] | None = None  # the latest utterance's decision
         # Every decision in flight (each waits for the one before), with whose utterance it decides.
@@ -244,17 +245,18 @@ class AgentSession:
             self._spoke_again.setdefault(speaker.participant_id, asyncio.Event()).set()
             if event.confirm_first and self._turn is not None and self._turn.active:
                 # Their echo canceller is still learning: this may be the agent's own voice. Stop only if it lasts.
-                self._unconfirmed.add(speaker.participant_id)
+                self._unconfirmed[speaker.participant_id] = self._playout.buffer.played
                 return
             self._speech_started(speaker)
         elif isinstance(event, SpeechConfirmed):
             if speaker.participant_id in self._unconfirmed:
-                self._unconfirmed.discard(speaker.participant_id)
+                # Real speech after all, begun at the onset: whether they had heard the reply is judged there.
+                self._talked_over(speaker, self._unconfirmed.pop(speaker.participant_id))
                 self._speech_started(speaker)
         elif isinstance(event, SpeechDiscarded):
             self._speaking.discard(speaker.participant_id)
             if speaker.participant_id in self._unconfirmed:  # a blip of echo, never acted on
-                self._unconfirmed.discard(speaker.participant_id)
+                del self._unconfirmed[speaker.participant_id]
                 self._log.info("a blip over the agent while %s's echo canceller was learning: not stopped for it", speaker.name)
                 return
             if self.state == State.PAUSED:
@@ -279,7 +281,7 @@ class AgentSession:
                 self._interim = asyncio.create_task(self._interim_transcript(event.samples, self._utterance_seq, speaker, settled))
         elif isinstance(event, Utterance):
             self._speaking.discard(speaker.participant_id)
-            self._unconfirmed.discard(speaker.participant_id)
+            self._unconfirmed.pop(speaker.participant_id, None)
             self._utterance_seq += 1  # any interim pass still running is now stale
             settled = self._settled.pop(speaker.participant_id, None)
             timer = TurnTimer(0, event.speech_end_at, event.endpoint_at, end_of_turn_ms=event.turn_model_ms or None)
@@ -298,13 +300,14 @@ class AgentSession:
             self._deciders[self._decider] = speaker.participant_id
             self._decider.add_done_callback(lambda task: self._deciders.pop(task, None))
 
-    def _talked_over(self, speaker: Speaker) -> None:
-        """At the onset of ``speaker``'s speech: if the reply to them had sounded for less than
-        ``TALKED_OVER_S``, they began together (see ``Turn.talked_over``)."""
+    def _talked_over(self, speaker: Speaker, played_at_onset: int | None = None) -> None:
+        """At the onset of ``speaker``'s speech (playout then at ``played_at_onset``, or now): if the reply
+        to them had sounded for less than ``TALKED_OVER_S``, they began together (see ``Turn.talked_over``)."""
         turn = self._turn
         if turn is None or not turn.active or not turn.audio_started or turn.speaker != speaker or not turn.segments:
             return
-        sounded_s = (self._playout.buffer.played - turn.segments[0].start) / WEBRTC_RATE
+        played = self._playout.buffer.played if played_at_onset is None else played_at_onset
+        sounded_s = (played - turn.segments[0].start) / WEBRTC_RATE
         if sounded_s < TALKED_OVER_S:
             turn.talked_over = True
             self._log.info("turn %d: %s began speaking %.2f s into its first sound: not heard yet", turn.id, speaker.name or "the caller", sounded_s)
