@@ -648,43 +648,14 @@ async def test_a_word_over_the_agent_and_more_at_once_are_one_utterance(settings
     playout.stop()
 
 
-async def test_a_caller_who_goes_on_as_the_reply_begins_had_not_heard_it(settings):
+@pytest.mark.parametrize("confirmed_late", [False, True])
+async def test_a_caller_who_goes_on_as_the_reply_begins_had_not_heard_it(settings, confirmed_late):
     """Someone reading sentence after sentence: the agent's first syllable and their next sentence begin
     together (within TALKED_OVER_S of its first sound). That is a continuation, not a barge-in: the reply is
-    withdrawn (nothing heard), both parts are one question on one line, and no reply enters the history."""
-    from parley.agents.endpointer import SpeechStarted
-    from parley.agents.events import ReplyInterrupted
-
-    session, emitted, playout, models = _agent_talking(
-        {8_000: "Tell me a story.", 9_600: "About a dragon who learns to fly."}, settings)
-    listener = asyncio.create_task(_drain(playout))
-    session._on_endpoint_event(_utterance(8_000, pause=None), ADA)
-    deadline = time.monotonic() + 5
-    while not (session._turn is not None and session._turn.audio_started) and time.monotonic() < deadline:
-        await asyncio.sleep(0.005)
-    story = session._turn
-    assert story is not None and story.audio_started
-    session._on_endpoint_event(SpeechStarted(at=0.0), ADA)  # its first sound and their next sentence, together
-    assert story.talked_over and session.state == State.PAUSED
-    session._on_endpoint_event(_utterance(9_600, pause=None), ADA)
-    await _decided(session)
-    listener.cancel()
-    assert story.dropped and story.interrupted_at is None
-    assert session._turn is not story and session._turn.user_text == "Tell me a story. About a dragon who learns to fly."
-    assert [e.heard_text for e in emitted if isinstance(e, ReplyInterrupted)] == [""]  # withdrawn, nothing heard
-    finals = [e for e in emitted if isinstance(e, CallerTranscript) and e.final]
-    assert len({f.utterance_id for f in finals}) == 1, finals  # one line
-    assert story.assistant_message is None  # nothing of the withdrawn reply is remembered, and its question once
-    assert [m.content for m in session.history if m.role == "user"] == ["Tell me a story. About a dragon who learns to fly."]
-    await session.close()
-    playout.stop()
-
-
-async def test_a_caller_going_on_as_the_first_reply_begins_is_judged_at_their_onset_not_its_confirmation(settings):
-    """At the start of a call the echo canceller is still learning: an onset over the agent waits to be
-    confirmed (it may be the agent's own voice). Confirmed later, it is still judged where it began: the
-    caller started with the reply's first sound, so their words fold into the question (nothing heard),
-    instead of interrupting a reply they never heard (a monologue's first pause got 3 caller lines)."""
+    withdrawn (nothing heard), both parts are one question on one line, and no reply enters the history.
+    ``confirmed_late``: at a call's start the echo canceller is still learning, so an onset over the agent
+    waits to be confirmed (it may be the agent's own voice); it is still judged where it began (judged at
+    its confirmation, the reply was interrupted instead, and a monologue's first pause got 3 caller lines)."""
     from parley.agents.endpointer import SpeechConfirmed, SpeechStarted
     from parley.agents.events import ReplyInterrupted
 
@@ -697,17 +668,22 @@ async def test_a_caller_going_on_as_the_first_reply_begins_is_judged_at_their_on
         await asyncio.sleep(0.005)
     story = session._turn
     assert story is not None and story.audio_started
-    session._on_endpoint_event(SpeechStarted(at=0.0, confirm_first=True), ADA)  # with its first sound
-    await asyncio.sleep(0.4)  # confirmed only once it lasted: the reply has sounded longer than TALKED_OVER_S by now
-    session._on_endpoint_event(SpeechConfirmed(at=0.4), ADA)
+    # its first sound and their next sentence, together
+    session._on_endpoint_event(SpeechStarted(at=0.0, confirm_first=confirmed_late), ADA)
+    if confirmed_late:
+        await asyncio.sleep(0.4)  # confirmed once it lasted: the reply has sounded longer than TALKED_OVER_S by now
+        session._on_endpoint_event(SpeechConfirmed(at=0.4), ADA)
     assert story.talked_over and session.state == State.PAUSED
     session._on_endpoint_event(_utterance(9_600, pause=None), ADA)
     await _decided(session)
     listener.cancel()
     assert story.dropped and story.interrupted_at is None
-    assert session._turn.user_text == "Tell me a story. About a dragon who learns to fly."
-    assert [e.heard_text for e in emitted if isinstance(e, ReplyInterrupted)] == [""]
-    assert len({e.utterance_id for e in emitted if isinstance(e, CallerTranscript) and e.final}) == 1
+    assert session._turn is not story and session._turn.user_text == "Tell me a story. About a dragon who learns to fly."
+    assert [e.heard_text for e in emitted if isinstance(e, ReplyInterrupted)] == [""]  # withdrawn, nothing heard
+    finals = [e for e in emitted if isinstance(e, CallerTranscript) and e.final]
+    assert len({f.utterance_id for f in finals}) == 1, finals  # one line
+    assert story.assistant_message is None  # nothing of the withdrawn reply is remembered, and its question once
+    assert [m.content for m in session.history if m.role == "user"] == ["Tell me a story. About a dragon who learns to fly."]
     await session.close()
     playout.stop()
 
