@@ -397,12 +397,18 @@ class AgentSession:
         stops mid-sentence is asked of the LLM at once: the decision asks it next."""
         await asyncio.wait({part})  # (cancelling this pass must not cancel the part's own transcript)
         samples, text = await self._with_held(held, samples, part.result().strip())
-        if self._settings.vad.endpoint == "smart" and _WORD.search(text) and not self.closed:
-            asked = self._question_so_far(speaker, text, held=False)
-            self._ahead.sentence_ends.start(
-                speaker.participant_id, asked, self.profile.language_of(asked), lambda words: self._prompt_if_asked(words, speaker),
-            )
+        self._judge_pause_words(speaker, text, held=False)
         return samples, text
+
+    def _judge_pause_words(self, speaker: Speaker, text: str, held: bool = True) -> asyncio.Task[SentenceVerdict] | None:
+        """Start asking (smart endpointing) whether the question ``text`` makes so far stops mid-sentence
+        (see ``_question_so_far`` for ``held``); the decision takes the verdict. ``None``: nothing asked."""
+        if self._settings.vad.endpoint != "smart" or not _WORD.search(text) or self.closed:
+            return None
+        asked = self._question_so_far(speaker, text, held=held)
+        return self._ahead.sentence_ends.start(
+            speaker.participant_id, asked, self.profile.language_of(asked), lambda words: self._prompt_if_asked(words, speaker),
+        )
 
     async def _with_held(self, held: tuple[str, int, np.ndarray], samples: np.ndarray, text: str) -> tuple[np.ndarray, str]:
         """Words ``held`` back as unfinished and the utterance after them (``samples``, heard as ``text``)
@@ -417,12 +423,9 @@ class AgentSession:
         if early.task.cancelled() or early.task.exception() is not None:
             return
         text = early.task.result().strip()
-        if self._settings.vad.endpoint == "smart" and _WORD.search(text):
-            # First (the reply below then finds the conversation in the LLM's cache): do these words stop mid-sentence?
-            asked = self._question_so_far(speaker, text)
-            judged = self._ahead.sentence_ends.start(
-                speaker.participant_id, asked, self.profile.language_of(asked), lambda words: self._prompt_if_asked(words, speaker),
-            )
+        # First (the reply below then finds the conversation in the LLM's cache): do these words stop mid-sentence?
+        judged = self._judge_pause_words(speaker, text)
+        if judged is not None:
             judged.add_done_callback(lambda task: self._words_judged(task, early.pause, speaker))
         if not self._may_speculate(text, speaker):
             return
