@@ -26,6 +26,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from parley.bench.server_process import stop_child
 from parley.signaling.client import LOUD, AudioRecorder, QueueMicrophone, TurnResult
 from parley.core.net import free_loopback_port
+from parley.core.peer import close_peer
 
 log = logging.getLogger(__name__)
 PEER_DIR = Path(__file__).parent / "pipecat_peer"
@@ -146,7 +147,7 @@ class SmallWebRTCCaller:
         return 0.0
 
     async def close(self) -> None:
-        await self.pc.close()
+        await close_peer(self.pc)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

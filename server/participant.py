@@ -24,6 +24,7 @@ from parley.core.errors import SignalingError
 from parley.server.candidates import check_candidate_address
 from parley.server.forwarding import AudioPublisher, EncodedAudioTap, ForwardingSlot
 from parley.core.logs import CallLogger
+from parley.core.peer import close_peer
 from parley.server.offer_check import check_offer_sdp
 from parley.server.sdp_align import RtpNumbering
 from parley.signaling import messages as m
@@ -184,7 +185,7 @@ class Participant:
             except Exception as exc:  # aiortc raises ValueError/KeyError/… on malformed SDP
                 if first:  # start afresh on the next offer: a half-set-up connection would never get the agent's track
                     pc, self.pc, self._numbering = self.pc, None, None
-                    await pc.close()
+                    await close_peer(pc, logger=self._log)
                 raise SignalingError(f"offer.sdp was rejected: {type(exc).__name__}: {exc}", code="invalid_sdp") from exc
             self._negotiated = True
         if self._wanted:
@@ -269,7 +270,7 @@ class Participant:
             with contextlib.suppress(BaseException):
                 await self._negotiation
         if self.pc is not None:
-            await self.pc.close()
+            await close_peer(self.pc, logger=self._log)
         self._main_slot.stop()
         for _, slot in self._slots:
             slot.stop()

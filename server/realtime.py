@@ -22,6 +22,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
 from parley.core.errors import AuthError, LimitError, SignalingError
+from parley.core.peer import close_peer
 from parley.server.audio_backlog import BoundedAudioTrack
 from parley.server.offer_check import check_realtime_offer_sdp
 from parley.server.participant import server_ice_servers
@@ -202,7 +203,7 @@ class _WebRtcCall:
                 task.cancel()
             await asyncio.gather(session, ended, return_exceptions=True)
         finally:
-            await self.pc.close()
+            await close_peer(self.pc)
             if admission is not None:
                 admission.release(self.id)
             log.info("realtime %s: WebRTC call ended", self.id)
@@ -237,7 +238,7 @@ async def realtime_calls(request: web.Request) -> web.Response:
     try:
         answer = await call.answer(offer)
     except Exception as exc:  # aiortc raises ValueError/KeyError/… on an SDP it cannot take
-        await call.pc.close()
+        await close_peer(call.pc)
         if admission is not None:
             admission.release(call_id)
         return _openai_error(400, "invalid_sdp", f"the offer was rejected: {type(exc).__name__}: {exc}", state)

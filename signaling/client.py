@@ -33,11 +33,14 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCIceTransportPolicy, RTCPee
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from parley.core.aiortc_hooks import nominated_pair
+from parley.core.peer import close_peer
 
 RATE = 48_000
 FRAME = 960
 LOUD = 0.02  # peak above about -34 dBFS counts as sound
 MAX_REDIRECTS = 3  # a join follows at most this many `redirect`s (cluster nodes pointing at the room's node)
+MIC_STALL_S = 30.0  # a queued clip that has not left this long after its turn came fails its Playback futures
+ADMIN_TIMEOUT_S = 60.0  # an admin REST call unanswered this long raises (aiohttp's default waits 5 minutes)
 
 
 @dataclass
@@ -68,7 +71,16 @@ class QueueMicrophone(MediaStreamTrack):
         handle = Playback(loop.create_future(), loop.create_future())
         pcm = (np.clip(samples, -1, 1) * 32767).astype(np.int16)
         self._clips.append((pcm, first, last, handle))
+        waiting = sum(clip.size for clip, *_ in self._clips) / RATE  # this clip and those queued before it
+        loop.call_later(waiting + MIC_STALL_S, self._give_up, handle)
         return handle
+
+    def _give_up(self, handle: Playback) -> None:
+        """The clip has not left by now: nothing is reading this track (the call ended or its sender stopped)."""
+        for future in (handle.started, handle.ended):
+            if not future.done():
+                future.set_exception(TimeoutError(f"the microphone track was not read for {MIC_STALL_S:g} s: is the call still up?"))
+                future.exception()  # retrieved here: an unawaited clip must not log "exception never retrieved"
 
     async def recv(self) -> av.AudioFrame:
         if self._start is None:
@@ -306,7 +318,7 @@ class ParleyClient:
                        for s in joined["ice_servers"] if s.get("username")]
             if not servers:
                 raise RuntimeError("relay_only, but the server offered no TURN server in `joined`")
-            await self.pc.close()
+            await close_peer(self.pc)
             self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers, iceTransportPolicy=RTCIceTransportPolicy.RELAY))
         self.pc.on("track", self._on_track)
         self.pc.addTrack(self.mic)
@@ -328,7 +340,7 @@ class ParleyClient:
         last: BaseException | None = None
         try:
             while not self._closing and time.monotonic() < deadline:
-                await self.pc.close()
+                await close_peer(self.pc)
                 self.pc = RTCPeerConnection()
                 self.mic = QueueMicrophone()
                 self.recorder = AudioRecorder(self.keep_audio)
@@ -395,7 +407,7 @@ class ParleyClient:
         self._closing = True
         if self._reconnecting is not None:
             self._reconnecting.cancel()
-        await self.pc.close()
+        await close_peer(self.pc)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -432,9 +444,11 @@ class ParleyApiError(RuntimeError):
 class ParleyAdmin:
     """The admin REST API (``/api/v1``, Bearer API key): rooms and join tokens, for your backend."""
 
-    def __init__(self, base_url: str, api_key: str) -> None:
+    def __init__(self, base_url: str, api_key: str, timeout_s: float = ADMIN_TIMEOUT_S) -> None:
         self.base_url = base_url.rstrip("/")
-        self._session = aiohttp.ClientSession(headers={"Authorization": f"Bearer {api_key}"})
+        self._session = aiohttp.ClientSession(
+            headers={"Authorization": f"Bearer {api_key}"}, timeout=aiohttp.ClientTimeout(total=timeout_s),
+        )
 
     async def __aenter__(self) -> "ParleyAdmin":
         return self

@@ -14,6 +14,7 @@ from aiohttp import web
 from parley.server.config import Settings, hook_settings, load_settings
 from parley.core.net import free_loopback_port as free_port
 from parley.core import aiortc_hooks
+from tests.support import hang_dump
 from tests.support.audio import have_espeak, read_wav, speak_to_wav
 
 QUESTION = "What is the capital of France?"
@@ -48,6 +49,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):  # type: ignore[no-untyped-def]
+    """A hung test prints its asyncio tasks' stacks before pytest-timeout ends it (tests/support/hang_dump.py)."""
+    timer = hang_dump.arm(item)
+    try:
+        return (yield)
+    finally:
+        if timer is not None:
+            timer.cancel()
 
 
 def make_test_settings() -> Settings:
