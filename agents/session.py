@@ -43,7 +43,7 @@ from parley.agents.profile import AgentProfile, Speaker, is_addressed
 from parley.agents.reply import Reply
 from parley.agents.runtime import AgentModels
 from parley.agents.sentence_end import FINISHED, SentenceVerdict, words_so_far
-from parley.agents.speculation import EarlyTranscript, SpeculativeReply
+from parley.agents.speculation import EarlyTranscript, HeldWords, SpeculativeReply, WholePass
 from parley.agents.reply_turn import Turn, heard_chars, heard_prefix
 from parley.agents.dialogue_state import Event, State, TurnStateMachine
 from parley.agents.unfinished import ends_open
@@ -113,7 +113,7 @@ class AgentSession:
         # Ending turns on meaning: per speaker, set when they start speaking again, and the words of an
         # utterance that read as cut short, carried into their next one.
         self._spoke_again: dict[str, asyncio.Event] = {}
-        self._carried: dict[str, tuple[str, int, np.ndarray]] = {}  # text, line, audio
+        self._carried: dict[str, HeldWords] = {}
         self._speaking: set[str] = set()  # speakers in the middle of an utterance now
         # ... whose onset over the agent may be its own echo (not acted on yet), with where playout was at it
         self._unconfirmed: dict[str, int] = {}
@@ -160,7 +160,7 @@ class AgentSession:
         if current is not None:
             self._borrowed_lines.add(current.utterance_id)
         if carried is not None:
-            line = carried[1]
+            line = carried.line
         else:
             line = current.utterance_id if current is not None else self._utterance_line(speaker)
         return line, self._question_so_far(speaker, text)
@@ -171,7 +171,7 @@ class AgentSession:
         question whose reply nobody has heard yet (what it folds into)."""
         carried = self._carried.get(speaker.participant_id) if held else None
         if carried is not None:
-            text = _after_held(carried[0], text)
+            text = _after_held(carried.text, text)
         current = self._unheard_turn_of(speaker)
         return join_said(current.user_text, text) if current is not None else text
 
@@ -289,7 +289,7 @@ class AgentSession:
             transcript, whole = None, None
             if early is not None and early.pause == event.pause:
                 transcript = early.use()  # started when this pause began, on these very samples
-                whole = (early.held, early.whole) if early.whole is not None else None
+                whole = early.whole
             elif early is not None:
                 early.supersede()
             self._ahead.cancel_unless(speaker.participant_id, event.pause, "the turn ended elsewhere")
@@ -385,12 +385,12 @@ class AgentSession:
         early = EarlyTranscript(event.pause, task, self._models.early_stt, event.samples.size)
         held = self._carried.get(speaker.participant_id)
         if held is not None:  # the first part of this question: hear both as one as soon as this part is heard
-            early.hear_whole(held, asyncio.create_task(self._heard_with(held, task, event.samples, speaker)))
+            early.hear_whole(WholePass(held, asyncio.create_task(self._heard_with(held, task, event.samples, speaker))))
         self._early[speaker.participant_id] = early
         task.add_done_callback(lambda _: self._speculate(early, speaker))
 
     async def _heard_with(
-        self, held: tuple[str, int, np.ndarray], part: asyncio.Task[str], samples: np.ndarray, speaker: Speaker,
+        self, held: HeldWords, part: asyncio.Task[str], samples: np.ndarray, speaker: Speaker,
     ) -> tuple[np.ndarray, str]:
         """Words ``held`` back as unfinished and the utterance after them (its ``samples``, transcribed by
         ``part``) as one question: its audio and text (``SpeechModels.whole``). Whether that question
@@ -410,10 +410,10 @@ class AgentSession:
             speaker.participant_id, asked, self.profile.language_of(asked), lambda words: self._prompt_if_asked(words, speaker),
         )
 
-    async def _with_held(self, held: tuple[str, int, np.ndarray], samples: np.ndarray, text: str) -> tuple[np.ndarray, str]:
+    async def _with_held(self, held: HeldWords, samples: np.ndarray, text: str) -> tuple[np.ndarray, str]:
         """Words ``held`` back as unfinished and the utterance after them (``samples``, heard as ``text``)
         heard as one question; the two texts joined if that pass fails or drops a part."""
-        return await self.speech.whole(held[2], samples, _after_held(held[0], text))
+        return await self.speech.whole(held.samples, samples, _after_held(held.text, text))
 
     def _speculate(self, early: EarlyTranscript, speaker: Speaker) -> None:
         """The early transcript is ready and the turn is still open: start the reply now, so it is under
@@ -473,7 +473,7 @@ class AgentSession:
     async def _decide(
         self, utterance: Utterance, timer: TurnTimer, previous: asyncio.Task[None] | None, speaker: Speaker,
         transcript: asyncio.Task[str] | None = None, line: int = 0, settled: tuple[int, str] | None = None,
-        whole: tuple[object, asyncio.Task[tuple[np.ndarray, str]]] | None = None,
+        whole: WholePass | None = None,
     ) -> None:
         """Transcribe a finished utterance (or take the transcript started at its pause, and the pass
         hearing it with the words held before it), then resume, interrupt, fold, note or start a turn."""
@@ -487,13 +487,13 @@ class AgentSession:
             await self._decide_on(utterance, timer, speaker, transcript, line, settled, whole)
         finally:
             if whole is not None:
-                whole[1].cancel()  # (done by now where it was used)
+                whole.task.cancel()  # (done by now where it was used)
             if utterance.pause is not None:  # no turn took the reply started in this pause: drop it
                 self._ahead.cancel(speaker.participant_id, utterance.pause, "the utterance started no turn")
 
     async def _decide_on(
         self, utterance: Utterance, timer: TurnTimer, speaker: Speaker, transcript: asyncio.Task[str] | None, line: int,
-        settled: tuple[int, str] | None = None, whole: tuple[object, asyncio.Task[tuple[np.ndarray, str]]] | None = None,
+        settled: tuple[int, str] | None = None, whole: WholePass | None = None,
     ) -> None:
         try:
             pending = transcript if transcript is not None else self.speech.transcribe_after(utterance.samples, settled)
@@ -511,9 +511,9 @@ class AgentSession:
         samples = utterance.samples
         carried = self._carried.pop(speaker.participant_id, None)
         if carried is not None:  # the first part of this question, held back as unfinished: hear it whole
-            line = carried[1]
-            if whole is not None and whole[0] is carried:  # started at the pause, on these very words
-                samples, text = await whole[1]
+            line = carried.line
+            if whole is not None and whole.held is carried:  # started at the pause, on these very words
+                samples, text = await whole.task
             else:
                 samples, text = await self._with_held(carried, samples, text)
             if self.closed:
@@ -579,7 +579,7 @@ class AgentSession:
         """Hold ``text`` (and its audio) to be heard with what ``speaker`` says next, on ``line`` — or on the
         line of the question whose reply nobody has heard yet, which shows these words already."""
         unheard = self._unheard_turn_of(speaker)
-        self._carried[speaker.participant_id] = (text, unheard.utterance_id if unheard is not None else line, samples)
+        self._carried[speaker.participant_id] = HeldWords(text, unheard.utterance_id if unheard is not None else line, samples)
 
     async def _folded(self, asked: Turn, samples: np.ndarray, text: str) -> tuple[np.ndarray, str]:
         """The question ``asked`` answered (nothing of the reply heard) and the caller's continuation of it,

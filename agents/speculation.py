@@ -10,10 +10,31 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import AsyncIterator, Callable
+
+import numpy as np
 
 from parley.agents.llm.base import ChatMessage
 from parley.agents.stage_timer import EarlyTranscriptionStats, SpeculationStats
+
+
+@dataclass(frozen=True, eq=False)
+class HeldWords:
+    """A speaker's words that read as cut short ("What is the capital of?"), held to be heard with what
+    they say next: the text, the caller line showing it, and its audio."""
+
+    text: str
+    line: int
+    samples: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class WholePass:
+    """The pass hearing ``held`` and the utterance after it as one question: its audio and text."""
+
+    held: HeldWords
+    task: asyncio.Task[tuple[np.ndarray, str]]
 
 
 class EarlyTranscript:
@@ -33,9 +54,8 @@ class EarlyTranscript:
         self._wasted_s = 0.0  # counted into the stats as thrown away
         self.used = False
         self.kept = False  # superseded, but its words were kept (a settled sentence): not waste
-        # Words held back as unfinished before this utterance, and the pass hearing them and it as one.
-        self.held: object | None = None
-        self.whole: asyncio.Task[Any] | None = None
+        # The pass hearing the words held back as unfinished before this utterance and it as one.
+        self.whole: WholePass | None = None
         stats.started += 1
         task.add_done_callback(self._done)
 
@@ -61,15 +81,15 @@ class EarlyTranscript:
             self._stats.wasted_s -= self._wasted_s
             self._wasted_s = 0.0
 
-    def hear_whole(self, held: object, whole: asyncio.Task[Any]) -> None:
-        """Also hear this utterance joined to ``held`` (the words before it, held back as unfinished), in
-        ``whole``: at the pause, not after the endpoint (one pass fewer on the critical path)."""
-        self.held, self.whole = held, whole
-        whole.add_done_callback(lambda task: task.cancelled() or task.exception())  # consumed if nobody awaits it
+    def hear_whole(self, whole: WholePass) -> None:
+        """Also hear this utterance joined to the words held back as unfinished before it, in ``whole``:
+        at the pause, not after the endpoint (one pass fewer on the critical path)."""
+        self.whole = whole
+        whole.task.add_done_callback(lambda task: task.cancelled() or task.exception())  # consumed if nobody awaits it
 
     def supersede(self) -> None:
         if self.whole is not None:
-            self.whole.cancel()
+            self.whole.task.cancel()
         if self._superseded:
             return
         self._superseded = True

@@ -400,7 +400,7 @@ async def test_a_caller_going_on_after_the_second_part_drops_the_whole_pass_star
     early = session._early[ADA.participant_id]
     session._on_endpoint_event(SpeechPaused(np.zeros(9_000, np.float32), pause=2), ADA)  # they went on at once
     await asyncio.sleep(0)
-    assert early.whole is not None and early.whole.cancelled()
+    assert early.whole is not None and early.whole.task.cancelled()
     session._on_endpoint_event(_utterance(9_000, pause=2), ADA)
     await _decided(session)
     assert session._turn is not None and session._turn.user_text == "Tell me about the history of the moon."
