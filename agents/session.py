@@ -43,6 +43,7 @@ from parley.agents.profile import AgentProfile, Speaker, is_addressed
 from parley.agents.reply import Reply
 from parley.agents.runtime import AgentModels
 from parley.agents.sentence_end import FINISHED, SentenceVerdict, words_so_far
+from parley.agents.caller_lines import CallerLines
 from parley.agents.speculation import EarlyTranscript, HeldWords, SpeculativeReply, WholePass
 from parley.agents.reply_turn import Turn, heard_chars, heard_prefix
 from parley.agents.dialogue_state import Event, State, TurnStateMachine
@@ -108,8 +109,7 @@ class AgentSession:
         self.turns: collections.deque[Turn] = collections.deque(maxlen=16)  # recent turns, for inspection
         self._turn_counter = 0
         self._utterance_seq = 0
-        self._utterance_ids = 0
-        self._open_utterance: dict[str, int] = {}  # per speaker: the line their current speech is shown on
+        self._lines = CallerLines()
         # Ending turns on meaning: per speaker, set when they start speaking again, and the words of an
         # utterance that read as cut short, carried into their next one.
         self._spoke_again: dict[str, asyncio.Event] = {}
@@ -117,7 +117,6 @@ class AgentSession:
         self._speaking: set[str] = set()  # speakers in the middle of an utterance now
         # ... whose onset over the agent may be its own echo (not acted on yet), with where playout was at it
         self._unconfirmed: dict[str, int] = {}
-        self._borrowed_lines: set[int] = set()  # question lines showing a continuation that may not be folded in
         self._decider: asyncio.Task[None] | None = None  # the latest utterance's decision
         # Every decision in flight (each waits for the one before), with whose utterance it decides.
         self._deciders: dict[asyncio.Task[None], str] = {}
@@ -158,11 +157,11 @@ class AgentSession:
         carried = self._carried.get(speaker.participant_id)
         current = self._unheard_turn_of(speaker)
         if current is not None:
-            self._borrowed_lines.add(current.utterance_id)
+            self._lines.borrow(current.utterance_id)
         if carried is not None:
             line = carried.line
         else:
-            line = current.utterance_id if current is not None else self._utterance_line(speaker)
+            line = current.utterance_id if current is not None else self._lines.current(speaker.participant_id)
         return line, self._question_so_far(speaker, text)
 
     def _question_so_far(self, speaker: Speaker, text: str, held: bool = True) -> str:
@@ -181,16 +180,6 @@ class AgentSession:
         if current is not None and current.active and current.unheard and current.speaker == speaker:
             return current
         return None
-
-    def _new_line(self) -> int:
-        self._utterance_ids += 1
-        return self._utterance_ids
-
-    def _utterance_line(self, speaker: Speaker) -> int:
-        """The id of the line this speaker's current speech is shown on (a new one after a final)."""
-        if speaker.participant_id not in self._open_utterance:
-            self._open_utterance[speaker.participant_id] = self._new_line()
-        return self._open_utterance[speaker.participant_id]
 
     def _settle(self, early: EarlyTranscript, seq: int, silence_ms: float, speaker: Speaker) -> None:
         """The caller went on after a pause whose words Whisper ended as a sentence: keep them (see
@@ -293,8 +282,7 @@ class AgentSession:
             elif early is not None:
                 early.supersede()
             self._ahead.cancel_unless(speaker.participant_id, event.pause, "the turn ended elsewhere")
-            line = self._utterance_line(speaker)
-            del self._open_utterance[speaker.participant_id]  # whatever they say next is a new line
+            line = self._lines.close(speaker.participant_id)  # whatever they say next is a new line
             self._spoke_again.setdefault(speaker.participant_id, asyncio.Event()).clear()
             self._decider = asyncio.create_task(self._decide(event, timer, self._decider, speaker, transcript, line, settled, whole))
             self._deciders[self._decider] = speaker.participant_id
@@ -557,8 +545,7 @@ class AgentSession:
         if time.monotonic() - held_from > 0.05:  # held for nothing: the turn ended only now
             timer.endpoint_at = timer.stt_done_at = time.monotonic()
         current = self._turn
-        if current is not None and current.utterance_id in self._borrowed_lines:
-            self._borrowed_lines.discard(current.utterance_id)
+        if current is not None and self._lines.give_back(current.utterance_id):
             if not (current.active and current.unheard and current.speaker == speaker) and current.speaker:
                 # Its reply was heard after all: the continuation is a new question; the old line gets its words back.
                 self._user_transcript(current.speaker, current.id, current.user_text, final=True, utterance_id=current.utterance_id)
@@ -689,7 +676,7 @@ class AgentSession:
         self._turn_counter += 1
         timer.turn_id = self._turn_counter
         turn = Turn(
-            self._turn_counter, timer, text, speaker=speaker, utterance_id=line or self._new_line(), samples=samples,
+            self._turn_counter, timer, text, speaker=speaker, utterance_id=line or self._lines.new(), samples=samples,
             speculation=speculation,
         )
         self._turn = turn
