@@ -9,6 +9,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -66,6 +67,18 @@ MANDARIN_QUESTIONS = [
     "今天适合出去散步吗？", "熊猫吃什么？", "怎样才能睡得更好？", "上海离北京远吗？",
 ]
 MANDARIN_VOICE = "jm_kumo"
+# Mandarin questions with a thinking pause inside (each half synthesized alone, then joined by PAUSES_S):
+# the first halves stop where a Mandarin speaker would pause to think, none of them a question yet.
+MANDARIN_PAUSED_QUESTIONS = [
+    ("请问中国的首都是", "哪个城市？"),
+    ("我想知道一年一共有", "多少天。"),
+    ("你能告诉我天空为什么", "是蓝色的吗？"),
+    ("水在多少度的时候", "会结冰？"),
+    ("请给我推荐一本", "适合在飞机上看的书。"),
+    ("熊猫平时最喜欢", "吃什么东西？"),
+    ("怎样才能让自己", "睡得更好？"),
+    ("从上海到北京坐高铁", "要多长时间？"),
+]
 
 
 @dataclass(frozen=True)
@@ -145,27 +158,44 @@ def load_paused_questions(folder: Path, count: int | None = None) -> list[Questi
     return [Question(item["text"], read_wav(folder / item["file"])[0]) for item in items]
 
 
-def load_mandarin_questions(folder: Path, cache_dir: Path, count: int | None = None) -> list[Question]:
-    """The Mandarin questions, synthesized once into ``folder/zh`` with Kokoro's jm_kumo voice."""
+def _mandarin_set(folder: Path, cache_dir: Path, kind: str, texts: list[str],
+                  speak: Callable[[Callable[[str], np.ndarray], int], np.ndarray], count: int | None) -> list[Question]:
+    """A set of Mandarin clips (``speak(say, i)`` for the i-th text, ``say`` being Kokoro's jm_kumo at
+    48 kHz), synthesized once into ``folder/zh`` and indexed in ``<kind>.json``."""
     folder = folder / "zh"
     folder.mkdir(parents=True, exist_ok=True)
-    index_path = folder / "questions.json"
+    index_path = folder / f"{kind}.json"
     index = json.loads(index_path.read_text()) if index_path.exists() else []
-    if [item["text"] for item in index] != MANDARIN_QUESTIONS:
+    if [item["text"] for item in index] != texts:
         from parley.agents.tts.kokoro import KokoroTts
         from parley.agents.weights import kokoro_files
 
-        log.info("generating %d Mandarin questions with Kokoro %s into %s", len(MANDARIN_QUESTIONS), MANDARIN_VOICE, folder)
+        log.info("generating %d Mandarin %s with Kokoro %s into %s", len(texts), kind, MANDARIN_VOICE, folder)
         tts = KokoroTts(*kokoro_files(cache_dir), MANDARIN_VOICE, threads=2)
+        say = lambda text: resample(tts.synthesize(text), tts.sample_rate, RATE)  # noqa: E731
         index = []
-        for i, text in enumerate(MANDARIN_QUESTIONS):
-            samples = resample(tts.synthesize(text), tts.sample_rate, RATE)
-            name = f"zh{i + 1:02d}.wav"
-            write_wav(folder / name, samples, RATE)
+        for i, text in enumerate(texts):
+            name = f"{'zh' if kind == 'questions' else 'zh-' + kind}{i + 1:02d}.wav"
+            write_wav(folder / name, speak(say, i), RATE)
             index.append({"file": name, "text": text, "voice": MANDARIN_VOICE, "engine": "kokoro"})
         index_path.write_text(json.dumps(index, indent=1))
     items = index[:count] if count else index
     return [Question(item["text"], read_wav(folder / item["file"])[0]) for item in items]
+
+
+def load_mandarin_questions(folder: Path, cache_dir: Path, count: int | None = None) -> list[Question]:
+    """The Mandarin questions, synthesized once into ``folder/zh`` with Kokoro's jm_kumo voice."""
+    return _mandarin_set(folder, cache_dir, "questions", MANDARIN_QUESTIONS, lambda say, i: say(MANDARIN_QUESTIONS[i]), count)
+
+
+def load_mandarin_paused_questions(folder: Path, cache_dir: Path, count: int | None = None) -> list[Question]:
+    """The Mandarin paused questions: first half, 0.6–1.2 s of silence, second half (Kokoro jm_kumo)."""
+    def speak(say: Callable[[str], np.ndarray], i: int) -> np.ndarray:
+        first, second = MANDARIN_PAUSED_QUESTIONS[i]
+        return np.concatenate([say(first), np.zeros(int(PAUSES_S[i % len(PAUSES_S)] * RATE), np.float32), say(second)])
+
+    texts = [f"{a} … {b}" for a, b in MANDARIN_PAUSED_QUESTIONS]
+    return _mandarin_set(folder, cache_dir, "paused", texts, speak, count)
 
 
 def load_questions(folder: Path, count: int | None = None) -> list[Question]:

@@ -15,7 +15,9 @@ from typing import Any
 
 from parley.bench import report
 from parley.bench.browser import browser_turns
-from parley.bench.questions import load_barge_in, load_mandarin_questions, load_monologues, load_paused_questions, load_questions
+from parley.bench.questions import (
+    load_barge_in, load_mandarin_paused_questions, load_mandarin_questions, load_monologues, load_paused_questions, load_questions,
+)
 from parley.bench.cluster import cluster_bench
 from parley.bench.forwarding import forwarding_ramp
 from parley.bench.pipecat_peer import PIPECAT_VERSION, measure_pipecat
@@ -55,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-p95", type=float, default=3.0, help="a ramp step fails above this p95 voice-to-voice (s)")
     p.add_argument("--no-baseline", action="store_true", help="skip the naive baseline configuration")
     p.add_argument("--mandarin", type=int, default=12, help="Mandarin questions on a zh server (0: skip)")
+    p.add_argument("--mandarin-paused", type=int, default=8,
+                   help="Mandarin questions with a pause inside, on the same zh server (0: skip; needs --mandarin)")
     p.add_argument(
         "--no-admission", action="store_true",
         help="skip the admission-control run (agent.capacity 1: one call asks while a second is refused busy)",
@@ -273,6 +277,10 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
                 run["single_call"]["mandarin"] = await single_call_turns(server.url, mandarin)
                 if server.pid:
                     run["single_call"]["mandarin"]["cpu_cores_busy"] = (cpu_seconds(server.pid) - started_cpu) / (time.monotonic() - started_at)
+                if args.mandarin_paused:
+                    log.info("mandarin: %d questions with a pause inside", args.mandarin_paused)
+                    paused_zh = load_mandarin_paused_questions(args.questions_dir, settings.cache_dir, args.mandarin_paused)
+                    run["paused"]["mandarin"] = await paused_question_turns(server.url, paused_zh)
         elif args.mandarin:
             run["not_measured"].append("Mandarin (set up for the cpu profile's embedded models only)")
         if not args.no_admission:

@@ -25,7 +25,7 @@ def test_bench_runs_and_cleans_up(tmp_path):
     before, bots_before = _parley_servers(), _pipecat_bots()
     result = subprocess.run(
         [sys.executable, "-m", "parley.server.cli", "bench", "--llm-model", "smollm2-135m", "--questions", "2",
-         "--ramp", "1", "--step-seconds", "4", "--mandarin", "1", "--forwarding", "2", "--forwarding-seconds", "3", "--stt-batching", "1,3", "--paused", "1",
+         "--ramp", "1", "--step-seconds", "4", "--mandarin", "1", "--mandarin-paused", "1", "--forwarding", "2", "--forwarding-seconds", "3", "--stt-batching", "1,3", "--paused", "1",
          "--cluster-workers", "1,2", "--cluster-people", "2", "--browser", "1", "--no-monologue",
          "--speakerphone", "1", "--speakerphone-baseline", "1", "--speakerphone-window", "20", "--speakerphone-barge-ins", "1", "--results", str(tmp_path), "--questions-dir", str(tmp_path / "q")],
         capture_output=True, text=True, timeout=840,
@@ -53,6 +53,7 @@ def test_bench_runs_and_cleans_up(tmp_path):
     assert run["single_call"]["streaming"]["cpu_cores_busy"] > 0 and run["single_call"]["pipecat"]["cpu_cores_busy"] > 0
     assert [s["calls"] for s in run["ramp"]["streaming"]] == [1]
     assert run["single_call"]["mandarin"]["questions"] == 1  # the Mandarin configuration (zh server, Kokoro questions)
+    assert run["paused"]["mandarin"]["questions"] == 1  # ... and a Mandarin question with a pause inside, on it
     # Admission control (capacity 1): the call in progress is answered while a second agent call is refused.
     admission = run["admission"]
     # (one question each phase with SmolLM2 + hibari: a reply hibari cannot read — IndexError, seen once in
