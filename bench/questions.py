@@ -138,6 +138,16 @@ def load_monologues(pauses: list[float] | None = None) -> list[Question]:
     return out
 
 
+def _pause_s(i: int) -> float:
+    """The silence inside the i-th paused question (PAUSES_S in turn)."""
+    return PAUSES_S[i % len(PAUSES_S)]
+
+
+def _with_pause(first: np.ndarray, second: np.ndarray, i: int) -> np.ndarray:
+    """The i-th paused question: its two halves with ``_pause_s(i)`` of silence between them."""
+    return np.concatenate([first, np.zeros(int(_pause_s(i) * RATE), np.float32), second])
+
+
 def load_paused_questions(folder: Path, count: int | None = None) -> list[Question]:
     """The paused questions (first half, 0.6–1.2 s of silence, second half), generated into ``folder`` once."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -148,20 +158,18 @@ def load_paused_questions(folder: Path, count: int | None = None) -> list[Questi
         index = []
         for i, (first, second) in enumerate(PAUSED_QUESTIONS):
             voice = _VOICES[i % len(_VOICES)]
-            halves = [_spoken(part, voice) for part in (first, second)]
-            pause = np.zeros(int(PAUSES_S[i % len(PAUSES_S)] * RATE), np.float32)
             name = f"paused{i + 1:02d}.wav"
-            write_wav(folder / name, np.concatenate([halves[0], pause, halves[1]]), RATE)
-            index.append({"file": name, "text": texts[i], "voice": voice, "pause_s": PAUSES_S[i % len(PAUSES_S)]})
+            write_wav(folder / name, _with_pause(_spoken(first, voice), _spoken(second, voice), i), RATE)
+            index.append({"file": name, "text": texts[i], "voice": voice, "pause_s": _pause_s(i)})
         index_path.write_text(json.dumps(index, indent=1))
     items = index[:count] if count else index
     return [Question(item["text"], read_wav(folder / item["file"])[0]) for item in items]
 
 
-def _mandarin_set(folder: Path, cache_dir: Path, kind: str, texts: list[str],
+def _mandarin_set(folder: Path, cache_dir: Path, kind: str, prefix: str, texts: list[str],
                   speak: Callable[[Callable[[str], np.ndarray], int], np.ndarray], count: int | None) -> list[Question]:
     """A set of Mandarin clips (``speak(say, i)`` for the i-th text, ``say`` being Kokoro's jm_kumo at
-    48 kHz), synthesized once into ``folder/zh`` and indexed in ``<kind>.json``."""
+    48 kHz), synthesized once into ``folder/zh`` as ``<prefix>NN.wav`` and indexed in ``<kind>.json``."""
     folder = folder / "zh"
     folder.mkdir(parents=True, exist_ok=True)
     index_path = folder / f"{kind}.json"
@@ -175,7 +183,7 @@ def _mandarin_set(folder: Path, cache_dir: Path, kind: str, texts: list[str],
         say = lambda text: resample(tts.synthesize(text), tts.sample_rate, RATE)  # noqa: E731
         index = []
         for i, text in enumerate(texts):
-            name = f"{'zh' if kind == 'questions' else 'zh-' + kind}{i + 1:02d}.wav"
+            name = f"{prefix}{i + 1:02d}.wav"
             write_wav(folder / name, speak(say, i), RATE)
             index.append({"file": name, "text": text, "voice": MANDARIN_VOICE, "engine": "kokoro"})
         index_path.write_text(json.dumps(index, indent=1))
@@ -185,17 +193,17 @@ def _mandarin_set(folder: Path, cache_dir: Path, kind: str, texts: list[str],
 
 def load_mandarin_questions(folder: Path, cache_dir: Path, count: int | None = None) -> list[Question]:
     """The Mandarin questions, synthesized once into ``folder/zh`` with Kokoro's jm_kumo voice."""
-    return _mandarin_set(folder, cache_dir, "questions", MANDARIN_QUESTIONS, lambda say, i: say(MANDARIN_QUESTIONS[i]), count)
+    return _mandarin_set(folder, cache_dir, "questions", "zh", MANDARIN_QUESTIONS, lambda say, i: say(MANDARIN_QUESTIONS[i]), count)
 
 
 def load_mandarin_paused_questions(folder: Path, cache_dir: Path, count: int | None = None) -> list[Question]:
     """The Mandarin paused questions: first half, 0.6–1.2 s of silence, second half (Kokoro jm_kumo)."""
     def speak(say: Callable[[str], np.ndarray], i: int) -> np.ndarray:
         first, second = MANDARIN_PAUSED_QUESTIONS[i]
-        return np.concatenate([say(first), np.zeros(int(PAUSES_S[i % len(PAUSES_S)] * RATE), np.float32), say(second)])
+        return _with_pause(say(first), say(second), i)
 
     texts = [f"{a} … {b}" for a, b in MANDARIN_PAUSED_QUESTIONS]
-    return _mandarin_set(folder, cache_dir, "paused", texts, speak, count)
+    return _mandarin_set(folder, cache_dir, "paused", "zh-paused", texts, speak, count)
 
 
 def load_questions(folder: Path, count: int | None = None) -> list[Question]:
