@@ -44,7 +44,7 @@ from parley.agents.reply import Reply
 from parley.agents.runtime import AgentModels
 from parley.agents.sentence_end import FINISHED, SentenceVerdict, words_so_far
 from parley.agents.caller_lines import CallerLines
-from parley.agents.speculation import EarlyTranscript, HeldWords, SpeculativeReply, WholePass
+from parley.agents.speculation import EarlyTranscript, HeldWords, PartOnDemand, SpeculativeReply, WholePass
 from parley.agents.reply_turn import Turn, heard_chars, heard_prefix
 from parley.agents.dialogue_state import Event, State, TurnStateMachine
 from parley.agents.unfinished import ends_open
@@ -369,24 +369,39 @@ class AgentSession:
         if previous is not None:
             previous.supersede()  # more speech came: that snapshot is not the utterance any more
         settled = self._settled.get(speaker.participant_id)
-        task = asyncio.create_task(self.speech.transcribe_after(event.samples, settled), name=f"early-stt-{speaker.participant_id}")
-        early = EarlyTranscript(event.pause, task, self._models.early_stt, event.samples.size)
+        name = f"early-stt-{speaker.participant_id}"
         held = self._carried.get(speaker.participant_id)
-        if held is not None:  # the first part of this question: hear both as one as soon as this part is heard
-            early.hear_whole(WholePass(held, asyncio.create_task(self._heard_with(held, task, event.samples, speaker))))
+        if held is None:
+            task = asyncio.create_task(self.speech.transcribe_after(event.samples, settled), name=name)
+            early = EarlyTranscript(event.pause, task, self._models.early_stt, event.samples.size)
+            task.add_done_callback(lambda _: self._speculate(early, speaker))
+        else:  # the first part of this question: hear both as one now, this part alone only if that pass needs it
+            part = PartOnDemand(lambda: self.speech.transcribe_after(event.samples, settled), name)
+            early = EarlyTranscript(event.pause, part.task, self._models.early_stt, event.samples.size)
+            heard = asyncio.create_task(self._heard_with(held, part, event.samples, speaker, event.pause))
+            early.hear_whole(WholePass(held, heard, part))
         self._early[speaker.participant_id] = early
-        task.add_done_callback(lambda _: self._speculate(early, speaker))
 
     async def _heard_with(
-        self, held: HeldWords, part: asyncio.Task[str], samples: np.ndarray, speaker: Speaker,
+        self, held: HeldWords, part: PartOnDemand, samples: np.ndarray, speaker: Speaker, pause: int,
     ) -> tuple[np.ndarray, str]:
-        """Words ``held`` back as unfinished and the utterance after them (its ``samples``, transcribed by
-        ``part``) as one question: its audio and text (``SpeechModels.whole``). Whether that question
-        stops mid-sentence is asked of the LLM at once: the decision asks it next."""
-        await asyncio.wait({part})  # (cancelling this pass must not cancel the part's own transcript)
-        samples, text = await self._with_held(held, samples, part.result().strip())
-        self._judge_pause_words(speaker, text, held=False)
+        """Words ``held`` back as unfinished and the utterance after them (its ``samples``; ``part`` its own
+        transcript, run only if needed) as one question: its audio and text (``SpeechModels.whole_first``).
+        Whether that question stops mid-sentence is asked of the LLM at once (a question that plainly reads
+        whole ends the pause sooner); the decision takes the verdict."""
+        try:
+            parts = lambda: self._parts_text(held, part)  # noqa: E731 - run only if the whole pass needs it
+            samples, text = await self.speech.whole_first(held.samples, samples, held.text, parts)
+        finally:
+            part.spare()
+        judged = self._judge_pause_words(speaker, text, held=False)
+        if judged is not None:
+            judged.add_done_callback(lambda task: self._words_judged(task, pause, speaker))
         return samples, text
+
+    @staticmethod
+    async def _parts_text(held: HeldWords, part: PartOnDemand) -> str:
+        return _after_held(held.text, (await part.need()).strip())
 
     def _judge_pause_words(self, speaker: Speaker, text: str, held: bool = True) -> asyncio.Task[SentenceVerdict] | None:
         """Start asking (smart endpointing) whether the question ``text`` makes so far stops mid-sentence
@@ -483,9 +498,18 @@ class AgentSession:
         self, utterance: Utterance, timer: TurnTimer, speaker: Speaker, transcript: asyncio.Task[str] | None, line: int,
         settled: tuple[int, str] | None = None, whole: WholePass | None = None,
     ) -> None:
+        heard_whole = whole is not None and whole.held is self._carried.get(speaker.participant_id) and not whole.task.cancelled()
+        if whole is not None and not heard_whole:  # (the words held changed since the pause) this part alone, then
+            transcript = whole.part.need()
+        if transcript is not None and transcript.cancelled():
+            transcript = None
         try:
-            pending = transcript if transcript is not None else self.speech.transcribe_after(utterance.samples, settled)
-            text = (await pending).strip()
+            if heard_whole:  # the held words and this utterance, heard as one at the pause
+                assert whole is not None
+                samples, text = await whole.task
+            else:
+                pending = transcript if transcript is not None else self.speech.transcribe_after(utterance.samples, settled)
+                samples, text = utterance.samples, (await pending).strip()
         except BackendError as exc:
             self._log.warning("transcription failed: %s", exc)
             self._emit(ev.AgentFailure(exc.code, str(exc)))
@@ -496,13 +520,10 @@ class AgentSession:
             return
         if self.closed:
             return
-        samples = utterance.samples
         carried = self._carried.pop(speaker.participant_id, None)
         if carried is not None:  # the first part of this question, held back as unfinished: hear it whole
             line = carried.line
-            if whole is not None and whole.held is carried:  # started at the pause, on these very words
-                samples, text = await whole.task
-            else:
+            if not heard_whole:
                 samples, text = await self._with_held(carried, samples, text)
             if self.closed:
                 return

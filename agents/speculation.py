@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import AsyncIterator, Callable
+from typing import AsyncIterator, Awaitable, Callable
 
 import numpy as np
 
@@ -29,12 +29,42 @@ class HeldWords:
     samples: np.ndarray
 
 
+class PartOnDemand:
+    """An utterance's own transcription, run only once asked for (``need``).
+
+    After words held as unfinished, the pass hearing them and the utterance as one goes first (it is the
+    question); the utterance alone is needed only where that pass fails or stops at the pause. Not
+    needed (``spare``): the task ends cancelled, having cost nothing.
+    """
+
+    def __init__(self, transcribe: Callable[[], Awaitable[str]], name: str) -> None:
+        self._needed: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.task = asyncio.create_task(self._run(transcribe), name=name)
+
+    async def _run(self, transcribe: Callable[[], Awaitable[str]]) -> str:
+        if not await self._needed:
+            raise asyncio.CancelledError("not needed")
+        return await transcribe()
+
+    def need(self) -> asyncio.Task[str]:
+        """Run it (if ``spare`` came first, the task is already cancelled)."""
+        if not self._needed.done():
+            self._needed.set_result(True)
+        return self.task
+
+    def spare(self) -> None:
+        if not self._needed.done():
+            self._needed.set_result(False)
+
+
 @dataclass(frozen=True, eq=False)
 class WholePass:
-    """The pass hearing ``held`` and the utterance after it as one question: its audio and text."""
+    """The pass hearing ``held`` and the utterance after it as one question (its audio and text), and that
+    utterance's own transcription, run only if the pass needs it."""
 
     held: HeldWords
     task: asyncio.Task[tuple[np.ndarray, str]]
+    part: PartOnDemand
 
 
 class EarlyTranscript:
@@ -90,6 +120,7 @@ class EarlyTranscript:
     def supersede(self) -> None:
         if self.whole is not None:
             self.whole.task.cancel()
+            self.whole.part.spare()
         if self._superseded:
             return
         self._superseded = True

@@ -82,6 +82,28 @@ class SpeechModels:
             return samples, fallback
         return samples, whole or fallback
 
+    async def whole_first(
+        self, first: np.ndarray, second: np.ndarray, held: str, parts: Callable[[], Awaitable[str]],
+    ) -> tuple[np.ndarray, str]:
+        """``whole`` for a question whose ``second`` part has not been heard alone yet (``first`` was
+        heard as ``held``): the pass over both goes first, and ``parts`` (the second part's own transcript
+        joined to ``held``) is asked for only where that pass fails or adds no words to ``held`` — Whisper
+        stopped where the caller paused. One pass on the critical path instead of two in a row."""
+        samples = join_speech(first, second, AGENT_RATE)
+        try:
+            whole = (await self.transcribe(samples)).strip()
+        except BackendError as exc:
+            self._log.warning("transcribing the whole question failed (%s): using its parts' text", exc)
+            whole = ""
+        if spoken_words(whole) > spoken_words(held):
+            return samples, whole
+        fallback = await parts()
+        if whole and not lost_a_part(whole, fallback):
+            return samples, whole
+        if whole:
+            self._log.info("the whole question heard as %r lost words of its parts %r: using the parts", whole, fallback)
+        return samples, fallback
+
     async def synthesize(self, tts: TextToSpeech, text: str) -> np.ndarray:
         """``text`` spoken by ``tts``; a longer chunk is given longer (``SYNTHESIS_S_PER_WORD``)."""
         job = asyncio.get_running_loop().run_in_executor(self._models.executor, tts.synthesize, text)

@@ -357,7 +357,8 @@ async def test_a_whole_pass_that_drops_a_part_gives_way_to_the_parts(settings):
 
 async def test_words_held_as_unfinished_are_heard_with_the_rest_at_its_pause(settings):
     """The question's two parts are heard as one when the second part's pause begins, not after its
-    endpoint: one Whisper pass fewer between the caller's last word and the reply."""
+    endpoint, and the second part is not heard alone at all: one Whisper pass between the caller's last
+    word and the reply, where there were two in a row."""
 
     models = StandInModels({8_000: "How long does it take", 6_000: "to boil an egg?", 18_800: "How long does it take to boil an egg?"})
     judged: list[str] = []
@@ -371,13 +372,40 @@ async def test_words_held_as_unfinished_are_heard_with_the_rest_at_its_pause(set
     await _first_part_held(session)
     session._on_endpoint_event(SpeechPaused(np.zeros(6_000, np.float32), pause=1), ADA)
     await asyncio.sleep(0.1)
-    assert models.passes == [8_000, 6_000, 18_800]  # the whole, before the turn is known to be over ...
+    assert models.passes == [8_000, 18_800]  # the whole, before the turn is known to be over ...
     assert judged[-1] == "How long does it take to boil an egg"  # ... and whether it reads finished
+    early = session._early[ADA.participant_id]
+    assert early.task.cancelled()  # the part alone was not needed
     session._on_endpoint_event(_utterance(6_000, pause=1), ADA)
     await _decided(session)
-    assert models.passes == [8_000, 6_000, 18_800]  # and neither again after it
+    assert models.passes == [8_000, 18_800]  # and nothing again after it
     assert judged.count("How long does it take to boil an egg") == 1
     assert session._turn is not None and session._turn.user_text == "How long does it take to boil an egg?"
+    models.release.set()
+    await session.close()
+    playout.stop()
+
+
+async def test_a_whole_pass_at_the_pause_that_stops_there_asks_for_the_part_alone(settings):
+    """The pass over both parts, started at the second part's pause, came back with no more words than
+    the first part (Whisper stopped where the caller paused): only then is the second part heard alone,
+    and the question keeps the words of both."""
+
+    models = StandInModels({8_000: "How long does it take?", 6_000: "T'boil a nag.", 18_800: "How long does it take?"})
+
+    async def cut_short(messages, words):
+        return 0.001
+
+    models.llm.sentence_end_probability = cut_short
+    session, emitted, playout = _session(models, settings)
+    await _first_part_held(session)
+    session._on_endpoint_event(SpeechPaused(np.zeros(6_000, np.float32), pause=1), ADA)
+    await asyncio.sleep(0.1)
+    assert models.passes == [8_000, 18_800, 6_000]  # the whole first, then the part it lost
+    session._on_endpoint_event(_utterance(6_000, pause=1), ADA)
+    await _decided(session)
+    assert models.passes == [8_000, 18_800, 6_000]
+    assert session._turn is not None and session._turn.user_text == "How long does it take T'boil a nag."
     models.release.set()
     await session.close()
     playout.stop()
