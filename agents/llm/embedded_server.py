@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 
@@ -19,7 +20,10 @@ def main() -> int:
     parser.add_argument("--context", type=int, default=4096)
     parser.add_argument("--parallel", type=int, default=4)
     parser.add_argument("--cache-ram", type=int, default=256, help="MiB of host RAM for saved prompt states")
+    parser.add_argument("--nice", type=int, default=0, help="scheduling niceness added before loading (0-19)")
     args = parser.parse_args()
+    if args.nice:
+        os.nice(args.nice)  # llama.cpp's threads, started below, inherit it
 
     import xllamacpp
 

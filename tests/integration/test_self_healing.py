@@ -24,10 +24,19 @@ from tests.conftest import TEST_API_KEY, free_port, serve_app
 pytestmark = pytest.mark.slow
 
 
+CHILD_NICE = 5
+
+
 async def _own_llm(settings, policy: RestartPolicy) -> EmbeddedLlm:
     path = await asyncio.to_thread(llm_model_path, settings.llm.model, settings.cache_dir, print)
     return await EmbeddedLlm.start(path, log_dir=settings.cache_dir / "logs", threads=1, parallel=2,
-                                   max_tokens=settings.llm.max_tokens, policy=policy)
+                                   max_tokens=settings.llm.max_tokens, nice=CHILD_NICE, policy=policy)
+
+
+def _niced(pid: int | None) -> bool:
+    """Whether the LLM child ``pid`` runs CHILD_NICE nicer than this process (llm.nice)."""
+    assert pid is not None
+    return os.getpriority(os.PRIO_PROCESS, pid) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + CHILD_NICE)
 
 
 async def _readyz(url: str) -> tuple[int, dict]:
@@ -47,6 +56,7 @@ async def test_a_killed_llm_child_costs_one_turn_and_is_restarted(settings, mode
         assert (await caller.ask(question_samples, timeout=60)).answered
         assert (await _readyz(served.url))[0] == 200
         first_pid = llm.pid
+        assert _niced(first_pid)
         since = len(caller.messages)
         caller.mic.play(question_samples)
         await caller.wait_for(lambda m: m["type"] == "agent.state" and m["state"] == "thinking", 60, since)
@@ -65,6 +75,7 @@ async def test_a_killed_llm_child_costs_one_turn_and_is_restarted(settings, mode
             await asyncio.sleep(0.1)
         assert 503 in seen and seen[-1] == 200, seen
         assert llm.restarts == 1 and llm.pid not in (None, first_pid)
+        assert _niced(llm.pid)  # the restarted child is as nice as the first
         await caller.wait_for(lambda m: m["type"] == "agent.state" and m["state"] == "listening", 30, since)
         result = await caller.ask(question_samples, timeout=60)  # the same call, after the restart
         assert result.answered, caller.messages[-8:]
