@@ -72,15 +72,7 @@ class SpeechModels:
         fragment such as "of Germany?" far worse than the whole); if that pass fails, or drops a part
         (``lost_a_part``), ``fallback`` — the parts' own transcripts joined."""
         samples = join_speech(first, second, AGENT_RATE)
-        try:
-            whole = (await self.transcribe(samples)).strip()
-        except BackendError as exc:
-            self._log.warning("transcribing the whole question failed (%s): using its parts' text", exc)
-            return samples, fallback
-        if lost_a_part(whole, fallback):
-            self._log.info("the whole question heard as %r lost words of its parts %r: using the parts", whole, fallback)
-            return samples, fallback
-        return samples, whole or fallback
+        return samples, self._whole_or_parts(await self._heard_as_one(samples), fallback)
 
     async def whole_first(
         self, first: np.ndarray, second: np.ndarray, held: str, parts: Callable[[], Awaitable[str]],
@@ -90,19 +82,25 @@ class SpeechModels:
         joined to ``held``) is asked for only where that pass fails or adds no words to ``held`` — Whisper
         stopped where the caller paused. One pass on the critical path instead of two in a row."""
         samples = join_speech(first, second, AGENT_RATE)
-        try:
-            whole = (await self.transcribe(samples)).strip()
-        except BackendError as exc:
-            self._log.warning("transcribing the whole question failed (%s): using its parts' text", exc)
-            whole = ""
+        whole = await self._heard_as_one(samples)
         if spoken_words(whole) > spoken_words(held):
             return samples, whole
-        fallback = await parts()
-        if whole and not lost_a_part(whole, fallback):
-            return samples, whole
-        if whole:
-            self._log.info("the whole question heard as %r lost words of its parts %r: using the parts", whole, fallback)
-        return samples, fallback
+        return samples, self._whole_or_parts(whole, await parts())
+
+    async def _heard_as_one(self, samples: np.ndarray) -> str:
+        """The transcript of a question's parts joined (``samples``); empty if the pass fails."""
+        try:
+            return (await self.transcribe(samples)).strip()
+        except BackendError as exc:
+            self._log.warning("transcribing the whole question failed (%s): using its parts' text", exc)
+            return ""
+
+    def _whole_or_parts(self, whole: str, parts: str) -> str:
+        """``whole`` unless it is empty or dropped one of the ``parts`` (their transcripts joined)."""
+        if whole and lost_a_part(whole, parts):
+            self._log.info("the whole question heard as %r lost words of its parts %r: using the parts", whole, parts)
+            return parts
+        return whole or parts
 
     async def synthesize(self, tts: TextToSpeech, text: str) -> np.ndarray:
         """``text`` spoken by ``tts``; a longer chunk is given longer (``SYNTHESIS_S_PER_WORD``)."""
