@@ -7,19 +7,17 @@ beyond the ``Turn`` it fills in, and reports through typed agent events and one 
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from typing import AsyncIterator, Awaitable, Callable
 
 import numpy as np
 
 from parley.agents.events import AgentEvent, ReplyTranscript, TurnLatency
-from parley.agents.text import SentenceChunker, clean_for_speech, join_all_said
+from parley.agents.text import SentenceChunker, clean_for_speech, has_words, join_all_said
 from parley.agents.reply_turn import Segment, Turn
 from parley.core.audio import WEBRTC_RATE, resample
 from parley.agents.audio_output import AudioOutput
 
-_WORD = re.compile(r"\w")
 Chunk = tuple[str, int, int]  # text, and its first and last character in the reply as generated
 # Once this little (plus the last chunk's synthesis time) is left to play and nothing else is on its
 # way, the words generated so far are spoken without waiting for their sentence to end: a CPU LLM at
@@ -122,7 +120,7 @@ class Reply:
             while (item := await chunks.get()) is not None:
                 chunk, raw_start, raw_end = item
                 text = clean_for_speech(chunk)
-                if not _WORD.search(text):
+                if not has_words(text):
                     continue
                 if timer.first_chunk_at is None:
                     timer.first_chunk_at = time.monotonic()

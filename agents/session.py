@@ -1,26 +1,26 @@
 """``AgentSession``: one call's turn controller — what each utterance means, and who has the floor.
 
-It sits between a ``Listener`` per person (audio → endpoint events, ``agents/listener.py``) and one
-``Reply`` per turn (LLM → clauses → TTS → playout, ``agents/reply.py``). Here: the turn-taking state
-machine, early transcription and speculative replies (``agents/speculation.py``; the LLM work done
-ahead of a turn — primes, sentence-end judgements, the speculative reply — is ``LlmAhead``'s,
-``agents/llm_ahead.py``, the session says when), barge-in, resuming,
-folding a continued question into one, and what goes into the conversation (kept by ``Conversation``,
-``agents/conversation.py``; the speech models are called through ``SpeechModels``). It reports through
-typed agent events (``agents/events.py``); the signaling side turns them into wire messages.
+It sits between a ``Listener`` per person (audio → endpoint events, ``agents/listener.py``; the naive
+baseline's ``NaiveListener``, ``agents/naive.py``) and the ``TurnRunner`` that answers each turn it
+starts (question into the conversation, reply streamed and spoken by a ``Reply``, what was heard kept:
+``agents/turn_runner.py``). Here: the turn-taking state machine, early transcription and speculative
+replies (``agents/speculation.py``; the LLM work done ahead of a turn — primes, sentence-end
+judgements, the speculative reply — is ``LlmAhead``'s, ``agents/llm_ahead.py``, the session says
+when), barge-in, resuming, and folding a continued question into one (the conversation is kept by
+``Conversation``, ``agents/conversation.py``; the speech models are called through ``SpeechModels``).
+It reports through typed agent events (``agents/events.py``); the signaling side turns them into wire
+messages.
 """
-
 from __future__ import annotations
 
 import asyncio
 import collections
 import contextlib
-import functools
 import logging
 import re
 import time
 import weakref
-from typing import AsyncIterator, Callable
+from typing import Callable
 
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -35,27 +35,27 @@ from parley.agents.endpointer import (
 )
 from parley.agents.echo_cancel import EchoCanceller
 from parley.agents.listener import Listener, new_endpointer
+from parley.agents.naive import NaiveListener
 from parley.agents.llm_ahead import LlmAhead
 from parley.agents.llm.base import ChatMessage
 from parley.agents.stage_timer import TurnTimer
-from parley.agents.text import join_said
+from parley.agents.text import has_words, join_said
 from parley.agents.profile import AgentProfile, Speaker, is_addressed
-from parley.agents.reply import Reply
 from parley.agents.runtime import AgentModels
 from parley.agents.sentence_end import FINISHED, SentenceVerdict, words_so_far
 from parley.agents.caller_lines import CallerLines
 from parley.agents.speculation import EarlyTranscript, HeldWords, PartOnDemand, SpeculativeReply, WholePass
 from parley.agents.reply_turn import Turn, heard_chars, heard_prefix
+from parley.agents.turn_runner import TurnRunner
 from parley.agents.dialogue_state import Event, State, TurnStateMachine
 from parley.agents.unfinished import ends_open
-from parley.core.audio import AGENT_RATE, WEBRTC_RATE, FrameToAgentPcm, join_speech
+from parley.core.audio import AGENT_RATE, WEBRTC_RATE, join_speech
 from parley.agents.settings import AUTO_LANGUAGES, PipelineSettings, VadSettings
-from parley.core.errors import BackendError, ParleyError
+from parley.core.errors import BackendError
 from parley.core.logs import CallLogger
 from parley.agents.audio_output import AudioOutput
 
 log = logging.getLogger(__name__)
-_WORD = re.compile(r"\w")
 EARLY_BARGE_IN_WORDS = 2  # an interim transcript with this many real words interrupts before the endpoint
 WENT_ON_WITHIN_S = 0.6  # a short word over the agent and more speech this soon after it: one utterance
 # A caller who starts speaking within this much of the reply's first sound (sent; they hear it ~0.1 s
@@ -135,6 +135,11 @@ class AgentSession:
             thresholds=vad.text_turn_thresholds, log=self._log, name=agent_id,
         )
         self._endpointers: dict[str, Endpointer] = {}  # per speaker listening now: told when a pause's words read whole
+        self._runner = TurnRunner(
+            conversation=self.conversation, profile=self.profile, speech=self.speech, ahead=self._ahead, playout=playout, emit=emit,
+            settings=settings.agent, stats=models.speculation, log=self._log, people=people, on_audio_started=self._audio_started,
+            on_ended=self._turn_ended, caller_going_on=self._caller_going_on, closed=lambda: self.closed,
+        )
 
     @property
     def history(self) -> list[ChatMessage]:
@@ -307,34 +312,19 @@ class AgentSession:
         self._prime(self._question_so_far(speaker, ""), speaker)
 
     async def _listen_naive(self, track: MediaStreamTrack, speaker: Speaker) -> None:
-        """The baseline: transcribe fixed chunks; a chunk with no words after some words ends the turn."""
-        converter = FrameToAgentPcm()
-        chunk_samples = int(self._settings.agent.naive_chunk_s * AGENT_RATE)
-        pending = np.zeros(0, np.float32)
-        heard: list[str] = []
-        last_words_at = 0.0
+        """The baseline: fixed chunks transcribed one after another (``NaiveListener``); each question
+        replaces any reply still going."""
+
+        def asked(timer: TurnTimer, text: str) -> None:
+            if self._turn is not None and self._turn.active and self._turn.task:
+                self._turn.task.cancel()
+            self._start_turn(timer, text, speaker)
+
+        listener = NaiveListener(
+            self.speech.transcribe, self._settings.agent.naive_chunk_s, asked, lambda exc: self._emit(ev.AgentFailure(exc.code, str(exc))),
+        )
         try:
-            while True:
-                pending = np.concatenate([pending, converter.convert(await track.recv())])
-                if pending.size < chunk_samples:
-                    continue
-                chunk, pending = pending[:chunk_samples], pending[chunk_samples:]
-                try:
-                    text = await self.speech.transcribe(chunk)
-                except BackendError as exc:
-                    self._emit(ev.AgentFailure(exc.code, str(exc)))
-                    continue
-                now = time.monotonic()
-                if _WORD.search(text):
-                    heard.append(text.strip())
-                    last_words_at = now
-                elif heard:
-                    timer = TurnTimer(0, last_words_at, now)
-                    timer.stt_done_at = now
-                    if self._turn is not None and self._turn.active and self._turn.task:
-                        self._turn.task.cancel()
-                    self._start_turn(timer, " ".join(heard), speaker)
-                    heard = []
+            await listener.run(track)
         except MediaStreamError:
             self._log.info("caller's audio track ended")
 
@@ -354,7 +344,7 @@ class AgentSession:
             return
         finally:
             self._interim_pass_s = time.monotonic() - self._interim_started_at
-        if self.closed or seq != self._utterance_seq or not _WORD.search(text):
+        if self.closed or seq != self._utterance_seq or not has_words(text):
             return  # the utterance ended meanwhile: its final transcript wins
         line, shown = self._continued_line(speaker, text)
         self._user_transcript(speaker, self._turn_counter + 1, shown, final=False, utterance_id=line)
@@ -406,7 +396,7 @@ class AgentSession:
     def _judge_pause_words(self, speaker: Speaker, text: str, held: bool = True) -> asyncio.Task[SentenceVerdict] | None:
         """Start asking (smart endpointing) whether the question ``text`` makes so far stops mid-sentence
         (see ``_question_so_far`` for ``held``); the decision takes the verdict. ``None``: nothing asked."""
-        if self._settings.vad.endpoint != "smart" or not _WORD.search(text) or self.closed:
+        if self._settings.vad.endpoint != "smart" or not has_words(text) or self.closed:
             return None
         asked = self._question_so_far(speaker, text, held=held)
         return self._ahead.sentence_ends.start(
@@ -465,7 +455,7 @@ class AgentSession:
 
     def _may_speculate(self, text: str, speaker: Speaker) -> bool:
         """Only a plain next question: words, nothing held or pending, nobody's reply playing."""
-        if not _WORD.search(text) or speaker.participant_id in self._carried or self.state != State.USER_SPEAKING:
+        if not has_words(text) or speaker.participant_id in self._carried or self.state != State.USER_SPEAKING:
             return False
         if self._turn is not None and self._turn.active:
             return False
@@ -528,7 +518,7 @@ class AgentSession:
             if self.closed:
                 return
         timer.stt_done_at = time.monotonic()
-        words = bool(_WORD.search(text))
+        words = has_words(text)
         if self.state == State.PAUSED and self._turn is not None:
             if await self._went_on(utterance, speaker, WENT_ON_WITHIN_S):
                 # "Stop, what is ...": a first part (short, often misheard over the agent's voice: "up") and
@@ -709,7 +699,7 @@ class AgentSession:
             # folds into this question, a backchannel or a blip resumes it.
             self._playout.pause()
             self.fsm.fire(Event.SPEECH_START)
-        turn.task = asyncio.create_task(self._run_turn(turn), name=f"turn-{turn.id}")
+        turn.task = asyncio.create_task(self._runner.run(turn), name=f"turn-{turn.id}")
 
     def _prompt_if_asked(self, text: str, speaker: Speaker) -> list[ChatMessage]:
         """The prompt a turn would send if ``speaker`` asked ``text`` now (what speculation and priming send).
@@ -721,85 +711,16 @@ class AgentSession:
             asked, unheard.user_message if unheard is not None else None, group, self.profile.language_of(text),
         )
 
-    async def _run_turn(self, turn: Turn) -> None:
-        """Stream the reply to the caller's words and speak it; cancel-safe."""
-        try:
-            asker = turn.speaker
-            self._log.info("turn %d: %s said %r", turn.id, asker.name if asker else "the caller", turn.user_text)
-            if asker is not None:
-                self._user_transcript(asker, turn.id, turn.user_text, final=True, utterance_id=turn.utterance_id)
-            group = self.profile.group_mode(self._people())
-            if turn.user_text:  # a turn asked for by a client (reply_now) answers the history as it stands
-                turn.user_message = self.conversation.add(Conversation.user_message(turn.user_text, asker, group))
-            language = self.profile.language_of(turn.user_text)  # an auto room answers in the question's language
-            voice = self.profile.voice(language)
-            reply = Reply(
-                turn, self._playout, functools.partial(self.speech.synthesize, voice), voice.sample_rate, self._emit, self._audio_started,
-                streaming=self._settings.agent.pipeline == "streaming",
-                first_chunk_max_words=self._settings.agent.first_chunk_max_words,
-            )
-            await reply.run(self._reply_stream(turn, group, language))
-            self.fsm.fire(Event.REPLY_DONE)
-        except asyncio.CancelledError:
-            if turn.interrupted_at is None and not turn.dropped:
-                self._log.info("turn %d cancelled", turn.id)
-                self._playout.flush()
-            raise
-        except ParleyError as exc:
-            self._log.warning("turn %d failed: %s", turn.id, exc)
-            self._emit(ev.AgentFailure(exc.code, str(exc)))
-            self._playout.resume()
-            self.fsm.fire(Event.FAILED)
-        except Exception as exc:
-            self._log.exception("turn %d failed", turn.id)
-            self._emit(ev.AgentFailure("internal_error", f"turn {turn.id} failed: {type(exc).__name__}"))
-            self._playout.resume()
-            self.fsm.fire(Event.FAILED)
-        finally:
-            if turn.speculation is not None:  # ended before it streamed: the speculative reply goes too
-                turn.speculation.cancel()
-                turn.speculation = None
-            self._remember(turn)
+    def _turn_ended(self, turn: Turn, spoken: bool) -> None:
+        self.fsm.fire(Event.REPLY_DONE if spoken else Event.FAILED)
 
-    def _reply_stream(self, turn: Turn, group: bool, language: str) -> AsyncIterator[str]:
-        """The reply's LLM stream: the one started at the pause on these very words, or a new one."""
-        messages = self.conversation.prompt(group, language)
-        spec, turn.speculation = turn.speculation, None
-        if spec is not None and spec.matches(turn.user_text, messages):
-            turn.speculative = True
-            return self._then_prime(spec.adopt(), turn, group, language)
-        if spec is not None:
-            spec.cancel()
-        return self._then_prime(self._ahead.stream(messages), turn, group, language)
-
-    async def _then_prime(self, stream: AsyncIterator[str], turn: Turn, group: bool, language: str) -> AsyncIterator[str]:
-        """``stream``, and once the reply is whole, the conversation as the next question will find it
-        (this reply included) put into the LLM's cache while the reply still plays: the CPU is idle
-        then, and the next turn's prefill is only the caller's new words (``agent.speculate``)."""
-        async with contextlib.aclosing(stream) as deltas:  # type: ignore[type-var]
-            async for delta in deltas:
-                yield delta
-        turn.generated_all = True
-        if not self._settings.agent.speculate or not turn.reply.strip():
-            return
-        if turn.speaker is not None and self._unheard_turn_of(turn.speaker) is turn and self.state == State.PAUSED:
-            return  # the caller is going on: their words, not this reply, are what the next prompt holds
-        history = [*self.history, ChatMessage(role="assistant", content=turn.reply.strip()), ChatMessage(role="user", content="")]
-        if not self.closed and self._ahead.prime(lambda: self.conversation.prompt(group, language, history), ""):
-            self._models.speculation.after_reply_primes += 1
+    def _caller_going_on(self, turn: Turn) -> bool:
+        """Whether ``turn``'s asker is speaking on in its question (nobody has heard its reply yet)."""
+        return turn.speaker is not None and self._unheard_turn_of(turn.speaker) is turn and self.state == State.PAUSED
 
     def _audio_started(self, turn: Turn) -> None:
         self.fsm.fire(Event.AUDIO_STARTED)
         self._log.info("turn %d metrics: %s", turn.id, " ".join(f"{k}={v}" for k, v in turn.timer.as_metrics().items()))
-
-    def _remember(self, turn: Turn) -> None:
-        if turn.dropped:
-            return  # ``_drop`` took its question out of the history (or kept it, as someone else's context)
-        reply = turn.remembered_reply()
-        if reply and turn.segments:
-            # The reply as generated (not as cleaned for speech) keeps the LLM server's prompt cache valid.
-            turn.assistant_message = ChatMessage(role="assistant", content=reply)
-            self.conversation.add(turn.assistant_message)
 
     # ---- driven by a client (the Realtime API: turns it commits, items it creates, replies it cancels) ----
 

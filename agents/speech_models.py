@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from typing import Awaitable, Callable, TypeVar
 
 import numpy as np
@@ -19,13 +18,12 @@ from parley.agents.backchannel import spoken_words
 from parley.agents.profile import AgentProfile
 from parley.agents.runtime import AgentModels
 from parley.agents.settings import AgentSettings
-from parley.agents.text import join_said
+from parley.agents.text import has_words, join_said
 from parley.agents.tts.base import TextToSpeech
 from parley.core.audio import AGENT_RATE, join_speech
 from parley.core.errors import BackendError
 
 log = logging.getLogger(__name__)
-_WORD = re.compile(r"\w")
 T = TypeVar("T")
 
 # A chunk's synthesis may take this long per word on top of agent.tts_timeout_s (3 × real time at 0.5 s a word).
@@ -65,7 +63,7 @@ class SpeechModels:
         if settled is None or samples.size - settled[0] < SETTLED_MIN_TAIL_S * AGENT_RATE:
             return await self.transcribe(samples)
         tail = (await self.transcribe(samples[settled[0]:])).strip()
-        return join_said(settled[1], tail) if _WORD.search(tail) else settled[1]
+        return join_said(settled[1], tail) if has_words(tail) else settled[1]
 
     async def whole(self, first: np.ndarray, second: np.ndarray, fallback: str) -> tuple[np.ndarray, str]:
         """One question said in two parts, as one: its audio and one transcript of it (Whisper hears a

@@ -22,6 +22,14 @@ CJK_MAX_CHARS = 24
 _MARKDOWN = re.compile(r"[*_#`~>|]+|\[(.*?)\]\(.*?\)")
 
 
+_WORD_CHAR = re.compile(r"\w")
+
+
+def has_words(text: str) -> bool:
+    """Whether ``text`` holds any word at all (Whisper writes punctuation alone, or nothing, for noise)."""
+    return _WORD_CHAR.search(text) is not None
+
+
 def has_cjk(text: str) -> bool:
     """Whether ``text`` holds any Chinese character."""
     return CJK_CHAR.search(text) is not None
