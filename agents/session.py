@@ -59,10 +59,14 @@ log = logging.getLogger(__name__)
 EARLY_BARGE_IN_WORDS = 2  # an interim transcript with this many real words interrupts before the endpoint
 WENT_ON_WITHIN_S = 0.6  # a short word over the agent and more speech this soon after it: one utterance
 # A caller who starts speaking within this much of the reply's first sound (sent; they hear it ~0.1 s
-# later, and their own voice reaches us ~0.1 s after they start) began as the agent did: they had not
-# heard it. Their words are a continuation, folded into the question, not a barge-in. Someone reading
-# sentence after sentence with ~0.9 s pauses met the agent's first syllable at the start of each sentence.
-TALKED_OVER_S = 0.3
+# later, their own voice reaches us ~0.1 s after they start, and nobody changes what they are about to
+# say in under ~0.2 s) began as the agent did: they had not heard it. Their words are a continuation,
+# folded into the question, not a barge-in. Someone reading sentence after sentence with ~0.9 s pauses
+# met the agent's first syllable at the start of each sentence; with 0.6 s pauses, 0.33 s into it.
+TALKED_OVER_S = 0.4
+# Speech this soon after a blip was discarded (too short to count) began where the blip did: a reader's
+# "Un-" … "less to be" — the onset that says whether they had heard the reply is the first one.
+BLIP_THEN_SPEECH_S = 0.5
 INTERIM_STT_SHARE = 0.5  # the most of the STT's time interim transcripts may take (see _interim_due)
 HEARD_ALONE_WORDS = 4  # a continuation this long is transcribed on its own, not again with the question it continues
 # Inside one long utterance: words before a pause of at least SETTLE_PAUSE_MS that Whisper ended as a sentence
@@ -117,6 +121,9 @@ class AgentSession:
         self._speaking: set[str] = set()  # speakers in the middle of an utterance now
         # ... whose onset over the agent may be its own echo (not acted on yet), with where playout was at it
         self._unconfirmed: dict[str, int] = {}
+        # per speaker: where playout was at the onset of their speech now, and at that of a blip just discarded (and when)
+        self._onsets: dict[str, int] = {}
+        self._blips: dict[str, tuple[int, float]] = {}
         self._decider: asyncio.Task[None] | None = None  # the latest utterance's decision
         # Every decision in flight (each waits for the one before), with whose utterance it decides.
         self._deciders: dict[asyncio.Task[None], str] = {}
@@ -233,13 +240,14 @@ class AgentSession:
         if self.closed:
             return
         if isinstance(event, SpeechStarted):
+            onset = self._onsets[speaker.participant_id] = self._onset_position(speaker)
             if not event.confirm_first:  # (an onset that may be the agent's own echo is not judged so)
-                self._talked_over(speaker)
+                self._talked_over(speaker, onset)
             self._speaking.add(speaker.participant_id)
             self._spoke_again.setdefault(speaker.participant_id, asyncio.Event()).set()
             if event.confirm_first and self._turn is not None and self._turn.active:
                 # Their echo canceller is still learning: this may be the agent's own voice. Stop only if it lasts.
-                self._unconfirmed[speaker.participant_id] = self._playout.buffer.played
+                self._unconfirmed[speaker.participant_id] = onset
                 return
             self._speech_started(speaker)
         elif isinstance(event, SpeechConfirmed):
@@ -249,6 +257,9 @@ class AgentSession:
                 self._speech_started(speaker)
         elif isinstance(event, SpeechDiscarded):
             self._speaking.discard(speaker.participant_id)
+            onset = self._onsets.pop(speaker.participant_id, None)
+            if onset is not None:
+                self._blips[speaker.participant_id] = (onset, time.monotonic())
             if speaker.participant_id in self._unconfirmed:  # a blip of echo, never acted on
                 del self._unconfirmed[speaker.participant_id]
                 self._log.info("a blip over the agent while %s's echo canceller was learning: not stopped for it", speaker.name)
@@ -275,6 +286,7 @@ class AgentSession:
                 self._interim = asyncio.create_task(self._interim_transcript(event.samples, self._utterance_seq, speaker, settled))
         elif isinstance(event, Utterance):
             self._speaking.discard(speaker.participant_id)
+            self._onsets.pop(speaker.participant_id, None)
             self._unconfirmed.pop(speaker.participant_id, None)
             self._utterance_seq += 1  # any interim pass still running is now stale
             settled = self._settled.pop(speaker.participant_id, None)
@@ -293,14 +305,21 @@ class AgentSession:
             self._deciders[self._decider] = speaker.participant_id
             self._decider.add_done_callback(lambda task: self._deciders.pop(task, None))
 
-    def _talked_over(self, speaker: Speaker, played_at_onset: int | None = None) -> None:
-        """At the onset of ``speaker``'s speech (playout then at ``played_at_onset``, or now): if the reply
-        to them had sounded for less than ``TALKED_OVER_S``, they began together (see ``Turn.talked_over``)."""
+    def _onset_position(self, speaker: Speaker) -> int:
+        """Where playout is as ``speaker`` starts speaking — or was at a blip of theirs discarded less than
+        ``BLIP_THEN_SPEECH_S`` ago: this speech began there."""
+        blip = self._blips.pop(speaker.participant_id, None)
+        if blip is not None and time.monotonic() - blip[1] <= BLIP_THEN_SPEECH_S:
+            return blip[0]
+        return self._playout.buffer.played
+
+    def _talked_over(self, speaker: Speaker, played_at_onset: int) -> None:
+        """At the onset of ``speaker``'s speech (playout then at ``played_at_onset``): if the reply to
+        them had sounded for less than ``TALKED_OVER_S``, they began together (see ``Turn.talked_over``)."""
         turn = self._turn
         if turn is None or not turn.active or not turn.audio_started or turn.speaker != speaker or not turn.segments:
             return
-        played = self._playout.buffer.played if played_at_onset is None else played_at_onset
-        sounded_s = (played - turn.segments[0].start) / WEBRTC_RATE
+        sounded_s = (played_at_onset - turn.segments[0].start) / WEBRTC_RATE
         if sounded_s < TALKED_OVER_S:
             turn.talked_over = True
             self._log.info("turn %d: %s began speaking %.2f s into its first sound: not heard yet", turn.id, speaker.name or "the caller", sounded_s)

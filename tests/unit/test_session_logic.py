@@ -716,6 +716,46 @@ async def test_a_caller_who_goes_on_as_the_reply_begins_had_not_heard_it(setting
     playout.stop()
 
 
+@pytest.mark.parametrize(("confirm_first", "gap_s", "together"), [
+    (False, 0.45, True), (True, 0.45, True),  # the blip began before they could have heard the reply
+    (False, 0.75, False),  # too long after it: this speech began now, when the reply had been heard
+])
+async def test_speech_soon_after_a_blip_began_where_the_blip_did(settings, confirm_first, gap_s, together):
+    """A reader's "Un-" … "less to be": the start of their next sentence, too short to count, is
+    discarded, and the rest comes a moment later, when the reply has sounded longer than TALKED_OVER_S.
+    They began before they could have heard it: the reply is withdrawn and both parts are one question
+    (one line), as when their speech begins with the reply's first sound."""
+    from parley.agents.endpointer import SpeechConfirmed, SpeechDiscarded, SpeechStarted
+
+    session, emitted, playout, models = _agent_talking(
+        {8_000: "Tell me a story.", 9_600: "About a dragon who learns to fly."}, settings)
+    listener = asyncio.create_task(_drain(playout))
+    session._on_endpoint_event(_utterance(8_000, pause=None), ADA)
+    deadline = time.monotonic() + 5
+    while not (session._turn is not None and session._turn.audio_started) and time.monotonic() < deadline:
+        await asyncio.sleep(0.005)
+    story = session._turn
+    assert story is not None and story.audio_started
+    session._on_endpoint_event(SpeechStarted(at=0.0, confirm_first=confirm_first), ADA)
+    session._on_endpoint_event(SpeechDiscarded(at=0.0), ADA)
+    assert session._turn is story and story.active  # a blip: the reply goes on
+    await asyncio.sleep(gap_s)
+    session._on_endpoint_event(SpeechStarted(at=0.0, confirm_first=confirm_first), ADA)
+    if confirm_first:
+        session._on_endpoint_event(SpeechConfirmed(at=0.0), ADA)
+    assert story.talked_over is together and session.state == State.PAUSED
+    if together:
+        session._on_endpoint_event(_utterance(9_600, pause=None), ADA)
+        await _decided(session)
+        assert story.dropped and story.interrupted_at is None
+        assert session._turn.user_text == "Tell me a story. About a dragon who learns to fly."
+        finals = [e for e in emitted if isinstance(e, CallerTranscript) and e.final]
+        assert len({f.utterance_id for f in finals}) == 1, finals  # one line
+    listener.cancel()
+    await session.close()
+    playout.stop()
+
+
 async def test_a_lone_backchannel_over_the_agent_resumes_it(settings):
     session, emitted, playout, models = _agent_talking({8_000: "Tell me a story.", 3_200: "Mhm."}, settings)
     listener = asyncio.create_task(_drain(playout))
