@@ -11,6 +11,7 @@ when), barge-in, resuming, and folding a continued question into one (the conver
 It reports through typed agent events (``agents/events.py``); the signaling side turns them into wire
 messages.
 """
+
 from __future__ import annotations
 
 import asyncio
