@@ -18,7 +18,6 @@ import asyncio
 import collections
 import contextlib
 import logging
-import re
 import time
 import weakref
 from typing import Callable
@@ -35,6 +34,7 @@ from parley.agents.endpointer import (
     EndpointEvent, InterimAudio, SpeechConfirmed, SpeechDiscarded, SpeechPaused, SpeechResumed, SpeechStarted, Utterance,
 )
 from parley.agents.echo_cancel import EchoCanceller
+from parley.agents.hearing import Hearing
 from parley.agents.listener import Listener, new_endpointer
 from parley.agents.naive import NaiveListener
 from parley.agents.llm_ahead import LlmAhead
@@ -68,13 +68,7 @@ TALKED_OVER_S = 0.4
 # Speech this soon after a blip was discarded (too short to count) began where the blip did: a reader's
 # "Un-" … "less to be" — the onset that says whether they had heard the reply is the first one.
 BLIP_THEN_SPEECH_S = 0.5
-INTERIM_STT_SHARE = 0.5  # the most of the STT's time interim transcripts may take (see _interim_due)
 HEARD_ALONE_WORDS = 4  # a continuation this long is transcribed on its own, not again with the question it continues
-# Inside one long utterance: words before a pause of at least SETTLE_PAUSE_MS that Whisper ended as a sentence
-# (4+ words, a full stop or question mark) are kept; later passes transcribe only the audio after them (when
-# enough audio follows: ``SpeechModels.transcribe_after``).
-SETTLE_PAUSE_MS = 400
-_SENTENCE_END = re.compile(r"[.?!。？！]['\")”」]*$")
 
 Emit = Callable[[ev.AgentEvent], None]
 
@@ -128,13 +122,8 @@ class AgentSession:
         self._decider: asyncio.Task[None] | None = None  # the latest utterance's decision
         # Every decision in flight (each waits for the one before), with whose utterance it decides.
         self._deciders: dict[asyncio.Task[None], str] = {}
-        self._interim: asyncio.Task[None] | None = None
-        self._interim_started_at = -1e9
-        self._interim_pass_s = 0.0  # how long the last interim pass took
-        # Overlap: per speaker, the transcription started when their pause began.
-        self._early: dict[str, EarlyTranscript] = {}
-        # per speaker: the words of their current utterance kept before a pause (samples they cover, text)
-        self._settled: dict[str, tuple[int, str]] = {}
+        # Overlap: what is transcribed while they speak (interim passes, the pass at each pause, sentences kept)
+        self.hearing = Hearing(self.speech, models.early_stt, self._log)
         # The LLM's work before a turn commits: primes, whether a pause's words stop mid-sentence, and the
         # reply started on them while the end of the turn is still being decided.
         vad = settings.vad
@@ -193,22 +182,6 @@ class AgentSession:
         if current is not None and current.active and current.unheard and current.speaker == speaker:
             return current
         return None
-
-    def _settle(self, early: EarlyTranscript, seq: int, silence_ms: float, speaker: Speaker) -> None:
-        """The caller went on after a pause whose words Whisper ended as a sentence: keep them (see
-        ``SETTLE_PAUSE_MS``), so the rest of this utterance is transcribed, shown and primed after them."""
-        if silence_ms < SETTLE_PAUSE_MS:
-            return
-
-        def settled(task: asyncio.Task[str]) -> None:
-            if task.cancelled() or task.exception() is not None or self.closed or seq != self._utterance_seq:
-                return
-            text = task.result().strip()
-            if _SENTENCE_END.search(text) and spoken_words(text) >= HEARD_ALONE_WORDS:
-                self._settled[speaker.participant_id] = (early.size, text)
-                early.keep()
-
-        early.task.add_done_callback(settled)
 
     # ---- input -------------------------------------------------------------------------------
 
@@ -271,34 +244,23 @@ class AgentSession:
                 self.fsm.fire(Event.SPEECH_DISCARDED)
         elif isinstance(event, SpeechPaused):
             if self._settings.agent.speculate:
-                if self._interim is not None and not self._interim.done():
-                    self._interim.cancel()  # stale now; if it still waits for the model, the early pass goes first
+                self.hearing.cancel_interim()
                 self._transcribe_early(event, speaker)
         elif isinstance(event, SpeechResumed):
             self._ahead.cancel(speaker.participant_id, event.pause, "the caller went on")
             self._ahead.sentence_ends.drop(speaker.participant_id)
-            early = self._early.get(speaker.participant_id)
-            if early is not None and early.pause == event.pause:
-                self._settle(early, self._utterance_seq, event.silence_ms, speaker)
+            seq = self._utterance_seq
+            self.hearing.resumed(speaker.participant_id, event.pause, event.silence_ms, lambda: not self.closed and seq == self._utterance_seq)
         elif isinstance(event, InterimAudio):
-            if (self._interim is None or self._interim.done()) and self._interim_due():
-                self._interim_started_at = time.monotonic()
-                settled = self._settled.get(speaker.participant_id)
-                self._interim = asyncio.create_task(self._interim_transcript(event.samples, self._utterance_seq, speaker, settled))
+            seq = self._utterance_seq
+            self.hearing.interim(speaker.participant_id, event.samples, lambda text: self._interim_heard(text, seq, speaker))
         elif isinstance(event, Utterance):
             self._speaking.discard(speaker.participant_id)
             self._onsets.pop(speaker.participant_id, None)
             self._unconfirmed.pop(speaker.participant_id, None)
             self._utterance_seq += 1  # any interim pass still running is now stale
-            settled = self._settled.pop(speaker.participant_id, None)
+            transcript, whole, settled = self.hearing.at_utterance(speaker.participant_id, event.pause)
             timer = TurnTimer(0, event.speech_end_at, event.endpoint_at, end_of_turn_ms=event.turn_model_ms or None)
-            early = self._early.pop(speaker.participant_id, None)
-            transcript, whole = None, None
-            if early is not None and early.pause == event.pause:
-                transcript = early.use()  # started when this pause began, on these very samples
-                whole = early.whole
-            elif early is not None:
-                early.supersede()
             self._ahead.cancel_unless(speaker.participant_id, event.pause, "the turn ended elsewhere")
             line = self._lines.close(speaker.participant_id)  # whatever they say next is a new line
             self._spoke_again.setdefault(speaker.participant_id, asyncio.Event()).clear()
@@ -350,20 +312,9 @@ class AgentSession:
 
     # ---- deciding what an utterance means -----------------------------------------------------
 
-    def _interim_due(self) -> bool:
-        """Interim passes take at most ``INTERIM_STT_SHARE`` of the STT's time: the pass at the pause, which
-        the reply waits for, must not queue behind them (Whisper base took 2 s a pass on a slow 2-core host,
-        with one asked every 0.7 s; tiny.en takes 0.1–0.3 s on a normal one, where nothing changes)."""
-        return (time.monotonic() - self._interim_started_at) * INTERIM_STT_SHARE >= self._interim_pass_s
-
-    async def _interim_transcript(self, samples: np.ndarray, seq: int, speaker: Speaker, settled: tuple[int, str] | None) -> None:
-        try:
-            text = await self.speech.transcribe_after(samples, settled)
-        except BackendError as exc:  # the final pass reports it, if it fails too
-            self._log.debug("interim transcription failed: %s", exc)
-            return
-        finally:
-            self._interim_pass_s = time.monotonic() - self._interim_started_at
+    def _interim_heard(self, text: str, seq: int, speaker: Speaker) -> None:
+        """An interim transcript of ``speaker``'s utterance number ``seq``: shown on their line, primed, and
+        over a paused reply they had heard, a barge-in once it holds real words."""
         if self.closed or seq != self._utterance_seq or not has_words(text):
             return  # the utterance ended meanwhile: its final transcript wins
         line, shown = self._continued_line(speaker, text)
@@ -374,23 +325,14 @@ class AgentSession:
                 self._interrupt("real words in the interim transcript")
 
     def _transcribe_early(self, event: SpeechPaused, speaker: Speaker) -> None:
-        """Start transcribing at the pause, before the turn is known to be over (at most one per speaker)."""
-        previous = self._early.pop(speaker.participant_id, None)
-        if previous is not None:
-            previous.supersede()  # more speech came: that snapshot is not the utterance any more
-        settled = self._settled.get(speaker.participant_id)
-        name = f"early-stt-{speaker.participant_id}"
+        """Start transcribing at the pause, before the turn is known to be over (``Hearing.at_pause``): the
+        reply is speculated on once the transcript is there, or the words held before it are heard with it."""
         held = self._carried.get(speaker.participant_id)
-        if held is None:
-            task = asyncio.create_task(self.speech.transcribe_after(event.samples, settled), name=name)
-            early = EarlyTranscript(event.pause, task, self._models.early_stt, event.samples.size)
-            task.add_done_callback(lambda _: self._speculate(early, speaker))
-        else:  # the first part of this question: hear both as one now, this part alone only if that pass needs it
-            part = PartOnDemand(lambda: self.speech.transcribe_after(event.samples, settled), name)
-            early = EarlyTranscript(event.pause, part.task, self._models.early_stt, event.samples.size)
-            heard = asyncio.create_task(self._heard_with(held, part, event.samples, speaker, event.pause))
-            early.hear_whole(WholePass(held, heard, part))
-        self._early[speaker.participant_id] = early
+        self.hearing.at_pause(
+            speaker.participant_id, event.pause, event.samples, held,
+            lambda part: self._heard_with(held, part, event.samples, speaker, event.pause),  # (called only where held)
+            lambda early: self._speculate(early, speaker),
+        )
 
     async def _heard_with(
         self, held: HeldWords, part: PartOnDemand, samples: np.ndarray, speaker: Speaker, pause: int,
@@ -431,7 +373,7 @@ class AgentSession:
     def _speculate(self, early: EarlyTranscript, speaker: Speaker) -> None:
         """The early transcript is ready and the turn is still open: start the reply now, so it is under
         way when the end-of-turn model makes up its mind (adopted only if the question stays the same)."""
-        if self.closed or not early.pending or self._early.get(speaker.participant_id) is not early:
+        if self.closed or not early.pending or self.hearing.current(speaker.participant_id) is not early:
             return  # the turn was decided meanwhile (its decision uses the transcript), or the caller went on
         if early.task.cancelled() or early.task.exception() is not None:
             return
@@ -467,7 +409,7 @@ class AgentSession:
         current = self._turn
         if current is not None and current.active and not (current is self._unheard_turn_of(speaker) and current.generated_all):
             return  # a reply is being generated (the LLM is busy), or playing
-        if self._deciders or any(not e.task.done() for e in self._early.values()):
+        if self._deciders or self.hearing.transcribing:
             return  # a transcription on the critical path is running: the two cores are its own
         words = words_so_far(text)  # the words so far, not the punctuation Whisper guessed for them
         if not self.closed and self._ahead.prime(lambda: self._prompt_if_asked(words, speaker), words):
@@ -796,11 +738,7 @@ class AgentSession:
     async def close(self) -> None:
         """Cancel everything in flight and stop speaking; nothing starts afterwards."""
         self.closed = True
-        early = list(self._early.values())
-        self._early.clear()
-        for transcript in early:
-            transcript.supersede()
-        tasks = [t for t in (*self._deciders, *(e.task for e in early), self._interim, self._turn.task if self._turn else None) if t]
+        tasks = [t for t in (*self._deciders, *self.hearing.close(), self._turn.task if self._turn else None) if t]
         for task in tasks:
             task.cancel()
         for task in tasks:

@@ -234,7 +234,7 @@ async def test_sentences_before_a_long_pause_are_kept_and_only_the_rest_is_trans
         assert models.passes == [16_000, 56_000, 64_000]
         assert session._turn.user_text == "He was not an old-sposed young man. Unless to be rather selfish."
         assert (stats["settled"], stats["superseded"], stats["used"]) == (0, 1, 1)
-    assert not session._settled  # the utterance is over: the next one starts afresh
+    assert session.hearing.settled(ADA.participant_id) is None  # the utterance is over: the next one starts afresh
     models.release.set()
     await session.close()
     playout.stop()
@@ -374,7 +374,7 @@ async def test_words_held_as_unfinished_are_heard_with_the_rest_at_its_pause(set
     await asyncio.sleep(0.1)
     assert models.passes == [8_000, 18_800]  # the whole, before the turn is known to be over ...
     assert judged[-1] == "How long does it take to boil an egg"  # ... and whether it reads finished
-    early = session._early[ADA.participant_id]
+    early = session.hearing.current(ADA.participant_id)
     assert early.task.cancelled()  # the part alone was not needed
     session._on_endpoint_event(_utterance(6_000, pause=1), ADA)
     await _decided(session)
@@ -425,7 +425,7 @@ async def test_a_caller_going_on_after_the_second_part_drops_the_whole_pass_star
     session, emitted, playout = _session(models, settings)
     await _first_part_held(session)
     session._on_endpoint_event(SpeechPaused(np.zeros(6_000, np.float32), pause=1), ADA)
-    early = session._early[ADA.participant_id]
+    early = session.hearing.current(ADA.participant_id)
     session._on_endpoint_event(SpeechPaused(np.zeros(9_000, np.float32), pause=2), ADA)  # they went on at once
     await asyncio.sleep(0)
     assert early.whole is not None and early.whole.task.cancelled()
