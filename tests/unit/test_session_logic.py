@@ -15,6 +15,7 @@ from parley.agents.endpointer import InterimAudio, SpeechPaused, Utterance
 from parley.agents.llm.base import ChatMessage
 from parley.agents.stage_timer import EarlyTranscriptionStats, SpeculationStats
 from parley.agents.profile import Speaker
+from parley.agents.reply_turn import Turn
 from parley.agents.dialogue_state import State
 from parley.agents.session import AgentSession
 from parley.server.playout import PlayoutTrack
@@ -676,6 +677,19 @@ async def test_a_word_over_the_agent_and_more_at_once_are_one_utterance(settings
     playout.stop()
 
 
+async def _story_begun(settings) -> tuple[AgentSession, list, PlayoutTrack, asyncio.Task[None], Turn]:
+    """Ada asks for a story, and its reply has just begun to sound (she will go on: "About a dragon …")."""
+    session, emitted, playout, _ = _agent_talking({8_000: "Tell me a story.", 9_600: "About a dragon who learns to fly."}, settings)
+    listener = asyncio.create_task(_drain(playout))
+    session._on_endpoint_event(_utterance(8_000, pause=None), ADA)
+    deadline = time.monotonic() + 5
+    while not (session._turn is not None and session._turn.audio_started) and time.monotonic() < deadline:
+        await asyncio.sleep(0.005)
+    story = session._turn
+    assert story is not None and story.audio_started
+    return session, emitted, playout, listener, story
+
+
 @pytest.mark.parametrize("confirmed_late", [False, True])
 async def test_a_caller_who_goes_on_as_the_reply_begins_had_not_heard_it(settings, confirmed_late):
     """Someone reading sentence after sentence: the agent's first syllable and their next sentence begin
@@ -687,15 +701,7 @@ async def test_a_caller_who_goes_on_as_the_reply_begins_had_not_heard_it(setting
     from parley.agents.endpointer import SpeechConfirmed, SpeechStarted
     from parley.agents.events import ReplyInterrupted
 
-    session, emitted, playout, models = _agent_talking(
-        {8_000: "Tell me a story.", 9_600: "About a dragon who learns to fly."}, settings)
-    listener = asyncio.create_task(_drain(playout))
-    session._on_endpoint_event(_utterance(8_000, pause=None), ADA)
-    deadline = time.monotonic() + 5
-    while not (session._turn is not None and session._turn.audio_started) and time.monotonic() < deadline:
-        await asyncio.sleep(0.005)
-    story = session._turn
-    assert story is not None and story.audio_started
+    session, emitted, playout, listener, story = await _story_begun(settings)
     # its first sound and their next sentence, together
     session._on_endpoint_event(SpeechStarted(at=0.0, confirm_first=confirmed_late), ADA)
     if confirmed_late:
@@ -727,15 +733,7 @@ async def test_speech_soon_after_a_blip_began_where_the_blip_did(settings, confi
     (one line), as when their speech begins with the reply's first sound."""
     from parley.agents.endpointer import SpeechConfirmed, SpeechDiscarded, SpeechStarted
 
-    session, emitted, playout, models = _agent_talking(
-        {8_000: "Tell me a story.", 9_600: "About a dragon who learns to fly."}, settings)
-    listener = asyncio.create_task(_drain(playout))
-    session._on_endpoint_event(_utterance(8_000, pause=None), ADA)
-    deadline = time.monotonic() + 5
-    while not (session._turn is not None and session._turn.audio_started) and time.monotonic() < deadline:
-        await asyncio.sleep(0.005)
-    story = session._turn
-    assert story is not None and story.audio_started
+    session, emitted, playout, listener, story = await _story_begun(settings)
     session._on_endpoint_event(SpeechStarted(at=0.0, confirm_first=confirm_first), ADA)
     session._on_endpoint_event(SpeechDiscarded(at=0.0), ADA)
     assert session._turn is story and story.active  # a blip: the reply goes on
