@@ -114,10 +114,9 @@ class AgentSession:
         self._spoke_again: dict[str, asyncio.Event] = {}
         self._carried: dict[str, HeldWords] = {}
         self._speaking: set[str] = set()  # speakers in the middle of an utterance now
-        # ... whose onset over the agent may be its own echo (not acted on yet), with where playout was at it
-        self._unconfirmed: dict[str, int] = {}
         # per speaker: where playout was at the onset of their speech now, and at that of a blip just discarded (and when)
         self._onsets: dict[str, int] = {}
+        self._unconfirmed: set[str] = set()  # ... whose onset over the agent may be its own echo (not acted on yet)
         self._blips: dict[str, tuple[int, float]] = {}
         self._decider: asyncio.Task[None] | None = None  # the latest utterance's decision
         # Every decision in flight (each waits for the one before), with whose utterance it decides.
@@ -221,13 +220,14 @@ class AgentSession:
             self._spoke_again.setdefault(speaker.participant_id, asyncio.Event()).set()
             if event.confirm_first and self._turn is not None and self._turn.active:
                 # Their echo canceller is still learning: this may be the agent's own voice. Stop only if it lasts.
-                self._unconfirmed[speaker.participant_id] = onset
+                self._unconfirmed.add(speaker.participant_id)
                 return
             self._speech_started(speaker)
         elif isinstance(event, SpeechConfirmed):
             if speaker.participant_id in self._unconfirmed:
                 # Real speech after all, begun at the onset: whether they had heard the reply is judged there.
-                self._talked_over(speaker, self._unconfirmed.pop(speaker.participant_id))
+                self._unconfirmed.discard(speaker.participant_id)
+                self._talked_over(speaker, self._onsets[speaker.participant_id])
                 self._speech_started(speaker)
         elif isinstance(event, SpeechDiscarded):
             self._speaking.discard(speaker.participant_id)
@@ -235,7 +235,7 @@ class AgentSession:
             if onset is not None:
                 self._blips[speaker.participant_id] = (onset, time.monotonic())
             if speaker.participant_id in self._unconfirmed:  # a blip of echo, never acted on
-                del self._unconfirmed[speaker.participant_id]
+                self._unconfirmed.discard(speaker.participant_id)
                 self._log.info("a blip over the agent while %s's echo canceller was learning: not stopped for it", speaker.name)
                 return
             if self.state == State.PAUSED:
@@ -257,7 +257,7 @@ class AgentSession:
         elif isinstance(event, Utterance):
             self._speaking.discard(speaker.participant_id)
             self._onsets.pop(speaker.participant_id, None)
-            self._unconfirmed.pop(speaker.participant_id, None)
+            self._unconfirmed.discard(speaker.participant_id)
             self._utterance_seq += 1  # any interim pass still running is now stale
             transcript, whole, settled = self.hearing.at_utterance(speaker.participant_id, event.pause)
             timer = TurnTimer(0, event.speech_end_at, event.endpoint_at, end_of_turn_ms=event.turn_model_ms or None)
