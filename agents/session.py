@@ -37,6 +37,7 @@ from parley.agents.echo_cancel import EchoCanceller
 from parley.agents.hearing import Hearing
 from parley.agents.listener import Listener, new_endpointer
 from parley.agents.naive import NaiveListener
+from parley.agents.onsets import SpeechOnsets, sounded_before
 from parley.agents.llm_ahead import LlmAhead
 from parley.agents.llm.base import ChatMessage
 from parley.agents.stage_timer import TurnTimer
@@ -59,15 +60,6 @@ from parley.agents.audio_output import AudioOutput
 log = logging.getLogger(__name__)
 EARLY_BARGE_IN_WORDS = 2  # an interim transcript with this many real words interrupts before the endpoint
 WENT_ON_WITHIN_S = 0.6  # a short word over the agent and more speech this soon after it: one utterance
-# A caller who starts speaking within this much of the reply's first sound (sent; they hear it ~0.1 s
-# later, their own voice reaches us ~0.1 s after they start, and nobody changes what they are about to
-# say in under ~0.2 s) began as the agent did: they had not heard it. Their words are a continuation,
-# folded into the question, not a barge-in. Someone reading sentence after sentence with ~0.9 s pauses
-# met the agent's first syllable at the start of each sentence; with 0.6 s pauses, 0.33 s into it.
-TALKED_OVER_S = 0.4
-# Speech this soon after a blip was discarded (too short to count) began where the blip did: a reader's
-# "Un-" … "less to be" — the onset that says whether they had heard the reply is the first one.
-BLIP_THEN_SPEECH_S = 0.5
 HEARD_ALONE_WORDS = 4  # a continuation this long is transcribed on its own, not again with the question it continues
 
 Emit = Callable[[ev.AgentEvent], None]
@@ -113,11 +105,7 @@ class AgentSession:
         # utterance that read as cut short, carried into their next one.
         self._spoke_again: dict[str, asyncio.Event] = {}
         self._carried: dict[str, HeldWords] = {}
-        self._speaking: set[str] = set()  # speakers in the middle of an utterance now
-        # per speaker: where playout was at the onset of their speech now, and at that of a blip just discarded (and when)
-        self._onsets: dict[str, int] = {}
-        self._unconfirmed: set[str] = set()  # ... whose onset over the agent may be its own echo (not acted on yet)
-        self._blips: dict[str, tuple[int, float]] = {}
+        self._onsets = SpeechOnsets(lambda: playout.buffer.played)  # who speaks now, and where each began
         self._decider: asyncio.Task[None] | None = None  # the latest utterance's decision
         # Every decision in flight (each waits for the one before), with whose utterance it decides.
         self._deciders: dict[asyncio.Task[None], str] = {}
@@ -213,29 +201,22 @@ class AgentSession:
         if self.closed:
             return
         if isinstance(event, SpeechStarted):
-            onset = self._onsets[speaker.participant_id] = self._onset_position(speaker)
+            onset = self._onsets.began(speaker.participant_id)
             if not event.confirm_first:  # (an onset that may be the agent's own echo is not judged so)
                 self._talked_over(speaker, onset)
-            self._speaking.add(speaker.participant_id)
             self._spoke_again.setdefault(speaker.participant_id, asyncio.Event()).set()
             if event.confirm_first and self._turn is not None and self._turn.active:
                 # Their echo canceller is still learning: this may be the agent's own voice. Stop only if it lasts.
-                self._unconfirmed.add(speaker.participant_id)
+                self._onsets.hold_unconfirmed(speaker.participant_id)
                 return
             self._speech_started(speaker)
         elif isinstance(event, SpeechConfirmed):
-            if speaker.participant_id in self._unconfirmed:
-                # Real speech after all, begun at the onset: whether they had heard the reply is judged there.
-                self._unconfirmed.discard(speaker.participant_id)
-                self._talked_over(speaker, self._onsets[speaker.participant_id])
+            onset = self._onsets.confirmed(speaker.participant_id)
+            if onset is not None:  # real speech after all, begun at the onset: whether they had heard the reply is judged there
+                self._talked_over(speaker, onset)
                 self._speech_started(speaker)
         elif isinstance(event, SpeechDiscarded):
-            self._speaking.discard(speaker.participant_id)
-            onset = self._onsets.pop(speaker.participant_id, None)
-            if onset is not None:
-                self._blips[speaker.participant_id] = (onset, time.monotonic())
-            if speaker.participant_id in self._unconfirmed:  # a blip of echo, never acted on
-                self._unconfirmed.discard(speaker.participant_id)
+            if self._onsets.discarded(speaker.participant_id):  # a blip of echo, never acted on
                 self._log.info("a blip over the agent while %s's echo canceller was learning: not stopped for it", speaker.name)
                 return
             if self.state == State.PAUSED:
@@ -255,9 +236,7 @@ class AgentSession:
             seq = self._utterance_seq
             self.hearing.interim(speaker.participant_id, event.samples, lambda text: self._interim_heard(text, seq, speaker))
         elif isinstance(event, Utterance):
-            self._speaking.discard(speaker.participant_id)
-            self._onsets.pop(speaker.participant_id, None)
-            self._unconfirmed.discard(speaker.participant_id)
+            self._onsets.ended(speaker.participant_id)
             self._utterance_seq += 1  # any interim pass still running is now stale
             transcript, whole, settled = self.hearing.at_utterance(speaker.participant_id, event.pause)
             timer = TurnTimer(0, event.speech_end_at, event.endpoint_at, end_of_turn_ms=event.turn_model_ms or None)
@@ -268,24 +247,13 @@ class AgentSession:
             self._deciders[self._decider] = speaker.participant_id
             self._decider.add_done_callback(lambda task: self._deciders.pop(task, None))
 
-    def _onset_position(self, speaker: Speaker) -> int:
-        """Where playout is as ``speaker`` starts speaking — or was at a blip of theirs discarded less than
-        ``BLIP_THEN_SPEECH_S`` ago: this speech began there."""
-        blip = self._blips.pop(speaker.participant_id, None)
-        if blip is not None and time.monotonic() - blip[1] <= BLIP_THEN_SPEECH_S:
-            return blip[0]
-        return self._playout.buffer.played
-
     def _talked_over(self, speaker: Speaker, played_at_onset: int) -> None:
-        """At the onset of ``speaker``'s speech (playout then at ``played_at_onset``): if the reply to
-        them had sounded for less than ``TALKED_OVER_S``, they began together (see ``Turn.talked_over``)."""
-        turn = self._turn
-        if turn is None or not turn.active or not turn.audio_started or turn.speaker != speaker or not turn.segments:
-            return
-        sounded_s = (played_at_onset - turn.segments[0].start) / WEBRTC_RATE
-        if sounded_s < TALKED_OVER_S:
-            turn.talked_over = True
-            self._log.info("turn %d: %s began speaking %.2f s into its first sound: not heard yet", turn.id, speaker.name or "the caller", sounded_s)
+        """At the onset of ``speaker``'s speech: if the reply to them had barely begun to sound, they began
+        together (see ``Turn.talked_over``)."""
+        sounded_s = sounded_before(self._turn, speaker, played_at_onset)
+        if sounded_s is not None and self._turn is not None:
+            self._turn.talked_over = True
+            self._log.info("turn %d: %s began speaking %.2f s into its first sound: not heard yet", self._turn.id, speaker.name or "the caller", sounded_s)
 
     def _speech_started(self, speaker: Speaker) -> None:
         if self._turn is not None and self._turn.active:
@@ -655,7 +623,7 @@ class AgentSession:
         self._turn = turn
         self.turns.append(turn)
         self.fsm.fire(Event.UTTERANCE)
-        if speaker and (speaker.participant_id in self._speaking or self._undecided(speaker) > 1):
+        if speaker and (self._onsets.speaking(speaker.participant_id) or self._undecided(speaker) > 1):
             # They went on talking while this was transcribed (and may even have finished a later utterance,
             # still being decided): hold the reply (paused) until their new words are heard — a continuation
             # folds into this question, a backchannel or a blip resumes it.
