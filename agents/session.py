@@ -6,11 +6,12 @@ starts (question into the conversation, reply streamed and spoken by a ``Reply``
 ``agents/turn_runner.py``). Here: the turn-taking state machine, early transcription and speculative
 replies (``agents/speculation.py``; the LLM work done ahead of a turn — primes, sentence-end
 judgements, the speculative reply — is ``LlmAhead``'s, ``agents/llm_ahead.py``, the session says
-when), barge-in, resuming, and folding a continued question into one (the conversation is kept by
-``Conversation``, ``agents/conversation.py``; the speech models are called through ``SpeechModels``).
-It reports through typed agent events (``agents/events.py``); the signaling side turns them into wire
-messages.
-"""
+when), barge-in, resuming, and folding a continued question into one. What it decides on is kept
+apart: who is speaking and where each began against playout (``SpeechOnsets``, ``agents/onsets.py``),
+the question each caller is still asking (``OpenQuestions``, ``agents/open_question.py``), what is
+transcribed while they speak (``Hearing``), the conversation (``Conversation``) and the speech models
+(``SpeechModels``). It reports through typed agent events (``agents/events.py``); the signaling side
+turns them into wire messages."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ from parley.agents.echo_cancel import EchoCanceller
 from parley.agents.hearing import Hearing
 from parley.agents.listener import Listener, new_endpointer
 from parley.agents.naive import NaiveListener
+from parley.agents.open_question import OpenQuestions, after_held
 from parley.agents.onsets import SpeechOnsets, sounded_before
 from parley.agents.llm_ahead import LlmAhead
 from parley.agents.llm.base import ChatMessage
@@ -101,10 +103,10 @@ class AgentSession:
         self._turn_counter = 0
         self._utterance_seq = 0
         self._lines = CallerLines()
-        # Ending turns on meaning: per speaker, set when they start speaking again, and the words of an
-        # utterance that read as cut short, carried into their next one.
+        # the question each caller is still asking: words held as unfinished, a turn nobody has heard the reply of
+        self.asking = OpenQuestions(lambda: self._turn, self.conversation, self.profile, people, self._lines)
+        # Ending turns on meaning: per speaker, set when they start speaking again.
         self._spoke_again: dict[str, asyncio.Event] = {}
-        self._carried: dict[str, HeldWords] = {}
         self._onsets = SpeechOnsets(lambda: playout.buffer.played)  # who speaks now, and where each began
         self._decider: asyncio.Task[None] | None = None  # the latest utterance's decision
         # Every decision in flight (each waits for the one before), with whose utterance it decides.
@@ -139,36 +141,6 @@ class AgentSession:
 
     def _user_transcript(self, speaker: Speaker, turn_id: int, text: str, final: bool, utterance_id: int) -> None:
         self._emit(ev.CallerTranscript(speaker, turn_id, text, final, utterance_id))
-
-    def _continued_line(self, speaker: Speaker, text: str) -> tuple[int, str]:
-        """Where an interim transcript goes: a caller going on after words held as unfinished, or after
-        a question whose reply nobody has heard yet, continues that question's line (as its final will)."""
-        carried = self._carried.get(speaker.participant_id)
-        current = self._unheard_turn_of(speaker)
-        if current is not None:
-            self._lines.borrow(current.utterance_id)
-        if carried is not None:
-            line = carried.line
-        else:
-            line = current.utterance_id if current is not None else self._lines.current(speaker.participant_id)
-        return line, self._question_so_far(speaker, text)
-
-    def _question_so_far(self, speaker: Speaker, text: str, held: bool = True) -> str:
-        """The question ``speaker`` would have asked if their turn ended on ``text`` now: after the words
-        held as unfinished before it (unless ``text`` already has them: not ``held``), and after the
-        question whose reply nobody has heard yet (what it folds into)."""
-        carried = self._carried.get(speaker.participant_id) if held else None
-        if carried is not None:
-            text = _after_held(carried.text, text)
-        current = self._unheard_turn_of(speaker)
-        return join_said(current.user_text, text) if current is not None else text
-
-    def _unheard_turn_of(self, speaker: Speaker) -> Turn | None:
-        """The turn answering ``speaker`` whose reply nobody has heard yet (their new words fold into it)."""
-        current = self._turn
-        if current is not None and current.active and current.unheard and current.speaker == speaker:
-            return current
-        return None
 
     # ---- input -------------------------------------------------------------------------------
 
@@ -259,7 +231,7 @@ class AgentSession:
         if self._turn is not None and self._turn.active:
             self._playout.pause()  # stop talking at once; decide later whether to carry on
         self.fsm.fire(Event.SPEECH_START)
-        self._prime(self._question_so_far(speaker, ""), speaker)
+        self._prime(self.asking.so_far(speaker, ""), speaker)
 
     async def _listen_naive(self, track: MediaStreamTrack, speaker: Speaker) -> None:
         """The baseline: fixed chunks transcribed one after another (``NaiveListener``); each question
@@ -285,7 +257,7 @@ class AgentSession:
         over a paused reply they had heard, a barge-in once it holds real words."""
         if self.closed or seq != self._utterance_seq or not has_words(text):
             return  # the utterance ended meanwhile: its final transcript wins
-        line, shown = self._continued_line(speaker, text)
+        line, shown = self.asking.interim_line(speaker, text)
         self._user_transcript(speaker, self._turn_counter + 1, shown, final=False, utterance_id=line)
         self._prime(shown, speaker)  # the whole question so far: what its reply's prompt will start with
         if self.state == State.PAUSED and self._turn is not None and not self._turn.unheard:
@@ -295,7 +267,7 @@ class AgentSession:
     def _transcribe_early(self, event: SpeechPaused, speaker: Speaker) -> None:
         """Start transcribing at the pause, before the turn is known to be over (``Hearing.at_pause``): the
         reply is speculated on once the transcript is there, or the words held before it are heard with it."""
-        held = self._carried.get(speaker.participant_id)
+        held = self.asking.held(speaker.participant_id)
         self.hearing.at_pause(
             speaker.participant_id, event.pause, event.samples, held,
             lambda part: self._heard_with(held, part, event.samples, speaker, event.pause),  # (called only where held)
@@ -321,22 +293,22 @@ class AgentSession:
 
     @staticmethod
     async def _parts_text(held: HeldWords, part: PartOnDemand) -> str:
-        return _after_held(held.text, (await part.need()).strip())
+        return after_held(held.text, (await part.need()).strip())
 
     def _judge_pause_words(self, speaker: Speaker, text: str, held: bool = True) -> asyncio.Task[SentenceVerdict] | None:
         """Start asking (smart endpointing) whether the question ``text`` makes so far stops mid-sentence
-        (see ``_question_so_far`` for ``held``); the decision takes the verdict. ``None``: nothing asked."""
+        (see ``OpenQuestions.so_far`` for ``held``); the decision takes the verdict. ``None``: nothing asked."""
         if self._settings.vad.endpoint != "smart" or not has_words(text) or self.closed:
             return None
-        asked = self._question_so_far(speaker, text, held=held)
+        asked = self.asking.so_far(speaker, text, held=held)
         return self._ahead.sentence_ends.start(
-            speaker.participant_id, asked, self.profile.language_of(asked), lambda words: self._prompt_if_asked(words, speaker),
+            speaker.participant_id, asked, self.profile.language_of(asked), lambda words: self.asking.prompt_if_asked(words, speaker),
         )
 
     async def _with_held(self, held: HeldWords, samples: np.ndarray, text: str) -> tuple[np.ndarray, str]:
         """Words ``held`` back as unfinished and the utterance after them (``samples``, heard as ``text``)
         heard as one question; the two texts joined if that pass fails or drops a part."""
-        return await self.speech.whole(held.samples, samples, _after_held(held.text, text))
+        return await self.speech.whole(held.samples, samples, after_held(held.text, text))
 
     def _speculate(self, early: EarlyTranscript, speaker: Speaker) -> None:
         """The early transcript is ready and the turn is still open: start the reply now, so it is under
@@ -352,7 +324,7 @@ class AgentSession:
             judged.add_done_callback(lambda task: self._words_judged(task, early.pause, speaker))
         if not self._may_speculate(text, speaker):
             return
-        self._ahead.speculate(early.pause, speaker.participant_id, text, self._prompt_if_asked(text, speaker))
+        self._ahead.speculate(early.pause, speaker.participant_id, text, self.asking.prompt_if_asked(text, speaker))
 
     def _words_judged(self, task: asyncio.Task[SentenceVerdict], pause: int, speaker: Speaker) -> None:
         """Words that plainly read as a whole sentence end their pause sooner than the voice alone would
@@ -375,17 +347,17 @@ class AgentSession:
         if not self._settings.agent.primes_llm or self.state not in (State.USER_SPEAKING, State.PAUSED):
             return
         current = self._turn
-        if current is not None and current.active and not (current is self._unheard_turn_of(speaker) and current.generated_all):
+        if current is not None and current.active and not (current is self.asking.unheard_turn_of(speaker) and current.generated_all):
             return  # a reply is being generated (the LLM is busy), or playing
         if self._deciders or self.hearing.transcribing:
             return  # a transcription on the critical path is running: the two cores are its own
         words = words_so_far(text)  # the words so far, not the punctuation Whisper guessed for them
-        if not self.closed and self._ahead.prime(lambda: self._prompt_if_asked(words, speaker), words):
+        if not self.closed and self._ahead.prime(lambda: self.asking.prompt_if_asked(words, speaker), words):
             self._models.speculation.primes += 1
 
     def _may_speculate(self, text: str, speaker: Speaker) -> bool:
         """Only a plain next question: words, nothing held or pending, nobody's reply playing."""
-        if not has_words(text) or speaker.participant_id in self._carried or self.state != State.USER_SPEAKING:
+        if not has_words(text) or self.asking.held(speaker.participant_id) is not None or self.state != State.USER_SPEAKING:
             return False
         if self._turn is not None and self._turn.active:
             return False
@@ -418,7 +390,7 @@ class AgentSession:
         self, utterance: Utterance, timer: TurnTimer, speaker: Speaker, transcript: asyncio.Task[str] | None, line: int,
         settled: tuple[int, str] | None = None, whole: WholePass | None = None,
     ) -> None:
-        heard_whole = whole is not None and whole.held is self._carried.get(speaker.participant_id) and not whole.task.cancelled()
+        heard_whole = whole is not None and whole.held is self.asking.held(speaker.participant_id) and not whole.task.cancelled()
         if whole is not None and not heard_whole:  # (the words held changed since the pause) this part alone, then
             transcript = whole.part.need()
         if transcript is not None and transcript.cancelled():
@@ -440,7 +412,7 @@ class AgentSession:
             return
         if self.closed:
             return
-        carried = self._carried.pop(speaker.participant_id, None)
+        carried = self.asking.take_held(speaker.participant_id)
         if carried is not None:  # the first part of this question, held back as unfinished: hear it whole
             line = carried.line
             if not heard_whole:
@@ -453,7 +425,7 @@ class AgentSession:
             if await self._went_on(utterance, speaker, WENT_ON_WITHIN_S):
                 # "Stop, what is ...": a first part (short, often misheard over the agent's voice: "up") and
                 # more at once: stay paused and hear both as one utterance, on one line, when the rest is decided
-                self._carry(speaker, text, line, samples)
+                self.asking.hold(speaker, text, line, samples)
                 self._log.info("%r over the agent and %s went on: heard with what follows", text, speaker.name)
                 return
             if self.closed:
@@ -474,13 +446,13 @@ class AgentSession:
         if group and not is_addressed(text, self.profile.name):
             self._note(speaker, text, line)
             return
-        verdict = await self._sentence_verdict(self._question_so_far(speaker, text), speaker)
+        verdict = await self._sentence_verdict(self.asking.so_far(speaker, text), speaker)
         if self.closed:
             return
         timer.sentence_end_ms = verdict.model_ms or None
         held_from = time.monotonic()
         if verdict.unfinished and await self._went_on(utterance, speaker, self._settings.vad.unfinished_hold_ms / 1000):
-            self._carry(speaker, text, line, samples)
+            self.asking.hold(speaker, text, line, samples)
             self._log.info("%r reads as unfinished and %s went on: carried into the next utterance", text, speaker.name)
             return
         if time.monotonic() - held_from > 0.05:  # held for nothing: the turn ended only now
@@ -502,12 +474,6 @@ class AgentSession:
             else:  # someone else spoke before the reply began: answer the newer one, keep the older as context
                 self._drop(current, keep_question=True)
         self._start_turn(timer, text, speaker, line, samples, self._ahead.take(speaker.participant_id, utterance.pause))
-
-    def _carry(self, speaker: Speaker, text: str, line: int, samples: np.ndarray) -> None:
-        """Hold ``text`` (and its audio) to be heard with what ``speaker`` says next, on ``line`` — or on the
-        line of the question whose reply nobody has heard yet, which shows these words already."""
-        unheard = self._unheard_turn_of(speaker)
-        self._carried[speaker.participant_id] = HeldWords(text, unheard.utterance_id if unheard is not None else line, samples)
 
     async def _folded(self, asked: Turn, samples: np.ndarray, text: str) -> tuple[np.ndarray, str]:
         """The question ``asked`` answered (nothing of the reply heard) and the caller's continuation of it,
@@ -547,7 +513,7 @@ class AgentSession:
             self._ahead.sentence_ends.drop(speaker.participant_id)
             return FINISHED
         language = self.profile.language_of(text)
-        ask = lambda words: self._prompt_if_asked(words, speaker)  # noqa: E731 - the conversation with these words
+        ask = lambda words: self.asking.prompt_if_asked(words, speaker)  # noqa: E731 - the conversation with these words
         return await self._ahead.sentence_ends.verdict(speaker.participant_id, text, language, ask)
 
     def _note(self, speaker: Speaker, text: str, line: int) -> None:
@@ -631,22 +597,12 @@ class AgentSession:
             self.fsm.fire(Event.SPEECH_START)
         turn.task = asyncio.create_task(self._runner.run(turn), name=f"turn-{turn.id}")
 
-    def _prompt_if_asked(self, text: str, speaker: Speaker) -> list[ChatMessage]:
-        """The prompt a turn would send if ``speaker`` asked ``text`` now (what speculation and priming send).
-        A question whose reply nobody has heard is not in it: ``text`` continues it (``_question_so_far``)."""
-        group = self.profile.group_mode(self._people())
-        unheard = self._unheard_turn_of(speaker)
-        asked = Conversation.user_message(text, speaker, group)
-        return self.conversation.prompt_if_asked(
-            asked, unheard.user_message if unheard is not None else None, group, self.profile.language_of(text),
-        )
-
     def _turn_ended(self, turn: Turn, spoken: bool) -> None:
         self.fsm.fire(Event.REPLY_DONE if spoken else Event.FAILED)
 
     def _caller_going_on(self, turn: Turn) -> bool:
         """Whether ``turn``'s asker is speaking on in its question (nobody has heard its reply yet)."""
-        return turn.speaker is not None and self._unheard_turn_of(turn.speaker) is turn and self.state == State.PAUSED
+        return turn.speaker is not None and self.asking.unheard_turn_of(turn.speaker) is turn and self.state == State.PAUSED
 
     def _audio_started(self, turn: Turn) -> None:
         self.fsm.fire(Event.AUDIO_STARTED)
@@ -723,8 +679,3 @@ def _backchannels_for(language: str, by_language: dict[str, list[str]]) -> list[
         return [word for code in AUTO_LANGUAGES for word in by_language.get(code, [])]
     return by_language.get(language.split("-")[0], [])
 
-
-def _after_held(held: str, text: str) -> str:
-    """Words held as unfinished ("What is the capital of?") and what the caller went on to say."""
-    held = held.rstrip('?.!？。！').strip()
-    return join_said(held, text) if held else text

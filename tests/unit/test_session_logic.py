@@ -161,7 +161,7 @@ async def test_a_long_continuation_keeps_what_was_heard_and_is_transcribed_alone
     await _decided(session)
     first_turn = session._turn
     # While they go on, the words so far are asked about (and primed) as the whole question, said once.
-    asked = session._prompt_if_asked(session._question_so_far(ADA, "Unless to be"), ADA)
+    asked = session.asking.prompt_if_asked(session.asking.so_far(ADA, "Unless to be"), ADA)
     users = [m.content for m in asked if m.role == "user"]
     assert users == [f"{first} Unless to be"], users
     session._on_endpoint_event(_utterance(6_000, pause=None), ADA)
