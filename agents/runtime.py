@@ -73,6 +73,7 @@ def _load_multilingual_stt(settings: PipelineSettings) -> SpeechToText:
     return FasterWhisperStt(
         model_dir, device=cfg.device, compute_type=cfg.compute_type, language="zh",
         beam_size=cfg.beam_size, threads=cfg.threads, fit_window=cfg.fit_window, window_s=cfg.window_s,
+        short_prompts=frozenset({MANDARIN_PROMPT}),  # (a group call's prompt, with the agent's name, keeps 30 s)
     )
 
 

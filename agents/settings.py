@@ -90,8 +90,8 @@ class SttSettings(Section):
     # 0.225 → 0.231 on the 24 questions, 0.070 at both on LibriVox sentences (10: 0.263, not taken).
     # With 30, make bench's paused questions got no premature reply only
     # because the transcript came late; 20 needs the LLM's sentence-end judgement (vad.text_turn_threshold)
-    # to keep them whole (README, Benchmark). Passes with a prompt (a group call's hotwords, the Mandarin
-    # prompt) keep the full window: with one, tiny.en dropped the prompted name.
+    # to keep them whole (README, Benchmark). Passes with a group call's hotwords keep the full window (with
+    # them, tiny.en dropped the prompted name); the Mandarin prompt reads this one (base: 3× faster, same CER).
     window_s: int = Field(15, ge=4, le=30)
     # Experimental: encode the utterance plus 2 s instead of Whisper's fixed 30 s window — ~3× faster
     # on this CPU, but erratic (loops, hallucinated words; measured in agents/stt/faster_whisper.py).

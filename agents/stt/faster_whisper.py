@@ -4,10 +4,12 @@ Whisper pads every input to a 30 s window, so a 2 s question costs the encoder a
 speech. ``window_s`` (30 by default; see ``SttSettings.window_s``) pads an utterance that fits to a
 shorter window instead: tiny.en int8 on 2 threads took 494 → 255 ms a sentence at 30 → 20 s, with the
 same word error rate (measured 2026-12-04 on 44 hibari and espeak sentences: 0.079 → 0.088; the 24
-bench questions 0.212 → 0.225; five LibriVox clips 0.085 → 0.085). Only a pass without a prompt reads
-the short window: with one, tiny.en dropped the prompted name at 15–25 s ("Parley, tell me…" → "Tell
-me…"), so group calls' hotwords and the Mandarin prompt keep the full window, as do utterances that do
-not fit. Outside 30 s Whisper says "you" to silence (no-speech probability 0.99, against at most 0.22
+bench questions 0.212 → 0.225; five LibriVox clips 0.085 → 0.085). A pass with a prompt reads the
+short window only if that prompt is one of ``short_prompts``: tiny.en dropped the prompted name at
+15–25 s ("Parley, tell me…" → "Tell me…"), so group calls' hotwords keep the full window, as do
+utterances that do not fit. The Mandarin prompt is one (base, 2 threads, measured 2026-12-06 on the 20
+Kokoro-spoken bench questions: 579–704 → 221–234 ms a question at 30 → 15 s, character error rate
+0.197 → 0.202, one character in 20 questions). Outside 30 s Whisper says "you" to silence (no-speech probability 0.99, against at most 0.22
 on 37 real and synthetic questions): a no-speech rule, a token bound and a loop cut guard every short
 pass.
 
@@ -90,6 +92,7 @@ class FasterWhisperStt:
         workers: int = 1,
         fit_window: bool = False,
         window_s: int = 30,
+        short_prompts: frozenset[str] = frozenset(),
     ) -> None:
         from faster_whisper import WhisperModel
 
@@ -104,6 +107,7 @@ class FasterWhisperStt:
         self._fit_window = fit_window
         self._full_window = self._model.feature_extractor.n_samples  # Whisper's own 30 s
         self._window = min(self._full_window, window_s * SAMPLE_RATE)
+        self._short_prompts = short_prompts  # prompts measured safe with the short window
         # Utterances longer than this (their silence appended) get the full window.
         self._short_limit = self._full_window - SAMPLE_RATE if fit_window else self._window - FIT_TAIL_S * SAMPLE_RATE
         self._multilingual = bool(self._model.model.is_multilingual)
@@ -180,8 +184,9 @@ class FasterWhisperStt:
         return texts
 
     def _short(self, prompt: str | None) -> bool:
-        """Whether a pass with ``prompt`` reads a short window (fitted, or ``window_s`` without a prompt)."""
-        return self._fit_window or (not prompt and self._window < self._full_window)
+        """Whether a pass with ``prompt`` reads a short window (fitted, or ``window_s`` without a prompt or
+        with one of ``short_prompts``)."""
+        return self._fit_window or ((not prompt or prompt in self._short_prompts) and self._window < self._full_window)
 
     def _pass_limit(self, prompt: str | None) -> int:
         """The most samples (with the appended silence) one batch pass with ``prompt`` takes."""
