@@ -141,7 +141,10 @@ class FasterWhisperStt:
     ) -> tuple[str, str]:
         """Tell which of ``languages`` the utterance is in and transcribe it in that one: ``(text, language)``.
 
-        One encoder pass serves both (Whisper detects the language from the encoded window); ``prompts``
+        One encoder pass serves both (Whisper detects the language from the encoded window), over the
+        short window where every language's prompt may read it (base, 2 threads, measured 2026-12-06 on 29
+        English and 22 Mandarin utterances, LibriVox and AISHELL-1 among them: 454 → 200 ms an utterance,
+        no language mistaken either way, English WER 0.117 → 0.121, Mandarin CER 0.178 → 0.192); ``prompts``
         are per-language initial prompts. Utterances over Whisper's 30 s window are detected on their
         first 30 s and transcribed by :meth:`transcribe`.
         """
@@ -151,16 +154,21 @@ class FasterWhisperStt:
             raise ModelLoadError("telling languages apart needs a multilingual Whisper model (not an .en one)")
         if samples.size == 0:
             return "", languages[0]
-        model = self._model
         audio = with_silence(samples)
-        encoded = model.encode(pad_or_trim(model.feature_extractor(audio[: self._full_window]))[None])
-        scores = dict(model.model.detect_language(encoded)[0])  # "<|en|>" → probability
-        language = max(languages, key=lambda code: scores.get(f"<|{code}|>", 0.0))
-        prompt_text = (prompts or {}).get(language)
-        if audio.size > self._full_window:
-            return self.transcribe(samples, language, prompt_text), language
-        tokenizer, [result] = self._greedy(encoded, 1, language, prompt_text)
-        return _text(tokenizer, result), language
+        if audio.size > self._full_window:  # detected on its first 30 s, transcribed whole
+            encoded = self._model.encode(pad_or_trim(self._model.feature_extractor(audio[: self._full_window]))[None])
+            language = self._detect(encoded, languages)
+            return self.transcribe(samples, language, (prompts or {}).get(language)), language
+        # The short window where every language's prompt allows it (it is chosen before the language is known).
+        short = audio.size <= self._short_limit and all(self._short(prompt) for prompt in [None, *(prompts or {}).values()])
+        encoded = self._encode([audio], short)
+        language = self._detect(encoded, languages)
+        return self._decode(encoded, [audio], language, (prompts or {}).get(language), short)[0], language
+
+    def _detect(self, encoded: Any, languages: Sequence[str]) -> str:
+        """Which of ``languages`` Whisper's language head hears most likely in the ``encoded`` window."""
+        scores = dict(self._model.model.detect_language(encoded)[0])  # "<|en|>" → probability
+        return max(languages, key=lambda code: scores.get(f"<|{code}|>", 0.0))
 
     def transcribe_batch(self, requests: Sequence[SttRequest]) -> list[str]:
         """Transcribe utterances of up to 30 s each in one encoder pass and one batched decode.
@@ -193,16 +201,22 @@ class FasterWhisperStt:
         return self._short_limit if self._short(prompt) else self._full_window
 
     def _batch_pass(self, utterances: list[np.ndarray], language: str | None, hotwords: str | None) -> list[str]:
+        short = self._short(hotwords)
+        return self._decode(self._encode(utterances, short), utterances, language, hotwords, short)
+
+    def _encode(self, utterances: list[np.ndarray], short: bool) -> Any:
+        """One encoder pass over the utterances (with their silence appended), in the short window or 30 s."""
         from faster_whisper.audio import pad_or_trim
 
         model = self._model
-        short = self._short(hotwords)
         if short:
-            features = self._fitted_features(utterances)
-        else:
-            features = np.stack([pad_or_trim(model.feature_extractor(u.astype(np.float32))) for u in utterances])
+            return model.encode(self._fitted_features(utterances))
+        return model.encode(np.stack([pad_or_trim(model.feature_extractor(u.astype(np.float32))) for u in utterances]))
+
+    def _decode(self, encoded: Any, utterances: list[np.ndarray], language: str | None, prompt: str | None, short: bool) -> list[str]:
+        """The greedy transcripts of ``encoded`` windows, those of short ones guarded (silence, loops)."""
         tokenizer, results = self._greedy(
-            model.encode(features), len(utterances), language, hotwords,
+            encoded, len(utterances), language, prompt,
             # A fitted window ends soon after the speech; a decoder that loops there ("The meeting starts
             # at 930. The meeting starts at 930. …") is cut at a length no real speech of that duration reaches.
             max_length=self._max_tokens(max(u.size for u in utterances)) if short else None,
