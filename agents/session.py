@@ -678,4 +678,3 @@ def _backchannels_for(language: str, by_language: dict[str, list[str]]) -> list[
     if language == "auto":
         return [word for code in AUTO_LANGUAGES for word in by_language.get(code, [])]
     return by_language.get(language.split("-")[0], [])
-

@@ -91,7 +91,7 @@ class SttSettings(Section):
     # With 30, make bench's paused questions got no premature reply only
     # because the transcript came late; 20 needs the LLM's sentence-end judgement (vad.text_turn_threshold)
     # to keep them whole (README, Benchmark). Passes with a group call's hotwords keep the full window (with
-    # them, tiny.en dropped the prompted name); the Mandarin prompt reads this one (base: 3× faster, same CER).
+    # them, tiny.en dropped the prompted name); the Mandarin prompt reads this one (base: ~2.5× faster, CER +0.005).
     window_s: int = Field(15, ge=4, le=30)
     # Experimental: encode the utterance plus 2 s instead of Whisper's fixed 30 s window — ~3× faster
     # on this CPU, but erratic (loops, hallucinated words; measured in agents/stt/faster_whisper.py).

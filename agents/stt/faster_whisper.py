@@ -9,9 +9,9 @@ short window only if that prompt is one of ``short_prompts``: tiny.en dropped th
 15–25 s ("Parley, tell me…" → "Tell me…"), so group calls' hotwords keep the full window, as do
 utterances that do not fit. The Mandarin prompt is one (base, 2 threads, measured 2026-12-06 on the 20
 Kokoro-spoken bench questions: 579–704 → 221–234 ms a question at 30 → 15 s, character error rate
-0.197 → 0.202, one character in 20 questions). Outside 30 s Whisper says "you" to silence (no-speech probability 0.99, against at most 0.22
-on 37 real and synthetic questions): a no-speech rule, a token bound and a loop cut guard every short
-pass.
+0.197 → 0.202, one character in 20 questions). Outside 30 s Whisper says "you" to silence (no-speech
+probability 0.99, against at most 0.22 on 37 real and synthetic questions): a no-speech rule, a token
+bound and a loop cut guard every short pass.
 
 ``fit_window`` (experimental, off by default) makes the encoder read the utterance plus 2 s
 of silence instead (whole seconds, 4 s at least): ~3–4× faster on this CPU (tiny.en, int8, 2
