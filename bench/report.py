@@ -119,7 +119,7 @@ def markdown(run: dict[str, Any]) -> str:
             f"Round trip p50 {_ms(rt['p50'])} ms, p95 {_ms(rt['p95'])} ms over {rt['n']} bursts.",
             "",
         ]
-    split = [(name, single[name]) for name in ("streaming", "sequential") if name in single]
+    split = [(name, single[name]) for name in ("streaming", "mandarin", "sequential") if name in single]
     if split:
         first = ["endpoint_wait_ms", "end_of_turn_ms", "stt_ms", "sentence_end_ms"]
         order = [*first, *[s for s in STAGES if s not in first]]

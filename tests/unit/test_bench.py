@@ -70,7 +70,7 @@ def _fake_run() -> dict:
             "resyncs": 0, "cpu_percent": 50.0, "rss_mb": 700.0, "rss_per_call_mb": 30.0, "sustained": True, "reasons": []}
     return {
         "started_at": "2026-01-01T00:00:00+00:00", "machine": "test machine", "profile": "cpu", "models": "m",
-        "limits": {"p95_s": 3.0, "late_frame_ratio": 0.01}, "single_call": {"streaming": turns, "naive": turns},
+        "limits": {"p95_s": 3.0, "late_frame_ratio": 0.01}, "single_call": {"streaming": turns, "mandarin": turns, "naive": turns},
         "baseline_ratio_p50": 1.0, "transport_floor": {"round_trip_s": v2v}, "ramp": {"streaming": [step]},
         "max_calls_sustained": {"streaming": 1}, "not_measured": ["x"],
     }
@@ -82,6 +82,7 @@ def test_report_renders_every_section(tmp_path):
     for needle in ("| streaming | 2/2 | 1500 | 1900 |", "1.00×", "Round trip p50 1500 ms", "100 / 120",
                    "Maximum calls sustained (streaming): **1**", "Not measured in this run: x"):
         assert needle in text, needle
+    assert "| mandarin | " in text.split("Per-stage split")[1]  # Mandarin's stages beside English ones
     report.write_json(run, tmp_path / "r.json")
     assert json.loads((tmp_path / "r.json").read_text())["profile"] == "cpu"
     assert report.write_plot(run, tmp_path / "r.png")
