@@ -8,9 +8,11 @@ each pending task's stack, so a hang that happens once in CI says where it was.
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import sys
 import threading
+import types
 
 import pytest
 
@@ -42,8 +44,18 @@ def pending_tasks() -> list[asyncio.Task]:  # type: ignore[type-arg]
 
 def await_chain(task: asyncio.Task) -> list[str]:  # type: ignore[type-arg]
     """Where the task's coroutine is suspended, outermost first, down the chain of awaits."""
+    return chain_from(task.get_coro())
+
+
+def suspended_async_generators() -> list[types.AsyncGeneratorType]:  # type: ignore[type-arg]
+    """Async generators stopped inside an await (an ``asynccontextmanager``'s exit, for one): a task's
+    chain ends at their ``async_generator_asend``, which does not say which generator it drives."""
+    return [o for o in gc.get_objects() if isinstance(o, types.AsyncGeneratorType) and o.ag_await is not None]
+
+
+def chain_from(awaited: object) -> list[str]:
+    """The frames of ``awaited`` (a coroutine, generator or async generator) and of what it awaits in turn."""
     lines = []
-    awaited = task.get_coro()
     for _ in range(MAX_DEPTH):
         frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None) or getattr(awaited, "ag_frame", None)
         if frame is None:
@@ -65,6 +77,17 @@ def task_stacks() -> str:
         try:
             out.write("\n".join(await_chain(task)) + "\n")
         except Exception as exc:  # a frame changing under us: say so, go on
+            out.write(f"  (unreadable: {exc!r})\n")
+    try:
+        generators = suspended_async_generators()
+    except Exception as exc:
+        generators = []
+        out.write(f"(async generators unreadable: {exc!r})\n")
+    for generator in generators:
+        out.write(f"--- async generator {generator.ag_code.co_qualname}\n")
+        try:
+            out.write("\n".join(chain_from(generator)) + "\n")
+        except Exception as exc:
             out.write(f"  (unreadable: {exc!r})\n")
     return out.getvalue()
 
