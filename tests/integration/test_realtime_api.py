@@ -20,6 +20,7 @@ from parley.agents.session import AgentSession
 from parley.core.audio import float_to_int16, int16_to_float, resample
 from tests.conftest import QUESTION, TEST_API_KEY, heard_question
 from tests.support.audio import read_wav, speak_to_wav, word_error_rate
+from tests.support.cer import character_error_rate
 
 openai = pytest.importorskip("openai", reason="the test extra installs openai")
 from openai.types.realtime import RealtimeServerEvent  # noqa: E402
@@ -162,7 +163,9 @@ async def test_a_spoken_question_is_heard_answered_and_spoken_back(realtime, que
     assert audio.size > RATE // 2 and np.abs(audio).max() > 0.05, "no speech in the audio deltas"
     back = await models.transcribe(resample(audio, RATE, 16_000))
     print(f"realtime: heard {heard['transcript']!r}, said {said['transcript']!r}, its audio heard back as {back!r}")
-    assert word_error_rate(said["transcript"], back) <= 0.5, (said["transcript"], back)
+    # Letters, not words: a name the small LLM made up, spoken and heard back, splits into other words
+    # ("theresa" → "their esa": WER 0.6 in CI) while the sounds stay those of the reply.
+    assert character_error_rate(said["transcript"].lower(), back.lower()) <= 0.3, (said["transcript"], back)
 
 
 async def test_manual_turns_text_items_and_a_cancelled_response(realtime, question24):
