@@ -6,8 +6,9 @@ and a reply to them is started (``SpeculativeReply``), adopted if the turn ends 
 of it shares one cache slot of the server: a request sent beside one still in flight would land in
 another slot and evaluate the whole conversation again, so each waits (briefly) for the one before.
 
-The session decides *when* (its state, who is speaking, what is held); this class only does the work,
-keeps at most one priming request and one speculative reply, and counts them (``SpeculationStats``).
+``Anticipation`` (``agents/anticipation.py``) decides *when* (the floor, who is speaking, what is held);
+this class only does the work, keeps at most one priming request and one speculative reply, and counts
+them (``SpeculationStats``).
 """
 
 from __future__ import annotations

@@ -3,15 +3,17 @@
 It sits between a ``Listener`` per person (audio → endpoint events, ``agents/listener.py``; the naive
 baseline's ``NaiveListener``, ``agents/naive.py``) and the ``TurnRunner`` that answers each turn it
 starts (question into the conversation, reply streamed and spoken by a ``Reply``, what was heard kept:
-``agents/turn_runner.py``). Here: the turn-taking state machine, early transcription and speculative
-replies (``agents/speculation.py``; the LLM work done ahead of a turn — primes, sentence-end
-judgements, the speculative reply — is ``LlmAhead``'s, ``agents/llm_ahead.py``, the session says
-when), barge-in, resuming, and folding a continued question into one. What it decides on is kept
-apart: who is speaking and where each began against playout (``SpeechOnsets``, ``agents/onsets.py``),
-the question each caller is still asking (``OpenQuestions``, ``agents/open_question.py``), what is
-transcribed while they speak (``Hearing``), the conversation (``Conversation``) and the speech models
-(``SpeechModels``). It reports through typed agent events (``agents/events.py``); the signaling side
-turns them into wire messages."""
+``agents/turn_runner.py``). Here: the turn-taking state machine, what each finished utterance is (a
+new question, more of one whose reply nobody heard, a backchannel, a barge-in, words not meant for the
+agent), resuming, and folding a continued question into one. The work done on the caller's words
+before their turn is decided — primes, the transcription started at each pause, whether the words stop
+mid-sentence, the speculative reply — is ``Anticipation``'s (``agents/anticipation.py``; the LLM side of
+it, ``LlmAhead``'s), the speculative reply adopted here when the turn ends on its words. What it decides
+on is kept apart: who is speaking and where each began against playout (``SpeechOnsets``,
+``agents/onsets.py``), the question each caller is still asking (``OpenQuestions``,
+``agents/open_question.py``), what is transcribed while they speak (``Hearing``), the conversation
+(``Conversation``) and the speech models (``SpeechModels``). It reports through typed agent events
+(``agents/events.py``); the signaling side turns them into wire messages."""
 
 from __future__ import annotations
 
@@ -27,11 +29,11 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from parley.agents import events as ev
+from parley.agents.anticipation import Anticipation
 from parley.agents.conversation import Conversation
 from parley.agents.speech_models import SpeechModels
 from parley.agents.backchannel import is_backchannel, real_word_count, spoken_words
 from parley.agents.endpointer import (
-    Endpointer,
     EndpointEvent, InterimAudio, SpeechConfirmed, SpeechDiscarded, SpeechPaused, SpeechResumed, SpeechStarted, Utterance,
 )
 from parley.agents.echo_cancel import EchoCanceller
@@ -46,13 +48,12 @@ from parley.agents.stage_timer import TurnTimer
 from parley.agents.text import has_words, join_said
 from parley.agents.profile import AgentProfile, Speaker, is_addressed
 from parley.agents.runtime import AgentModels
-from parley.agents.sentence_end import FINISHED, SentenceVerdict, words_so_far
+from parley.agents.sentence_end import FINISHED, SentenceVerdict
 from parley.agents.caller_lines import CallerLines
-from parley.agents.speculation import EarlyTranscript, HeldWords, PartOnDemand, SpeculativeReply, WholePass
+from parley.agents.speculation import HeldWords, SpeculativeReply, WholePass
 from parley.agents.reply_turn import Turn, heard_chars, heard_prefix
 from parley.agents.turn_runner import TurnRunner
 from parley.agents.dialogue_state import Event, State, TurnStateMachine
-from parley.agents.unfinished import ends_open
 from parley.core.audio import AGENT_RATE, WEBRTC_RATE, join_speech
 from parley.agents.settings import AUTO_LANGUAGES, PipelineSettings, VadSettings
 from parley.core.errors import BackendError
@@ -120,7 +121,11 @@ class AgentSession:
             models.llm, models.speculation, threshold=vad.text_turn_threshold, min_words=vad.text_turn_min_words,
             thresholds=vad.text_turn_thresholds, log=self._log, name=agent_id,
         )
-        self._endpointers: dict[str, Endpointer] = {}  # per speaker listening now: told when a pause's words read whole
+        # When to prime, transcribe at a pause, judge the words and speculate a reply, on what words
+        self._anticipation = Anticipation(
+            self, settings=lambda: self._settings, speech=self.speech, hearing=self.hearing, asking=self.asking, ahead=self._ahead,
+            profile=self.profile, people=people, backchannels=self._backchannels, stats=models.speculation, log=self._log,
+        )
         self._runner = TurnRunner(
             conversation=self.conversation, profile=self.profile, speech=self.speech, ahead=self._ahead, playout=playout, emit=emit,
             settings=settings.agent, stats=models.speculation, log=self._log, people=people, on_audio_started=self._audio_started,
@@ -135,6 +140,16 @@ class AgentSession:
     @property
     def state(self) -> State:
         return self.fsm.state
+
+    @property
+    def current_turn(self) -> Turn | None:
+        """The latest turn (replying, or done)."""
+        return self._turn
+
+    @property
+    def deciding(self) -> bool:
+        """Whether an utterance is being decided."""
+        return bool(self._deciders)
 
     def _on_state_change(self, previous: State, state: State, event: Event) -> None:
         self._emit(ev.StateChanged(state, self._turn.id if self._turn else None))
@@ -157,7 +172,8 @@ class AgentSession:
         listener = Listener(
             endpointer, self._models.vad_executor, lambda event: self._on_endpoint_event(event, speaker), canceller,
         )
-        self._endpointers[speaker.participant_id] = endpointer
+        endpointers = self._anticipation.endpointers
+        endpointers[speaker.participant_id] = endpointer
         try:
             await listener.run(track)
         except MediaStreamError:
@@ -166,8 +182,8 @@ class AgentSession:
             self._log.exception("listening failed")
             self._emit(ev.AgentFailure("backend_error", f"the agent stopped listening: {type(exc).__name__}"))
         finally:
-            if self._endpointers.get(speaker.participant_id) is endpointer:
-                del self._endpointers[speaker.participant_id]
+            if endpointers.get(speaker.participant_id) is endpointer:
+                del endpointers[speaker.participant_id]
 
     def _on_endpoint_event(self, event: EndpointEvent, speaker: Speaker) -> None:
         if self.closed:
@@ -197,8 +213,7 @@ class AgentSession:
                 self.fsm.fire(Event.SPEECH_DISCARDED)
         elif isinstance(event, SpeechPaused):
             if self._settings.agent.speculate:
-                self.hearing.cancel_interim()
-                self._transcribe_early(event, speaker)
+                self._anticipation.at_pause(event, speaker)
         elif isinstance(event, SpeechResumed):
             self._ahead.cancel(speaker.participant_id, event.pause, "the caller went on")
             self._ahead.sentence_ends.drop(speaker.participant_id)
@@ -231,7 +246,7 @@ class AgentSession:
         if self._turn is not None and self._turn.active:
             self._playout.pause()  # stop talking at once; decide later whether to carry on
         self.fsm.fire(Event.SPEECH_START)
-        self._prime(self.asking.so_far(speaker, ""), speaker)
+        self._anticipation.prime(self.asking.so_far(speaker, ""), speaker)
 
     async def _listen_naive(self, track: MediaStreamTrack, speaker: Speaker) -> None:
         """The baseline: fixed chunks transcribed one after another (``NaiveListener``); each question
@@ -259,111 +274,15 @@ class AgentSession:
             return  # the utterance ended meanwhile: its final transcript wins
         line, shown = self.asking.interim_line(speaker, text)
         self._user_transcript(speaker, self._turn_counter + 1, shown, final=False, utterance_id=line)
-        self._prime(shown, speaker)  # the whole question so far: what its reply's prompt will start with
+        self._anticipation.prime(shown, speaker)  # the whole question so far: what its reply's prompt will start with
         if self.state == State.PAUSED and self._turn is not None and not self._turn.unheard:
             if real_word_count(text, self._backchannels) >= EARLY_BARGE_IN_WORDS:
                 self._interrupt("real words in the interim transcript")
-
-    def _transcribe_early(self, event: SpeechPaused, speaker: Speaker) -> None:
-        """Start transcribing at the pause, before the turn is known to be over (``Hearing.at_pause``): the
-        reply is speculated on once the transcript is there, or the words held before it are heard with it."""
-        held = self.asking.held(speaker.participant_id)
-        self.hearing.at_pause(
-            speaker.participant_id, event.pause, event.samples, held,
-            lambda part: self._heard_with(held, part, event.samples, speaker, event.pause),  # (called only where held)
-            lambda early: self._speculate(early, speaker),
-        )
-
-    async def _heard_with(
-        self, held: HeldWords, part: PartOnDemand, samples: np.ndarray, speaker: Speaker, pause: int,
-    ) -> tuple[np.ndarray, str]:
-        """Words ``held`` back as unfinished and the utterance after them (its ``samples``; ``part`` its own
-        transcript, run only if needed) as one question: its audio and text (``SpeechModels.whole_first``).
-        Whether that question stops mid-sentence is asked of the LLM at once (a question that plainly reads
-        whole ends the pause sooner); the decision takes the verdict."""
-        try:
-            parts = lambda: self._parts_text(held, part)  # noqa: E731 - run only if the whole pass needs it
-            samples, text = await self.speech.whole_first(held.samples, samples, held.text, parts)
-        finally:
-            part.spare()
-        judged = self._judge_pause_words(speaker, text, held=False)
-        if judged is not None:
-            judged.add_done_callback(lambda task: self._words_judged(task, pause, speaker))
-        return samples, text
-
-    @staticmethod
-    async def _parts_text(held: HeldWords, part: PartOnDemand) -> str:
-        return after_held(held.text, (await part.need()).strip())
-
-    def _judge_pause_words(self, speaker: Speaker, text: str, held: bool = True) -> asyncio.Task[SentenceVerdict] | None:
-        """Start asking (smart endpointing) whether the question ``text`` makes so far stops mid-sentence
-        (see ``OpenQuestions.so_far`` for ``held``); the decision takes the verdict. ``None``: nothing asked."""
-        if self._settings.vad.endpoint != "smart" or not has_words(text) or self.closed:
-            return None
-        asked = self.asking.so_far(speaker, text, held=held)
-        return self._ahead.sentence_ends.start(
-            speaker.participant_id, asked, self.profile.language_of(asked), lambda words: self.asking.prompt_if_asked(words, speaker),
-        )
 
     async def _with_held(self, held: HeldWords, samples: np.ndarray, text: str) -> tuple[np.ndarray, str]:
         """Words ``held`` back as unfinished and the utterance after them (``samples``, heard as ``text``)
         heard as one question; the two texts joined if that pass fails or drops a part."""
         return await self.speech.whole(held.samples, samples, after_held(held.text, text))
-
-    def _speculate(self, early: EarlyTranscript, speaker: Speaker) -> None:
-        """The early transcript is ready and the turn is still open: start the reply now, so it is under
-        way when the end-of-turn model makes up its mind (adopted only if the question stays the same)."""
-        if self.closed or not early.pending or self.hearing.current(speaker.participant_id) is not early:
-            return  # the turn was decided meanwhile (its decision uses the transcript), or the caller went on
-        if early.task.cancelled() or early.task.exception() is not None:
-            return
-        text = early.task.result().strip()
-        # First (the reply below then finds the conversation in the LLM's cache): do these words stop mid-sentence?
-        judged = self._judge_pause_words(speaker, text)
-        if judged is not None:
-            judged.add_done_callback(lambda task: self._words_judged(task, early.pause, speaker))
-        if not self._may_speculate(text, speaker):
-            return
-        self._ahead.speculate(early.pause, speaker.participant_id, text, self.asking.prompt_if_asked(text, speaker))
-
-    def _words_judged(self, task: asyncio.Task[SentenceVerdict], pause: int, speaker: Speaker) -> None:
-        """Words that plainly read as a whole sentence end their pause sooner than the voice alone would
-        (``vad.text_turn_done_silence_ms``), if the caller is still silent in it."""
-        if task.cancelled() or task.exception() is not None or self.closed:
-            return
-        verdict, vad = task.result(), self._settings.vad
-        if verdict.unfinished or verdict.probability is None or verdict.probability < vad.text_turn_done_threshold:
-            return
-        endpointer = self._endpointers.get(speaker.participant_id)
-        if endpointer is not None:
-            self._log.debug("the words of pause %d read whole (%.2f): told the endpointer", pause, verdict.probability)
-            endpointer.words_done(pause)
-
-    def _prime(self, text: str, speaker: Speaker) -> None:
-        """While the caller speaks, evaluate the conversation and their words so far into the LLM's prompt
-        cache, so that when the turn ends only its last words need prefill (measured on this CPU: first
-        token ~0.55 → ~0.2 s). One request at a time; never while a reply is being generated or an
-        utterance is being transcribed and decided."""
-        if not self._settings.agent.primes_llm or self.state not in (State.USER_SPEAKING, State.PAUSED):
-            return
-        current = self._turn
-        if current is not None and current.active and not (current is self.asking.unheard_turn_of(speaker) and current.generated_all):
-            return  # a reply is being generated (the LLM is busy), or playing
-        if self._deciders or self.hearing.transcribing:
-            return  # a transcription on the critical path is running: the two cores are its own
-        words = words_so_far(text)  # the words so far, not the punctuation Whisper guessed for them
-        if not self.closed and self._ahead.prime(lambda: self.asking.prompt_if_asked(words, speaker), words):
-            self._models.speculation.primes += 1
-
-    def _may_speculate(self, text: str, speaker: Speaker) -> bool:
-        """Only a plain next question: words, nothing held or pending, nobody's reply playing."""
-        if not has_words(text) or self.asking.held(speaker.participant_id) is not None or self.state != State.USER_SPEAKING:
-            return False
-        if self._turn is not None and self._turn.active:
-            return False
-        if is_backchannel(text, self._backchannels) or ends_open(text):  # (the words' verdict comes separately)
-            return False
-        return not self.profile.group_mode(self._people()) or is_addressed(text, self.profile.name)
 
     async def _decide(
         self, utterance: Utterance, timer: TurnTimer, previous: asyncio.Task[None] | None, speaker: Speaker,

@@ -1,0 +1,171 @@
+"""``Anticipation``: what the agent does with a caller's words before their turn is decided.
+
+The session (the turn controller, ``agents/session.py``) hands over the caller's words as they come —
+an onset, each interim transcript, each pause — and reads what is ready when an utterance ends. Here:
+the conversation and the words so far primed into the LLM's prompt cache; a pause transcribed at once
+(``Hearing.at_pause``), with the words held back before it where there are any; whether its words stop
+mid-sentence asked of the LLM (words that plainly read whole end the pause sooner: their endpointer is
+told); and a reply speculated on them (adopted only if the turn ends on the same words). The LLM work
+itself is ``LlmAhead``'s (``agents/llm_ahead.py``); this class says when, on what words, and never while
+the floor forbids it (a reply being generated, an utterance being decided). It decides nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Callable, Protocol
+
+import numpy as np
+
+from parley.agents.backchannel import is_backchannel
+from parley.agents.dialogue_state import State
+from parley.agents.endpointer import Endpointer, SpeechPaused
+from parley.agents.hearing import Hearing
+from parley.agents.llm_ahead import LlmAhead
+from parley.agents.open_question import OpenQuestions, after_held
+from parley.agents.profile import AgentProfile, Speaker, is_addressed
+from parley.agents.reply_turn import Turn
+from parley.agents.sentence_end import SentenceVerdict, words_so_far
+from parley.agents.settings import PipelineSettings
+from parley.agents.speculation import EarlyTranscript, HeldWords, PartOnDemand
+from parley.agents.speech_models import SpeechModels
+from parley.agents.stage_timer import SpeculationStats
+from parley.agents.text import has_words
+from parley.agents.unfinished import ends_open
+
+
+class Floor(Protocol):
+    """What anticipation needs to know of the turn controller: whose turn it is and what is running."""
+
+    closed: bool
+
+    @property
+    def state(self) -> State: ...
+
+    @property
+    def current_turn(self) -> Turn | None: ...
+
+    @property
+    def deciding(self) -> bool:
+        """Whether an utterance is being decided (its transcription is on the critical path)."""
+        ...
+
+
+class Anticipation:
+    """One call's work on its callers' words ahead of their turns (see the module docstring)."""
+
+    def __init__(
+        self, floor: Floor, *, settings: Callable[[], PipelineSettings], speech: SpeechModels, hearing: Hearing,
+        asking: OpenQuestions, ahead: LlmAhead, profile: AgentProfile, people: Callable[[], int],
+        backchannels: list[str], stats: SpeculationStats, log: logging.Logger | logging.LoggerAdapter,
+    ) -> None:
+        self._floor = floor
+        self._settings = settings
+        self._speech = speech
+        self._hearing = hearing
+        self._asking = asking
+        self._ahead = ahead
+        self._profile = profile
+        self._people = people
+        self._backchannels = backchannels
+        self._stats = stats
+        self._log = log
+        self.endpointers: dict[str, Endpointer] = {}  # per speaker listening now: told when a pause's words read whole
+
+    def prime(self, text: str, speaker: Speaker) -> None:
+        """While the caller speaks, evaluate the conversation and their words so far into the LLM's prompt
+        cache, so that when the turn ends only its last words need prefill (measured on this CPU: first
+        token ~0.55 → ~0.2 s). One request at a time; never while a reply is being generated or an
+        utterance is being transcribed and decided."""
+        floor = self._floor
+        if not self._settings().agent.primes_llm or floor.state not in (State.USER_SPEAKING, State.PAUSED):
+            return
+        current = floor.current_turn
+        if current is not None and current.active and not (current is self._asking.unheard_turn_of(speaker) and current.generated_all):
+            return  # a reply is being generated (the LLM is busy), or playing
+        if floor.deciding or self._hearing.transcribing:
+            return  # a transcription on the critical path is running: the two cores are its own
+        words = words_so_far(text)  # the words so far, not the punctuation Whisper guessed for them
+        if not floor.closed and self._ahead.prime(lambda: self._asking.prompt_if_asked(words, speaker), words):
+            self._stats.primes += 1
+
+    def at_pause(self, event: SpeechPaused, speaker: Speaker) -> None:
+        """Start transcribing at the pause, before the turn is known to be over (``Hearing.at_pause``): the
+        reply is speculated on once the transcript is there, or the words held before it are heard with it."""
+        self._hearing.cancel_interim()
+        held = self._asking.held(speaker.participant_id)
+        self._hearing.at_pause(
+            speaker.participant_id, event.pause, event.samples, held,
+            lambda part: self._heard_with(held, part, event.samples, speaker, event.pause),  # (called only where held)
+            lambda early: self._speculate(early, speaker),
+        )
+
+    async def _heard_with(
+        self, held: HeldWords, part: PartOnDemand, samples: np.ndarray, speaker: Speaker, pause: int,
+    ) -> tuple[np.ndarray, str]:
+        """Words ``held`` back as unfinished and the utterance after them (its ``samples``; ``part`` its own
+        transcript, run only if needed) as one question: its audio and text (``SpeechModels.whole_first``).
+        Whether that question stops mid-sentence is asked of the LLM at once (a question that plainly reads
+        whole ends the pause sooner); the decision takes the verdict."""
+        try:
+            parts = lambda: self._parts_text(held, part)  # noqa: E731 - run only if the whole pass needs it
+            samples, text = await self._speech.whole_first(held.samples, samples, held.text, parts)
+        finally:
+            part.spare()
+        self._judge(speaker, text, pause, held=False)
+        return samples, text
+
+    @staticmethod
+    async def _parts_text(held: HeldWords, part: PartOnDemand) -> str:
+        return after_held(held.text, (await part.need()).strip())
+
+    def _speculate(self, early: EarlyTranscript, speaker: Speaker) -> None:
+        """The early transcript is ready and the turn is still open: start the reply now, so it is under
+        way when the end-of-turn model makes up its mind (adopted only if the question stays the same)."""
+        if self._floor.closed or not early.pending or self._hearing.current(speaker.participant_id) is not early:
+            return  # the turn was decided meanwhile (its decision uses the transcript), or the caller went on
+        if early.task.cancelled() or early.task.exception() is not None:
+            return
+        text = early.task.result().strip()
+        # First (the reply below then finds the conversation in the LLM's cache): do these words stop mid-sentence?
+        self._judge(speaker, text, early.pause)
+        if self._may_speculate(text, speaker):
+            self._ahead.speculate(early.pause, speaker.participant_id, text, self._asking.prompt_if_asked(text, speaker))
+
+    def _judge(self, speaker: Speaker, text: str, pause: int, held: bool = True) -> None:
+        """Start asking (smart endpointing) whether the question ``text`` makes so far stops mid-sentence
+        (see ``OpenQuestions.so_far`` for ``held``); the decision takes the verdict, and words that plainly
+        read whole are told to the endpointer."""
+        if self._settings().vad.endpoint != "smart" or not has_words(text) or self._floor.closed:
+            return
+        asked = self._asking.so_far(speaker, text, held=held)
+        judged = self._ahead.sentence_ends.start(
+            speaker.participant_id, asked, self._profile.language_of(asked), lambda words: self._asking.prompt_if_asked(words, speaker),
+        )
+        if judged is not None:
+            judged.add_done_callback(lambda task: self._words_judged(task, pause, speaker))
+
+    def _words_judged(self, task: asyncio.Task[SentenceVerdict], pause: int, speaker: Speaker) -> None:
+        """Words that plainly read as a whole sentence end their pause sooner than the voice alone would
+        (``vad.text_turn_done_silence_ms``), if the caller is still silent in it."""
+        if task.cancelled() or task.exception() is not None or self._floor.closed:
+            return
+        verdict, vad = task.result(), self._settings().vad
+        if verdict.unfinished or verdict.probability is None or verdict.probability < vad.text_turn_done_threshold:
+            return
+        endpointer = self.endpointers.get(speaker.participant_id)
+        if endpointer is not None:
+            self._log.debug("the words of pause %d read whole (%.2f): told the endpointer", pause, verdict.probability)
+            endpointer.words_done(pause)
+
+    def _may_speculate(self, text: str, speaker: Speaker) -> bool:
+        """Only a plain next question: words, nothing held or pending, nobody's reply playing."""
+        floor = self._floor
+        if not has_words(text) or self._asking.held(speaker.participant_id) is not None or floor.state != State.USER_SPEAKING:
+            return False
+        if floor.current_turn is not None and floor.current_turn.active:
+            return False
+        if is_backchannel(text, self._backchannels) or ends_open(text):  # (the words' verdict comes separately)
+            return False
+        return not self._profile.group_mode(self._people()) or is_addressed(text, self._profile.name)
