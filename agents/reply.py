@@ -45,6 +45,7 @@ class Reply:
         *,
         streaming: bool = True,
         first_chunk_max_words: int = 3,
+        on_voiced: Callable[[Turn], None] | None = None,
     ) -> None:
         self.turn = turn
         self._playout = playout
@@ -52,6 +53,7 @@ class Reply:
         self._sample_rate = sample_rate
         self._emit = emit
         self._on_audio_started = on_audio_started
+        self._on_voiced = on_voiced  # every chunk synthesized: what is left is playing it
         self._streaming = streaming
         self._first_chunk_max_words = first_chunk_max_words
         self._synthesizing = False
@@ -138,6 +140,8 @@ class Reply:
                     reporter = asyncio.create_task(self._report_first_audio(start + 1))
                 if turn.interrupted_at is None and not turn.dropped:  # cut meanwhile: heard_text has the last word
                     self._emit(ReplyTranscript(turn.id, join_all_said(spoken), final=False))
+            if self._on_voiced is not None:
+                self._on_voiced(turn)
             await self._playout.buffer.wait_played(end)
             if reporter is not None:
                 await reporter

@@ -72,6 +72,7 @@ class TurnRunner:
                 turn, self._playout, functools.partial(self._speech.synthesize, voice), voice.sample_rate, self._emit,
                 self._on_audio_started, streaming=self._settings.pipeline == "streaming",
                 first_chunk_max_words=self._settings.first_chunk_max_words,
+                on_voiced=lambda voiced: self._prime_after(voiced, group, language),
             )
             await reply.run(self._reply_stream(turn, group, language))
             self._on_ended(turn, True)
@@ -103,20 +104,26 @@ class TurnRunner:
         spec, turn.speculation = turn.speculation, None
         if spec is not None and spec.matches(turn.user_text, messages):
             turn.speculative = True
-            return self._then_prime(spec.adopt(), turn, group, language)
+            return self._whole(spec.adopt(), turn)
         if spec is not None:
             spec.cancel()
-        return self._then_prime(self._ahead.stream(messages), turn, group, language)
+        return self._whole(self._ahead.stream(messages), turn)
 
-    async def _then_prime(self, stream: AsyncIterator[str], turn: Turn, group: bool, language: str) -> AsyncIterator[str]:
-        """``stream``, and once the reply is whole, the conversation as the next question will find it
-        (this reply included) put into the LLM's cache while the reply still plays: the CPU is idle
-        then, and the next turn's prefill is only the caller's new words (``agent.speculate``)."""
+    @staticmethod
+    async def _whole(stream: AsyncIterator[str], turn: Turn) -> AsyncIterator[str]:
+        """``stream``, marking ``turn.generated_all`` once it has ended."""
         async with contextlib.aclosing(stream) as deltas:  # type: ignore[type-var]
             async for delta in deltas:
                 yield delta
         turn.generated_all = True
-        if not self._settings.speculate or not turn.reply.strip() or self._caller_going_on(turn):
+
+    def _prime_after(self, turn: Turn, group: bool, language: str) -> None:
+        """Once the reply is whole and voiced (every chunk synthesized), put the conversation as the next
+        question will find it (this reply included) into the LLM's cache while the reply plays: the CPU is
+        idle then, and the next turn's prefill is only the caller's new words (``agent.speculate``). Not
+        sooner: a slow voice (Kokoro, Mandarin) synthesizing the first words on the same two cores would
+        wait for the prefill of the whole reply (made short, that reply is often whole before it is heard)."""
+        if not turn.generated_all or not self._settings.speculate or not turn.reply.strip() or self._caller_going_on(turn):
             return  # (a caller going on: their words, not this reply, are what the next prompt holds)
         history = [
             *self._conversation.messages, ChatMessage(role="assistant", content=turn.reply.strip()), ChatMessage(role="user", content=""),

@@ -590,6 +590,42 @@ async def test_the_callers_words_so_far_go_into_the_llm_cache_and_the_reply_wait
     playout.stop()
 
 
+async def test_the_conversation_with_the_reply_is_primed_once_the_voice_has_synthesized_it(settings):
+    """A short reply is whole before a slow voice (Kokoro, Mandarin) has synthesized it: the prime of the
+    conversation with it (for the next question) waits for the voice, instead of taking the two cores
+    from it while the caller waits for the first words."""
+    import threading
+
+    models = StandInModels({16_000: "What is the capital of France?"})
+    voice_free = threading.Event()
+
+    def slow_synthesize(text: str) -> np.ndarray:
+        voice_free.wait(5)
+        return np.full(2400, 0.2, np.float32)
+
+    primes: list[str] = []
+
+    async def prime(messages, words=None):
+        primes.append(messages[-1].content)
+
+    async def stream(messages):
+        yield "Paris."
+
+    models.tts = SimpleNamespace(sample_rate=24_000, synthesize=slow_synthesize)
+    models.llm = SimpleNamespace(stream=stream, prime=prime)
+    priming = settings.model_copy(update={"agent": settings.agent.model_copy(update={"prime_llm": True})})
+    session, emitted, playout = _session(models, priming)
+    session._on_endpoint_event(_utterance(16_000, pause=None), ADA)
+    await asyncio.sleep(0.3)
+    turn = session.current_turn
+    assert turn is not None and turn.generated_all and models.speculation.after_reply_primes == 0  # whole, not voiced
+    voice_free.set()
+    await asyncio.sleep(0.2)
+    assert models.speculation.after_reply_primes == 1 and primes == [""]
+    await session.close()
+    playout.stop()
+
+
 async def test_a_reply_is_held_when_the_caller_finished_more_words_before_it_was_ready(settings):
     """The second part of a question ends (and is committed) while the first part is still being
     transcribed: the first part's reply must not play — both become one question on one line (seen in
