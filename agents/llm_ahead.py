@@ -55,6 +55,11 @@ class LlmAhead:
         self._priming = asyncio.create_task(prime(messages(), words), name=f"llm-prime-{self._name}")
         return True
 
+    def yielding(self) -> contextlib.AbstractContextManager[bool]:
+        """The LLM stopped for a ``with`` block where it can be (``EmbeddedLlm.yielding``), else nothing."""
+        yielding = getattr(self._llm, "yielding", None)
+        return yielding() if yielding is not None else contextlib.nullcontext(False)
+
     async def priming_done(self) -> None:
         """Wait (≤ ``PRIME_WAIT_S``) for a priming request still in the LLM."""
         if self._priming is not None and not self._priming.done():

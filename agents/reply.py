@@ -7,6 +7,7 @@ beyond the ``Turn`` it fills in, and reports through typed agent events and one 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import AsyncIterator, Awaitable, Callable
 
@@ -46,6 +47,7 @@ class Reply:
         streaming: bool = True,
         first_chunk_max_words: int = 3,
         on_voiced: Callable[[Turn], None] | None = None,
+        first_words: Callable[[], contextlib.AbstractContextManager[bool]] | None = None,
     ) -> None:
         self.turn = turn
         self._playout = playout
@@ -54,6 +56,7 @@ class Reply:
         self._emit = emit
         self._on_audio_started = on_audio_started
         self._on_voiced = on_voiced  # every chunk synthesized: what is left is playing it
+        self._first_words = first_words  # held while the first chunk is synthesized (a slow voice: the LLM yields the cores)
         self._streaming = streaming
         self._first_chunk_max_words = first_chunk_max_words
         self._synthesizing = False
@@ -127,8 +130,10 @@ class Reply:
                 if timer.first_chunk_at is None:
                     timer.first_chunk_at = time.monotonic()
                 self._synthesizing, started = True, time.monotonic()
+                hold = self._first_words if reporter is None else None  # (nothing is heard yet)
                 try:
-                    audio = await self._synthesize(text)
+                    with hold() if hold is not None else contextlib.nullcontext(False):
+                        audio = await self._synthesize(text)
                 finally:
                     self._synthesizing, self._synthesis_s = False, time.monotonic() - started
                 start = self._playout.buffer.pushed

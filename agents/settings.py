@@ -130,6 +130,11 @@ class LlmSettings(Section):
     # sooner (Kokoro gets the cores) but leaves longer silences inside its replies, and two English calls
     # at once answered later (p95 2.7 s against 2.0 s). Off by default.
     nice: int = Field(0, ge=0, le=19)
+    # embedded: while a slow voice (Kokoro, Mandarin) synthesizes a reply's first words, the child is stopped
+    # (at most 3 s; only while that reply is the only one being written) so the voice has the cores; the rest
+    # of the reply is written once the first words play. Probes 2026-12-06 (README, Mandarin): Kokoro's first
+    # audio ~1.1 → ~0.6 s where the LLM was still writing. false: the two share the cores.
+    yield_to_voice: bool = True
     # embedded: a child that exits is restarted with backoff; more than max_restarts exits within
     # restart_window_s stop the restarts (the LLM is then reported failed in /readyz).
     max_restarts: int = Field(5, ge=0)

@@ -73,6 +73,7 @@ class TurnRunner:
                 self._on_audio_started, streaming=self._settings.pipeline == "streaming",
                 first_chunk_max_words=self._settings.first_chunk_max_words,
                 on_voiced=lambda voiced: self._prime_after(voiced, group, language),
+                first_words=self._ahead.yielding if getattr(voice, "slow", False) else None,  # (Kokoro: the LLM yields the cores)
             )
             await reply.run(self._reply_stream(turn, group, language))
             self._on_ended(turn, True)

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import logging
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, Iterator
 
 from parley.agents.llm.base import ChatMessage, LlmHealth, LlmStatus
+from parley.agents.llm.child_pause import ChildPause
 from parley.agents.llm.openai_compat import OpenAICompatibleChat
 from parley.core.errors import BackendError, ModelLoadError
 from parley.core.net import free_loopback_port
@@ -82,7 +84,7 @@ class EmbeddedLlm:
 
     def __init__(
         self, launch: _Launch, process: asyncio.subprocess.Process, base_url: str, *,
-        max_tokens: int, temperature: float, timeout_s: float, policy: RestartPolicy,
+        max_tokens: int, temperature: float, timeout_s: float, policy: RestartPolicy, yield_to_voice: bool = True,
     ) -> None:
         self._launch = launch
         self._process: asyncio.subprocess.Process | None = process
@@ -94,6 +96,9 @@ class EmbeddedLlm:
         self.restarts = 0
         self._exits: collections.deque[float] = collections.deque()
         self._supervisor = asyncio.create_task(self._supervise(), name="parley-llm-supervisor")
+        self._streams = 0  # replies being written now
+        self._yield_to_voice = yield_to_voice
+        self.pause = ChildPause()
 
     @classmethod
     async def start(
@@ -111,12 +116,16 @@ class EmbeddedLlm:
         ready_timeout_s: float = 180.0,
         nice: int = 0,
         policy: RestartPolicy = RestartPolicy(),
+        yield_to_voice: bool = True,
     ) -> "EmbeddedLlm":
         """Start the child, wait until the model is loaded, and watch it from then on."""
         log_dir.mkdir(parents=True, exist_ok=True)
         launch = _Launch(model_path, log_dir / "llm-server.log", threads, context, parallel, cache_ram_mib, ready_timeout_s, nice)
         process, base_url = await launch.start()
-        return cls(launch, process, base_url, max_tokens=max_tokens, temperature=temperature, timeout_s=timeout_s, policy=policy)
+        return cls(
+            launch, process, base_url, max_tokens=max_tokens, temperature=temperature, timeout_s=timeout_s, policy=policy,
+            yield_to_voice=yield_to_voice,
+        )
 
     def _new_client(self, base_url: str) -> OpenAICompatibleChat:
         return OpenAICompatibleChat(base_url, self._launch.model_path.stem, **self._chat_options)  # type: ignore[arg-type]
@@ -186,7 +195,28 @@ class EmbeddedLlm:
     def stream(self, messages: list[ChatMessage]) -> AsyncIterator[str]:
         if self._process is None or self._process.returncode is not None or self._status != "ready":
             raise BackendError(self._detail or f"the embedded LLM server is not running; see {self._launch.log_path}", code="llm_unavailable")
-        return self._client.stream(messages)
+        return self._counted(self._client.stream(messages))
+
+    async def _counted(self, stream: AsyncIterator[str]) -> AsyncIterator[str]:
+        self._streams += 1
+        try:
+            async with contextlib.aclosing(stream) as deltas:  # type: ignore[type-var]
+                async for delta in deltas:
+                    yield delta
+        finally:
+            self._streams -= 1
+
+    @contextlib.contextmanager
+    def yielding(self) -> Iterator[bool]:
+        """Stop the child for the ``with`` block (``ChildPause``, at most 3 s), so that a slow voice
+        synthesizing a reply's first words has the cores; yields whether it was stopped. Only while that
+        reply is the one being written (another call's would stall: nothing is stopped then), and not at
+        all with ``llm.yield_to_voice`` off."""
+        process = self._process
+        running = process is not None and process.returncode is None and self._status == "ready"
+        pid = process.pid if running and process is not None and self._yield_to_voice and self._streams == 1 else None
+        with self.pause.paused(pid) as stopped:
+            yield stopped
 
     async def prime(self, messages: list[ChatMessage], words: str | None = None) -> None:
         """Evaluate ``messages`` (up to ``words``) into the child's prompt cache ahead of the real request."""
@@ -199,6 +229,7 @@ class EmbeddedLlm:
 
     async def close(self) -> None:
         self._status = "closed"
+        self.pause.resume()  # (a stopped child could not read the end of its stdin)
         self._supervisor.cancel()
         await asyncio.gather(self._supervisor, return_exceptions=True)
         await self._client.close()

@@ -12,6 +12,8 @@ class TextToSpeech(Protocol):
 
     name: str
     sample_rate: int
+    # Optional ``slow = True``: synthesizes on the cores the embedded LLM uses, at a fraction of real time
+    # (Kokoro); the LLM then yields the cores while a reply's first words are synthesized (``llm.yield_to_voice``).
 
     def synthesize(self, text: str) -> np.ndarray:
         """Return the speech for ``text`` (mono float32 at ``sample_rate``), edge silence trimmed."""

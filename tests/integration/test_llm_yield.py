@@ -1,0 +1,82 @@
+"""The embedded LLM yields its cores to a slow voice: its real child is stopped while one reply is being
+written (no token comes meanwhile) and goes on afterwards; with two replies being written (two calls)
+nothing is stopped, and a pause ends by itself after its limit."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from parley.agents.llm.base import ChatMessage
+from parley.agents.llm.child_pause import ChildPause
+from parley.agents.llm.embedded import EmbeddedLlm
+from parley.agents.weights import llm_model_path
+
+pytestmark = pytest.mark.slow
+STORY = [ChatMessage(role="user", content="Tell me a long story about a lighthouse keeper and his cat.")]
+
+
+def _state(pid: int | None) -> str:
+    """The process state letter from /proc (T: stopped)."""
+    assert pid is not None
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+async def _tokens(stream, times: list[float]) -> None:
+    async for _ in stream:
+        times.append(time.monotonic())
+
+
+async def test_the_llm_child_is_stopped_while_a_slow_voice_speaks_the_first_words(settings):
+    path = await asyncio.to_thread(llm_model_path, settings.llm.model, settings.cache_dir, print)
+    llm = await EmbeddedLlm.start(path, log_dir=settings.cache_dir / "logs", threads=1, parallel=2, max_tokens=400, temperature=0.0)
+    try:
+        times: list[float] = []
+        writing = asyncio.create_task(_tokens(llm.stream(STORY), times))
+        while len(times) < 3:
+            await asyncio.sleep(0.01)
+        with llm.yielding() as stopped:
+            assert stopped and _state(llm.pid) == "T"
+            held_from = time.monotonic()
+            await asyncio.sleep(0.6)
+            held_to = time.monotonic()
+        assert _state(llm.pid) != "T"
+        came = len(times)
+        await asyncio.sleep(0.5)
+        assert len(times) > came, "the reply goes on once the voice has its first words"
+        # (a token already on its way may land just after the stop: none for the rest of the hold)
+        assert not [t for t in times if held_from + 0.2 < t < held_to], [t - held_from for t in times]
+
+        other: list[float] = []
+        second = asyncio.create_task(_tokens(llm.stream(STORY), other))
+        while not other:
+            await asyncio.sleep(0.01)
+        assert not writing.done(), "the first reply ended too soon for this check"
+        with llm.yielding() as stopped:  # another call's reply is being written: it must not stall
+            assert not stopped and _state(llm.pid) != "T"
+        for task in (writing, second):
+            task.cancel()
+        await asyncio.gather(writing, second, return_exceptions=True)
+        with llm.yielding() as stopped:  # nothing being written: nothing to stop
+            assert not stopped
+    finally:
+        await llm.close()
+
+
+async def test_a_pause_ends_by_itself_after_its_limit(settings):
+    process = await asyncio.create_subprocess_exec("sleep", "30")
+    try:
+        pause = ChildPause(max_s=0.3)
+        with pause.paused(process.pid) as stopped:
+            assert stopped and _state(process.pid) == "T"
+            with pause.paused(process.pid) as again:
+                assert not again  # one pause at a time
+            await asyncio.sleep(0.5)
+            assert _state(process.pid) != "T" and not pause.active  # resumed, although the block goes on
+        assert _state(process.pid) != "T"
+    finally:
+        process.kill()
+        await process.wait()
