@@ -47,7 +47,7 @@ class Reply:
         streaming: bool = True,
         first_chunk_max_words: int = 3,
         on_voiced: Callable[[Turn], None] | None = None,
-        first_words: Callable[[], contextlib.AbstractContextManager[bool]] | None = None,
+        first_words: Callable[[str], contextlib.AbstractContextManager[bool]] | None = None,
     ) -> None:
         self.turn = turn
         self._playout = playout
@@ -56,7 +56,7 @@ class Reply:
         self._emit = emit
         self._on_audio_started = on_audio_started
         self._on_voiced = on_voiced  # every chunk synthesized: what is left is playing it
-        self._first_words = first_words  # held while the first chunk is synthesized (a slow voice: the LLM yields the cores)
+        self._first_words = first_words  # held (given the chunk) while the first is synthesized: a slow voice, the LLM yields
         self._streaming = streaming
         self._first_chunk_max_words = first_chunk_max_words
         self._synthesizing = False
@@ -132,7 +132,7 @@ class Reply:
                 self._synthesizing, started = True, time.monotonic()
                 hold = self._first_words if reporter is None else None  # (nothing is heard yet)
                 try:
-                    with hold() if hold is not None else contextlib.nullcontext(False):
+                    with hold(text) if hold is not None else contextlib.nullcontext(False):
                         audio = await self._synthesize(text)
                 finally:
                     self._synthesizing, self._synthesis_s = False, time.monotonic() - started

@@ -18,6 +18,7 @@ from typing import AsyncIterator, Callable
 
 from parley.agents import events as ev
 from parley.agents.audio_output import AudioOutput
+from parley.agents.backchannel import spoken_words
 from parley.agents.conversation import Conversation
 from parley.agents.llm.base import ChatMessage
 from parley.agents.llm_ahead import LlmAhead
@@ -28,6 +29,11 @@ from parley.agents.settings import AgentSettings
 from parley.agents.speech_models import SpeechModels
 from parley.agents.stage_timer import SpeculationStats
 from parley.core.errors import ParleyError
+
+# A first chunk this long (words; Chinese: two characters a word — the chunker's full first chunk) plays
+# long enough for the next to be written and synthesized after the LLM yielded the cores to its voice.
+# Shorter ones ("是的，") do not: in a probe on a slow host, the silence after them lasted 1.9–2.5 s.
+YIELD_MIN_WORDS = 3
 
 
 class TurnRunner:
@@ -73,7 +79,7 @@ class TurnRunner:
                 self._on_audio_started, streaming=self._settings.pipeline == "streaming",
                 first_chunk_max_words=self._settings.first_chunk_max_words,
                 on_voiced=lambda voiced: self._prime_after(voiced, group, language),
-                first_words=self._ahead.yielding if getattr(voice, "slow", False) else None,  # (Kokoro: the LLM yields the cores)
+                first_words=self._yield_to_voice if getattr(voice, "slow", False) else None,  # (Kokoro)
             )
             await reply.run(self._reply_stream(turn, group, language))
             self._on_ended(turn, True)
@@ -131,6 +137,14 @@ class TurnRunner:
         ]
         if not self._closed() and self._ahead.prime(lambda: self._conversation.prompt(group, language, history), ""):
             self._stats.after_reply_primes += 1
+
+    def _yield_to_voice(self, first: str) -> contextlib.AbstractContextManager[bool]:
+        """While a slow voice synthesizes a reply's ``first`` chunk, the LLM yields it the cores
+        (``LlmAhead.yielding``) — if that chunk is long enough to play while the next is written and
+        synthesized: after a short one ("是的，") the caller would hear the time it saved as a silence."""
+        if spoken_words(first) < YIELD_MIN_WORDS:
+            return contextlib.nullcontext(False)
+        return self._ahead.yielding()
 
     def _remember(self, turn: Turn) -> None:
         if turn.dropped:
