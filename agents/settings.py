@@ -130,10 +130,11 @@ class LlmSettings(Section):
     # sooner (Kokoro gets the cores) but leaves longer silences inside its replies, and two English calls
     # at once answered later (p95 2.7 s against 2.0 s). Off by default.
     nice: int = Field(0, ge=0, le=19)
-    # embedded: while a slow voice (Kokoro, Mandarin) synthesizes a reply's first words, the child is stopped
-    # (at most 3 s; only while that reply is the only one being written) so the voice has the cores; the rest
-    # of the reply is written once the first words play. Probes 2026-12-06 (README, Mandarin): Kokoro's first
-    # audio ~1.1 → ~0.6 s where the LLM was still writing. false: the two share the cores.
+    # embedded: while a slow voice (Kokoro, Mandarin) synthesizes a reply's full first chunk, the child is
+    # stopped (at most 3 s; only while that reply is the only one being written) so the voice has the cores;
+    # the rest of the reply is written once the first words play. Probes 2026-12-06 (README, Benchmark, "This
+    # morning"): Mandarin p50 2.4–2.6 → 1.8 s, Kokoro's first audio 1.2–1.3 → 0.7 s; the cost, longer silences
+    # later in long replies (p95 0.72 s against 0.22–0.41 s). false: the two share the cores.
     yield_to_voice: bool = True
     # embedded: a child that exits is restarted with backoff; more than max_restarts exits within
     # restart_window_s stop the restarts (the LLM is then reported failed in /readyz).

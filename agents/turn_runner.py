@@ -129,7 +129,7 @@ class TurnRunner:
         question will find it (this reply included) into the LLM's cache while the reply plays: the CPU is
         idle then, and the next turn's prefill is only the caller's new words (``agent.speculate``). Not
         sooner: a slow voice (Kokoro, Mandarin) synthesizing the first words on the same two cores would
-        wait for the prefill of the whole reply (made short, that reply is often whole before it is heard)."""
+        wait for the prefill of the whole reply (a short reply is whole before a word of it is heard)."""
         if not turn.generated_all or not self._settings.speculate or not turn.reply.strip() or self._caller_going_on(turn):
             return  # (a caller going on: their words, not this reply, are what the next prompt holds)
         history = [

@@ -26,7 +26,7 @@ class KokoroTts:
 
     name = "kokoro"
     sample_rate = SAMPLE_RATE
-    slow = True  # ~0.45× real time on two cores: the LLM yields them while it voices a reply's first words
+    slow = True  # ~0.45× real time on two cores: the LLM yields them while Kokoro voices a reply's first words
 
     def __init__(self, model: Path, voices: Path, vocab: Path, voice: str, *, language: str = "zh",
                  threads: int = 1, gain_db: float = 0.0, speed: float = 1.0) -> None:
