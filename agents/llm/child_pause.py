@@ -3,7 +3,7 @@
 The embedded LLM runs in a child process on the same cores as the voice. While a slow voice (Kokoro,
 Mandarin: ~0.45× real time on two cores alone) synthesizes a reply's first words, the LLM writing the
 rest of that reply takes half the CPU from it, and the caller waits longer for the first sound
-(probes 2026-12-06: Kokoro's first audio ~1.1 s beside the LLM, ~0.5–0.65 s with the LLM stopped).
+(probes 2026-12-06: Kokoro's first audio ~1.1–1.3 s beside the LLM, ~0.7 s with the LLM stopped).
 The rest of the reply is wanted only once the first words play, so the child is stopped meanwhile.
 
 A pause always ends: when its ``with`` block exits (cancelled or not), or after ``max_s`` at the latest.
@@ -30,7 +30,6 @@ class ChildPause:
         self._max_s = max_s
         self._stopped: int | None = None  # the pid stopped now
         self._timer: asyncio.TimerHandle | None = None
-        self.pauses = 0  # pauses taken (for the logs and tests)
 
     @property
     def active(self) -> bool:
@@ -56,7 +55,6 @@ class ChildPause:
             return False
         self._stopped = pid
         self._timer = asyncio.get_running_loop().call_later(self._max_s, self._overdue, pid)
-        self.pauses += 1
         return True
 
     def _overdue(self, pid: int) -> None:

@@ -98,7 +98,7 @@ class EmbeddedLlm:
         self._supervisor = asyncio.create_task(self._supervise(), name="parley-llm-supervisor")
         self._streams = 0  # replies being written now
         self._yield_to_voice = yield_to_voice
-        self.pause = ChildPause()
+        self._pause = ChildPause()
 
     @classmethod
     async def start(
@@ -192,8 +192,13 @@ class EmbeddedLlm:
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
 
+    def _ready_process(self) -> asyncio.subprocess.Process | None:
+        """The child, while it runs and answers (``None`` while it restarts, after it failed, once closed)."""
+        process = self._process
+        return process if process is not None and process.returncode is None and self._status == "ready" else None
+
     def stream(self, messages: list[ChatMessage]) -> AsyncIterator[str]:
-        if self._process is None or self._process.returncode is not None or self._status != "ready":
+        if self._ready_process() is None:
             raise BackendError(self._detail or f"the embedded LLM server is not running; see {self._launch.log_path}", code="llm_unavailable")
         return self._counted(self._client.stream(messages))
 
@@ -212,10 +217,9 @@ class EmbeddedLlm:
         synthesizing a reply's first words has the cores; yields whether it was stopped. Only while that
         reply is the one being written (another call's would stall: nothing is stopped then), and not at
         all with ``llm.yield_to_voice`` off."""
-        process = self._process
-        running = process is not None and process.returncode is None and self._status == "ready"
-        pid = process.pid if running and process is not None and self._yield_to_voice and self._streams == 1 else None
-        with self.pause.paused(pid) as stopped:
+        process = self._ready_process()
+        pid = process.pid if process is not None and self._yield_to_voice and self._streams == 1 else None
+        with self._pause.paused(pid) as stopped:
             yield stopped
 
     async def prime(self, messages: list[ChatMessage], words: str | None = None) -> None:
@@ -229,7 +233,7 @@ class EmbeddedLlm:
 
     async def close(self) -> None:
         self._status = "closed"
-        self.pause.resume()  # (a stopped child could not read the end of its stdin)
+        self._pause.resume()  # (a stopped child could not read the end of its stdin)
         self._supervisor.cancel()
         await asyncio.gather(self._supervisor, return_exceptions=True)
         await self._client.close()

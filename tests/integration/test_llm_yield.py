@@ -25,20 +25,11 @@ def _state(pid: int | None) -> str:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
 
 
-async def _stopped(pid: int | None, within_s: float = 2.0) -> bool:
-    """Whether ``pid`` shows as stopped within ``within_s`` (a signal takes effect when the process is next
-    scheduled: on a busy machine /proc may say R for a few milliseconds after SIGSTOP)."""
+async def _shows(pid: int | None, stopped: bool, within_s: float = 2.0) -> bool:
+    """Whether ``pid`` shows as stopped (or running) within ``within_s``: a signal takes effect when the
+    process is next scheduled, and on a busy machine /proc may say R for a few milliseconds after SIGSTOP."""
     deadline = time.monotonic() + within_s
-    while _state(pid) != "T":
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.005)
-    return True
-
-
-async def _running(pid: int | None, within_s: float = 2.0) -> bool:
-    deadline = time.monotonic() + within_s
-    while _state(pid) == "T":
+    while (_state(pid) == "T") != stopped:
         if time.monotonic() > deadline:
             return False
         await asyncio.sleep(0.005)
@@ -59,11 +50,11 @@ async def test_the_llm_child_is_stopped_while_a_slow_voice_speaks_the_first_word
         while len(times) < 3:
             await asyncio.sleep(0.01)
         with llm.yielding() as stopped:
-            assert stopped and await _stopped(llm.pid)
+            assert stopped and await _shows(llm.pid, stopped=True)
             held_from = time.monotonic()
             await asyncio.sleep(0.6)
             held_to = time.monotonic()
-        assert await _running(llm.pid)
+        assert await _shows(llm.pid, stopped=False)
         came = len(times)
         await asyncio.sleep(0.5)
         assert len(times) > came, "the reply goes on once the voice has its first words"
@@ -91,11 +82,11 @@ async def test_a_pause_ends_by_itself_after_its_limit(settings):
     try:
         pause = ChildPause(max_s=0.3)
         with pause.paused(process.pid) as stopped:
-            assert stopped and await _stopped(process.pid)
+            assert stopped and await _shows(process.pid, stopped=True)
             with pause.paused(process.pid) as again:
                 assert not again  # one pause at a time
             await asyncio.sleep(0.5)
-            assert not pause.active and await _running(process.pid, 0.5)  # resumed, although the block goes on
+            assert not pause.active and await _shows(process.pid, stopped=False, within_s=0.5)  # resumed, although the block goes on
         assert _state(process.pid) != "T"
     finally:
         process.kill()
