@@ -72,7 +72,7 @@ def _load_multilingual_stt(settings: PipelineSettings) -> SpeechToText:
     model_dir = whisper_model_dir(cfg.multilingual_model, settings.cache_dir, log.info)
     return FasterWhisperStt(
         model_dir, device=cfg.device, compute_type=cfg.compute_type, language="zh",
-        beam_size=cfg.beam_size, threads=cfg.threads, fit_window=cfg.fit_window, window_s=cfg.window_s,
+        beam_size=cfg.beam_size, threads=cfg.threads, fit_window=cfg.fit_window, window_s=cfg.multilingual_window_s,
         short_prompts=frozenset({MANDARIN_PROMPT}),  # (a group call's prompt, with the agent's name, keeps 30 s)
     )
 

@@ -91,8 +91,14 @@ class SttSettings(Section):
     # With 30, make bench's paused questions got no premature reply only
     # because the transcript came late; 20 needs the LLM's sentence-end judgement (vad.text_turn_threshold)
     # to keep them whole (README, Benchmark). Passes with a group call's hotwords keep the full window (with
-    # them, tiny.en dropped the prompted name); the Mandarin prompt reads this one (base: ~2.5× faster, CER +0.005).
+    # them, tiny.en dropped the prompted name); the Mandarin prompt reads the short window too (multilingual_window_s below).
     window_s: int = Field(15, ge=4, le=30)
+    # The same for multilingual_model (Mandarin and auto rooms). 10: Whisper base took 437 → 374 ms a
+    # sentence on 2 cores (30 Kokoro-spoken Mandarin sentences, character error rate 0.150 → 0.146; the 12
+    # bench questions 443 → 334 ms, 0.324 → 0.296; the two AISHELL-1 clips 0.115 → 0.038) and 447 → 350 ms an
+    # English bench question in an auto room (WER 0.212 → 0.225; the five LibriVox sentences word for word
+    # the same). Measured 2026-12-06; 8 was no faster (the decoder's time is most of what is left), 6 worse.
+    multilingual_window_s: int = Field(10, ge=4, le=30)
     # Experimental: encode the utterance plus 2 s instead of Whisper's fixed 30 s window — ~3× faster
     # on this CPU, but erratic (loops, hallucinated words; measured in agents/stt/faster_whisper.py).
     fit_window: bool = False

@@ -18,7 +18,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "max_batch": 32, "batch_window_ms": 10.0, "threads": 4,
             # Whisper's own 30 s window: on an H200 (tiny.en, float16) the CPU default's 20 s window was
             # slower, 32 vs 19 ms an utterance and 465 vs 149 ms for a batch of 24 (bench/results/gpu-stt-20261204.json).
-            "window_s": 30,
+            "window_s": 30, "multilingual_window_s": 30,
         },
         "llm": {
             "backend": "openai", "url": "http://127.0.0.1:8000/v1", "model": "Qwen/Qwen3-8B", "max_tokens": 200,

@@ -46,12 +46,20 @@ FIT_MIN_S = 4
 NO_SPEECH_PROB = 0.6  # faster-whisper's no_speech_threshold …
 MIN_AVG_LOGPROB = -1.0  # … and log_prob_threshold
 NO_SPEECH_ALONE = 0.8  # this sure that nobody spoke: nothing heard, whatever the decoder says
+# Nothing this faint is transcribed: base in its 10 s window said "你不认识我吗?" to digital silence (no-speech
+# probability 0.51, under the rule's 0.6, which a one-syllable "有" reaches: 0.58). About -54 dBFS.
+INAUDIBLE_PEAK = 0.002
 _SENTENCE = re.compile(r"[^.!?]+[.!?]*")
 
 
 def _text(tokenizer: Any, result: Any) -> str:
     """The transcript of one decoding result (its tokens up to end-of-text)."""
     return tokenizer.decode([t for t in result.sequences_ids[0] if t < tokenizer.eot]).strip()
+
+
+def inaudible(samples: np.ndarray) -> bool:
+    """No samples, or none louder than ``INAUDIBLE_PEAK``: nothing to transcribe."""
+    return samples.size == 0 or float(np.max(np.abs(samples))) < INAUDIBLE_PEAK
 
 
 def with_silence(samples: np.ndarray) -> np.ndarray:
@@ -118,7 +126,7 @@ class FasterWhisperStt:
         return (language or self._language) if self._multilingual else None
 
     def transcribe(self, samples: np.ndarray, language: str | None = None, hotwords: str | None = None) -> str:
-        if samples.size == 0:
+        if inaudible(samples):
             return ""
         samples = with_silence(samples)
         if self._short(hotwords) and samples.size <= self._short_limit:
@@ -152,7 +160,7 @@ class FasterWhisperStt:
 
         if not self._multilingual:
             raise ModelLoadError("telling languages apart needs a multilingual Whisper model (not an .en one)")
-        if samples.size == 0:
+        if inaudible(samples):
             return "", languages[0]
         audio = with_silence(samples)
         if audio.size > self._full_window:  # detected on its first 30 s, transcribed whole
@@ -180,7 +188,7 @@ class FasterWhisperStt:
         # prompts differ (another language, hotwords or none) go in separate passes.
         groups: dict[tuple[str | None, str | None], list[int]] = {}
         for i, req in enumerate(requests):
-            if req.samples.size == 0:
+            if inaudible(req.samples):
                 continue
             if req.samples.size + TAIL_SILENCE_S * SAMPLE_RATE > self._pass_limit(req.hotwords):
                 texts[i] = self.transcribe(req.samples, req.language, req.hotwords)

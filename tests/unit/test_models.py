@@ -94,11 +94,17 @@ def short_window_stt(settings):
     return FasterWhisperStt(whisper_model_dir("tiny.en", settings.cache_dir), threads=2, window_s=settings.stt.window_s)
 
 
-@pytest.mark.parametrize("kind", ["silence", "faint noise"])
+@pytest.mark.parametrize("kind", ["silence", "near silence", "faint noise"])
 def test_stt_short_window_hears_no_words_in_non_speech(short_window_stt, kind):
     """Whisper says "you" to 2 s of silence in a window under 30 s (measured, unguarded); the short
-    window's no-speech rule hears nothing in it."""
+    window's no-speech rule hears nothing in it (digital silence is not even transcribed: ``inaudible``;
+    "near silence" peaks just above that, so the rule itself is what hears nothing)."""
+    from parley.agents.stt.faster_whisper import INAUDIBLE_PEAK, inaudible
+
     signal = np.zeros(32_000, np.float32)
+    if kind == "near silence":
+        signal = (np.random.default_rng(1).standard_normal(32_000) * INAUDIBLE_PEAK * 0.4).astype(np.float32)
+        assert not inaudible(signal)
     if kind == "faint noise":
         signal = (np.random.default_rng(1).standard_normal(32_000) * 0.01).astype(np.float32)
     assert short_window_stt.transcribe(signal).strip(" .") == ""
