@@ -82,7 +82,9 @@ def _load_kokoro(settings: PipelineSettings, pack: str) -> TextToSpeech:
     from parley.agents.weights import kokoro_files
 
     model, voices, vocab = kokoro_files(settings.cache_dir, log.info)
-    tts = KokoroTts(model, voices, vocab, pack, threads=settings.tts.zh_threads, gain_db=settings.tts.gain_db)
+    tts = KokoroTts(
+        model, voices, vocab, pack, threads=settings.tts.zh_threads, gain_db=settings.tts.gain_db, speed=settings.tts.zh_speed,
+    )
     tts.synthesize("你好。")  # loads jieba's dictionary (~3 s) now, not in the first caller's turn
     return tts
 

@@ -240,3 +240,21 @@ async def test_chinese_words_cut_mid_phrase_read_as_unfinished(mandarin, setting
     assert sum(v.unfinished for v in cut) >= len(CUT_ZH) - 1, list(zip(CUT_ZH, cut))
     assert sum(not v.unfinished for v in whole) >= len(WHOLE_ZH) - 1, list(zip(WHOLE_ZH, whole))
     assert statistics.median(v.probability for v in whole) >= 10 * statistics.median(v.probability for v in cut) + 0.2
+
+
+async def test_the_mandarin_voice_speaks_at_its_rate_and_is_still_understood(mandarin, settings):
+    """``tts.zh_speed`` (1.2): the room's Kokoro voice says a sentence in about 1/1.2 of the time it takes
+    at Kokoro's own rate, and Whisper still hears it (the rate also cuts the synthesis time of every chunk)."""
+    from parley.agents.tts.kokoro import KokoroTts
+    from parley.agents.weights import kokoro_files
+
+    _, _, _, chinese = mandarin
+    said = "因为光的散射，天空看起来是蓝色的。"
+    voice = await chinese.voice(settings.tts.zh_voice)
+    at_set_rate = await asyncio.to_thread(voice.synthesize, said)
+    own = KokoroTts(*kokoro_files(settings.cache_dir), settings.tts.zh_voice.removeprefix("kokoro:"), threads=2)
+    at_own_rate = await asyncio.to_thread(own.synthesize, said)
+    ratio = at_own_rate.size / at_set_rate.size
+    assert settings.tts.zh_speed > 1 and abs(ratio - settings.tts.zh_speed) <= 0.1, (ratio, settings.tts.zh_speed)
+    heard = await chinese.transcribe(resample(at_set_rate, voice.sample_rate, 16_000), "zh")
+    assert character_error_rate(said, heard) <= 0.25, heard
