@@ -13,8 +13,9 @@ the floor forbids it (a reply being generated, an utterance being decided). It d
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from typing import Callable, Protocol
+from typing import Callable, Iterator, Protocol
 
 import numpy as np
 
@@ -71,7 +72,18 @@ class Anticipation:
         self._backchannels = backchannels
         self._stats = stats
         self._log = log
-        self.endpointers: dict[str, Endpointer] = {}  # per speaker listening now: told when a pause's words read whole
+        self._endpointers: dict[str, Endpointer] = {}  # per speaker listening now: told when a pause's words read whole
+
+    @contextlib.contextmanager
+    def listening(self, speaker: str, endpointer: Endpointer) -> Iterator[None]:
+        """While ``speaker`` is listened to through ``endpointer``, words of theirs that read whole end
+        that endpointer's pause sooner (see ``_words_judged``)."""
+        self._endpointers[speaker] = endpointer
+        try:
+            yield
+        finally:
+            if self._endpointers.get(speaker) is endpointer:  # (a later listener for them may have replaced it)
+                del self._endpointers[speaker]
 
     def prime(self, text: str, speaker: Speaker) -> None:
         """While the caller speaks, evaluate the conversation and their words so far into the LLM's prompt
@@ -154,7 +166,7 @@ class Anticipation:
         verdict, vad = task.result(), self._settings().vad
         if verdict.unfinished or verdict.probability is None or verdict.probability < vad.text_turn_done_threshold:
             return
-        endpointer = self.endpointers.get(speaker.participant_id)
+        endpointer = self._endpointers.get(speaker.participant_id)
         if endpointer is not None:
             self._log.debug("the words of pause %d read whole (%.2f): told the endpointer", pause, verdict.probability)
             endpointer.words_done(pause)

@@ -172,18 +172,14 @@ class AgentSession:
         listener = Listener(
             endpointer, self._models.vad_executor, lambda event: self._on_endpoint_event(event, speaker), canceller,
         )
-        endpointers = self._anticipation.endpointers
-        endpointers[speaker.participant_id] = endpointer
         try:
-            await listener.run(track)
+            with self._anticipation.listening(speaker.participant_id, endpointer):
+                await listener.run(track)
         except MediaStreamError:
             self._log.info("%s's audio track ended", speaker.participant_id)
         except Exception as exc:  # a VAD failure ends listening for this call only
             self._log.exception("listening failed")
             self._emit(ev.AgentFailure("backend_error", f"the agent stopped listening: {type(exc).__name__}"))
-        finally:
-            if endpointers.get(speaker.participant_id) is endpointer:
-                del endpointers[speaker.participant_id]
 
     def _on_endpoint_event(self, event: EndpointEvent, speaker: Speaker) -> None:
         if self.closed:

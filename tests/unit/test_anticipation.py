@@ -78,3 +78,20 @@ def test_a_reply_is_speculated_only_on_a_plain_next_question(settings, text, hel
     assert anticipation._may_speculate(text, ADA) is speculated
     busy, _, _ = _anticipation(settings, Floor(turn=SimpleNamespace(active=True)), held=held, people=people)
     assert busy._may_speculate(text, ADA) is False  # someone's reply is under way
+
+
+def test_words_that_read_whole_reach_the_endpointer_listening_now_and_none_after(settings):
+    """``listening`` registers a speaker's endpointer for the words' verdicts while their track is read; a
+    later listener for the same speaker stays registered when the earlier one's track ends."""
+    anticipation, _, _ = _anticipation(settings, Floor())
+    first, second = SimpleNamespace(name="first"), SimpleNamespace(name="second")
+    with anticipation.listening("p1", first):  # type: ignore[arg-type]
+        assert anticipation._endpointers == {"p1": first}
+        with anticipation.listening("p1", second):  # type: ignore[arg-type]
+            assert anticipation._endpointers == {"p1": second}
+    assert anticipation._endpointers == {}
+    outer = anticipation.listening("p1", first)  # type: ignore[arg-type]
+    outer.__enter__()
+    with anticipation.listening("p1", second):  # type: ignore[arg-type]
+        outer.__exit__(None, None, None)  # the earlier track ended while the later one is read
+        assert anticipation._endpointers == {"p1": second}

@@ -846,9 +846,9 @@ async def test_words_that_read_whole_tell_the_endpointer_to_end_the_pause_soon(s
     models.llm.sentence_end_probability = sentence_end_probability
     session, emitted, playout = _session(models, settings)
     told: list[int] = []
-    session._anticipation.endpointers[ADA.participant_id] = SimpleNamespace(words_done=told.append)  # type: ignore[assignment]
-    session._on_endpoint_event(SpeechPaused(np.zeros(16_000, np.float32), pause=1), ADA)
-    await asyncio.sleep(0.1)
+    with session._anticipation.listening(ADA.participant_id, SimpleNamespace(words_done=told.append)):  # type: ignore[arg-type]
+        session._on_endpoint_event(SpeechPaused(np.zeros(16_000, np.float32), pause=1), ADA)
+        await asyncio.sleep(0.1)
     assert settings.vad.text_turn_done_threshold == 0.3 and told == marked
     models.release.set()
     await session.close()
