@@ -19,6 +19,13 @@ CJK_CHARS_PER_WORD = 2
 MAX_HANGING_WORDS = 2  # the first chunk waits at most this many words more for its phrase to close...
 HANGING_WAIT_DELTAS = 2  # ... and at most this many more LLM deltas (a number is a token a digit: "384,400")
 CJK_MAX_CHARS = 24
+# A Chinese chunk cut by its length ends where a word ends (jieba's words, as Kokoro's phonemizer reads
+# them): "保持良好的睡" | "眠习惯" split 睡眠 in two, each half voiced with its own tone contour and a pause
+# between. The cut moves back to the last word end that keeps the chunk at least this many characters
+# short of its length (e.g. 4 of 6)...
+CJK_WORD_SLACK = 2
+# ... or forward to the next word end, waiting at most this many characters for it (then it cuts by length).
+CJK_WORD_WAIT = 3
 _MARKDOWN = re.compile(r"[*_#`~>|]+|\[(.*?)\]\(.*?\)")
 
 
@@ -28,6 +35,24 @@ _WORD_CHAR = re.compile(r"\w")
 def has_words(text: str) -> bool:
     """Whether ``text`` holds any word at all (Whisper writes punctuation alone, or nothing, for noise)."""
     return _WORD_CHAR.search(text) is not None
+
+
+def chinese_word_ends(text: str) -> list[int] | None:
+    """Where each word of ``text`` but the last (which may still be growing) ends, as the index of its last
+    character, by jieba (installed with misaki[zh], Kokoro's phonemizer); None without jieba or while its
+    dictionary is not loaded yet (~1 s: loading the Mandarin voice loads it, and the event loop that cuts
+    chunks never waits for it)."""
+    try:
+        import jieba
+    except ImportError:
+        return None
+    if not jieba.dt.initialized:
+        return None
+    ends, at = [], 0
+    for word in jieba.lcut(text)[:-1]:
+        at += len(word)
+        ends.append(at - 1)
+    return ends
 
 
 def has_cjk(text: str) -> bool:
@@ -125,13 +150,19 @@ class SentenceChunker:
 
     def cut_words(self, min_words: int) -> str | None:
         """The pending text up to its last whole word, if it has ``min_words`` of them (Chinese: two
-        characters a word), as a chunk now: the reply would otherwise go silent until a sentence ends."""
+        characters a word, cut where a Chinese word ends if one does), as a chunk now: the reply would
+        otherwise go silent until a sentence ends."""
         text = self._pending
         spans = [m.end() - 1 for m in _UNIT.finditer(text)]
         whole = len(spans) - 1  # the last unit may still be growing
-        if whole < min_words * (CJK_CHARS_PER_WORD if has_cjk(text) else 1):
+        cjk = has_cjk(text)
+        if whole < min_words * (CJK_CHARS_PER_WORD if cjk else 1):
             return None
         cut = spans[whole - 1]
+        ends = chinese_word_ends(text) if cjk else None
+        ends = [end for end in ends or [] if len(_UNIT.findall(text[: end + 1])) >= min_words * CJK_CHARS_PER_WORD]
+        if ends:
+            cut = min(cut, ends[-1])
         chunk, self._pending = text[: cut + 1].strip(), text[cut + 1 :]
         self._emitted += 1
         return chunk
@@ -177,13 +208,27 @@ class SentenceChunker:
     def _word_cut(text: str, words: int) -> int | None:
         """Index of the last character of word number ``words``, once the word after it has begun.
 
-        Chinese has no spaces: there, every two characters count as a word (4 words ≈ 8 characters).
+        Chinese has no spaces: there, every two characters count as a word (4 words ≈ 8 characters), and
+        the cut is moved to where a Chinese word ends (``CJK_WORD_SLACK``, ``CJK_WORD_WAIT``).
         """
         spans = [m.end() - 1 for m in _UNIT.finditer(text)]
-        units = words * CJK_CHARS_PER_WORD if has_cjk(text) else words
+        if not has_cjk(text):
+            return spans[words - 1] if len(spans) > words else None
+        units = words * CJK_CHARS_PER_WORD
         if len(spans) <= units:
             return None
-        return spans[units - 1]
+        cut = spans[units - 1]
+        ends = chinese_word_ends(text)
+        if ends is None:
+            return cut
+        ends = [end for end in ends if len(_UNIT.findall(text[: end + 1])) >= units - CJK_WORD_SLACK]
+        before = [end for end in ends if end <= cut]
+        if before:
+            return before[-1]
+        after = [end for end in ends if end - cut <= CJK_WORD_WAIT]
+        if after:
+            return after[0]
+        return None if len(spans) <= units + CJK_WORD_WAIT else cut  # (no word ends near: by length after all)
 
     def _boundary_cut(self, text: str, early: bool) -> int | None:
         # A Chinese character carries a syllable (~0.25 s of speech): past CJK_MAX_CHARS a clause is cut

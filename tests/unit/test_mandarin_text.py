@@ -127,3 +127,36 @@ def test_what_was_heard_of_a_chinese_reply_is_cut_at_a_character():
     assert heard_prefix(reply, 5) == "北京是中国"
     assert heard_prefix("北京 is big", 6) == "北京 is"
     assert heard_prefix("The capital", 6) == "The"  # English still backs off to a whole word
+
+
+@pytest.fixture(scope="module")
+def jieba_loaded():
+    """jieba's dictionary, as loading the Mandarin voice leaves it (misaki's phonemizer segments with it)."""
+    jieba = pytest.importorskip("jieba")
+    jieba.initialize()
+    return jieba
+
+
+@pytest.mark.parametrize("reply, first", [
+    ("保持良好的睡眠习惯，避免过度疲劳和压力。", "保持良好的"),  # not "保持良好的睡" | "眠习惯，" (睡眠 split)
+    ("因为太阳光的波长较长。", "因为太阳光的"),
+    ("太阳系有八颗行星。", "太阳系有八颗"),
+])
+def test_a_first_chinese_chunk_ends_where_a_word_ends(jieba_loaded, reply, first):
+    chunks = _stream(reply, first_chunk_max_words=3)  # (Reply's default: 3 words ≈ 6 characters)
+    assert chunks[0] == first and "".join(chunks) == reply, chunks
+
+
+def test_a_chinese_word_is_split_by_length_only_where_jieba_is_not_loaded(monkeypatch):
+    from parley.agents import text
+
+    monkeypatch.setattr(text, "chinese_word_ends", lambda _: None)  # (its dictionary is still loading)
+    assert _stream("保持良好的睡眠习惯，避免过度疲劳和压力。", first_chunk_max_words=3)[0] == "保持良好的睡"
+
+
+def test_a_starved_reply_speaks_its_chinese_words_whole(jieba_loaded):
+    """The voice is running out: the words written so far are spoken now, up to the last word that has ended."""
+    chunker = SentenceChunker(first_chunk_max_words=3)
+    list(chunker.feed("好的，"))  # the first chunk, at its comma
+    list(chunker.feed("我们可以一起去散步"))  # (the last word may still grow: 散步道)
+    assert chunker.cut_words(2) == "我们可以一起去"  # not "…去散" | "步…"
