@@ -19,6 +19,7 @@ from typing import AsyncIterator, Callable
 from parley.agents import events as ev
 from parley.agents.audio_output import AudioOutput
 from parley.agents.backchannel import spoken_words
+from parley.agents.text import CJK_CHAR, CJK_CHARS_PER_WORD, CJK_WORD_SLACK
 from parley.agents.conversation import Conversation
 from parley.agents.llm.base import ChatMessage
 from parley.agents.llm_ahead import LlmAhead
@@ -34,6 +35,9 @@ from parley.core.errors import ParleyError
 # long enough for the next to be written and synthesized after the LLM yielded the cores to its voice.
 # Shorter ones ("是的，") do not: in a probe on a slow host, the silence after them lasted 1.9–2.5 s.
 YIELD_MIN_WORDS = 3
+# Chinese: the chunker ends a full first chunk where a word ends, up to CJK_WORD_SLACK characters short of
+# its six ("因为太阳光" | "穿过大气层"): four characters or more count as full.
+YIELD_MIN_CHINESE_CHARS = YIELD_MIN_WORDS * CJK_CHARS_PER_WORD - CJK_WORD_SLACK
 
 
 class TurnRunner:
@@ -142,7 +146,8 @@ class TurnRunner:
         """While a slow voice synthesizes a reply's ``first`` chunk, the LLM yields it the cores
         (``LlmAhead.yielding``) — if that chunk is long enough to play while the next is written and
         synthesized: after a short one ("是的，") the caller would hear the time it saved as a silence."""
-        if spoken_words(first) < YIELD_MIN_WORDS:
+        chinese = len(CJK_CHAR.findall(first))
+        if (chinese < YIELD_MIN_CHINESE_CHARS) if chinese else (spoken_words(first) < YIELD_MIN_WORDS):
             return contextlib.nullcontext(False)
         return self._ahead.yielding()
 

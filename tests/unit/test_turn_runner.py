@@ -12,6 +12,9 @@ from parley.agents.turn_runner import TurnRunner
 
 @pytest.mark.parametrize("first, held", [
     ("因为光的散射", True),  # the chunker's full first chunk (six characters): ~1.5 s to play
+    ("因为太阳光", True),  # a full one cut where its word ends (因为太阳光 | 穿过): five characters
+    ("当然可以，", True),  # four
+    ("30天。", False),  # one Chinese character (and a number)
     ("The capital of France", True),
     ("是的，", False),  # cut at its comma: it would be over before the next was written and voiced
     ("Yes,", False),
