@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import re
 from typing import Iterator
 
@@ -53,6 +54,13 @@ def chinese_word_ends(text: str) -> list[int] | None:
         at += len(word)
         ends.append(at - 1)
     return ends
+
+
+def _word_ends_after(text: str, spans: list[int], min_units: int) -> list[int] | None:
+    """``chinese_word_ends`` of ``text`` that leave at least ``min_units`` units before them (``spans``: where
+    each unit of ``text`` ends); None where jieba cannot say."""
+    ends = chinese_word_ends(text)
+    return None if ends is None else [end for end in ends if bisect.bisect_right(spans, end) >= min_units]
 
 
 def has_cjk(text: str) -> bool:
@@ -159,8 +167,7 @@ class SentenceChunker:
         if whole < min_words * (CJK_CHARS_PER_WORD if cjk else 1):
             return None
         cut = spans[whole - 1]
-        ends = chinese_word_ends(text) if cjk else None
-        ends = [end for end in ends or [] if len(_UNIT.findall(text[: end + 1])) >= min_words * CJK_CHARS_PER_WORD]
+        ends = _word_ends_after(text, spans, min_words * CJK_CHARS_PER_WORD) if cjk else None
         if ends:
             cut = min(cut, ends[-1])
         chunk, self._pending = text[: cut + 1].strip(), text[cut + 1 :]
@@ -218,10 +225,9 @@ class SentenceChunker:
         if len(spans) <= units:
             return None
         cut = spans[units - 1]
-        ends = chinese_word_ends(text)
+        ends = _word_ends_after(text, spans, units - CJK_WORD_SLACK)
         if ends is None:
             return cut
-        ends = [end for end in ends if len(_UNIT.findall(text[: end + 1])) >= units - CJK_WORD_SLACK]
         before = [end for end in ends if end <= cut]
         if before:
             return before[-1]
