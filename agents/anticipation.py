@@ -145,6 +145,16 @@ class Anticipation:
         if self._may_speculate(text, speaker):
             self._ahead.speculate(early.pause, speaker.participant_id, text, self._asking.prompt_if_asked(text, speaker))
 
+    def while_held(self, speaker: Speaker, text: str, pause: int | None) -> None:
+        """The committed words ``text`` (of the utterance that ended in ``pause``) read as cut short, and the
+        turn waits for the caller to go on: answer them meanwhile, so that if they say no more the reply is
+        under way when the wait ends (a misheard question — "Tell me a fun fact about curse." — read as
+        unfinished used to start its reply only after the whole hold). The caller going on cancels it."""
+        if pause is None or not self._settings().agent.speculate or self._floor.closed:
+            return
+        if self._may_speculate(text, speaker):
+            self._ahead.speculate(pause, speaker.participant_id, text, self._asking.prompt_if_asked(text, speaker))
+
     def _judge(self, speaker: Speaker, text: str, pause: int, held: bool = True) -> None:
         """Start asking (smart endpointing) whether the question ``text`` makes so far stops mid-sentence
         (see ``OpenQuestions.so_far`` for ``held``); the decision takes the verdict, and words that plainly

@@ -78,9 +78,13 @@ class LlmAhead:
     # ---- the speculative reply ----
 
     def speculate(self, pause: int, speaker: str, text: str, messages: list[ChatMessage]) -> None:
-        """Start the reply to ``text`` (``speaker``'s words in ``pause``), replacing any other one."""
-        if self._speculation is not None:
-            self._speculation.cancel()
+        """Start the reply to ``text`` (``speaker``'s words in ``pause``), replacing any other one (one
+        already started on these very words, conversation and pause goes on instead)."""
+        spec = self._speculation
+        if spec is not None and spec.active and (spec.pause, spec.speaker) == (pause, speaker) and spec.matches(text, messages):
+            return
+        if spec is not None:
+            spec.cancel()
         self._log.debug("speculative reply to %r (pause %d)", text, pause)
         self._speculation = SpeculativeReply(pause, speaker, text, messages, self.stream, self._stats)
 

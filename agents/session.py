@@ -366,6 +366,8 @@ class AgentSession:
             return
         timer.sentence_end_ms = verdict.model_ms or None
         held_from = time.monotonic()
+        if verdict.unfinished:
+            self._anticipation.while_held(speaker, text, utterance.pause)
         if verdict.unfinished and await self._went_on(utterance, speaker, self._settings.vad.unfinished_hold_ms / 1000):
             self.asking.hold(speaker, text, line, samples)
             self._log.info("%r reads as unfinished and %s went on: carried into the next utterance", text, speaker.name)

@@ -454,6 +454,57 @@ async def test_unfinished_words_are_answered_once_the_silence_runs_out(settings)
     playout.stop()
 
 
+async def _misheard_and_held(settings) -> tuple[StandInModels, AgentSession, list, PlayoutTrack]:
+    """Ada's question, misheard as words the LLM reads as cut short, is held (400 ms) for her to go on."""
+    from parley.agents.endpointer import SpeechStarted
+
+    models = StandInModels({8_000: "Tell me a fun fact about curse."})
+
+    async def cut_short(messages, words):
+        return 0.001
+
+    models.llm.sentence_end_probability = cut_short
+    fast = settings.model_copy(update={"vad": settings.vad.model_copy(update={"unfinished_hold_ms": 400})})
+    session, emitted, playout = _session(models, fast)
+    session._on_endpoint_event(SpeechStarted(at=0.0), ADA)
+    session._on_endpoint_event(Utterance(np.zeros(8_000, np.float32), time.monotonic(), 0.0, 900, pause=1), ADA)
+    await asyncio.sleep(0.2)
+    assert session._turn is None  # held
+    return models, session, emitted, playout
+
+
+async def test_words_held_as_unfinished_are_answered_meanwhile_and_the_reply_is_the_turns_if_nobody_goes_on(settings):
+    """A misheard question read as cut short waits the hold; its reply is generated during the wait (the
+    CPU is idle then), out of sight, so that when nobody went on it is under way instead of only starting."""
+    models, session, emitted, playout = await _misheard_and_held(settings)
+    assert [m[-1].content for m in models.asked] == ["Tell me a fun fact about curse."]  # asked during the hold ...
+    assert not _finals(emitted) and not session.history  # ... and nothing of it shown or kept yet
+    await asyncio.sleep(0.4)
+    turn = session._turn
+    assert turn is not None and turn.user_text == "Tell me a fun fact about curse."
+    assert turn.speculative and len(models.asked) == 1  # the reply started in the hold, not a second request
+    models.release.set()
+    await asyncio.sleep(0.1)
+    assert turn.reply == "Sure." and models.speculation.as_dict()["used"] == 1
+    await session.close()
+    playout.stop()
+
+
+async def test_a_reply_to_held_words_is_dropped_without_a_trace_when_the_caller_goes_on(settings):
+    from parley.agents.endpointer import SpeechStarted
+
+    models, session, emitted, playout = await _misheard_and_held(settings)
+    assert len(models.asked) == 1
+    session._on_endpoint_event(SpeechStarted(at=0.0), ADA)  # she goes on
+    await _decided(session)
+    stats = models.speculation.as_dict()
+    assert stats["cancelled"] == 1 and stats["used"] == 0 and models.streams_closed == 1  # the LLM stream was closed
+    assert session._turn is None and not _finals(emitted) and not session.history
+    assert session.asking.held(ADA.participant_id) is not None  # her words wait for the rest, as before
+    await session.close()
+    playout.stop()
+
+
 async def _drain(playout: PlayoutTrack) -> None:
     while True:
         await playout.recv()
