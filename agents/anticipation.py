@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from typing import Callable, Iterator, Protocol
 
@@ -29,7 +30,7 @@ from parley.agents.profile import AgentProfile, Speaker, is_addressed
 from parley.agents.reply_turn import Turn
 from parley.agents.sentence_end import SentenceVerdict, words_so_far
 from parley.agents.settings import PipelineSettings
-from parley.agents.speculation import EarlyTranscript, HeldWords, PartOnDemand
+from parley.agents.speculation import EarlyTranscript, HeldWords, PartOnDemand, VoicedAhead
 from parley.agents.speech_models import SpeechModels
 from parley.agents.stage_timer import SpeculationStats
 from parley.agents.text import has_words
@@ -149,11 +150,16 @@ class Anticipation:
         """The committed words ``text`` (of the utterance that ended in ``pause``) read as cut short, and the
         turn waits for the caller to go on: answer them meanwhile, so that if they say no more the reply is
         under way when the wait ends (a misheard question — "Tell me a fun fact about curse." — read as
-        unfinished used to start its reply only after the whole hold). The caller going on cancels it."""
-        if pause is None or not self._settings().agent.speculate or self._floor.closed:
+        unfinished used to start its reply only after the whole hold), and its first words are voiced (the
+        CPU is idle while the turn waits: Kokoro's first Mandarin words took ~1 s more after the hold). The
+        caller going on cancels both."""
+        agent = self._settings().agent
+        if pause is None or not agent.speculate or self._floor.closed or not self._may_speculate(text, speaker):
             return
-        if self._may_speculate(text, speaker):
-            self._ahead.speculate(pause, speaker.participant_id, text, self._asking.prompt_if_asked(text, speaker))
+        spec = self._ahead.speculate(pause, speaker.participant_id, text, self._asking.prompt_if_asked(text, speaker))
+        if spec.voiced is None and agent.pipeline == "streaming":
+            voice = self._profile.voice(self._profile.language_of(text))  # (the voice its turn will speak with)
+            spec.voiced = VoicedAhead(spec, agent.first_chunk_max_words, functools.partial(self._speech.synthesize, voice))
 
     def _judge(self, speaker: Speaker, text: str, pause: int, held: bool = True) -> None:
         """Start asking (smart endpointing) whether the question ``text`` makes so far stops mid-sentence

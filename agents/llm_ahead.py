@@ -77,16 +77,17 @@ class LlmAhead:
 
     # ---- the speculative reply ----
 
-    def speculate(self, pause: int, speaker: str, text: str, messages: list[ChatMessage]) -> None:
+    def speculate(self, pause: int, speaker: str, text: str, messages: list[ChatMessage]) -> SpeculativeReply:
         """Start the reply to ``text`` (``speaker``'s words in ``pause``), replacing any other one (one
-        already started on these very words, conversation and pause goes on instead)."""
+        already started on these very words, conversation and pause goes on instead); that reply."""
         spec = self._speculation
         if spec is not None and spec.active and (spec.pause, spec.speaker) == (pause, speaker) and spec.matches(text, messages):
-            return
+            return spec
         if spec is not None:
             spec.cancel()
         self._log.debug("speculative reply to %r (pause %d)", text, pause)
         self._speculation = SpeculativeReply(pause, speaker, text, messages, self.stream, self._stats)
+        return self._speculation
 
     def cancel(self, speaker: str, pause: int | None, reason: str) -> None:
         """Throw away the speculative reply started for ``speaker`` (in ``pause`` only, when given)."""

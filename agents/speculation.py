@@ -17,6 +17,7 @@ import numpy as np
 
 from parley.agents.llm.base import ChatMessage
 from parley.agents.stage_timer import EarlyTranscriptionStats, SpeculationStats
+from parley.agents.text import SentenceChunker, clean_for_speech, has_words
 
 
 @dataclass(frozen=True, eq=False)
@@ -165,6 +166,7 @@ class SpeculativeReply:
         self.started_at = time.monotonic()
         self.first_token_at: float | None = None
         self._finished_at: float | None = None
+        self.voiced: VoicedAhead | None = None  # its first words, synthesized ahead (words held as unfinished)
         stats.started += 1
         self._task = asyncio.create_task(self._pump(stream(messages)), name=f"speculative-reply-{pause}")
 
@@ -193,9 +195,13 @@ class SpeculativeReply:
         """The reply for the turn that commits this pause: what has arrived, then the rest as it comes."""
         self._adopted = True
         self._stats.used += 1
-        return self._replay()
+        return self._replay(owner=True)
 
-    async def _replay(self) -> AsyncIterator[str]:
+    def peek(self) -> AsyncIterator[str]:
+        """The reply as it arrives, read without taking it (``VoicedAhead``); ends where it ends or fails."""
+        return self._replay(owner=False)
+
+    async def _replay(self, owner: bool) -> AsyncIterator[str]:
         sent = 0
         try:
             while True:
@@ -203,13 +209,13 @@ class SpeculativeReply:
                     sent += 1
                     yield self._deltas[sent - 1]
                 if self._finished:
-                    if self._error is not None:
+                    if self._error is not None and owner:
                         raise self._error
                     return
                 self._more.clear()
                 await self._more.wait()
         finally:
-            if not self._task.done():  # the turn was cancelled (barge-in): stop the stream too
+            if owner and not self._task.done():  # the turn was cancelled (barge-in): stop the stream too
                 self._task.cancel()
 
     def cancel(self) -> None:
@@ -217,6 +223,8 @@ class SpeculativeReply:
         if self._adopted or self._cancelled:
             return
         self._cancelled = True
+        if self.voiced is not None:
+            self.voiced.cancel()
         self._stats.cancelled += 1
         self._stats.wasted_s += (self._finished_at or time.monotonic()) - self.started_at
         self._task.cancel()
@@ -224,3 +232,48 @@ class SpeculativeReply:
     @property
     def active(self) -> bool:
         return not self._adopted and not self._cancelled
+
+
+class VoicedAhead:
+    """The first words of a ``SpeculativeReply``, synthesized before any turn has taken the reply.
+
+    Used where a turn waits with the CPU idle: words read as cut short wait up to ``vad.unfinished_hold_ms``
+    for the caller to go on, and a misheard question (“请推减一般好书。”) waited all of it and then for
+    Kokoro's ~1 s on its first words. The first chunk is cut exactly as ``Reply`` will cut it (the same
+    chunker on the same deltas), so the turn's voice takes this audio for it (``synthesizer``). Cancelled
+    with the reply; a synthesis already running in the executor finishes and is thrown away.
+    """
+
+    def __init__(self, reply: SpeculativeReply, first_chunk_max_words: int, synthesize: Callable[[str], Awaitable[np.ndarray]]) -> None:
+        self._task = asyncio.create_task(self._voice(reply, first_chunk_max_words, synthesize), name=f"voiced-ahead-{reply.pause}")
+        self._task.add_done_callback(lambda task: task.cancelled() or task.exception())  # consumed if nobody asks
+
+    @staticmethod
+    async def _voice(
+        reply: SpeculativeReply, first_chunk_max_words: int, synthesize: Callable[[str], Awaitable[np.ndarray]],
+    ) -> tuple[str, np.ndarray] | None:
+        chunker = SentenceChunker(first_chunk_max_words=first_chunk_max_words)
+        async for delta in reply.peek():
+            for chunk in chunker.feed(delta):
+                if has_words(text := clean_for_speech(chunk)):
+                    return text, await synthesize(text)
+        text = clean_for_speech(chunker.flush())
+        return (text, await synthesize(text)) if has_words(text) else None
+
+    def synthesizer(self, synthesize: Callable[[str], Awaitable[np.ndarray]]) -> Callable[[str], Awaitable[np.ndarray]]:
+        """``synthesize``, except for the first text asked for: the audio voiced ahead if it is that text."""
+        first = True
+
+        async def voice(text: str) -> np.ndarray:
+            nonlocal first
+            if first:
+                first = False
+                ahead = await asyncio.gather(self._task, return_exceptions=True)
+                if isinstance(ahead[0], tuple) and ahead[0][0] == text:
+                    return ahead[0][1]
+            return await synthesize(text)
+
+        return voice
+
+    def cancel(self) -> None:
+        self._task.cancel()

@@ -27,6 +27,7 @@ from parley.agents.profile import AgentProfile
 from parley.agents.reply import Reply
 from parley.agents.reply_turn import Turn
 from parley.agents.settings import AgentSettings
+from parley.agents.speculation import VoicedAhead
 from parley.agents.speech_models import SpeechModels
 from parley.agents.stage_timer import SpeculationStats
 from parley.core.errors import ParleyError
@@ -78,14 +79,16 @@ class TurnRunner:
                 turn.user_message = self._conversation.add(Conversation.user_message(turn.user_text, asker, group))
             language = self._profile.language_of(turn.user_text)  # an auto room answers in the question's language
             voice = self._profile.voice(language)
+            stream, voiced = self._reply_stream(turn, group, language)
+            synthesize = functools.partial(self._speech.synthesize, voice)
             reply = Reply(
-                turn, self._playout, functools.partial(self._speech.synthesize, voice), voice.sample_rate, self._emit,
+                turn, self._playout, voiced.synthesizer(synthesize) if voiced is not None else synthesize, voice.sample_rate, self._emit,
                 self._on_audio_started, streaming=self._settings.pipeline == "streaming",
                 first_chunk_max_words=self._settings.first_chunk_max_words,
                 on_voiced=lambda voiced: self._prime_after(voiced, group, language),
                 first_words=self._yield_to_voice if getattr(voice, "slow", False) else None,  # (Kokoro)
             )
-            await reply.run(self._reply_stream(turn, group, language))
+            await reply.run(stream)
             self._on_ended(turn, True)
         except asyncio.CancelledError:
             if turn.interrupted_at is None and not turn.dropped:
@@ -109,16 +112,17 @@ class TurnRunner:
         self._playout.resume()
         self._on_ended(turn, False)
 
-    def _reply_stream(self, turn: Turn, group: bool, language: str) -> AsyncIterator[str]:
-        """The reply's LLM stream: the one started at the pause on these very words, or a new one."""
+    def _reply_stream(self, turn: Turn, group: bool, language: str) -> tuple[AsyncIterator[str], VoicedAhead | None]:
+        """The reply's LLM stream: the one started at the pause on these very words (with its first words,
+        where they were voiced ahead), or a new one."""
         messages = self._conversation.prompt(group, language)
         spec, turn.speculation = turn.speculation, None
         if spec is not None and spec.matches(turn.user_text, messages):
             turn.speculative = True
-            return self._whole(spec.adopt(), turn)
+            return self._whole(spec.adopt(), turn), spec.voiced
         if spec is not None:
             spec.cancel()
-        return self._whole(self._ahead.stream(messages), turn)
+        return self._whole(self._ahead.stream(messages), turn), None
 
     @staticmethod
     async def _whole(stream: AsyncIterator[str], turn: Turn) -> AsyncIterator[str]:

@@ -31,12 +31,17 @@ class StandInModels:
         self.passes: list[int] = []
         self.release = asyncio.Event()
         self.asked: list[list] = []
-        self.tts = SimpleNamespace(sample_rate=24_000, synthesize=lambda text: np.full(2400, 0.2, np.float32))
+        self.voiced: list[str] = []  # every text synthesized
+        self.tts = SimpleNamespace(sample_rate=24_000, synthesize=self._synthesize)
         self.llm = SimpleNamespace(stream=self._stream)
         self.executor = None
         self.early_stt = EarlyTranscriptionStats()
         self.speculation = SpeculationStats()
         self.streams_closed = 0
+
+    def _synthesize(self, text: str) -> np.ndarray:
+        self.voiced.append(text)
+        return np.full(2400, 0.2, np.float32)
 
     async def transcribe(self, samples, language=None, hotwords=None) -> str:
         self.passes.append(samples.size)
@@ -490,6 +495,21 @@ async def test_words_held_as_unfinished_are_answered_meanwhile_and_the_reply_is_
     playout.stop()
 
 
+async def test_the_first_words_of_a_reply_to_held_words_are_voiced_during_the_hold_once(settings):
+    models, session, emitted, playout = await _misheard_and_held(settings)
+    models.release.set()  # the LLM answers while the turn still waits
+    await asyncio.sleep(0.1)
+    assert models.voiced == ["Sure."] and session._turn is None and playout.buffer.pushed == 0  # voiced, not played
+    await asyncio.sleep(0.4)
+    turn = session._turn
+    assert turn is not None and turn.speculative
+    await asyncio.sleep(0.1)
+    assert models.voiced == ["Sure."] and playout.buffer.pushed > 0  # the turn spoke the audio voiced ahead
+    assert turn.reply == "Sure."
+    await session.close()
+    playout.stop()
+
+
 async def test_a_reply_to_held_words_is_dropped_without_a_trace_when_the_caller_goes_on(settings):
     from parley.agents.endpointer import SpeechStarted
 
@@ -497,6 +517,9 @@ async def test_a_reply_to_held_words_is_dropped_without_a_trace_when_the_caller_
     assert len(models.asked) == 1
     session._on_endpoint_event(SpeechStarted(at=0.0), ADA)  # she goes on
     await _decided(session)
+    models.release.set()  # (an LLM that had still answered: nothing of it is voiced)
+    await asyncio.sleep(0.1)
+    assert models.voiced == [] and playout.buffer.pushed == 0
     stats = models.speculation.as_dict()
     assert stats["cancelled"] == 1 and stats["used"] == 0 and models.streams_closed == 1  # the LLM stream was closed
     assert session._turn is None and not _finals(emitted) and not session.history
