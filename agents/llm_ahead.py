@@ -34,6 +34,11 @@ class LlmAhead:
         thresholds: Mapping[str, float] | None = None, log: logging.Logger | logging.LoggerAdapter | None = None,
         name: str = "",
     ) -> None:
+        # Every request of this call in one slot of the LLM server where it has them (the embedded llama.cpp:
+        # ``agents/llm/slots.py``), so none lands beside the call's own reply and evaluates it all anew.
+        pinned = getattr(llm, "pinned", None)
+        self._pinned = pinned() if pinned is not None else None
+        llm = self._pinned or llm
         self._llm = llm
         self._stats = stats
         self._log = log or logging.getLogger(__name__)
@@ -131,3 +136,5 @@ class LlmAhead:
             with contextlib.suppress(BaseException):
                 await self._priming
         await self.sentence_ends.close()
+        if self._pinned is not None:
+            self._pinned.close()  # (a request still in its slot is being cancelled; the next call may queue behind it)

@@ -23,6 +23,7 @@ from typing import AsyncIterator, Iterator
 from parley.agents.llm.base import ChatMessage, LlmHealth, LlmStatus
 from parley.agents.llm.child_pause import ChildPause
 from parley.agents.llm.openai_compat import OpenAICompatibleChat
+from parley.agents.llm.slots import PinnedLlm, SlotLeases
 from parley.core.errors import BackendError, ModelLoadError
 from parley.core.net import free_loopback_port
 
@@ -77,6 +78,9 @@ class _Launch:
         return process, f"{info['address']}/v1"
 
 
+WARM_SLOT = 0  # the slot warm-up fills with the system prompt; the first call is given it
+
+
 class EmbeddedLlm:
     """Owns the llama.cpp child (restarting it when it exits) and streams from it through :class:`OpenAICompatibleChat`."""
 
@@ -97,6 +101,7 @@ class EmbeddedLlm:
         self._exits: collections.deque[float] = collections.deque()
         self._supervisor = asyncio.create_task(self._supervise(), name="parley-llm-supervisor")
         self._streams = 0  # replies being written now
+        self.slots = SlotLeases(launch.parallel)  # which call holds which of the child's slots
         self._yield_to_voice = yield_to_voice
         self._pause = ChildPause()
 
@@ -174,7 +179,8 @@ class EmbeddedLlm:
     async def warm_up(self, system_prompt: str) -> None:
         """Run one tiny request so the first caller does not pay for cold caches."""
         messages = [ChatMessage(role="system", content=system_prompt), ChatMessage(role="user", content="Hi")]
-        stream = self._client.stream(messages)
+        stream = self._client.stream(messages, slot=WARM_SLOT)  # (the slot the first call is given)
+        self.slots.warmed(WARM_SLOT)
         async for _ in stream:
             break
         await stream.aclose()
@@ -197,10 +203,16 @@ class EmbeddedLlm:
         process = self._process
         return process if process is not None and process.returncode is None and self._status == "ready" else None
 
-    def stream(self, messages: list[ChatMessage]) -> AsyncIterator[str]:
+    def stream(self, messages: list[ChatMessage], slot: int | None = None) -> AsyncIterator[str]:
         if self._ready_process() is None:
             raise BackendError(self._detail or f"the embedded LLM server is not running; see {self._launch.log_path}", code="llm_unavailable")
-        return self._counted(self._client.stream(messages))
+        return self._counted(self._client.stream(messages, slot=slot))
+
+    def pinned(self) -> PinnedLlm | None:
+        """This LLM for one call, every request in one slot of the server (``agents/llm/slots.py``);
+        ``None`` while every slot is held by another call."""
+        slot = self.slots.lease()
+        return PinnedLlm(self, slot, self.slots) if slot is not None else None
 
     async def _counted(self, stream: AsyncIterator[str]) -> AsyncIterator[str]:
         self._streams += 1
@@ -222,14 +234,14 @@ class EmbeddedLlm:
         with self._pause.paused(pid) as stopped:
             yield stopped
 
-    async def prime(self, messages: list[ChatMessage], words: str | None = None) -> None:
+    async def prime(self, messages: list[ChatMessage], words: str | None = None, slot: int | None = None) -> None:
         """Evaluate ``messages`` (up to ``words``) into the child's prompt cache ahead of the real request."""
         if self._status == "ready":
-            await self._client.prime(messages, words)
+            await self._client.prime(messages, words, slot=slot)
 
-    async def sentence_end_probability(self, messages: list[ChatMessage], words: str) -> float | None:
+    async def sentence_end_probability(self, messages: list[ChatMessage], words: str, slot: int | None = None) -> float | None:
         """See :meth:`OpenAICompatibleChat.sentence_end_probability` (``None`` while the child is not ready)."""
-        return await self._client.sentence_end_probability(messages, words) if self._status == "ready" else None
+        return await self._client.sentence_end_probability(messages, words, slot=slot) if self._status == "ready" else None
 
     async def close(self) -> None:
         self._status = "closed"

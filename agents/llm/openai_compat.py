@@ -36,6 +36,11 @@ def sentence_end_mass(top_logprobs: list[dict[str, Any]]) -> float:
     return min(1.0, total)
 
 
+def _pinned(slot: int | None) -> dict[str, int]:
+    """The request field that puts it in llama.cpp's slot ``slot`` (none: the server picks)."""
+    return {} if slot is None else {"id_slot": slot}
+
+
 def parse_sse_line(line: str) -> str | None:
     """Return the text delta carried by one SSE line, or ``None`` (comments, role-only, usage, [DONE])."""
     line = line.strip()
@@ -94,7 +99,9 @@ class OpenAICompatibleChat:
             self._session = aiohttp.ClientSession(timeout=self._timeout, connector=connector)
         return self._session
 
-    async def stream(self, messages: list[ChatMessage], max_tokens: int | None = None) -> AsyncIterator[str]:
+    async def stream(self, messages: list[ChatMessage], max_tokens: int | None = None, slot: int | None = None) -> AsyncIterator[str]:
+        """The reply to ``messages`` as it is written; ``slot``: the llama.cpp server's slot to write it in
+        (``agents/llm/slots.py``; ``None``: wherever the server puts it)."""
         body = {
             "model": self.model,
             "messages": [m.model_dump() for m in messages],
@@ -102,6 +109,7 @@ class OpenAICompatibleChat:
             "max_tokens": max_tokens or self._max_tokens,
             "temperature": self._temperature,
             **self._extra,
+            **_pinned(slot),
         }
         try:
             async with self._client().post(
@@ -120,7 +128,7 @@ class OpenAICompatibleChat:
         except aiohttp.ClientError as exc:
             raise BackendError(f"LLM server {self.base_url} failed: {exc!r}", code="llm_failed") from exc
 
-    async def prime(self, messages: list[ChatMessage], words: str | None = None) -> None:
+    async def prime(self, messages: list[ChatMessage], words: str | None = None, slot: int | None = None) -> None:
         """Have the server evaluate ``messages`` into its prompt cache, so a request that starts the same
         way later only pays for what differs. With ``words`` (the caller's words so far in the last
         message, or ``""`` for a question not asked yet), only the conversation up to the end of those
@@ -133,9 +141,9 @@ class OpenAICompatibleChat:
             if self._raw_completions and words is not None and messages:
                 prompt = await self._prompt_through(messages, words)
                 if prompt is not None:
-                    await self._judge(prompt)
+                    await self._judge(prompt, slot)
                     return
-            async for _ in self.stream(messages, max_tokens=1):
+            async for _ in self.stream(messages, max_tokens=1, slot=slot):
                 pass
         except _NotServed:
             self._not_served()
@@ -167,7 +175,7 @@ class OpenAICompatibleChat:
     def _root(self) -> str:
         return self.base_url.removesuffix("/v1")
 
-    async def sentence_end_probability(self, messages: list[ChatMessage], words: str) -> float | None:
+    async def sentence_end_probability(self, messages: list[ChatMessage], words: str, slot: int | None = None) -> float | None:
         """How likely the conversation's last user message, ``words``, ends where it does: the model's
         probability that the next token closes the message or the sentence. ``None`` where the server
         cannot say (it is not llama.cpp's, or it failed). Evaluates the conversation into the server's
@@ -181,17 +189,17 @@ class OpenAICompatibleChat:
             if prompt is None:
                 return None
             known = self._judged.get(prompt)
-            return known if known is not None else await self._judge(prompt)
+            return known if known is not None else await self._judge(prompt, slot)
         except _NotServed:
             self._not_served()
         except (BackendError, KeyError, IndexError, TypeError, ValueError) as exc:
             log.debug("the sentence-end probability failed: %s", exc)
         return None
 
-    async def _judge(self, prompt: str) -> float:
-        """Evaluate ``prompt`` into the server's cache and return (and keep) the probability that the next
-        token ends the sentence."""
-        body = {"prompt": prompt, "n_predict": 1, "n_probs": 20, "temperature": 0, "cache_prompt": True}
+    async def _judge(self, prompt: str, slot: int | None = None) -> float:
+        """Evaluate ``prompt`` into the server's cache (its ``slot``, where given) and return (and keep) the
+        probability that the next token ends the sentence."""
+        body = {"prompt": prompt, "n_predict": 1, "n_probs": 20, "temperature": 0, "cache_prompt": True, **_pinned(slot)}
         answer = await self._post_json(f"{self._root}/completion", body)
         probability = sentence_end_mass(answer["completion_probabilities"][0]["top_logprobs"])
         self._judged[prompt] = probability

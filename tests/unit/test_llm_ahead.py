@@ -76,3 +76,46 @@ async def test_closing_cancels_the_speculative_reply_and_the_prime_in_flight():
     await asyncio.wait_for(ahead.close(), 1.0)
     assert stats.cancelled == 1 and "primed" not in llm.log
     assert not ahead.prime(lambda: _ask("More"), "More")  # nothing starts once closed
+
+
+async def test_a_calls_requests_go_through_its_slot_of_the_llm_which_it_gives_back_at_the_end():
+    from parley.agents.llm.slots import SlotLeases
+
+    class SlottedLlm(OrderedLlm):
+        """Like the embedded LLM: ``pinned`` leases a slot and every request says which."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.slots = SlotLeases(1)
+
+        def pinned(self):
+            slot = self.slots.lease()
+            if slot is None:
+                return None
+            llm, slots = self, self.slots
+
+            class Pinned:
+                async def prime(self, messages, words=None):
+                    llm.log.append(f"slot {slot}")
+                    await llm.prime(messages, words)
+
+                def stream(self, messages):
+                    llm.log.append(f"slot {slot}")
+                    return llm.stream(messages)
+
+                def close(self):
+                    slots.release(slot)
+
+            return Pinned()
+
+    llm = SlottedLlm()
+    first, second = _ahead(llm), _ahead(llm)  # one slot: the second call goes wherever the server puts it
+    assert "".join([d async for d in first.stream(_ask("Hi"))]) == "Paris."
+    assert "".join([d async for d in second.stream(_ask("Hello"))]) == "Paris."
+    assert llm.log == ["slot 0", "reply to Hi", "reply to Hello"]
+    await first.close()
+    assert llm.slots.free == 1
+    third = _ahead(llm)
+    assert llm.slots.free == 0  # the next call has it
+    await second.close()
+    await third.close()
