@@ -65,6 +65,12 @@ class LlmAhead:
         yielding = getattr(self._llm, "yielding", None)
         return yielding() if yielding is not None else contextlib.nullcontext(False)
 
+    def stop_yielding(self) -> None:
+        """End the LLM's ``yielding`` stop now, where it has one (``EmbeddedLlm.stop_yielding``)."""
+        stop = getattr(self._llm, "stop_yielding", None)
+        if stop is not None:
+            stop()
+
     async def priming_done(self) -> None:
         """Wait (≤ ``PRIME_WAIT_S``) for a priming request still in the LLM."""
         if self._priming is not None and not self._priming.done():

@@ -241,6 +241,11 @@ class AgentSession:
     def _speech_started(self, speaker: Speaker) -> None:
         if self._turn is not None and self._turn.active:
             self._playout.pause()  # stop talking at once; decide later whether to carry on
+            if not self._turn.audio_started:
+                # The LLM may be stopped while the voice synthesizes this reply's first words: they wait now, and
+                # the caller's words come first (the judgement of what they say waits in the call's slot of the
+                # LLM behind this reply, and a stopped child serves nobody).
+                self._ahead.stop_yielding()
         self.fsm.fire(Event.SPEECH_START)
         self._anticipation.prime(self.asking.so_far(speaker, ""), speaker)
 

@@ -234,6 +234,11 @@ class EmbeddedLlm:
         with self._pause.paused(pid) as stopped:
             yield stopped
 
+    def stop_yielding(self) -> None:
+        """End a ``yielding`` stop now (the caller speaks over the first words it was for: hearing them
+        comes first, and the request for their words may wait in the stopped child)."""
+        self._pause.resume()
+
     async def prime(self, messages: list[ChatMessage], words: str | None = None, slot: int | None = None) -> None:
         """Evaluate ``messages`` (up to ``words``) into the child's prompt cache ahead of the real request."""
         if self._status == "ready":

@@ -69,6 +69,9 @@ class PinnedLlm:
     def yielding(self) -> contextlib.AbstractContextManager[bool]:
         return self._llm.yielding()
 
+    def stop_yielding(self) -> None:
+        self._llm.stop_yielding()
+
     async def health(self) -> LlmHealth:
         return await self._llm.health()
 

@@ -41,6 +41,27 @@ async def _tokens(stream, times: list[float]) -> None:
         times.append(time.monotonic())
 
 
+async def test_a_stop_for_the_voice_ends_at_once_when_the_caller_speaks(settings):
+    path = await asyncio.to_thread(llm_model_path, settings.llm.model, settings.cache_dir, print)
+    llm = await EmbeddedLlm.start(path, log_dir=settings.cache_dir / "logs", threads=1, parallel=2, max_tokens=400, temperature=0.0)
+    try:
+        times: list[float] = []
+        writing = asyncio.create_task(_tokens(llm.stream(STORY), times))
+        while len(times) < 3:
+            await asyncio.sleep(0.01)
+        with llm.yielding() as stopped:
+            assert stopped and await _shows(llm.pid, stopped=True)
+            llm.stop_yielding()  # (the session does this when the caller speaks over the first words)
+            assert await _shows(llm.pid, stopped=False)
+            came = len(times)
+            await asyncio.sleep(0.5)
+            assert len(times) > came  # writing again, inside the with block
+        writing.cancel()
+        await asyncio.gather(writing, return_exceptions=True)
+    finally:
+        await llm.close()
+
+
 async def test_the_llm_child_is_stopped_while_a_slow_voice_speaks_the_first_words(settings):
     path = await asyncio.to_thread(llm_model_path, settings.llm.model, settings.cache_dir, print)
     llm = await EmbeddedLlm.start(path, log_dir=settings.cache_dir / "logs", threads=1, parallel=2, max_tokens=400, temperature=0.0)

@@ -33,11 +33,15 @@ class StandInModels:
         self.asked: list[list] = []
         self.voiced: list[str] = []  # every text synthesized
         self.tts = SimpleNamespace(sample_rate=24_000, synthesize=self._synthesize)
-        self.llm = SimpleNamespace(stream=self._stream)
+        self.unyielded = 0  # times the session ended the LLM's stop for the voice
+        self.llm = SimpleNamespace(stream=self._stream, stop_yielding=self._stop_yielding)
         self.executor = None
         self.early_stt = EarlyTranscriptionStats()
         self.speculation = SpeculationStats()
         self.streams_closed = 0
+
+    def _stop_yielding(self) -> None:
+        self.unyielded += 1
 
     def _synthesize(self, text: str) -> np.ndarray:
         self.voiced.append(text)
@@ -454,6 +458,25 @@ async def test_unfinished_words_are_answered_once_the_silence_runs_out(settings)
     assert session._turn is None
     await asyncio.sleep(0.4)
     assert session._turn is not None and session._turn.user_text == "Tell me about the"  # nobody went on
+    models.release.set()
+    await session.close()
+    playout.stop()
+
+
+async def test_the_llm_stopped_for_a_replys_first_words_goes_on_when_the_caller_speaks_over_them(settings):
+    """The voice may have the LLM stopped (``EmbeddedLlm.yielding``) while it synthesizes the first words of
+    a reply nobody hears yet; the caller speaking again comes first: the stop ends."""
+    from parley.agents.endpointer import SpeechStarted
+
+    models = StandInModels({16_000: "What is the capital of France?"})
+    session, emitted, playout = _session(models, settings)
+    session._on_endpoint_event(SpeechStarted(at=0.0), ADA)
+    assert models.unyielded == 0  # no reply: nothing to end
+    session._on_endpoint_event(_utterance(16_000, pause=None), ADA)
+    await _decided(session)
+    assert session._turn is not None and session._turn.active and not session._turn.audio_started
+    session._on_endpoint_event(SpeechStarted(at=0.0), ADA)
+    assert models.unyielded == 1
     models.release.set()
     await session.close()
     playout.stop()
