@@ -36,6 +36,9 @@ def sentence_end_mass(top_logprobs: list[dict[str, Any]]) -> float:
     return min(1.0, total)
 
 
+STREAM_S_PER_TOKEN = 0.5  # the slowest pace a reply may be written at (2 tokens a second) before it fails
+
+
 def _pinned(slot: int | None) -> dict[str, int]:
     """The request field that puts it in llama.cpp's slot ``slot`` (none: the server picks)."""
     return {} if slot is None else {"id_slot": slot}
@@ -111,9 +114,14 @@ class OpenAICompatibleChat:
             **self._extra,
             **_pinned(slot),
         }
+        # A reply is bounded by its pace, not by a wall-clock total that its length alone can exceed: a long
+        # Mandarin reply written at ~4 tokens a second beside Kokoro on 2 cores failed at 30 s, mid-sentence.
+        # (A server that stops sending for sock_read seconds still fails at once.)
+        total = max(self._timeout.total or 0.0, (max_tokens or self._max_tokens) * STREAM_S_PER_TOKEN)
+        timeout = aiohttp.ClientTimeout(total=total, sock_connect=self._timeout.sock_connect, sock_read=self._timeout.sock_read)
         try:
             async with self._client().post(
-                f"{self.base_url}/chat/completions", json=body, headers=self._headers
+                f"{self.base_url}/chat/completions", json=body, headers=self._headers, timeout=timeout,
             ) as resp:
                 if resp.status != 200:
                     text = (await resp.text())[:300]

@@ -156,3 +156,26 @@ async def test_cancelling_a_stream_leaves_the_server_usable(models):
         first = delta
         break
     assert first
+
+
+async def test_a_long_reply_written_at_a_steady_pace_outlives_the_total_timeout():
+    """The client's timeout bounds a reply's pace, not its length: 4 tokens 0.4 s apart (1.6 s) with a 1 s
+    timeout and 4 tokens allowed (0.5 s a token: 2 s) arrive whole."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for word in ("One", " two", " three", " four."):
+            await asyncio.sleep(0.4)
+            await resp.write(f'data: {{"choices":[{{"delta":{{"content":"{word}"}}}}]}}\n\n'.encode())
+        await resp.write(b"data: [DONE]\n\n")
+        return resp
+
+    runner, url = await _serve(handler)
+    client = OpenAICompatibleChat(url, "m", timeout_s=1.0, max_tokens=4)
+    try:
+        out = [d async for d in client.stream([ChatMessage(role="user", content="Count.")])]
+        assert "".join(out) == "One two three four."
+    finally:
+        await client.close()
+        await runner.cleanup()
