@@ -69,6 +69,7 @@ class TurnRunner:
         """Answer ``turn`` and speak the reply, then say how it ended (``on_ended``: whether the reply
         was spoken whole; a failure is reported as an agent failure). Cancel-safe: a cancelled turn
         drops its speculative reply and keeps what was heard."""
+        voiced: VoicedAhead | None = None
         try:
             asker = turn.speaker
             self._log.info("turn %d: %s said %r", turn.id, asker.name if asker else "the caller", turn.user_text)
@@ -105,6 +106,8 @@ class TurnRunner:
             if turn.speculation is not None:  # ended before it streamed: the speculative reply goes too
                 turn.speculation.cancel()
                 turn.speculation = None
+            if voiced is not None:  # (cut before its first words were asked for: not voiced for nothing)
+                voiced.cancel()
             self._remember(turn)
 
     def _failed(self, turn: Turn, code: str, message: str) -> None:
