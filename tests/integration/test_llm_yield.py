@@ -5,8 +5,10 @@ nothing is stopped, and a pause ends by itself after its limit."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from pathlib import Path
+from typing import AsyncIterator
 
 import pytest
 
@@ -41,7 +43,9 @@ async def _tokens(stream, times: list[float]) -> None:
         times.append(time.monotonic())
 
 
-async def test_a_stop_for_the_voice_ends_at_once_when_the_caller_speaks(settings):
+@contextlib.asynccontextmanager
+async def _writing_a_story(settings) -> AsyncIterator[tuple[EmbeddedLlm, asyncio.Task[None], list[float]]]:
+    """A real embedded LLM writing a long reply (its task, and when each token came), 3 tokens in."""
     path = await asyncio.to_thread(llm_model_path, settings.llm.model, settings.cache_dir, print)
     llm = await EmbeddedLlm.start(path, log_dir=settings.cache_dir / "logs", threads=1, parallel=2, max_tokens=400, temperature=0.0)
     try:
@@ -49,6 +53,13 @@ async def test_a_stop_for_the_voice_ends_at_once_when_the_caller_speaks(settings
         writing = asyncio.create_task(_tokens(llm.stream(STORY), times))
         while len(times) < 3:
             await asyncio.sleep(0.01)
+        yield llm, writing, times
+    finally:
+        await llm.close()
+
+
+async def test_a_stop_for_the_voice_ends_at_once_when_the_caller_speaks(settings):
+    async with _writing_a_story(settings) as (llm, writing, times):
         with llm.yielding() as stopped:
             assert stopped and await _shows(llm.pid, stopped=True)
             llm.stop_yielding()  # (the session does this when the caller speaks over the first words)
@@ -58,18 +69,10 @@ async def test_a_stop_for_the_voice_ends_at_once_when_the_caller_speaks(settings
             assert len(times) > came  # writing again, inside the with block
         writing.cancel()
         await asyncio.gather(writing, return_exceptions=True)
-    finally:
-        await llm.close()
 
 
 async def test_the_llm_child_is_stopped_while_a_slow_voice_speaks_the_first_words(settings):
-    path = await asyncio.to_thread(llm_model_path, settings.llm.model, settings.cache_dir, print)
-    llm = await EmbeddedLlm.start(path, log_dir=settings.cache_dir / "logs", threads=1, parallel=2, max_tokens=400, temperature=0.0)
-    try:
-        times: list[float] = []
-        writing = asyncio.create_task(_tokens(llm.stream(STORY), times))
-        while len(times) < 3:
-            await asyncio.sleep(0.01)
+    async with _writing_a_story(settings) as (llm, writing, times):
         with llm.yielding() as stopped:
             assert stopped and await _shows(llm.pid, stopped=True)
             held_from = time.monotonic()
@@ -94,8 +97,6 @@ async def test_the_llm_child_is_stopped_while_a_slow_voice_speaks_the_first_word
         await asyncio.gather(writing, second, return_exceptions=True)
         with llm.yielding() as stopped:  # nothing being written: nothing to stop
             assert not stopped
-    finally:
-        await llm.close()
 
 
 async def test_a_pause_ends_by_itself_after_its_limit(settings):
