@@ -32,7 +32,7 @@ class LlmAhead:
     def __init__(
         self, llm: ChatModel, stats: SpeculationStats, *, threshold: float, min_words: int,
         thresholds: Mapping[str, float] | None = None, log: logging.Logger | logging.LoggerAdapter | None = None,
-        name: str = "",
+        name: str = "", writing: Callable[[], bool] | None = None,
     ) -> None:
         # Every request of this call in one slot of the LLM server where it has them (the embedded llama.cpp:
         # ``agents/llm/slots.py``), so none lands beside the call's own reply and evaluates it all anew.
@@ -45,7 +45,7 @@ class LlmAhead:
         self._name = name
         self._priming: asyncio.Task[None] | None = None  # the conversation so far, going into the LLM's cache
         self._speculation: SpeculativeReply | None = None
-        self.sentence_ends = SentenceEnds(llm, threshold, min_words, self.priming_done, thresholds)
+        self.sentence_ends = SentenceEnds(llm, threshold, min_words, self.priming_done, thresholds, writing)
         self.closed = False
 
     # ---- the prompt cache ----

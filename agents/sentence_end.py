@@ -72,7 +72,7 @@ class SentenceEnds:
 
     def __init__(
         self, llm: ChatModel, threshold: float, min_words: int, cache_free: Callable[[], Awaitable[None]] | None = None,
-        thresholds: Mapping[str, float] | None = None,
+        thresholds: Mapping[str, float] | None = None, writing: Callable[[], bool] | None = None,
     ) -> None:
         self._llm = llm
         self.threshold = threshold
@@ -81,6 +81,9 @@ class SentenceEnds:
         # Awaited before asking: a priming request still in the LLM holds the conversation's cache slot,
         # and a question asked beside it would land in another slot and evaluate the whole conversation.
         self._cache_free = cache_free
+        # Whether the LLM is writing this call's reply now: a question then waits behind it in the call's slot
+        # of the server (``agents/llm/slots.py``) past ASK_TIMEOUT_S, and the word rules decide at once instead.
+        self._writing = writing
         self._pending: dict[str, tuple[str, asyncio.Task[SentenceVerdict]]] = {}
 
     def start(
@@ -132,7 +135,7 @@ class SentenceEnds:
         ask = getattr(self._llm, "sentence_end_probability", None)
         threshold = self.threshold_for(language)
         askable = ask is not None and threshold > 0 and language.lower()[:2] in JUDGED_LANGUAGES
-        if not askable or not self._long_enough(words, language):
+        if not askable or not self._long_enough(words, language) or (self._writing is not None and self._writing()):
             return SentenceVerdict(sounds_unfinished(text, language))
         started = time.perf_counter()
         if self._cache_free is not None:

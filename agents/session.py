@@ -119,7 +119,7 @@ class AgentSession:
         vad = settings.vad
         self._ahead = LlmAhead(
             models.llm, models.speculation, threshold=vad.text_turn_threshold, min_words=vad.text_turn_min_words,
-            thresholds=vad.text_turn_thresholds, log=self._log, name=agent_id,
+            thresholds=vad.text_turn_thresholds, log=self._log, name=agent_id, writing=self._writing_a_reply,
         )
         # When to prime, transcribe at a pause, judge the words and speculate a reply, on what words
         self._anticipation = Anticipation(
@@ -237,6 +237,10 @@ class AgentSession:
         if sounded_s is not None and self._turn is not None:
             self._turn.talked_over = True
             self._log.info("turn %d: %s began speaking %.2f s into its first sound: not heard yet", self._turn.id, speaker.name or "the caller", sounded_s)
+
+    def _writing_a_reply(self) -> bool:
+        """Whether the LLM is writing this call's reply now (a caller speaking on over it, or barging in)."""
+        return self._turn is not None and self._turn.active and not self._turn.generated_all
 
     def _speech_started(self, speaker: Speaker) -> None:
         if self._turn is not None and self._turn.active:

@@ -107,6 +107,20 @@ async def test_an_llm_that_does_not_answer_in_time_does_not_hold_the_turn(monkey
     assert asyncio.get_running_loop().time() - started < 0.5
 
 
+async def test_while_the_llm_writes_the_calls_reply_the_word_rules_decide_without_asking_it():
+    """The call's reply is being written in the call's slot of the LLM server: a question now would wait
+    behind it past the timeout (a caller going on over an unheard reply, or barging in)."""
+    writing = True
+    llm = ScoringLlm({"How long does it take": 0.0, "Where are you from": 0.9})
+    ends = SentenceEnds(llm, threshold=0.02, min_words=3, writing=lambda: writing)
+    assert not (await ends.verdict("a", "How long does it take?", "en", ask)).unfinished  # no dangling word
+    assert (await ends.verdict("a", "Tell me about the?", "en", ask)).unfinished  # the word list still holds "the"
+    assert llm.asked == []
+    writing = False
+    assert (await ends.verdict("a", "How long does it take?", "en", ask)).unfinished  # the LLM, once it is free
+    assert llm.asked == ["How long does it take"]
+
+
 async def test_a_server_that_cannot_say_leaves_the_turn_to_the_voice():
     ends = SentenceEnds(ScoringLlm({"What is the best way": None}), threshold=0.02, min_words=3)
     verdict = await ends.verdict("a", "What is the best way?", "en", ask)
