@@ -143,4 +143,4 @@ class LlmAhead:
                 await self._priming
         await self.sentence_ends.close()
         if self._pinned is not None:
-            self._pinned.close()  # (a request still in its slot is being cancelled; the next call may queue behind it)
+            self._pinned.release()  # (a request still in its slot is being cancelled; the next call may queue behind it)

@@ -49,8 +49,8 @@ class SlotLeases:
 
 
 class PinnedLlm:
-    """The embedded LLM as one call sees it: each request pinned to the call's slot; ``close`` gives the
-    slot back (idempotent)."""
+    """The embedded LLM as one call sees it: each request pinned to the call's slot; ``release`` gives the
+    slot back (idempotent; the LLM itself stays open — it is the process's)."""
 
     def __init__(self, llm: "EmbeddedLlm", slot: int, leases: SlotLeases) -> None:
         self._llm, self.slot, self._leases = llm, slot, leases
@@ -75,7 +75,7 @@ class PinnedLlm:
     async def health(self) -> LlmHealth:
         return await self._llm.health()
 
-    def close(self) -> None:
+    def release(self) -> None:
         if not self._released:
             self._released = True
             self._leases.release(self.slot)

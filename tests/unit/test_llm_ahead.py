@@ -103,7 +103,7 @@ async def test_a_calls_requests_go_through_its_slot_of_the_llm_which_it_gives_ba
                     llm.log.append(f"slot {slot}")
                     return llm.stream(messages)
 
-                def close(self):
+                def release(self):
                     slots.release(slot)
 
             return Pinned()
