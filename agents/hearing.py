@@ -22,6 +22,7 @@ from parley.agents.backchannel import spoken_words
 from parley.agents.speech_models import SpeechModels
 from parley.agents.speculation import EarlyTranscript, HeldWords, PartOnDemand, WholePass
 from parley.agents.stage_timer import EarlyTranscriptionStats
+from parley.core.audio import AGENT_RATE
 from parley.core.errors import BackendError
 
 INTERIM_STT_SHARE = 0.5  # the most of the STT's time interim transcripts may take (see ``interim_due``)
@@ -97,12 +98,23 @@ class Hearing:
         if held is None:
             task = asyncio.create_task(self._speech.transcribe_after(samples, settled), name=name)
             early = EarlyTranscript(pause, task, self._stats, samples.size)
+            self._log_timing(task, pause, samples.size)
             task.add_done_callback(lambda _: ready(early))
         else:
             part = PartOnDemand(lambda: self._speech.transcribe_after(samples, settled), name)
             early = EarlyTranscript(pause, part.task, self._stats, samples.size)
             early.hear_whole(WholePass(held, asyncio.create_task(whole(part)), part))
         self._early[speaker] = early
+
+    def _log_timing(self, task: asyncio.Task[str], pause: int, samples: int) -> None:
+        """At DEBUG: how long the pass at ``pause`` took, and whether an interim pass was still in the model."""
+        if not self._log.isEnabledFor(logging.DEBUG):
+            return
+        asked, busy = time.monotonic(), self._interim is not None and not self._interim.done()
+        task.add_done_callback(lambda _: self._log.debug(
+            "pause %d: %.2f s transcribed in %.0f ms%s", pause, samples / AGENT_RATE, (time.monotonic() - asked) * 1000,
+            " (an interim pass was running)" if busy else "",
+        ))
 
     def current(self, speaker: str) -> EarlyTranscript | None:
         """The pass started at ``speaker``'s latest pause, until their utterance ends."""

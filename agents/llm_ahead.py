@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import AsyncIterator, Callable, Mapping
 
 from parley.agents.llm.base import ChatMessage, ChatModel
@@ -58,6 +59,10 @@ class LlmAhead:
         if prime is None or self.closed or (self._priming is not None and not self._priming.done()):
             return False
         self._priming = asyncio.create_task(prime(messages(), words), name=f"llm-prime-{self._name}")
+        if self._log.isEnabledFor(logging.DEBUG):
+            sent = time.monotonic()
+            self._priming.add_done_callback(lambda _: self._log.debug(
+                "primed %d characters in %.0f ms", len(words), (time.monotonic() - sent) * 1000))
         return True
 
     def yielding(self) -> contextlib.AbstractContextManager[bool]:
@@ -81,7 +86,9 @@ class LlmAhead:
         (both then land in the same cache slot of the LLM server instead of racing for two)."""
         before = [t for t in (self._priming, *self.sentence_ends.tasks) if t is not None and not t.done()]
         if before:
+            waited = time.monotonic()
             await asyncio.wait(before, timeout=PRIME_WAIT_S)
+            self._log.debug("the reply waited %.0f ms for the LLM's cache slot", (time.monotonic() - waited) * 1000)
         async with contextlib.aclosing(self._llm.stream(messages)) as stream:
             async for delta in stream:
                 yield delta

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 import time
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ from typing import Awaitable, Callable, Mapping
 from parley.agents.llm.base import ChatMessage, ChatModel
 from parley.agents.text import CJK_CHAR
 from parley.agents.unfinished import ends_open, lacks_a_verb, sounds_unfinished
+
+log = logging.getLogger(__name__)
 
 _WORDS = re.compile(r"[\w']+")
 # Languages whose words the LLM is asked about (the thresholds were measured on them; see the settings).
@@ -145,6 +148,7 @@ class SentenceEnds:
         except TimeoutError:
             probability = None
         model_ms = round((time.perf_counter() - started) * 1000, 1)
+        log.debug("sentence end of %r: %s in %.0f ms", words, probability, model_ms)
         if probability is None:  # the LLM could not say: the word rules do
             return SentenceVerdict(sounds_unfinished(text, language), None, model_ms)
         # The LLM knows better than the word list: "How many legs does a spider have?", "Where are you from?"
