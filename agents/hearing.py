@@ -11,6 +11,7 @@ endpoint events) and decides what the words mean; this class runs the passes and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -39,8 +40,14 @@ Settled = tuple[int, str]  # the samples a kept sentence covers, and its text
 class Hearing:
     """The passes in flight and what they kept, per speaker (see the module docstring)."""
 
-    def __init__(self, speech: SpeechModels, stats: EarlyTranscriptionStats, log: logging.Logger | logging.LoggerAdapter) -> None:
+    def __init__(
+        self, speech: SpeechModels, stats: EarlyTranscriptionStats, log: logging.Logger | logging.LoggerAdapter,
+        quiet: Callable[[], contextlib.AbstractContextManager[bool]] | None = None,
+    ) -> None:
         self._speech = speech
+        # Held around each pass at a pause: the work that competes for the cores and waits for that pass
+        # anyway stops meanwhile (``LlmAhead.yielding_to_transcription``).
+        self._quiet = quiet or (lambda: contextlib.nullcontext(False))
         self._stats = stats
         self._log = log
         self._early: dict[str, EarlyTranscript] = {}  # per speaker: the pass started when their pause began
@@ -96,15 +103,22 @@ class Hearing:
         settled = self._settled.get(speaker)
         name = f"early-stt-{speaker}"
         if held is None:
-            task = asyncio.create_task(self._speech.transcribe_after(samples, settled), name=name)
+            task = asyncio.create_task(self._pass_at_pause(samples, settled), name=name)
             early = EarlyTranscript(pause, task, self._stats, samples.size)
             self._log_timing(task, pause, samples.size)
             task.add_done_callback(lambda _: ready(early))
         else:
-            part = PartOnDemand(lambda: self._speech.transcribe_after(samples, settled), name)
+            part = PartOnDemand(lambda: self._pass_at_pause(samples, settled), name)
             early = EarlyTranscript(pause, part.task, self._stats, samples.size)
             early.hear_whole(WholePass(held, asyncio.create_task(whole(part)), part))
         self._early[speaker] = early
+
+    async def _pass_at_pause(self, samples: np.ndarray, settled: Settled | None) -> str:
+        with self._quiet() as stopped:
+            text = await self._speech.transcribe_after(samples, settled)
+        if stopped:
+            self._log.debug("the LLM waited for the pass at a pause (%.2f s)", samples.size / AGENT_RATE)
+        return text
 
     def _log_timing(self, task: asyncio.Task[str], pause: int, samples: int) -> None:
         """At DEBUG: how long the pass at ``pause`` took, and whether an interim pass was still in the model."""

@@ -70,6 +70,12 @@ class LlmAhead:
         yielding = getattr(self._llm, "yielding", None)
         return yielding() if yielding is not None else contextlib.nullcontext(False)
 
+    def yielding_to_transcription(self) -> contextlib.AbstractContextManager[bool]:
+        """The LLM stopped for a ``with`` block in which this call's pause is transcribed, where it can be and
+        only this call's work is in it (``EmbeddedLlm.yielding_to_transcription``), else nothing."""
+        yielding = getattr(self._pinned, "yielding_to_transcription", None)
+        return yielding() if yielding is not None else contextlib.nullcontext(False)
+
     def stop_yielding(self) -> None:
         """End the LLM's ``yielding`` stop now, where it has one (``EmbeddedLlm.stop_yielding``)."""
         stop = getattr(self._llm, "stop_yielding", None)

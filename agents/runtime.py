@@ -151,6 +151,7 @@ async def _load_llm(settings: PipelineSettings) -> ChatModel:
         parallel=cfg.parallel, max_tokens=cfg.max_tokens, temperature=cfg.temperature, timeout_s=cfg.timeout_s,
         cache_ram_mib=cfg.cache_ram_mib, nice=cfg.nice, policy=RestartPolicy(max_restarts=cfg.max_restarts, window_s=cfg.restart_window_s),
         yield_to_voice=cfg.yield_to_voice,
+        yield_to_transcription=cfg.yield_to_transcription,
     )
     await llm.warm_up(settings.agent.system_prompt)
     return llm

@@ -112,8 +112,6 @@ class AgentSession:
         self._decider: asyncio.Task[None] | None = None  # the latest utterance's decision
         # Every decision in flight (each waits for the one before), with whose utterance it decides.
         self._deciders: dict[asyncio.Task[None], str] = {}
-        # Overlap: what is transcribed while they speak (interim passes, the pass at each pause, sentences kept)
-        self.hearing = Hearing(self.speech, models.early_stt, self._log)
         # The LLM's work before a turn commits: primes, whether a pause's words stop mid-sentence, and the
         # reply started on them while the end of the turn is still being decided.
         vad = settings.vad
@@ -121,6 +119,8 @@ class AgentSession:
             models.llm, models.speculation, threshold=vad.text_turn_threshold, min_words=vad.text_turn_min_words,
             thresholds=vad.text_turn_thresholds, log=self._log, name=agent_id, writing=self._writing_a_reply,
         )
+        # Overlap: what is transcribed while they speak (interim passes, the pass at each pause, sentences kept)
+        self.hearing = Hearing(self.speech, models.early_stt, self._log, quiet=self._ahead.yielding_to_transcription)
         # When to prime, transcribe at a pause, judge the words and speculate a reply, on what words
         self._anticipation = Anticipation(
             self, settings=lambda: self._settings, speech=self.speech, hearing=self.hearing, asking=self.asking, ahead=self._ahead,

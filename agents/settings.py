@@ -142,6 +142,11 @@ class LlmSettings(Section):
     # morning"): Mandarin p50 2.4–2.6 → 1.8 s, Kokoro's first audio 1.2–1.3 → 0.7 s; the cost, longer silences
     # later in long replies (p95 0.72 s against 0.22–0.41 s). false: the two share the cores.
     yield_to_voice: bool = True
+    # embedded: while a call's pause is transcribed (the pass every reply waits for), the child is stopped if
+    # all it is doing is that call's own work (a prime of the words so far, a judgement): the two ran side by
+    # side on the same cores, and both took longer than one after the other (make bench probe 2026-12-06:
+    # a pause's pass 208–290 ms alone, 381–510 ms beside a prime). Another call's request ends the stop.
+    yield_to_transcription: bool = True
     # embedded: a child that exits is restarted with backoff; more than max_restarts exits within
     # restart_window_s stop the restarts (the LLM is then reported failed in /readyz).
     max_restarts: int = Field(5, ge=0)

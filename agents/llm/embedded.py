@@ -89,6 +89,7 @@ class EmbeddedLlm:
     def __init__(
         self, launch: _Launch, process: asyncio.subprocess.Process, base_url: str, *,
         max_tokens: int, temperature: float, timeout_s: float, policy: RestartPolicy, yield_to_voice: bool = True,
+        yield_to_transcription: bool = True,
     ) -> None:
         self._launch = launch
         self._process: asyncio.subprocess.Process | None = process
@@ -103,7 +104,10 @@ class EmbeddedLlm:
         self._streams = 0  # replies being written now
         self.slots = SlotLeases(launch.parallel)  # which call holds which of the child's slots
         self._yield_to_voice = yield_to_voice
+        self._yield_to_transcription = yield_to_transcription
         self._pause = ChildPause()
+        self._in_flight: collections.Counter[int | None] = collections.Counter()  # requests in the child, by slot
+        self._stopped_for: int | None = None  # the slot whose pause is being transcribed with the child stopped
 
     @classmethod
     async def start(
@@ -122,6 +126,7 @@ class EmbeddedLlm:
         nice: int = 0,
         policy: RestartPolicy = RestartPolicy(),
         yield_to_voice: bool = True,
+        yield_to_transcription: bool = True,
     ) -> "EmbeddedLlm":
         """Start the child, wait until the model is loaded, and watch it from then on."""
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -129,7 +134,7 @@ class EmbeddedLlm:
         process, base_url = await launch.start()
         return cls(
             launch, process, base_url, max_tokens=max_tokens, temperature=temperature, timeout_s=timeout_s, policy=policy,
-            yield_to_voice=yield_to_voice,
+            yield_to_voice=yield_to_voice, yield_to_transcription=yield_to_transcription,
         )
 
     def _new_client(self, base_url: str) -> OpenAICompatibleChat:
@@ -206,7 +211,7 @@ class EmbeddedLlm:
     def stream(self, messages: list[ChatMessage], slot: int | None = None) -> AsyncIterator[str]:
         if self._ready_process() is None:
             raise BackendError(self._detail or f"the embedded LLM server is not running; see {self._launch.log_path}", code="llm_unavailable")
-        return self._counted(self._client.stream(messages, slot=slot))
+        return self._counted(self._client.stream(messages, slot=slot), slot)
 
     def pinned(self) -> PinnedLlm | None:
         """This LLM for one call, every request in one slot of the server (``agents/llm/slots.py``);
@@ -214,14 +219,29 @@ class EmbeddedLlm:
         slot = self.slots.lease()
         return PinnedLlm(self, slot, self.slots) if slot is not None else None
 
-    async def _counted(self, stream: AsyncIterator[str]) -> AsyncIterator[str]:
+    async def _counted(self, stream: AsyncIterator[str], slot: int | None) -> AsyncIterator[str]:
         self._streams += 1
         try:
-            async with contextlib.aclosing(stream) as deltas:  # type: ignore[type-var]
-                async for delta in deltas:
-                    yield delta
+            with self._request(slot):
+                async with contextlib.aclosing(stream) as deltas:  # type: ignore[type-var]
+                    async for delta in deltas:
+                        yield delta
         finally:
             self._streams -= 1
+
+    @contextlib.contextmanager
+    def _request(self, slot: int | None) -> Iterator[None]:
+        """Count a request to the child (by ``slot``) while it is in flight; one for another slot than the
+        one the child is stopped for (``yielding_to_transcription``) ends that stop: it must not stall."""
+        if self._stopped_for is not None and slot != self._stopped_for:
+            self._pause.resume()
+        self._in_flight[slot] += 1
+        try:
+            yield
+        finally:
+            self._in_flight[slot] -= 1
+            if self._in_flight[slot] <= 0:
+                del self._in_flight[slot]
 
     @contextlib.contextmanager
     def yielding(self) -> Iterator[bool]:
@@ -234,6 +254,25 @@ class EmbeddedLlm:
         with self._pause.paused(pid) as stopped:
             yield stopped
 
+    @contextlib.contextmanager
+    def yielding_to_transcription(self, slot: int) -> Iterator[bool]:
+        """Stop the child for the ``with`` block (at most 3 s) while the pause of the call holding ``slot``
+        is transcribed — only if every request in the child is that call's own (a prime, a judgement: work
+        that waits for the transcript anyway), and not with ``llm.yield_to_transcription`` off. A request
+        of another call ends the stop (``_request``). Yields whether it was stopped."""
+        process = self._ready_process()
+        own = self._in_flight.get(slot, 0)
+        alone = own > 0 and own == sum(self._in_flight.values())
+        pid = process.pid if process is not None and self._yield_to_transcription and alone else None
+        with self._pause.paused(pid) as stopped:
+            if stopped:
+                self._stopped_for = slot
+            try:
+                yield stopped
+            finally:
+                if stopped:
+                    self._stopped_for = None
+
     def stop_yielding(self) -> None:
         """End a ``yielding`` stop now (the caller speaks over the first words it was for: hearing them
         comes first, and the request for their words may wait in the stopped child)."""
@@ -242,11 +281,15 @@ class EmbeddedLlm:
     async def prime(self, messages: list[ChatMessage], words: str | None = None, slot: int | None = None) -> None:
         """Evaluate ``messages`` (up to ``words``) into the child's prompt cache ahead of the real request."""
         if self._status == "ready":
-            await self._client.prime(messages, words, slot=slot)
+            with self._request(slot):
+                await self._client.prime(messages, words, slot=slot)
 
     async def sentence_end_probability(self, messages: list[ChatMessage], words: str, slot: int | None = None) -> float | None:
         """See :meth:`OpenAICompatibleChat.sentence_end_probability` (``None`` while the child is not ready)."""
-        return await self._client.sentence_end_probability(messages, words, slot=slot) if self._status == "ready" else None
+        if self._status != "ready":
+            return None
+        with self._request(slot):
+            return await self._client.sentence_end_probability(messages, words, slot=slot)
 
     async def close(self) -> None:
         self._status = "closed"

@@ -210,6 +210,12 @@ class OpenAICompatibleChat:
         body = {"prompt": prompt, "n_predict": 1, "n_probs": 20, "temperature": 0, "cache_prompt": True, **_pinned(slot)}
         answer = await self._post_json(f"{self._root}/completion", body)
         probability = sentence_end_mass(answer["completion_probabilities"][0]["top_logprobs"])
+        timings = answer.get("timings")
+        if isinstance(timings, dict) and log.isEnabledFor(logging.DEBUG):  # what the server evaluated anew
+            log.debug(
+                "evaluated %s new tokens (%s from the cache) in %s ms", timings.get("prompt_n"), timings.get("cache_n"),
+                timings.get("prompt_ms"),
+            )
         self._judged[prompt] = probability
         self._judged.move_to_end(prompt)
         while len(self._judged) > JUDGED_PROMPTS_KEPT:

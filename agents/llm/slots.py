@@ -72,6 +72,9 @@ class PinnedLlm:
     def stop_yielding(self) -> None:
         self._llm.stop_yielding()
 
+    def yielding_to_transcription(self) -> contextlib.AbstractContextManager[bool]:
+        return self._llm.yielding_to_transcription(self.slot)
+
     async def health(self) -> LlmHealth:
         return await self._llm.health()
 

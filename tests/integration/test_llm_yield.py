@@ -113,3 +113,38 @@ async def test_a_pause_ends_by_itself_after_its_limit(settings):
     finally:
         process.kill()
         await process.wait()
+
+
+async def test_the_llm_child_is_stopped_while_its_own_call_s_pause_is_transcribed(settings):
+    """Stopped only while all it does is that call's work; another call's request ends the stop at once."""
+    path = await asyncio.to_thread(llm_model_path, settings.llm.model, settings.cache_dir, print)
+    llm = await EmbeddedLlm.start(path, log_dir=settings.cache_dir / "logs", threads=1, parallel=2, max_tokens=400, temperature=0.0)
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        with llm.yielding_to_transcription(0) as stopped:
+            assert not stopped  # nothing of the call's in the child: nothing to stop
+        mine: list[float] = []
+        tasks.append(asyncio.create_task(_tokens(llm.stream(STORY, slot=0), mine)))
+        while len(mine) < 3:
+            await asyncio.sleep(0.01)
+        with llm.yielding_to_transcription(1) as stopped:
+            assert not stopped and _state(llm.pid) != "T"  # the work in the child is another call's
+        with llm.yielding_to_transcription(0) as stopped:
+            assert stopped and await _shows(llm.pid, stopped=True)
+            came = len(mine)
+            await asyncio.sleep(0.4)
+            assert len(mine) <= came + 1, "no tokens while stopped (one may have been on its way)"
+            theirs: list[float] = []
+            tasks.append(asyncio.create_task(_tokens(llm.stream(STORY, slot=1), theirs)))
+            assert await _shows(llm.pid, stopped=False), "another call's request must not wait for the stop"
+            while not theirs:
+                await asyncio.sleep(0.01)
+        assert not tasks[0].done(), "the call's own reply was stopped, not ended"
+        came = len(mine)
+        await asyncio.sleep(0.3)
+        assert len(mine) > came
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await llm.close()

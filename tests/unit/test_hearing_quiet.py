@@ -1,0 +1,59 @@
+"""The pass at a pause runs with the call's competing LLM work stopped (``Hearing``'s ``quiet``); interim
+passes do not: nothing waits for them. The speech model here is a stand-in for the logic around it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from types import SimpleNamespace
+from typing import Iterator
+
+import numpy as np
+
+from parley.agents.hearing import Hearing
+from parley.agents.stage_timer import EarlyTranscriptionStats
+
+
+def _hearing(events: list[str]) -> Hearing:
+    @contextlib.contextmanager
+    def quiet() -> Iterator[bool]:
+        events.append("llm stopped")
+        try:
+            yield True
+        finally:
+            events.append("llm going on")
+
+    async def transcribe_after(samples: np.ndarray, settled: object) -> str:
+        events.append("pass starts")
+        await asyncio.sleep(0.01)
+        events.append("pass ends")
+        return "what is the time"
+
+    speech = SimpleNamespace(transcribe_after=transcribe_after)
+    return Hearing(speech, EarlyTranscriptionStats(), logging.getLogger("test"), quiet=quiet)  # type: ignore[arg-type]
+
+
+async def test_the_pass_at_a_pause_runs_inside_quiet_and_only_that_long():
+    events: list[str] = []
+    hearing = _hearing(events)
+    done = asyncio.Event()
+
+    async def whole(part: object) -> tuple[np.ndarray, str]:
+        raise AssertionError("no words were held")
+
+    hearing.at_pause("caller", 1, np.zeros(16_000, np.float32), None, whole, lambda early: done.set())
+    await asyncio.wait_for(done.wait(), 5)
+    assert events == ["llm stopped", "pass starts", "pass ends", "llm going on"]
+    early = hearing.current("caller")
+    assert early is not None and await early.task == "what is the time"
+
+
+async def test_an_interim_pass_leaves_the_llm_alone():
+    events: list[str] = []
+    hearing = _hearing(events)
+    heard: list[str] = []
+    hearing.interim("caller", np.zeros(16_000, np.float32), heard.append)
+    while not heard:
+        await asyncio.sleep(0.005)
+    assert events == ["pass starts", "pass ends"] and heard == ["what is the time"]
