@@ -15,7 +15,7 @@ import contextlib
 import logging
 import re
 import time
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, TypeVar
 
 import numpy as np
 
@@ -35,6 +35,7 @@ SETTLED_MIN_WORDS = 4
 _SENTENCE_END = re.compile(r"[.?!。？！]['\")”」]*$")
 
 Settled = tuple[int, str]  # the samples a kept sentence covers, and its text
+T = TypeVar("T")
 
 
 class Hearing:
@@ -103,22 +104,23 @@ class Hearing:
         settled = self._settled.get(speaker)
         name = f"early-stt-{speaker}"
         if held is None:
-            task = asyncio.create_task(self._pass_at_pause(samples, settled), name=name)
+            task = asyncio.create_task(self._quietly(self._speech.transcribe_after(samples, settled)), name=name)
             early = EarlyTranscript(pause, task, self._stats, samples.size)
             self._log_timing(task, pause, samples.size)
             task.add_done_callback(lambda _: ready(early))
         else:
-            part = PartOnDemand(lambda: self._pass_at_pause(samples, settled), name)
+            part = PartOnDemand(lambda: self._quietly(self._speech.transcribe_after(samples, settled)), name)
             early = EarlyTranscript(pause, part.task, self._stats, samples.size)
-            early.hear_whole(WholePass(held, asyncio.create_task(whole(part)), part))
+            early.hear_whole(WholePass(held, asyncio.create_task(self._quietly(whole(part))), part))
         self._early[speaker] = early
 
-    async def _pass_at_pause(self, samples: np.ndarray, settled: Settled | None) -> str:
+    async def _quietly(self, transcription: Awaitable[T]) -> T:
+        """``transcription`` (a pass at a pause, which the reply waits for) with ``quiet`` held around it."""
         with self._quiet() as stopped:
-            text = await self._speech.transcribe_after(samples, settled)
+            result = await transcription
         if stopped:
-            self._log.debug("the LLM waited for the pass at a pause (%.2f s)", samples.size / AGENT_RATE)
-        return text
+            self._log.debug("the LLM waited for a pass at a pause")
+        return result
 
     def _log_timing(self, task: asyncio.Task[str], pause: int, samples: int) -> None:
         """At DEBUG: how long the pass at ``pause`` took, and whether an interim pass was still in the model."""

@@ -12,6 +12,7 @@ from typing import Iterator
 import numpy as np
 
 from parley.agents.hearing import Hearing
+from parley.agents.speculation import HeldWords
 from parley.agents.stage_timer import EarlyTranscriptionStats
 
 
@@ -47,6 +48,25 @@ async def test_the_pass_at_a_pause_runs_inside_quiet_and_only_that_long():
     assert events == ["llm stopped", "pass starts", "pass ends", "llm going on"]
     early = hearing.current("caller")
     assert early is not None and await early.task == "what is the time"
+
+
+async def test_the_pass_hearing_held_words_and_their_continuation_as_one_runs_inside_quiet():
+    events: list[str] = []
+    hearing = _hearing(events)
+
+    async def whole(part: object) -> tuple[np.ndarray, str]:
+        events.append("whole pass")
+        await asyncio.sleep(0.01)
+        return np.zeros(1, np.float32), "what is the capital of France"
+
+    held = HeldWords("what is the capital of", 1, np.zeros(8_000, np.float32))
+    hearing.at_pause("caller", 2, np.zeros(16_000, np.float32), held, whole, lambda early: None)
+    early = hearing.current("caller")
+    assert early is not None and early.whole is not None
+    _, text = await asyncio.wait_for(early.whole.task, 5)
+    assert text == "what is the capital of France"
+    assert events == ["llm stopped", "whole pass", "llm going on"]  # the part alone was not needed
+    early.whole.part.task.cancel()
 
 
 async def test_an_interim_pass_leaves_the_llm_alone():
