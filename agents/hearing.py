@@ -104,20 +104,21 @@ class Hearing:
         settled = self._settled.get(speaker)
         name = f"early-stt-{speaker}"
         if held is None:
-            task = asyncio.create_task(self._quietly(self._speech.transcribe_after(samples, settled)), name=name)
+            task = asyncio.create_task(self._quietly(lambda: self._speech.transcribe_after(samples, settled)), name=name)
             early = EarlyTranscript(pause, task, self._stats, samples.size)
             self._log_timing(task, pause, samples.size)
             task.add_done_callback(lambda _: ready(early))
         else:
-            part = PartOnDemand(lambda: self._quietly(self._speech.transcribe_after(samples, settled)), name)
+            part = PartOnDemand(lambda: self._quietly(lambda: self._speech.transcribe_after(samples, settled)), name)
             early = EarlyTranscript(pause, part.task, self._stats, samples.size)
-            early.hear_whole(WholePass(held, asyncio.create_task(self._quietly(whole(part))), part))
+            early.hear_whole(WholePass(held, asyncio.create_task(self._quietly(lambda: whole(part))), part))
         self._early[speaker] = early
 
-    async def _quietly(self, transcription: Awaitable[T]) -> T:
-        """``transcription`` (a pass at a pause, which the reply waits for) with ``quiet`` held around it."""
+    async def _quietly(self, transcription: Callable[[], Awaitable[T]]) -> T:
+        """``transcription()`` (a pass at a pause, which the reply waits for) with ``quiet`` held around it
+        (started inside: a task cancelled before it runs leaves no coroutine never awaited)."""
         with self._quiet() as stopped:
-            result = await transcription
+            result = await transcription()
         if stopped:
             self._log.debug("the LLM waited for a pass at a pause")
         return result

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
+import warnings
 from types import SimpleNamespace
 from typing import Iterator
 
@@ -77,3 +79,34 @@ async def test_an_interim_pass_leaves_the_llm_alone():
     while not heard:
         await asyncio.sleep(0.005)
     assert events == ["pass starts", "pass ends"] and heard == ["what is the time"]
+
+
+async def test_passes_cancelled_before_they_run_leave_no_coroutine_never_awaited():
+    events: list[str] = []
+    hearing = _hearing(events)
+
+    async def whole(part: object) -> tuple[np.ndarray, str]:
+        events.append("whole pass")
+        return np.zeros(1, np.float32), "never heard"
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        held = HeldWords("what is the capital of", 1, np.zeros(8_000, np.float32))
+        hearing.at_pause("caller", 2, np.zeros(16_000, np.float32), held, whole, lambda early: None)
+        early = hearing.current("caller")
+        assert early is not None and early.whole is not None
+        tasks = [early.whole.task, early.whole.part.task]
+        hearing.at_pause("other", 3, np.zeros(16_000, np.float32), None, whole, lambda early: None)
+        other = hearing.current("other")
+        assert other is not None
+        tasks.append(other.task)
+        for task in tasks:
+            task.cancel()  # (a caller going on before the passes even started)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        hearing.close()
+        del tasks, early, other  # the last references to the cancelled passes: their coroutines go now
+        for _ in range(3):
+            await asyncio.sleep(0)  # (the loop lets go of the tasks once their done callbacks ran)
+        gc.collect()
+    assert events == []
+    assert not [w for w in caught if "never awaited" in str(w.message)], [str(w.message) for w in caught]
