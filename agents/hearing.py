@@ -15,7 +15,7 @@ import contextlib
 import logging
 import re
 import time
-from typing import Awaitable, Callable, TypeVar
+from typing import Awaitable, Callable, Coroutine, TypeVar
 
 import numpy as np
 
@@ -103,13 +103,17 @@ class Hearing:
             previous.supersede()  # more speech came: that snapshot is not the utterance any more
         settled = self._settled.get(speaker)
         name = f"early-stt-{speaker}"
+
+        def own_pass() -> Coroutine[object, object, str]:  # this utterance alone
+            return self._quietly(lambda: self._speech.transcribe_after(samples, settled))
+
         if held is None:
-            task = asyncio.create_task(self._quietly(lambda: self._speech.transcribe_after(samples, settled)), name=name)
+            task = asyncio.create_task(own_pass(), name=name)
             early = EarlyTranscript(pause, task, self._stats, samples.size)
             self._log_timing(task, pause, samples.size)
             task.add_done_callback(lambda _: ready(early))
         else:
-            part = PartOnDemand(lambda: self._quietly(lambda: self._speech.transcribe_after(samples, settled)), name)
+            part = PartOnDemand(own_pass, name)
             early = EarlyTranscript(pause, part.task, self._stats, samples.size)
             early.hear_whole(WholePass(held, asyncio.create_task(self._quietly(lambda: whole(part))), part))
         self._early[speaker] = early
