@@ -105,6 +105,11 @@ def english_only(settings: PipelineSettings) -> bool:
     return settings.stt.model.endswith(".en")
 
 
+def hears_held_again(settings: PipelineSettings) -> bool:
+    """Whether English words held as cut short are heard again by the multilingual model (``stt.hear_held_again``)."""
+    return settings.stt.hear_held_again and english_only(settings) and settings.stt.backend == "faster-whisper"
+
+
 def _load_hibari(settings: PipelineSettings) -> TextToSpeech:
     from parley.agents.tts.hibari import HibariTts
 
@@ -175,6 +180,12 @@ def _warm_up(stt: SpeechToText, tts: TextToSpeech) -> None:
     """Run each model once: first calls pay for lazy initialisation (hundreds of ms) otherwise."""
     speech = tts.synthesize("Hello, how can I help you today?")
     stt.transcribe(resample(speech, tts.sample_rate, 16_000))
+
+
+def _warmed(stt: SpeechToText, tts: TextToSpeech) -> SpeechToText:
+    """``stt`` after one pass (``_warm_up``)."""
+    _warm_up(stt, tts)
+    return stt
 
 
 # One registry line per backend: adding a backend touches its module and this table.
@@ -265,6 +276,18 @@ class AgentModels:
             return await self.stt_batcher.transcribe(samples, language, hotwords)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, self.stt.transcribe, samples, language, hotwords)
+
+    @property
+    def hears_again(self) -> bool:
+        """Whether English words can be heard again by a larger model (``stt.hear_held_again``, loaded)."""
+        return self.settings is not None and self.multilingual is not None and hears_held_again(self.settings)
+
+    async def hear_again(self, samples: np.ndarray) -> str:
+        """English ``samples`` heard by the multilingual model instead of the English-only main one (a
+        second, larger ear; only where ``hears_again``)."""
+        assert self.multilingual is not None
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, self.multilingual.transcribe, samples, "en", None)
 
     def _stt_for(self, language: str) -> SpeechToText | None:
         """The model that hears ``language``: the multilingual one beside an English-only main model."""
@@ -358,6 +381,12 @@ class AgentModels:
             vad_executor=ThreadPoolExecutor(1, thread_name_prefix="parley-vad"), settings=settings,
             echo_cancellation=bool(echo),
         )
+        if hears_held_again(settings):
+            model = settings.stt.multilingual_model
+            models.multilingual = await stage(
+                f"STT for words held as cut short ({model}, stt.hear_held_again)",
+                lambda: asyncio.to_thread(lambda: _warmed(_load_multilingual_stt(settings), tts)),
+            )  # type: ignore[assignment]
         if settings.agent.language != "en":  # the server's default rooms speak it: a missing model stops the start
             language = settings.agent.language
             await stage(f"STT for {language} ({settings.stt.multilingual_model})", lambda: models.prepare_language(language))

@@ -32,7 +32,7 @@ from parley.agents import events as ev
 from parley.agents.anticipation import Anticipation
 from parley.agents.conversation import Conversation
 from parley.agents.speech_models import SpeechModels
-from parley.agents.backchannel import is_backchannel, real_word_count, spoken_words
+from parley.agents.backchannel import is_backchannel, real_word_count, spoken_words, words_of
 from parley.agents.endpointer import (
     EndpointEvent, InterimAudio, SpeechConfirmed, SpeechDiscarded, SpeechPaused, SpeechResumed, SpeechStarted, Utterance,
 )
@@ -376,11 +376,14 @@ class AgentSession:
         timer.sentence_end_ms = verdict.model_ms or None
         held_from = time.monotonic()
         if verdict.unfinished:
-            self._anticipation.while_held(speaker, text, utterance.pause)
-        if verdict.unfinished and await self._went_on(utterance, speaker, self._settings.vad.unfinished_hold_ms / 1000):
-            self.asking.hold(speaker, text, line, samples)
-            self._log.info("%r reads as unfinished and %s went on: carried into the next utterance", text, speaker.name)
-            return
+            answered = await self._held(utterance, speaker, text, samples)
+            if answered is None:
+                self.asking.hold(speaker, text, line, samples)
+                self._log.info("%r reads as unfinished and %s went on: carried into the next utterance", text, speaker.name)
+                return
+            if self.closed:
+                return
+            text = answered
         if time.monotonic() - held_from > 0.05:  # held for nothing: the turn ended only now
             timer.endpoint_at = timer.stt_done_at = time.monotonic()
         current = self._turn
@@ -415,16 +418,61 @@ class AgentSession:
             return join_speech(asked.samples, samples, AGENT_RATE), joined
         return await self.speech.whole(asked.samples, samples, joined)
 
-    async def _went_on(self, utterance: Utterance, speaker: Speaker, within_s: float) -> bool:
+    async def _held(self, utterance: Utterance, speaker: Speaker, text: str, samples: np.ndarray) -> str | None:
+        """Words ``text`` that read as cut short wait up to ``vad.unfinished_hold_ms`` for ``speaker`` to go
+        on (``None``: they did). Meanwhile the larger ear hears them again (``stt.hear_held_again``): other
+        words that read whole end the wait at once, and are the question; otherwise the reply to ``text`` is
+        generated during the wait (``Anticipation.while_held``) and the question is ``text`` if nobody went on."""
+        again = asyncio.create_task(self._heard_whole_again(utterance, speaker, text, samples), name="hear-held-again")
+        try:
+            if await self._went_on(utterance, speaker, self._settings.vad.unfinished_hold_ms / 1000, until=again):
+                return None
+        finally:
+            again.cancel()
+        return (again.result() if again.done() and not again.cancelled() else None) or text
+
+    async def _heard_whole_again(self, utterance: Utterance, speaker: Speaker, text: str, samples: np.ndarray) -> str | None:
+        """The held words as the larger ear hears them, where those differ from ``text`` and the LLM reads
+        them as a whole sentence (``vad.text_turn_done_threshold``); else ``None``, once the reply to ``text``
+        has been started for the wait."""
+        try:
+            if self.speech.hears_again:  # the LLM's reply to ``text``, begun at the pause, waits: the CPU is the ear's
+                self._ahead.cancel(speaker.participant_id, utterance.pause, "the held words are heard again first")
+            heard = (await self.speech.hear_again(samples) or "").strip()
+            if heard:
+                self._models.early_stt.heard_again += 1
+            if has_words(heard) and words_of(heard) != words_of(text):
+                verdict = await self._sentence_verdict(self.asking.so_far(speaker, heard), speaker)
+                self._log.info("%r heard again as %r: %s", text, heard, f"{verdict.probability:.3f}" if verdict.probability is not None else "not judged")
+                if not verdict.unfinished and (verdict.probability or 0.0) >= self._settings.vad.text_turn_done_threshold:
+                    self._models.early_stt.heard_whole_again += 1
+                    return heard
+        except Exception:  # (a failed second listen leaves the hold as it was)
+            self._log.exception("hearing %r again failed", text)
+        if not self.closed:
+            self._anticipation.while_held(speaker, text, utterance.pause)
+        return None
+
+    async def _went_on(
+        self, utterance: Utterance, speaker: Speaker, within_s: float, until: asyncio.Task[str | None] | None = None,
+    ) -> bool:
         """Whether ``speaker`` speaks again within ``within_s`` of the end of ``utterance``'s speech
-        (waiting for the rest of that time if they have not yet)."""
+        (waiting for the rest of that time if they have not yet, or until ``until`` has an answer)."""
         spoke = self._spoke_again.setdefault(speaker.participant_id, asyncio.Event())
         if self._undecided(speaker) > 1:  # a later utterance of theirs has ended already (and cleared the event)
             return not self.closed
-        wait_s = within_s - (time.monotonic() - utterance.speech_end_at)
-        if not spoke.is_set() and wait_s > 0:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(spoke.wait(), wait_s)
+        deadline = utterance.speech_end_at + within_s
+        waiting = asyncio.ensure_future(spoke.wait())
+        others = {until} if until is not None else set()
+        try:
+            while not spoke.is_set() and (left := deadline - time.monotonic()) > 0:
+                done, _ = await asyncio.wait({waiting, *others}, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+                if until in done:
+                    others.clear()
+                    if not until.cancelled() and until.exception() is None and until.result() is not None:
+                        break
+        finally:
+            waiting.cancel()
         return spoke.is_set() and not self.closed
 
     def _undecided(self, speaker: Speaker) -> int:

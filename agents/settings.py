@@ -99,6 +99,14 @@ class SttSettings(Section):
     # English bench question in an auto room (WER 0.212 → 0.225; the five LibriVox sentences word for word
     # the same). Measured 2026-12-06; 8 was no faster (the decoder's time is most of what is left), 6 worse.
     multilingual_window_s: int = Field(10, ge=4, le=30)
+    # English words held as cut short (vad.unfinished_hold_ms) are heard again by multilingual_model while
+    # the turn waits (the CPU is idle then; loaded at start beside an English-only model): where that
+    # transcript differs and the LLM reads it as whole (≥ vad.text_turn_done_threshold), the turn ends on it
+    # at once. tiny.en misheard "…about cats" as "…about curse" (0.0003) and "Why is the ocean salty?" as
+    # "Why is Middle Shinsality?" (0.0000): each waited the 2 s hold and was answered as misheard; base heard
+    # "…about cards" (0.77) and the ocean question word for word (0.86), and the first halves of the 8 paused
+    # questions as cut short still (≤ 0.016). Measured 2026-12-06 (README). false: the hold alone.
+    hear_held_again: bool = True
     # Experimental: encode the utterance plus 2 s instead of Whisper's fixed 30 s window — ~3× faster
     # on this CPU, but erratic (loops, hallucinated words; measured in agents/stt/faster_whisper.py).
     fit_window: bool = False

@@ -57,6 +57,25 @@ class SpeechModels:
             self._models.transcribe(samples, self._profile.language, hotwords),
         )
 
+    @property
+    def hears_again(self) -> bool:
+        """Whether ``hear_again`` has a larger model to ask: an English call, not a group, on a server that
+        loaded one (``stt.hear_held_again``)."""
+        can = getattr(self._models, "hears_again", False)
+        return bool(can) and not self._group() and self._profile.language.startswith("en")
+
+    async def hear_again(self, samples: np.ndarray) -> str | None:
+        """``samples`` heard by a larger model than the call's own (``hears_again``); ``None`` where there
+        is none, or if that pass fails."""
+        if not self.hears_again:
+            return None
+        try:
+            job = self._models.hear_again(samples)
+            return await bounded("speech recognition (again)", "stt_failed", self._agent.stt_timeout_s, job)
+        except BackendError as exc:
+            self._log.warning("hearing held words again failed (%s): the hold goes on", exc)
+            return None
+
     async def transcribe_after(self, samples: np.ndarray, settled: tuple[int, str] | None) -> str:
         """``samples`` (an utterance from its start) as text: with words already settled in it (their
         sample count and text), only the audio after them is transcribed, and joined to them."""

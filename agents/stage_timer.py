@@ -58,11 +58,14 @@ class EarlyTranscriptionStats:
     superseded: int = 0  # more speech came (or the call ended): the work was thrown away
     settled: int = 0  # more speech came, but the words were kept (a sentence settled inside the utterance)
     wasted_s: float = 0.0  # model time (wall) of superseded transcriptions that had finished
+    heard_again: int = 0  # words held as cut short, heard again by the larger model (stt.hear_held_again)
+    heard_whole_again: int = 0  # ... which heard other words that read whole: the turn ended on those at once
 
     def as_dict(self) -> dict[str, float]:
         return {
             "started": self.started, "used": self.used, "superseded": self.superseded, "settled": self.settled,
             "wasted_s": round(max(0.0, self.wasted_s), 3),  # (kept passes are taken back out)
+            "heard_again": self.heard_again, "heard_whole_again": self.heard_whole_again,
         }
 
 

@@ -100,7 +100,9 @@ async def test_a_transcript_started_at_the_pause_is_the_final_one(settings):
     session._on_endpoint_event(_utterance(16_000, pause=1), ADA)
     await _decided(session)
     assert models.passes == [16_000]  # one pass, started before the endpoint
-    assert models.early_stt.as_dict() == {"started": 1, "used": 1, "superseded": 0, "settled": 0, "wasted_s": 0.0}
+    assert models.early_stt.as_dict() == {
+        "started": 1, "used": 1, "superseded": 0, "settled": 0, "wasted_s": 0.0, "heard_again": 0, "heard_whole_again": 0,
+    }
     assert session._turn is not None and session._turn.user_text == "What is the capital of France?"
     await session.close()
     playout.stop()
@@ -554,6 +556,79 @@ async def test_a_reply_to_held_words_is_dropped_without_a_trace_when_the_caller_
 async def _drain(playout: PlayoutTrack) -> None:
     while True:
         await playout.recv()
+
+
+async def _held_and_heard_again(settings, again: str, went_on: bool = False) -> tuple[StandInModels, AgentSession, list, PlayoutTrack]:
+    """Ada's question, misheard as words the LLM reads as cut short ("…about curse", 0.001), held (600 ms)
+    and heard again by the larger ear as ``again`` (50 ms later); she goes on 0.3 s in if ``went_on``."""
+    from parley.agents.endpointer import SpeechStarted
+
+    models = StandInModels({8_000: "Tell me a fun fact about curse."})
+    heard: list[int] = []
+
+    async def hear_again(samples):
+        heard.append(samples.size)
+        await asyncio.sleep(0.05)
+        return again
+
+    async def sentence_end(messages, words):
+        return 0.001 if "curse" in words or words.endswith("about") else 0.8
+
+    models.hears_again, models.hear_again, models.heard = True, hear_again, heard  # type: ignore[attr-defined]
+    models.llm.sentence_end_probability = sentence_end
+    slow = settings.model_copy(update={"vad": settings.vad.model_copy(update={"unfinished_hold_ms": 600})})
+    session, emitted, playout = _session(models, slow)
+    session._on_endpoint_event(SpeechStarted(at=0.0), ADA)
+    session._on_endpoint_event(Utterance(np.zeros(8_000, np.float32), time.monotonic(), 0.0, 900, pause=1), ADA)
+    if went_on:
+        await asyncio.sleep(0.3)
+        session._on_endpoint_event(SpeechStarted(at=time.monotonic()), ADA)
+    return models, session, emitted, playout
+
+
+async def test_held_words_the_larger_ear_hears_whole_are_answered_at_once(settings):
+    """Words held as cut short are heard again (stt.hear_held_again); other words that read whole end the
+    hold at once and are the question: shown, kept and answered — the misheard ones are nowhere."""
+    models, session, emitted, playout = await _held_and_heard_again(settings, "Tell me a fun fact about cats.")
+    await asyncio.sleep(0.25)  # well inside the 600 ms hold
+    turn = session._turn
+    assert turn is not None and turn.user_text == "Tell me a fun fact about cats."
+    assert models.heard == [8_000]  # the utterance's own audio, heard once more
+    assert [m[-1].content for m in models.asked] == ["Tell me a fun fact about cats."]  # no reply to "curse" was asked
+    assert models.early_stt.as_dict()["heard_again"] == 1 and models.early_stt.as_dict()["heard_whole_again"] == 1
+    assert [e.text for e in _finals(emitted) if isinstance(e, CallerTranscript)] == ["Tell me a fun fact about cats."]
+    models.release.set()
+    await asyncio.sleep(0.1)
+    assert [m.content for m in session.history if m.role == "user"] == ["Tell me a fun fact about cats."]
+    await session.close()
+    playout.stop()
+
+
+@pytest.mark.parametrize("again", ["Tell me a fun fact about curse", "Tell me a fun fact about", ""])
+async def test_held_words_heard_again_alike_or_cut_short_wait_the_hold(settings, again):
+    """The larger ear hearing the same words, words still cut short, or nothing: the hold goes on, and its
+    reply (to the words first heard) is written during it and is the turn's when nobody went on."""
+    models, session, emitted, playout = await _held_and_heard_again(settings, again)
+    await asyncio.sleep(0.3)
+    assert session._turn is None  # still held
+    assert [m[-1].content for m in models.asked] == ["Tell me a fun fact about curse."]  # answered meanwhile
+    await asyncio.sleep(0.45)
+    turn = session._turn
+    assert turn is not None and turn.user_text == "Tell me a fun fact about curse." and turn.speculative
+    assert models.early_stt.as_dict()["heard_whole_again"] == 0
+    models.release.set()
+    await session.close()
+    playout.stop()
+
+
+async def test_a_caller_going_on_while_held_words_are_heard_again_carries_them_on(settings):
+    models, session, emitted, playout = await _held_and_heard_again(settings, "Tell me a fun fact about", went_on=True)
+    await asyncio.sleep(0.5)
+    assert session._turn is None and session.asking.held(ADA.participant_id) is not None  # carried, not answered
+    assert not _finals(emitted) and not session.history
+    models.release.set()
+    await session.close()
+    playout.stop()
 
 
 def _finals(emitted: list) -> list:

@@ -1,0 +1,29 @@
+"""The larger ear for words held as cut short (``stt.hear_held_again``), with the real models: loaded at
+start beside tiny.en, warm, and hearing English speech in English (its own multilingual base model)."""
+
+from __future__ import annotations
+
+import pytest
+
+from parley.core.audio import resample
+from tests.support.audio import read_wav, speak_to_wav, word_error_rate
+
+pytestmark = pytest.mark.slow
+QUESTIONS = ("Why is the ocean salty?", "Tell me a fun fact about cats.", "What is the capital of")
+
+
+async def test_the_larger_ear_is_loaded_at_start_and_hears_english_in_english(models, audio_dir):
+    assert models.hears_again and models.multilingual is not None  # default settings: tiny.en, base beside it
+    for i, text in enumerate(QUESTIONS):
+        samples, rate = read_wav(speak_to_wav(text, audio_dir / f"again{i}.wav", voice="en-gb"))
+        heard = await models.hear_again(resample(samples, rate, 16_000))
+        # English words in Latin letters (a multilingual model left to itself may write another language)
+        assert heard.isascii() and word_error_rate(text, heard) <= 0.34, (text, heard)
+
+
+async def test_no_larger_ear_without_an_english_only_main_model(settings):
+    from parley.agents.runtime import hears_held_again
+
+    assert hears_held_again(settings)
+    assert not hears_held_again(settings.model_copy(update={"stt": settings.stt.model_copy(update={"hear_held_again": False})}))
+    assert not hears_held_again(settings.model_copy(update={"stt": settings.stt.model_copy(update={"model": "base"})}))
