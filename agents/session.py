@@ -436,12 +436,14 @@ class AgentSession:
         them as a whole sentence (``vad.text_turn_done_threshold``); else ``None``, once the reply to ``text``
         has been started for the wait."""
         try:
-            if self.speech.hears_again:  # the LLM's reply to ``text``, begun at the pause, waits: the CPU is the ear's
-                self._ahead.cancel(speaker.participant_id, utterance.pause, "the held words are heard again first")
-            heard = (await self.speech.hear_again(samples) or "").strip()
-            if heard:
+            heard = ""
+            if self.speech.hears_again:
+                with self._ahead.yielding_to_transcription():  # the reply to ``text`` begun at the pause waits for the ear
+                    heard = (await self.speech.hear_again(samples) or "").strip()
                 self._models.early_stt.heard_again += 1
             if has_words(heard) and words_of(heard) != words_of(text):
+                # (that reply would hold the call's slot of the LLM ahead of the judgement: it is restarted if need be)
+                self._ahead.cancel(speaker.participant_id, utterance.pause, "the held words were heard otherwise")
                 verdict = await self._sentence_verdict(self.asking.so_far(speaker, heard), speaker)
                 self._log.info("%r heard again as %r: %s", text, heard, f"{verdict.probability:.3f}" if verdict.probability is not None else "not judged")
                 if not verdict.unfinished and (verdict.probability or 0.0) >= self._settings.vad.text_turn_done_threshold:
