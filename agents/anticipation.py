@@ -5,7 +5,8 @@ an onset, each interim transcript, each pause — and reads what is ready when a
 the conversation and the words so far primed into the LLM's prompt cache; a pause transcribed at once
 (``Hearing.at_pause``), with the words held back before it where there are any; whether its words stop
 mid-sentence asked of the LLM (words that plainly read whole end the pause sooner: their endpointer is
-told); and a reply speculated on them (adopted only if the turn ends on the same words). The LLM work
+told); a reply speculated on them (adopted only if the turn ends on the same words); and words held as
+cut short heard again by a larger ear, whose words may end the hold. The LLM work
 itself is ``LlmAhead``'s (``agents/llm_ahead.py``); this class says when, on what words, and never while
 the floor forbids it (a reply being generated, an utterance being decided). It decides nothing.
 """
@@ -20,7 +21,7 @@ from typing import Callable, Iterator, Protocol
 
 import numpy as np
 
-from parley.agents.backchannel import is_backchannel
+from parley.agents.backchannel import is_backchannel, words_of
 from parley.agents.dialogue_state import State
 from parley.agents.endpointer import Endpointer, SpeechPaused
 from parley.agents.hearing import Hearing
@@ -160,6 +161,32 @@ class Anticipation:
         if spec.voiced is None and agent.pipeline == "streaming":
             voice = self._profile.voice(self._profile.language_of(text))  # (the voice its turn will speak with)
             spec.voiced = VoicedAhead(spec, agent.first_chunk_max_words, functools.partial(self._speech.synthesize, voice))
+
+    async def heard_whole_again(self, speaker: Speaker, text: str, samples: np.ndarray, pause: int | None) -> str | None:
+        """Words ``text`` (their audio ``samples``, committed in ``pause``) read as cut short: hear them again
+        with the larger ear (``Hearing.again``) and return what it heard where that differs and the LLM reads
+        it as a whole sentence (``vad.text_turn_done_threshold``: the turn ends on those words at once); else
+        ``None``, once the reply to ``text`` is under way for the hold (``while_held``)."""
+        try:
+            heard = await self._hearing.again(samples)
+            if has_words(heard) and words_of(heard) != words_of(text):
+                # The reply to ``text`` begun at the pause holds the call's slot of the LLM ahead of the
+                # judgement: it goes (``while_held`` writes it anew if the hold goes on).
+                self._ahead.cancel(speaker.participant_id, pause, "the held words were heard otherwise")
+                asked = self._asking.so_far(speaker, heard)
+                verdict = await self._ahead.sentence_ends.verdict(
+                    speaker.participant_id, asked, self._profile.language_of(asked), lambda words: self._asking.prompt_if_asked(words, speaker),
+                )
+                probability = verdict.probability
+                self._log.info("%r heard again as %r: %s", text, heard, "not judged" if probability is None else f"{probability:.3f}")
+                if not verdict.unfinished and (probability or 0.0) >= self._settings().vad.text_turn_done_threshold:
+                    self._hearing.heard_whole_again()
+                    return heard
+        except Exception:  # (a failed second listen leaves the hold as it was)
+            self._log.exception("hearing %r again failed", text)
+        if not self._floor.closed:
+            self.while_held(speaker, text, pause)
+        return None
 
     def _judge(self, speaker: Speaker, text: str, pause: int, held: bool = True) -> None:
         """Start asking (smart endpointing) whether the question ``text`` makes so far stops mid-sentence

@@ -118,6 +118,21 @@ class Hearing:
             early.hear_whole(WholePass(held, asyncio.create_task(self._quietly(lambda: whole(part))), part))
         self._early[speaker] = early
 
+    # ---- words held as cut short, heard again ----
+
+    async def again(self, samples: np.ndarray) -> str:
+        """``samples`` (words held as cut short) heard again by the larger ear (``SpeechModels.hear_again``),
+        ``quiet`` held around it as for a pass at a pause; empty where there is no such ear or it failed."""
+        if not self._speech.hears_again:
+            return ""
+        heard = await self._quietly(lambda: self._speech.hear_again(samples))
+        self._stats.heard_again += 1
+        return (heard or "").strip()
+
+    def heard_whole_again(self) -> None:
+        """Count a hold ended by what the larger ear heard (``EarlyTranscriptionStats.heard_whole_again``)."""
+        self._stats.heard_whole_again += 1
+
     async def _quietly(self, transcription: Callable[[], Awaitable[T]]) -> T:
         """``transcription()`` (a pass at a pause, which the reply waits for) with ``quiet`` held around it
         (started inside: a task cancelled before it runs leaves no coroutine never awaited)."""

@@ -32,7 +32,7 @@ from parley.agents import events as ev
 from parley.agents.anticipation import Anticipation
 from parley.agents.conversation import Conversation
 from parley.agents.speech_models import SpeechModels
-from parley.agents.backchannel import is_backchannel, real_word_count, spoken_words, words_of
+from parley.agents.backchannel import is_backchannel, real_word_count, spoken_words
 from parley.agents.endpointer import (
     EndpointEvent, InterimAudio, SpeechConfirmed, SpeechDiscarded, SpeechPaused, SpeechResumed, SpeechStarted, Utterance,
 )
@@ -423,37 +423,13 @@ class AgentSession:
         on (``None``: they did). Meanwhile the larger ear hears them again (``stt.hear_held_again``): other
         words that read whole end the wait at once, and are the question; otherwise the reply to ``text`` is
         generated during the wait (``Anticipation.while_held``) and the question is ``text`` if nobody went on."""
-        again = asyncio.create_task(self._heard_whole_again(utterance, speaker, text, samples), name="hear-held-again")
+        again = asyncio.create_task(self._anticipation.heard_whole_again(speaker, text, samples, utterance.pause), name="hear-held-again")
         try:
             if await self._went_on(utterance, speaker, self._settings.vad.unfinished_hold_ms / 1000, until=again):
                 return None
         finally:
             again.cancel()
         return (again.result() if again.done() and not again.cancelled() else None) or text
-
-    async def _heard_whole_again(self, utterance: Utterance, speaker: Speaker, text: str, samples: np.ndarray) -> str | None:
-        """The held words as the larger ear hears them, where those differ from ``text`` and the LLM reads
-        them as a whole sentence (``vad.text_turn_done_threshold``); else ``None``, once the reply to ``text``
-        has been started for the wait."""
-        try:
-            heard = ""
-            if self.speech.hears_again:
-                with self._ahead.yielding_to_transcription():  # the reply to ``text`` begun at the pause waits for the ear
-                    heard = (await self.speech.hear_again(samples) or "").strip()
-                self._models.early_stt.heard_again += 1
-            if has_words(heard) and words_of(heard) != words_of(text):
-                # (that reply would hold the call's slot of the LLM ahead of the judgement: it is restarted if need be)
-                self._ahead.cancel(speaker.participant_id, utterance.pause, "the held words were heard otherwise")
-                verdict = await self._sentence_verdict(self.asking.so_far(speaker, heard), speaker)
-                self._log.info("%r heard again as %r: %s", text, heard, f"{verdict.probability:.3f}" if verdict.probability is not None else "not judged")
-                if not verdict.unfinished and (verdict.probability or 0.0) >= self._settings.vad.text_turn_done_threshold:
-                    self._models.early_stt.heard_whole_again += 1
-                    return heard
-        except Exception:  # (a failed second listen leaves the hold as it was)
-            self._log.exception("hearing %r again failed", text)
-        if not self.closed:
-            self._anticipation.while_held(speaker, text, utterance.pause)
-        return None
 
     async def _went_on(
         self, utterance: Utterance, speaker: Speaker, within_s: float, until: asyncio.Task[str | None] | None = None,

@@ -110,3 +110,22 @@ async def test_passes_cancelled_before_they_run_leave_no_coroutine_never_awaited
         gc.collect()
     assert events == []
     assert not [w for w in caught if "never awaited" in str(w.message)], [str(w.message) for w in caught]
+
+
+async def test_held_words_are_heard_again_inside_quiet_and_counted_only_where_there_is_a_larger_ear():
+    events: list[str] = []
+    hearing = _hearing(events)
+
+    async def hear_again(samples: np.ndarray) -> str:
+        events.append("larger ear")
+        return " Why is the ocean salty? "
+
+    hearing._speech.hears_again, hearing._speech.hear_again = True, hear_again  # type: ignore[attr-defined]
+    assert await hearing.again(np.zeros(16_000, np.float32)) == "Why is the ocean salty?"
+    assert events == ["llm stopped", "larger ear", "llm going on"]
+    hearing.heard_whole_again()
+    assert hearing._stats.as_dict()["heard_again"] == 1 and hearing._stats.as_dict()["heard_whole_again"] == 1
+    events.clear()
+    hearing._speech.hears_again = False  # type: ignore[attr-defined]
+    assert await hearing.again(np.zeros(16_000, np.float32)) == ""
+    assert events == [] and hearing._stats.as_dict()["heard_again"] == 1  # no pass, the LLM not stopped
