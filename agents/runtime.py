@@ -381,16 +381,19 @@ class AgentModels:
             vad_executor=ThreadPoolExecutor(1, thread_name_prefix="parley-vad"), settings=settings,
             echo_cancellation=bool(echo),
         )
-        if hears_held_again(settings):
-            model = settings.stt.multilingual_model
-            models.multilingual = await stage(
-                f"STT for words held as cut short ({model}, stt.hear_held_again)",
-                lambda: asyncio.to_thread(lambda: _warmed(_load_multilingual_stt(settings), tts)),
-            )  # type: ignore[assignment]
         if settings.agent.language != "en":  # the server's default rooms speak it: a missing model stops the start
             language = settings.agent.language
             await stage(f"STT for {language} ({settings.stt.multilingual_model})", lambda: models.prepare_language(language))
             await stage(f"TTS for {language} ({settings.tts.zh_voice})", lambda: models.voice(settings.tts.zh_voice))
+        if hears_held_again(settings) and models.multilingual is None:  # (the same model as other languages')
+            model = settings.stt.multilingual_model
+            try:
+                models.multilingual = await stage(
+                    f"STT for words held as cut short ({model}, stt.hear_held_again)",
+                    lambda: asyncio.to_thread(lambda: _warmed(_load_multilingual_stt(settings), tts)),
+                )  # type: ignore[assignment]
+            except ModelLoadError as exc:  # a helper, not a stage: the server goes on without it
+                log.warning("%s — words held as cut short wait the hold alone (stt.hear_held_again = false: no attempt)", exc)
         return models
 
     async def close(self) -> None:

@@ -27,3 +27,17 @@ async def test_no_larger_ear_without_an_english_only_main_model(settings):
     assert hears_held_again(settings)
     assert not hears_held_again(settings.model_copy(update={"stt": settings.stt.model_copy(update={"hear_held_again": False})}))
     assert not hears_held_again(settings.model_copy(update={"stt": settings.stt.model_copy(update={"model": "base"})}))
+
+
+def test_an_english_server_without_the_larger_ears_weights_starts_and_says_so(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "PARLEY_CONFIG": "", "PARLEY_LLM__MODEL": "smollm2-135m",
+           "PARLEY_STT__MULTILINGUAL_MODEL": str(tmp_path / "no-such-whisper")}
+    result = subprocess.run([str(Path(sys.executable).parent / "parley"), "models"], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "WARNING" in result.stderr and "no-such-whisper" in result.stderr and "hear_held_again" in result.stderr, result.stderr[-2000:]
