@@ -429,7 +429,8 @@ class AgentSession:
                 return None
         finally:
             again.cancel()
-        return (again.result() if again.done() and not again.cancelled() else None) or text
+        answered = again.done() and not again.cancelled() and again.exception() is None
+        return (again.result() if answered else None) or text
 
     async def _went_on(
         self, utterance: Utterance, speaker: Speaker, within_s: float, until: asyncio.Task[str | None] | None = None,
