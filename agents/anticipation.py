@@ -162,6 +162,12 @@ class Anticipation:
             voice = self._profile.voice(self._profile.language_of(text))  # (the voice its turn will speak with)
             spec.voiced = VoicedAhead(spec, agent.first_chunk_max_words, functools.partial(self._speech.synthesize, voice))
 
+    async def verdict(self, speaker: Speaker, text: str) -> SentenceVerdict:
+        """Whether ``speaker``'s question ``text`` stops mid-sentence: the verdict started on these words at
+        their pause (``_judge``), or a new one."""
+        ask = lambda words: self._asking.prompt_if_asked(words, speaker)  # noqa: E731 - the conversation with these words
+        return await self._ahead.sentence_ends.verdict(speaker.participant_id, text, self._profile.language_of(text), ask)
+
     async def heard_whole_again(self, speaker: Speaker, text: str, samples: np.ndarray, pause: int | None) -> str | None:
         """Words ``text`` (their audio ``samples``, committed in ``pause``) read as cut short: hear them again
         with the larger ear (``Hearing.again``) and return what it heard where that differs and the LLM reads
@@ -173,10 +179,7 @@ class Anticipation:
                 # The reply to ``text`` begun at the pause holds the call's slot of the LLM ahead of the
                 # judgement: it goes (``while_held`` writes it anew if the hold goes on).
                 self._ahead.cancel(speaker.participant_id, pause, "the held words were heard otherwise")
-                asked = self._asking.so_far(speaker, heard)
-                verdict = await self._ahead.sentence_ends.verdict(
-                    speaker.participant_id, asked, self._profile.language_of(asked), lambda words: self._asking.prompt_if_asked(words, speaker),
-                )
+                verdict = await self.verdict(speaker, self._asking.so_far(speaker, heard))
                 probability = verdict.probability
                 self._log.info("%r heard again as %r: %s", text, heard, "not judged" if probability is None else f"{probability:.3f}")
                 if not verdict.unfinished and (probability or 0.0) >= self._settings().vad.text_turn_done_threshold:

@@ -429,8 +429,7 @@ class AgentSession:
                 return None
         finally:
             again.cancel()
-        answered = again.done() and not again.cancelled() and again.exception() is None
-        return (again.result() if answered else None) or text
+        return _answer(again) or text
 
     async def _went_on(
         self, utterance: Utterance, speaker: Speaker, within_s: float, until: asyncio.Task[str | None] | None = None,
@@ -448,7 +447,7 @@ class AgentSession:
                 done, _ = await asyncio.wait({waiting, *others}, timeout=left, return_when=asyncio.FIRST_COMPLETED)
                 if until in done:
                     others.clear()
-                    if not until.cancelled() and until.exception() is None and until.result() is not None:
+                    if _answer(until) is not None:
                         break
         finally:
             waiting.cancel()
@@ -465,9 +464,7 @@ class AgentSession:
         if self._settings.vad.endpoint != "smart":
             self._ahead.sentence_ends.drop(speaker.participant_id)
             return FINISHED
-        language = self.profile.language_of(text)
-        ask = lambda words: self.asking.prompt_if_asked(words, speaker)  # noqa: E731 - the conversation with these words
-        return await self._ahead.sentence_ends.verdict(speaker.participant_id, text, language, ask)
+        return await self._anticipation.verdict(speaker, text)
 
     def _note(self, speaker: Speaker, text: str, line: int) -> None:
         """Words not meant for the agent (a group call where nobody said its name): context, no reply."""
@@ -631,3 +628,8 @@ def _backchannels_for(language: str, by_language: dict[str, list[str]]) -> list[
     if language == "auto":
         return [word for code in AUTO_LANGUAGES for word in by_language.get(code, [])]
     return by_language.get(language.split("-")[0], [])
+
+
+def _answer(task: asyncio.Task[str | None]) -> str | None:
+    """What ``task`` returned, if it has ended and ended well; else ``None``."""
+    return task.result() if task.done() and not task.cancelled() and task.exception() is None else None
