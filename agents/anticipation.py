@@ -100,6 +100,12 @@ class Anticipation:
             return  # a reply is being generated (the LLM is busy), or playing
         if floor.deciding or self._hearing.transcribing:
             return  # a transcription on the critical path is running: the two cores are its own
+        endpointer = self._endpointers.get(speaker.participant_id)
+        if endpointer is not None and endpointer.silence_ms > 0:
+            # The caller has stopped (an interim pass that ended after their last word): the pause's own pass
+            # starts within vad.tail_ms and stops the LLM, and a prime sent now would finish only after it, in
+            # front of the judgement of the pause's words (which evaluates the same words in one request).
+            return
         words = words_so_far(text)  # the words so far, not the punctuation Whisper guessed for them
         if not floor.closed and self._ahead.prime(lambda: self._asking.prompt_if_asked(words, speaker), words):
             self._stats.primes += 1

@@ -138,6 +138,12 @@ class Endpointer:
     def window_samples(self) -> int:
         return self._window
 
+    @property
+    def silence_ms(self) -> float:
+        """Silence since the last speech of the utterance under way (0 outside one). Read from other threads
+        too: a single float the VAD's thread writes."""
+        return self._silence_ms
+
     def _reset_utterance(self) -> None:
         self._active = False
         self._windows: list[np.ndarray] = []

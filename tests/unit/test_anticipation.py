@@ -65,6 +65,16 @@ def test_the_words_so_far_are_primed_only_while_the_floor_is_the_callers(setting
     assert ahead.primed == primed and stats.primes == len(primed)
 
 
+@pytest.mark.parametrize("silence_ms, primed", [(0.0, True), (32.0, False)])
+def test_no_prime_once_the_caller_has_stopped(settings, silence_ms, primed):
+    """An interim transcript that comes after the caller's last word: the pause's own pass is about to stop
+    the LLM, and the judgement of the pause's words evaluates them anyway."""
+    anticipation, ahead, _ = _anticipation(settings, Floor())
+    with anticipation.listening("p1", SimpleNamespace(silence_ms=silence_ms)):  # type: ignore[arg-type]
+        anticipation.prime("What is the capital of France?", ADA)
+    assert bool(ahead.primed) is primed
+
+
 @pytest.mark.parametrize("text, held, people, speculated", [
     ("What is the capital of France?", None, 1, True),
     ("Uh huh", None, 1, False),  # a backchannel is no question
