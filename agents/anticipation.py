@@ -74,12 +74,13 @@ class Anticipation:
         self._backchannels = backchannels
         self._stats = stats
         self._log = log
-        self._endpointers: dict[str, Endpointer] = {}  # per speaker listening now: told when a pause's words read whole
+        # per speaker listening now: told when a pause's words read whole, asked whether the speaker is silent
+        self._endpointers: dict[str, Endpointer] = {}
 
     @contextlib.contextmanager
     def listening(self, speaker: str, endpointer: Endpointer) -> Iterator[None]:
         """While ``speaker`` is listened to through ``endpointer``, words of theirs that read whole end
-        that endpointer's pause sooner (see ``_words_judged``)."""
+        that endpointer's pause sooner (see ``_words_judged``), and its silence stops their primes (``prime``)."""
         self._endpointers[speaker] = endpointer
         try:
             yield
