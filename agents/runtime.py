@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
 import logging
 import time
@@ -370,31 +371,37 @@ class AgentModels:
         )
         tts = await stage(f"TTS ({settings.tts.backend} {settings.tts.voice})", lambda: asyncio.to_thread(tts_factory, settings))
         llm = await stage(f"LLM ({settings.llm.backend} {settings.llm.model})", lambda: _load_llm(settings))
-        await stage("warm-up (STT, TTS)", lambda: asyncio.to_thread(_warm_up, stt, tts))
-        echo = await stage(
-            f"echo cancellation (WebRTC AEC3, audio.echo_cancellation = {settings.audio.echo_cancellation!r})",
-            lambda: asyncio.to_thread(echo_cancellation_available, settings.audio.echo_cancellation),
-        )
-        models = cls(
-            vad=vad, end_of_turn=end_of_turn, stt=stt, llm=llm, tts=tts,  # type: ignore[arg-type]
-            executor=ThreadPoolExecutor(settings.inference_threads, thread_name_prefix="parley-infer"),
-            vad_executor=ThreadPoolExecutor(1, thread_name_prefix="parley-vad"), settings=settings,
-            echo_cancellation=bool(echo),
-        )
-        if settings.agent.language != "en":  # the server's default rooms speak it: a missing model stops the start
-            language = settings.agent.language
-            await stage(f"STT for {language} ({settings.stt.multilingual_model})", lambda: models.prepare_language(language))
-            await stage(f"TTS for {language} ({settings.tts.zh_voice})", lambda: models.voice(settings.tts.zh_voice))
-        if hears_held_again(settings) and models.multilingual is None:  # (the same model as other languages')
-            model = settings.stt.multilingual_model
-            try:
-                models.multilingual = await stage(
-                    f"STT for words held as cut short ({model}, stt.hear_held_again)",
-                    lambda: asyncio.to_thread(lambda: _warmed(_load_multilingual_stt(settings), tts)),
-                )  # type: ignore[assignment]
-            except ModelLoadError as exc:  # a helper, not a stage: the server goes on without it
-                log.warning("%s — words held as cut short wait the hold alone (stt.hear_held_again = false: no attempt)", exc)
-        return models
+        models: AgentModels | None = None
+        try:
+            await stage("warm-up (STT, TTS)", lambda: asyncio.to_thread(_warm_up, stt, tts))
+            echo = await stage(
+                f"echo cancellation (WebRTC AEC3, audio.echo_cancellation = {settings.audio.echo_cancellation!r})",
+                lambda: asyncio.to_thread(echo_cancellation_available, settings.audio.echo_cancellation),
+            )
+            models = cls(
+                vad=vad, end_of_turn=end_of_turn, stt=stt, llm=llm, tts=tts,  # type: ignore[arg-type]
+                executor=ThreadPoolExecutor(settings.inference_threads, thread_name_prefix="parley-infer"),
+                vad_executor=ThreadPoolExecutor(1, thread_name_prefix="parley-vad"), settings=settings,
+                echo_cancellation=bool(echo),
+            )
+            if settings.agent.language != "en":  # the server's default rooms speak it: a missing model stops the start
+                language = settings.agent.language
+                await stage(f"STT for {language} ({settings.stt.multilingual_model})", lambda: models.prepare_language(language))
+                await stage(f"TTS for {language} ({settings.tts.zh_voice})", lambda: models.voice(settings.tts.zh_voice))
+            if hears_held_again(settings) and models.multilingual is None:  # (the same model as other languages')
+                model = settings.stt.multilingual_model
+                try:
+                    models.multilingual = await stage(
+                        f"STT for words held as cut short ({model}, stt.hear_held_again)",
+                        lambda: asyncio.to_thread(lambda: _warmed(_load_multilingual_stt(settings), tts)),
+                    )  # type: ignore[assignment]
+                except ModelLoadError as exc:  # a helper, not a stage: the server goes on without it
+                    log.warning("%s — words held as cut short wait the hold alone (stt.hear_held_again = false: no attempt)", exc)
+        except BaseException:  # a later stage failed: what is loaded goes (the LLM's child, its HTTP session)
+            with contextlib.suppress(Exception):
+                await (models.close() if models is not None else llm.close())
+            raise
+        return models  # type: ignore[return-value]  (set in the try, which re-raises)
 
     async def close(self) -> None:
         if self.stt_batcher is not None:

@@ -213,6 +213,7 @@ def test_a_zh_server_without_its_weights_stops_at_start_with_exit_3(tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 3, result.stderr[-2000:]
     assert "STT for zh" in result.stderr and "no-such-whisper" in result.stderr, result.stderr[-2000:]
+    assert "Unclosed" not in result.stderr, result.stderr[-2000:]  # the LLM loaded before it was closed again
 
 
 # Not the sentences the "zh" threshold was chosen on (agents/settings.py): other questions, cut mid-phrase
