@@ -397,11 +397,11 @@ class AgentModels:
                     )  # type: ignore[assignment]
                 except ModelLoadError as exc:  # a helper, not a stage: the server goes on without it
                     log.warning("%s — words held as cut short wait the hold alone (stt.hear_held_again = false: no attempt)", exc)
+            return models
         except BaseException:  # a later stage failed: what is loaded goes (the LLM's child, its HTTP session)
             with contextlib.suppress(Exception):
                 await (models.close() if models is not None else llm.close())
             raise
-        return models  # type: ignore[return-value]  (set in the try, which re-raises)
 
     async def close(self) -> None:
         if self.stt_batcher is not None:
