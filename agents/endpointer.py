@@ -82,7 +82,9 @@ class Endpointer:
     sentence (``words_done``: the voice may sound unfinished, the words say otherwise).
 
     ``tail_ms`` into every pause, ``SpeechPaused`` offers the utterance so far; an utterance that ends
-    in that pause carries exactly those samples, so a transcript started then is the final one.
+    in that pause carries exactly those samples, so a transcript started then is the final one. With
+    ``tail_quiet_peak``, the tail counts from the last window with a sample above that peak once the VAD
+    hears silence: the VAD's speech outlasts the last audible sound by ~60 ms (its context).
     A blip shorter than ``min_speech_ms`` of speech is dropped (clicks, coughs) as soon as
     ``discard_silence_ms`` of silence follows it. Every ``interim_ms`` of utterance, the audio so far
     is offered for an interim transcript.
@@ -106,6 +108,7 @@ class Endpointer:
         turn_recheck_ms: int = 300,
         tail_ms: int = 200,
         words_done_silence_ms: int = 500,
+        tail_quiet_peak: float = 0.0,
     ) -> None:
         self._vad = vad
         self._window = vad.window_samples
@@ -129,6 +132,7 @@ class Endpointer:
         self._words_done_pause = 0
         first_decision = turn_check_silence_ms if end_of_turn else endpoint_silence_ms
         self._tail_ms = min(tail_ms, first_decision)
+        self._quiet_peak = tail_quiet_peak
         self._pauses = 0
         self._preroll: collections.deque[np.ndarray] = collections.deque(maxlen=max(1, int(preroll_ms / self._window_ms)))
         self._pending = np.zeros(0, np.float32)
@@ -149,6 +153,7 @@ class Endpointer:
         self._windows: list[np.ndarray] = []
         self._speech_ms = 0.0
         self._silence_ms = 0.0
+        self._quiet_ms = 0.0  # since the last window with a sample louder than ``tail_quiet_peak``
         self._last_speech_at = 0.0
         self._snapshot: int | None = None  # windows offered by this pause's SpeechPaused
         self._next_check_ms: float | None = None  # silence at which the end-of-turn model is asked next
@@ -181,6 +186,8 @@ class Endpointer:
             return [SpeechStarted(at=now), *([SpeechConfirmed(at=now)] if self._speech_ms >= self._min_speech_ms else [])]
         self._windows.append(window)
         events: list[EndpointEvent] = []
+        loud = not self._quiet_peak or float(np.abs(window).max()) > self._quiet_peak
+        self._quiet_ms = 0.0 if loud else self._quiet_ms + self._window_ms
         if prob >= self._off:
             confirmed = self._speech_ms < self._min_speech_ms <= self._speech_ms + self._window_ms
             self._speech_ms += self._window_ms
@@ -197,7 +204,7 @@ class Endpointer:
         if not long_enough and self._silence_ms >= self._discard_silence_ms:
             self._reset_utterance()
             return [SpeechDiscarded(at=now)]
-        if long_enough and self._snapshot is None and self._silence_ms >= self._tail_ms:
+        if long_enough and self._snapshot is None and self._silence_ms and max(self._silence_ms, self._quiet_ms) >= self._tail_ms:
             self._pauses += 1
             self._snapshot = len(self._windows)
             events.append(SpeechPaused(np.concatenate(self._windows), self._pauses))

@@ -33,7 +33,7 @@ def new_endpointer(models: AgentModels, vad: VadSettings) -> Endpointer:
         end_of_turn=end_of_turn.probability if end_of_turn is not None else None,
         turn_check_silence_ms=vad.turn_check_silence_ms, turn_max_silence_ms=vad.turn_max_silence_ms,
         turn_threshold=vad.turn_threshold, turn_recheck_ms=vad.turn_recheck_ms, tail_ms=vad.tail_ms,
-        words_done_silence_ms=vad.text_turn_done_silence_ms,
+        words_done_silence_ms=vad.text_turn_done_silence_ms, tail_quiet_peak=vad.tail_quiet_peak,
     )
 
 

@@ -62,6 +62,12 @@ class VadSettings(Section):
     # same words on the bench's 32 questions sent through Opus and cut by the VAD at 96, 128 or 224 ms
     # (at 64 ms two of them changed).
     tail_ms: int = Field(96, ge=32, le=1000)
+    # ... counted from the last window with a sample louder than this (about -34 dBFS) as soon as the VAD
+    # hears silence: Silero's speech goes on ~60 ms past the last audible sound (median on the bench's 24
+    # questions through Opus; 0 to 110 ms), so the pause's transcription starts that much sooner. Offline
+    # (2026-12-07): the same words on 23 of those 24 (the other misheard either way) and on five LibriVox
+    # sentences, which got 2 more pauses (passes thrown away). 0: count the VAD's silence alone.
+    tail_quiet_peak: float = Field(0.02, ge=0, le=1)
     preroll_ms: int = Field(250, ge=0)
     max_utterance_s: float = Field(20.0, gt=1)
     # A blip shorter than min_speech_ms is dropped once this much silence follows it.

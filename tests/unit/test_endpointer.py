@@ -114,6 +114,30 @@ def test_the_committed_utterance_is_the_one_offered_when_the_pause_began():
     assert events.index(paused[0]) < events.index(utterance)
 
 
+def paused_at(levels: list[float], probs: list[float], **kwargs) -> list[int]:
+    """The windows at which SpeechPaused came, feeding window ``i`` at amplitude ``levels[i]``."""
+    endpointer = Endpointer(ScriptedVad(probs), endpoint_silence_ms=450, tail_ms=96, **kwargs)
+    out = []
+    for i, level in enumerate(levels):
+        events = endpointer.process(np.full(WINDOW, level, np.float32), now=i * 0.032)
+        out += [i for e in events if isinstance(e, SpeechPaused)]
+    return out
+
+
+def test_the_tail_counts_from_the_last_audible_window_once_the_vad_hears_silence():
+    """The VAD's speech outlasts the sound: its windows after the last audible one count toward the tail."""
+    speech, lag = windows(800), 3  # the VAD calls 3 quiet windows speech after the sound stops
+    probs = [0.9] * (speech + lag) + [0.0] * windows(600)
+    levels = [0.3] * speech + [0.001] * (len(probs) - speech)
+    without = paused_at(levels, probs)
+    with_quiet = paused_at(levels, probs, tail_quiet_peak=0.02)
+    assert without == [speech + lag + 2]  # three silent windows: 96 ms of the VAD's silence
+    assert with_quiet == [speech + lag]  # the first silent window: 96 ms and more since the last sound
+    # a sound still audible keeps the VAD's own count, and the VAD's speech alone never pauses
+    assert paused_at([0.3] * len(probs), probs, tail_quiet_peak=0.02) == without
+    assert paused_at(levels, [0.9] * len(probs), tail_quiet_peak=0.02) == []
+
+
 def test_speech_after_a_pause_offers_a_new_snapshot():
     probs = [0.9] * windows(500) + [0.0] * windows(250) + [0.9] * windows(500) + [0.0] * windows(600)
     events = run(probs, endpoint_silence_ms=450, tail_ms=100)
