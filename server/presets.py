@@ -11,7 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "cpu": {},
+    "cpu": {
+        # A pass on the CPU already uses every core, and N utterances go faster one by one than batched
+        # (2.54 vs 1.83 utterances/s on 2 cores): no waiting for company — utterances that arrive while a
+        # pass runs still queue and share the next one. The 10 ms wait was on every pause's transcript.
+        "stt": {"batch_window_ms": 0.0},
+    },
     "gpu": {
         "stt": {
             "device": "cuda", "compute_type": "float16", "model": "large-v3-turbo",
