@@ -31,8 +31,9 @@ STARVED_MIN_WORDS = 2
 class Reply:
     """Generates and speaks one turn's reply; ``run`` returns once its last sample has been played.
 
-    ``streaming`` speaks clause by clause (the first after ``first_chunk_max_words``); otherwise the
-    whole reply is synthesized once the LLM is done (the naive baseline).
+    ``streaming`` speaks clause by clause (the first after ``first_chunk_max_words``, its voice synthesized
+    a token ahead where the next token begins a word: ``voice_first_ahead``); otherwise the whole reply is
+    synthesized once the LLM is done (the naive baseline).
     """
 
     def __init__(
@@ -48,6 +49,7 @@ class Reply:
         first_chunk_max_words: int = 3,
         on_voiced: Callable[[Turn], None] | None = None,
         first_words: Callable[[str], contextlib.AbstractContextManager[bool]] | None = None,
+        voice_first_ahead: bool = True,
     ) -> None:
         self.turn = turn
         self._playout = playout
@@ -61,6 +63,9 @@ class Reply:
         self._first_chunk_max_words = first_chunk_max_words
         self._synthesizing = False
         self._synthesis_s = 0.0  # how long the last chunk took to synthesize
+        # The first chunk's voice, synthesized one token ahead: text → its synthesis (``_voice_ahead``).
+        self._voice_first_ahead = voice_first_ahead and streaming and first_words is None
+        self._ahead: dict[str, asyncio.Future[np.ndarray]] = {}
 
     async def run(self, stream: AsyncIterator[str]) -> None:
         chunks: asyncio.Queue[Chunk | None] = asyncio.Queue()
@@ -69,6 +74,8 @@ class Reply:
             await self._generate(stream, chunks, speaking)
             await speaking
         finally:
+            for ahead in self._ahead.values():
+                ahead.cancel()
             if not speaking.done():
                 speaking.cancel()
                 try:
@@ -97,6 +104,8 @@ class Reply:
                 continue  # the naive baseline speaks only once the whole reply is known
             for chunk in chunker.feed(delta):
                 put(chunk)
+            if not chunker.emitted:
+                self._voice_ahead(chunker.first_if_a_word_begins())
             if chunker.emitted and chunks.empty() and self._running_low():
                 early = chunker.cut_words(STARVED_MIN_WORDS)
                 if early:
@@ -107,6 +116,32 @@ class Reply:
         if rest:
             put(rest)
         chunks.put_nowait(None)
+
+    def _voice_ahead(self, chunk: str | None) -> None:
+        """Start synthesizing ``chunk``, the first chunk should the next token begin a word (the usual case:
+        the chunker waits for it to know the last word is whole), so that its voice is ready one token
+        sooner. One at a time; not for a slow voice (``first_words``: the LLM yields it the cores while it
+        synthesizes) nor where the first chunk was voiced ahead already (``voice_first_ahead`` false)."""
+        if chunk is None or not self._voice_first_ahead:
+            return
+        text = clean_for_speech(chunk)
+        if not has_words(text) or text in self._ahead or any(not ahead.done() for ahead in self._ahead.values()):
+            return
+        ahead = asyncio.ensure_future(self._synthesize(text))
+        ahead.add_done_callback(lambda done: done.cancelled() or done.exception())  # a miss's failure is nobody's
+        self._ahead[text] = ahead
+
+    async def _synthesized(self, text: str, hold: Callable[[str], contextlib.AbstractContextManager[bool]] | None) -> np.ndarray:
+        """``text``'s voice: the one synthesized ahead for exactly this text if there is one (and it did not
+        fail), otherwise synthesized now (``hold`` around it)."""
+        ahead = self._ahead.pop(text, None)
+        if ahead is not None:
+            try:
+                return await ahead
+            except Exception:  # (a BackendError): synthesized again below, which reports its own failure
+                pass
+        with hold(text) if hold is not None else contextlib.nullcontext(False):
+            return await self._synthesize(text)
 
     def _running_low(self) -> bool:
         """Nothing is being synthesized and the audio queued will be played out within the low-water mark."""
@@ -132,8 +167,7 @@ class Reply:
                 self._synthesizing, started = True, time.monotonic()
                 hold = self._first_words if reporter is None else None  # (nothing is heard yet)
                 try:
-                    with hold(text) if hold is not None else contextlib.nullcontext(False):
-                        audio = await self._synthesize(text)
+                    audio = await self._synthesized(text, hold)
                 finally:
                     self._synthesizing, self._synthesis_s = False, time.monotonic() - started
                 start = self._playout.buffer.pushed

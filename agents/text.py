@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import copy
 import re
 from typing import Iterator
 
@@ -27,6 +28,7 @@ CJK_MAX_CHARS = 24
 CJK_WORD_SLACK = 2
 # ... or forward to the next word end, waiting at most this many characters for it (then it cuts by length).
 CJK_WORD_WAIT = 3
+_NEXT_WORD = "and"  # a stand-in for the word a delta may begin (any word that does not close a phrase)
 _MARKDOWN = re.compile(r"[*_#`~>|]+|\[(.*?)\]\(.*?\)")
 
 
@@ -178,6 +180,15 @@ class SentenceChunker:
     def emitted(self) -> int:
         """Chunks released so far."""
         return self._emitted
+
+    def first_if_a_word_begins(self) -> str | None:
+        """The first chunk as it would be released if the next delta began a new word (None once a chunk
+        is out, or if it would not be released then): its voice can be synthesized one LLM token sooner,
+        and used if the chunk released turns out to be exactly this text."""
+        if self._emitted or not self._first_chunk_max_words or has_cjk(self._pending):
+            return None
+        trial = copy.copy(self)  # (every field is immutable: feeding the copy leaves this one as it is)
+        return next(iter(trial.feed(" " + _NEXT_WORD)), None)
 
     def flush(self) -> str:
         """Return whatever text is left at the end of the stream."""

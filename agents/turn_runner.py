@@ -88,6 +88,7 @@ class TurnRunner:
                 first_chunk_max_words=self._settings.first_chunk_max_words,
                 on_voiced=lambda voiced: self._prime_after(voiced, group, language),
                 first_words=self._yield_to_voice if getattr(voice, "slow", False) else None,  # (Kokoro)
+                voice_first_ahead=voiced is None,  # (voiced ahead already: its first chunk is synthesized)
             )
             await reply.run(stream)
             self._on_ended(turn, True)

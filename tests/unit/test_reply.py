@@ -61,3 +61,37 @@ async def test_words_go_to_the_voice_before_the_audio_queued_runs_out():
     assert turn.reply.strip().endswith("live there.")
     said = " ".join(turn.reply[s.raw_start:s.raw_end].strip() for s in turn.segments)
     assert said.split() == turn.reply.split()  # every word spoken once, in order
+
+
+async def test_the_first_chunk_is_voiced_a_token_ahead_and_used_only_for_its_own_text():
+    """The first chunk's synthesis starts on the token before its release; a guess the next token proved
+    wrong ("eigh" + "t") is not used, and the right one is not synthesized twice."""
+    calls: list[str] = []
+
+    async def synthesize(text: str) -> np.ndarray:
+        calls.append(text)
+        return np.full(VOICE_RATE // 2 + len(text), 0.2, np.float32)  # half a second, told apart by its length
+
+    async def llm():
+        for delta in ["Spiders", " have", " eigh", "t", " legs", ".", " Each", " ends", " in", " a", " claw", "."]:
+            await asyncio.sleep(0.01)
+            yield delta
+
+    playout = PlayoutTrack()
+
+    async def play() -> None:
+        while True:
+            await playout.recv()
+
+    player = asyncio.create_task(play())
+    now = time.monotonic()
+    turn = Turn(1, TurnTimer(1, now, now), "How many legs does a spider have?")
+    reply = Reply(turn, playout, synthesize, VOICE_RATE, lambda event: None, lambda turn: None, first_chunk_max_words=3)
+    try:
+        await asyncio.wait_for(reply.run(llm()), 20)
+    finally:
+        player.cancel()
+    assert calls == ["Spiders have eigh", "Spiders have eight", "legs.", "Each ends in a claw."]
+    first = turn.segments[0]
+    assert turn.reply[first.raw_start:first.raw_end] == "Spiders have eight"
+    assert first.end - first.start == (VOICE_RATE // 2 + len("Spiders have eight")) * WEBRTC_RATE // VOICE_RATE

@@ -97,6 +97,39 @@ def test_word_count_cut_waits_for_the_next_word_to_begin():
     assert list(chunker.feed(" fo")) == ["one two three"]
 
 
+@pytest.mark.parametrize("deltas", [
+    ["The", " capital", " of", " France", " is", " Paris", "."],  # "of" hangs: the peek waits for "France" too
+    ["Sp", "iders", " have", " eight", " legs", "."],
+    ["The", " moon", " is", " about", " ", "3", "8", "4", ",", "4", "0", "0", " kil", "ometers", "."],
+    ["Yes", ",", " water", " boils", " at", " 100", " degrees", "."],
+])
+def test_the_first_chunk_can_be_seen_a_token_before_it_is_released(deltas):
+    """``first_if_a_word_begins`` names the first chunk one delta early where the next delta begins a word,
+    and never changes what ``feed`` releases."""
+    peeking, plain = SentenceChunker(first_chunk_max_words=3), SentenceChunker(first_chunk_max_words=3)
+    peeked: list[str | None] = []
+    first: str | None = None
+    for delta in deltas:
+        released = list(peeking.feed(delta))
+        assert released == list(plain.feed(delta))
+        if released and first is None:
+            first = released[0]
+            break
+        peeked.append(peeking.first_if_a_word_begins())
+    assert first is not None
+    if deltas[len(peeked)].startswith(" "):  # released as a word began: seen on the delta before
+        assert peeked[-1] == first
+    assert peeking.first_if_a_word_begins() is None  # nothing once a chunk is out
+
+
+def test_no_first_chunk_is_seen_ahead_before_there_are_words_enough():
+    chunker = SentenceChunker(first_chunk_max_words=3)
+    assert list(chunker.feed("Spiders have")) == []
+    assert chunker.first_if_a_word_begins() is None
+    assert list(chunker.feed(" eight")) == []
+    assert chunker.first_if_a_word_begins() == "Spiders have eight"
+
+
 @pytest.mark.parametrize("text, unfinished", [
     ("What is the capital of?", True), ("What is the difference between?", True), ("I was thinking that", True),
     ("So, the thing is…", True), ("Tell me about,", True), ("Can you tell me about my", True),
