@@ -204,7 +204,7 @@ class Endpointer:
         if not long_enough and self._silence_ms >= self._discard_silence_ms:
             self._reset_utterance()
             return [SpeechDiscarded(at=now)]
-        if long_enough and self._snapshot is None and self._silence_ms and max(self._silence_ms, self._quiet_ms) >= self._tail_ms:
+        if long_enough and self._snapshot is None and self._silence_ms > 0 and max(self._silence_ms, self._quiet_ms) >= self._tail_ms:
             self._pauses += 1
             self._snapshot = len(self._windows)
             events.append(SpeechPaused(np.concatenate(self._windows), self._pauses))

@@ -133,8 +133,12 @@ class Reply:
 
     async def _synthesized(self, text: str, hold: Callable[[str], contextlib.AbstractContextManager[bool]] | None) -> np.ndarray:
         """``text``'s voice: the one synthesized ahead for exactly this text if there is one (and it did not
-        fail), otherwise synthesized now (``hold`` around it)."""
+        fail), otherwise synthesized now (``hold`` around it). Guesses that missed and have not reached the
+        voice yet (deltas that came in a burst) are dropped."""
         ahead = self._ahead.pop(text, None)
+        for missed in self._ahead.values():
+            missed.cancel()
+        self._ahead.clear()
         if ahead is not None:
             try:
                 return await ahead
