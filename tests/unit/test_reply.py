@@ -30,14 +30,22 @@ async def _slow_llm():
         yield " " + word
 
 
-async def test_words_go_to_the_voice_before_the_audio_queued_runs_out():
-    playout = PlayoutTrack()
+async def _played(reply: Reply, playout: PlayoutTrack, stream) -> None:
+    """Run ``reply`` on ``stream`` while a player takes ``playout``'s frames as aiortc's sender does."""
 
-    async def play() -> None:  # what aiortc's sender does: take a frame every 20 ms
+    async def play() -> None:  # a frame every 20 ms
         while True:
             await playout.recv()
 
     player = asyncio.create_task(play())
+    try:
+        await asyncio.wait_for(reply.run(stream), 20)
+    finally:
+        player.cancel()
+
+
+async def test_words_go_to_the_voice_before_the_audio_queued_runs_out():
+    playout = PlayoutTrack()
     pushes: list[tuple[int, int]] = []  # (samples still queued when a chunk arrived, its end)
     push = playout.push
 
@@ -51,10 +59,7 @@ async def test_words_go_to_the_voice_before_the_audio_queued_runs_out():
     now = time.monotonic()
     turn = Turn(1, TurnTimer(1, now, now), "What is the capital of France?")
     reply = Reply(turn, playout, _synthesize, VOICE_RATE, lambda event: None, lambda turn: None, first_chunk_max_words=4)
-    try:
-        await asyncio.wait_for(reply.run(_slow_llm()), 20)
-    finally:
-        player.cancel()
+    await _played(reply, playout, _slow_llm())
     assert len(pushes) >= 3, pushes  # the long sentence did not wait for its full stop
     # Every chunk after the first arrived while the one before still played: no silence mid-reply.
     assert all(queued > 0 for queued, _ in pushes[1:]), [(q / WEBRTC_RATE, e) for q, e in pushes]
@@ -78,19 +83,10 @@ async def test_the_first_chunk_is_voiced_a_token_ahead_and_used_only_for_its_own
             yield delta
 
     playout = PlayoutTrack()
-
-    async def play() -> None:
-        while True:
-            await playout.recv()
-
-    player = asyncio.create_task(play())
     now = time.monotonic()
     turn = Turn(1, TurnTimer(1, now, now), "How many legs does a spider have?")
     reply = Reply(turn, playout, synthesize, VOICE_RATE, lambda event: None, lambda turn: None, first_chunk_max_words=3)
-    try:
-        await asyncio.wait_for(reply.run(llm()), 20)
-    finally:
-        player.cancel()
+    await _played(reply, playout, llm())
     assert calls == ["Spiders have eigh", "Spiders have eight", "legs.", "Each ends in a claw."]
     first = turn.segments[0]
     assert turn.reply[first.raw_start:first.raw_end] == "Spiders have eight"
