@@ -116,6 +116,9 @@ class Anticipation:
         reply is speculated on once the transcript is there, or the words held before it are heard with it."""
         self._hearing.cancel_interim()
         held = self._asking.held(speaker.participant_id)
+        endpointer = self._endpointers.get(speaker.participant_id)
+        if endpointer is not None:
+            endpointer.await_words(event.pause)  # (the end-of-turn model waits for them: ``vad.words_first_ms``)
         self._hearing.at_pause(
             speaker.participant_id, event.pause, event.samples, held,
             lambda part: self._heard_with(held, part, event.samples, speaker, event.pause),  # (called only where held)
@@ -132,6 +135,9 @@ class Anticipation:
         try:
             parts = lambda: self._parts_text(held, part)  # noqa: E731 - run only if the whole pass needs it
             samples, text = await self._speech.whole_first(held.samples, samples, held.text, parts)
+        except BaseException:
+            self._words_known(speaker, pause, whole=False)
+            raise
         finally:
             part.spare()
         self._judge(speaker, text, pause, held=False)
@@ -145,8 +151,10 @@ class Anticipation:
         """The early transcript is ready and the turn is still open: start the reply now, so it is under
         way when the end-of-turn model makes up its mind (adopted only if the question stays the same)."""
         if self._floor.closed or not early.pending or self._hearing.current(speaker.participant_id) is not early:
+            self._words_known(speaker, early.pause, whole=False)
             return  # the turn was decided meanwhile (its decision uses the transcript), or the caller went on
         if early.task.cancelled() or early.task.exception() is not None:
+            self._words_known(speaker, early.pause, whole=False)
             return
         text = early.task.result().strip()
         # First (the reply below then finds the conversation in the LLM's cache): do these words stop mid-sentence?
@@ -203,6 +211,7 @@ class Anticipation:
         (see ``OpenQuestions.so_far`` for ``held``); the decision takes the verdict, and words that plainly
         read whole are told to the endpointer."""
         if self._settings().vad.endpoint != "smart" or not has_words(text) or self._floor.closed:
+            self._words_known(speaker, pause, whole=False)
             return
         asked = self._asking.so_far(speaker, text, held=held)
         judged = self._ahead.sentence_ends.start(
@@ -210,19 +219,27 @@ class Anticipation:
         )
         if judged is not None:
             judged.add_done_callback(lambda task: self._words_judged(task, pause, speaker))
+        else:
+            self._words_known(speaker, pause, whole=False)
 
     def _words_judged(self, task: asyncio.Task[SentenceVerdict], pause: int, speaker: Speaker) -> None:
         """Words that plainly read as a whole sentence end their pause sooner than the voice alone would
-        (``vad.text_turn_done_silence_ms``), if the caller is still silent in it."""
-        if task.cancelled() or task.exception() is not None or self._floor.closed:
-            return
-        verdict, vad = task.result(), self._settings().vad
-        if verdict.unfinished or verdict.probability is None or verdict.probability < vad.text_turn_done_threshold:
-            return
+        (``vad.text_turn_done_silence_ms``), if the caller is still silent in it; other verdicts leave it
+        to the end-of-turn model."""
+        whole = False
+        if not task.cancelled() and task.exception() is None and not self._floor.closed:
+            verdict, vad = task.result(), self._settings().vad
+            whole = not verdict.unfinished and (verdict.probability or 0.0) >= vad.text_turn_done_threshold
+            if whole:
+                self._log.debug("the words of pause %d read whole (%.2f): told the endpointer", pause, verdict.probability)
+        self._words_known(speaker, pause, whole=whole)
+
+    def _words_known(self, speaker: Speaker, pause: int, *, whole: bool) -> None:
+        """Tell ``speaker``'s endpointer that the words of ``pause`` read whole (they end it), or that they
+        are known and leave the end of the turn to the end-of-turn model."""
         endpointer = self._endpointers.get(speaker.participant_id)
         if endpointer is not None:
-            self._log.debug("the words of pause %d read whole (%.2f): told the endpointer", pause, verdict.probability)
-            endpointer.words_done(pause)
+            (endpointer.words_done if whole else endpointer.words_heard)(pause)
 
     def _may_speculate(self, text: str, speaker: Speaker) -> bool:
         """Only a plain next question: words, nothing held or pending, nobody's reply playing."""

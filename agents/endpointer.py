@@ -81,6 +81,12 @@ class Endpointer:
     after ``words_done_silence_ms`` (0: never) once the words of the pause are known to read as a whole
     sentence (``words_done``: the voice may sound unfinished, the words say otherwise).
 
+    With ``words_first_ms``, a pause whose words are being transcribed and judged (``await_words``) does
+    not ask the model until they are (``words_done`` or ``words_heard``) or that much silence has passed:
+    words that read whole end it at ``words_done_silence_ms`` without the model, which runs only where
+    the words leave it open. On a 2-core CPU its inference beside the LLM's judgement of those very
+    words took as long again as the judgement itself.
+
     ``tail_ms`` into every pause, ``SpeechPaused`` offers the utterance so far; an utterance that ends
     in that pause carries exactly those samples, so a transcript started then is the final one. With
     ``tail_quiet_peak``, the tail counts from the last window with a sample above that peak once the VAD
@@ -109,6 +115,7 @@ class Endpointer:
         tail_ms: int = 200,
         words_done_silence_ms: int = 500,
         tail_quiet_peak: float = 0.0,
+        words_first_ms: int = 0,
     ) -> None:
         self._vad = vad
         self._window = vad.window_samples
@@ -130,6 +137,11 @@ class Endpointer:
         # ``process`` runs on the VAD's: a single attribute written there and read here, matched against
         # the pause counter, so a mark that arrives late for a pause already over does nothing.
         self._words_done_pause = 0
+        # ... and, the same way, the pause whose words are being transcribed and judged, and the last pause
+        # whose words are known and leave the end of the turn to the model.
+        self._words_awaited_pause = 0
+        self._words_heard_pause = 0
+        self._words_first_ms = words_first_ms if end_of_turn is not None and words_done_silence_ms > 0 else 0
         first_decision = turn_check_silence_ms if end_of_turn else endpoint_silence_ms
         self._tail_ms = min(tail_ms, first_decision)
         self._quiet_peak = tail_quiet_peak
@@ -221,6 +233,26 @@ class Endpointer:
         still going on, it ends the turn once ``words_done_silence_ms`` of silence have passed."""
         self._words_done_pause = pause
 
+    def await_words(self, pause: int) -> None:
+        """The words of ``pause`` are being transcribed and judged: with ``words_first_ms``, the model is
+        not asked in that pause before they are known (``words_done`` / ``words_heard``)."""
+        self._words_awaited_pause = pause
+
+    def words_heard(self, pause: int) -> None:
+        """The words of ``pause`` are known and do not end it (not whole, not judged, or failed): the
+        model decides, as soon as it is due."""
+        self._words_heard_pause = pause
+
+    def _waiting_for_words(self, words_done: bool) -> bool:
+        """Whether the model is not to be asked now (``words_first_ms``): the words of this pause read whole
+        (they end it at ``words_done_silence_ms``), or are still being judged."""
+        if not self._words_first_ms or self._snapshot is None:
+            return False
+        if words_done:
+            return True
+        awaited = self._words_awaited_pause == self._pauses and self._words_heard_pause != self._pauses
+        return awaited and self._silence_ms < self._words_first_ms
+
     def _turn_is_over(self) -> bool:
         if self._end_of_turn is None:
             return self._silence_ms >= self._silence_ms_needed
@@ -229,6 +261,8 @@ class Endpointer:
         words_done = self._words_done_ms > 0 and self._snapshot is not None and self._words_done_pause == self._pauses
         if words_done and self._silence_ms >= self._words_done_ms:
             return True
+        if self._waiting_for_words(words_done):
+            return False
         due = self._check_ms if self._next_check_ms is None else self._next_check_ms
         if self._silence_ms < due or self._speech_ms < self._min_speech_ms:
             return False

@@ -23,8 +23,10 @@ from parley.core.audio import FrameToAgentPcm, arrival_of
 from parley.agents.settings import VadSettings
 
 
-def new_endpointer(models: AgentModels, vad: VadSettings) -> Endpointer:
-    """An endpointer over a fresh VAD stream, with the end-of-turn model when one is loaded."""
+def new_endpointer(models: AgentModels, vad: VadSettings, *, words_judged: bool = True) -> Endpointer:
+    """An endpointer over a fresh VAD stream, with the end-of-turn model when one is loaded;
+    ``words_judged``: each pause's words are transcribed and judged as it begins (the model waits for them,
+    ``vad.words_first_ms``)."""
     end_of_turn = models.end_of_turn
     return Endpointer(
         models.vad.open_stream(), threshold=vad.threshold, min_speech_ms=vad.min_speech_ms,
@@ -34,6 +36,7 @@ def new_endpointer(models: AgentModels, vad: VadSettings) -> Endpointer:
         turn_check_silence_ms=vad.turn_check_silence_ms, turn_max_silence_ms=vad.turn_max_silence_ms,
         turn_threshold=vad.turn_threshold, turn_recheck_ms=vad.turn_recheck_ms, tail_ms=vad.tail_ms,
         words_done_silence_ms=vad.text_turn_done_silence_ms, tail_quiet_peak=vad.tail_quiet_peak,
+        words_first_ms=vad.words_first_ms if words_judged else 0,
     )
 
 

@@ -168,7 +168,7 @@ class AgentSession:
         if self._settings.agent.pipeline == "naive":
             await self._listen_naive(track, speaker)
             return
-        endpointer = new_endpointer(self._models, self._settings.vad)
+        endpointer = new_endpointer(self._models, self._settings.vad, words_judged=self._settings.agent.speculate)
         listener = Listener(
             endpointer, self._models.vad_executor, lambda event: self._on_endpoint_event(event, speaker), canceller,
         )

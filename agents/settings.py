@@ -48,6 +48,13 @@ class VadSettings(Section):
     # endpoint's 450; cut questions score ≤ 0.02 ("Why do leave" 0.018, "Tell me a fun fact" 0.001).
     text_turn_done_threshold: float = Field(0.3, gt=0, le=1)
     text_turn_done_silence_ms: int = Field(500, ge=0)
+    # Smart Turn waits (up to this much silence) for the words of a pause to be transcribed and judged,
+    # and is not asked at all where they read whole (≥ text_turn_done_threshold): those end the turn at
+    # text_turn_done_silence_ms, still before the reply's first words are ready on a CPU. On 2 cores its
+    # inference beside the LLM's judgement of the same words took that judgement 51 → 147 ms (median of 8,
+    # a 1-token judgement, llama.cpp's two threads sharing the cores with it). 0: asked at
+    # turn_check_silence_ms regardless (the GPU profile: there the reply is ready sooner, and the CPU free).
+    words_first_ms: int = Field(700, ge=0)
     # After words that stop mid-sentence (by the word rules or the LLM), the turn waits this long after
     # the caller's last speech for them to go on (longer than turn_max_silence_ms: a listener who heard
     # "What is the best way" waits for the rest).

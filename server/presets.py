@@ -30,6 +30,8 @@ PRESETS: dict[str, dict[str, Any]] = {
             "timeout_s": 30.0, "extra_body": {"chat_template_kwargs": {"enable_thinking": False}},
         },
         "tts": {"backend": "fish-speech", "url": "http://127.0.0.1:8081", "voice": "default", "gain_db": 0.0},
+        # Smart Turn runs on the CPU beside a GPU LLM, and the reply is ready long before 500 ms of silence.
+        "vad": {"words_first_ms": 0},
         "http": {"max_calls": 100},
         "agent": {"capacity": 32},
         "inference_threads": 8,

@@ -217,3 +217,62 @@ def test_an_unmarked_pause_or_words_done_off_still_waits_for_the_cap(words_done_
         events += endpointer.process(np.full(WINDOW, 0.1, np.float32), now=i * 0.032)
     (utterance,) = [e for e in events if isinstance(e, Utterance)]
     assert 1.45 <= utterance.endpoint_at - utterance.speech_end_at <= 1.55
+
+
+def asked_at(news: str | None, *, words_first_ms: int = 700, announce: bool = True, news_at_ms: float = 320) -> tuple[list[float], float]:
+    """One utterance (600 ms of speech, then silence) whose pause's words are awaited (``announce``) and
+    become known at ``news_at_ms`` of silence as ``news`` ("done", "heard" or None: never); returns the
+    silence (ms) at each of the end-of-turn model's verdicts, and at the endpoint."""
+    asked: list[float] = []
+    endpointer: Endpointer
+
+    def model(samples: np.ndarray) -> float:
+        asked.append(endpointer.silence_ms)
+        return 0.9  # finished
+
+    endpointer = Endpointer(
+        ScriptedVad([0.9] * windows(600) + [0.0] * windows(2000)), end_of_turn=model, turn_check_silence_ms=200,
+        turn_max_silence_ms=1500, tail_ms=96, words_done_silence_ms=500, words_first_ms=words_first_ms,
+    )
+    pause, told, utterance = None, False, None
+    for i in range(windows(2600)):
+        for event in endpointer.process(np.full(WINDOW, 0.1, np.float32), now=i * 0.032):
+            if isinstance(event, SpeechPaused) and announce:
+                pause = event.pause
+                endpointer.await_words(pause)
+            if isinstance(event, Utterance):
+                utterance = event
+        if pause is not None and not told and news and endpointer.silence_ms >= news_at_ms:
+            told = True
+            (endpointer.words_done if news == "done" else endpointer.words_heard)(pause)
+        if utterance is not None:
+            break
+    assert utterance is not None
+    return asked, (utterance.endpoint_at - utterance.speech_end_at) * 1000
+
+
+def test_the_turn_model_waits_for_the_words_and_is_not_asked_where_they_read_whole():
+    """Words that read whole end the pause at words_done_silence_ms, the model never asked."""
+    asked, endpoint_ms = asked_at("done")
+    assert asked == []
+    assert 490 <= endpoint_ms <= 560
+
+
+def test_the_turn_model_is_asked_once_the_words_leave_the_turn_open():
+    """Not before the words are known (at 320 ms of silence, past the 200 ms check), then at once."""
+    asked, endpoint_ms = asked_at("heard")
+    assert len(asked) == 1 and 320 <= asked[0] < 360
+    assert 320 <= endpoint_ms < 360
+
+
+def test_without_news_of_the_words_the_turn_model_is_asked_at_words_first_ms():
+    asked, _ = asked_at(None)
+    assert len(asked) == 1 and 700 <= asked[0] < 740
+
+
+@pytest.mark.parametrize("words_first_ms, announce", [(0, True), (700, False)])
+def test_the_turn_model_is_asked_at_the_check_when_off_or_no_words_are_awaited(words_first_ms, announce):
+    """``words_first_ms`` 0 (the GPU profile), or a pause whose words nobody transcribes (no ``await_words``)."""
+    asked, endpoint_ms = asked_at("heard", words_first_ms=words_first_ms, announce=announce)
+    assert len(asked) == 1 and 200 <= asked[0] < 240
+    assert endpoint_ms < 240

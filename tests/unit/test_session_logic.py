@@ -1009,7 +1009,8 @@ async def test_while_the_echo_canceller_learns_the_agent_stops_only_for_speech_t
 @pytest.mark.parametrize("score, marked", [(0.61, [1]), (0.1, []), (None, [])])
 async def test_words_that_read_whole_tell_the_endpointer_to_end_the_pause_soon(settings, score, marked):
     """The LLM reads the pause's words as a whole sentence (≥ vad.text_turn_done_threshold): the caller's
-    endpointer hears of it, for that pause; a middling score or no score leaves the pause to the voice."""
+    endpointer hears of it, for that pause; a middling score or no score leaves the pause to the voice
+    (``words_heard``: the end-of-turn model, which waited for the words since the pause began, decides)."""
     models = StandInModels({16_000: "How many continents are there?"})
 
     async def sentence_end_probability(messages, words):
@@ -1018,10 +1019,14 @@ async def test_words_that_read_whole_tell_the_endpointer_to_end_the_pause_soon(s
     models.llm.sentence_end_probability = sentence_end_probability
     session, emitted, playout = _session(models, settings)
     told: list[int] = []
-    with session._anticipation.listening(ADA.participant_id, SimpleNamespace(words_done=told.append)):  # type: ignore[arg-type]
+    awaited: list[int] = []
+    heard: list[int] = []
+    endpointer = SimpleNamespace(words_done=told.append, await_words=awaited.append, words_heard=heard.append)
+    with session._anticipation.listening(ADA.participant_id, endpointer):  # type: ignore[arg-type]
         session._on_endpoint_event(SpeechPaused(np.zeros(16_000, np.float32), pause=1), ADA)
         await asyncio.sleep(0.1)
     assert settings.vad.text_turn_done_threshold == 0.3 and told == marked
+    assert awaited == [1] and heard == ([] if marked else [1])
     models.release.set()
     await session.close()
     playout.stop()
