@@ -117,8 +117,9 @@ class Anticipation:
         self._hearing.cancel_interim()
         held = self._asking.held(speaker.participant_id)
         endpointer = self._endpointers.get(speaker.participant_id)
-        if endpointer is not None:
-            endpointer.await_words(event.pause)  # (the end-of-turn model waits for them: ``vad.words_first_ms``)
+        if endpointer is not None and held is None and self._may_speculate_now():
+            # A reply may be started on these words: the end-of-turn model waits for them (``vad.words_first_ms``).
+            endpointer.await_words(event.pause)
         self._hearing.at_pause(
             speaker.participant_id, event.pause, event.samples, held,
             lambda part: self._heard_with(held, part, event.samples, speaker, event.pause),  # (called only where held)
@@ -235,18 +236,26 @@ class Anticipation:
         self._words_known(speaker, pause, whole=whole)
 
     def _words_known(self, speaker: Speaker, pause: int, *, whole: bool) -> None:
-        """Tell ``speaker``'s endpointer that the words of ``pause`` read whole (they end it), or that they
-        are known and leave the end of the turn to the end-of-turn model."""
+        """Tell ``speaker``'s endpointer that the words of ``pause`` read whole (they end it at
+        ``vad.text_turn_done_silence_ms``), and whether the end-of-turn model is to be asked now: unless they
+        read whole and their reply is under way (the turn's end is then not what the caller waits for, and
+        the model would share the cores with that reply's first words)."""
         endpointer = self._endpointers.get(speaker.participant_id)
-        if endpointer is not None:
-            (endpointer.words_done if whole else endpointer.words_heard)(pause)
+        if endpointer is None:
+            return
+        if whole:
+            endpointer.words_done(pause)
+        if not whole or not self._ahead.speculating(speaker.participant_id, pause):
+            endpointer.words_heard(pause)
+
+    def _may_speculate_now(self) -> bool:
+        """The caller has the floor and no reply of the agent's is playing or pending."""
+        floor = self._floor
+        return floor.state == State.USER_SPEAKING and not (floor.current_turn is not None and floor.current_turn.active)
 
     def _may_speculate(self, text: str, speaker: Speaker) -> bool:
         """Only a plain next question: words, nothing held or pending, nobody's reply playing."""
-        floor = self._floor
-        if not has_words(text) or self._asking.held(speaker.participant_id) is not None or floor.state != State.USER_SPEAKING:
-            return False
-        if floor.current_turn is not None and floor.current_turn.active:
+        if not has_words(text) or self._asking.held(speaker.participant_id) is not None or not self._may_speculate_now():
             return False
         if is_backchannel(text, self._backchannels) or ends_open(text):  # (the words' verdict comes separately)
             return False

@@ -83,8 +83,8 @@ class Endpointer:
 
     With ``words_first_ms``, a pause whose words are being transcribed and judged (``await_words``) does
     not ask the model until they are (``words_done`` or ``words_heard``) or that much silence has passed:
-    words that read whole end it at ``words_done_silence_ms`` without the model, which runs only where
-    the words leave it open. On a 2-core CPU its inference beside the LLM's judgement of those very
+    words that read whole (``words_done`` alone) end it at ``words_done_silence_ms`` without the model,
+    which runs where ``words_heard`` says so. On a 2-core CPU its inference beside the LLM's judgement of those very
     words took as long again as the judgement itself.
 
     ``tail_ms`` into every pause, ``SpeechPaused`` offers the utterance so far; an utterance that ends
@@ -239,19 +239,18 @@ class Endpointer:
         self._words_awaited_pause = pause
 
     def words_heard(self, pause: int) -> None:
-        """The words of ``pause`` are known and do not end it (not whole, not judged, or failed): the
-        model decides, as soon as it is due."""
+        """The words of ``pause`` are known and the model is to decide (they are not whole, not judged,
+        or nothing is under way on them yet), as soon as it is due."""
         self._words_heard_pause = pause
 
     def _waiting_for_words(self, words_done: bool) -> bool:
-        """Whether the model is not to be asked now (``words_first_ms``): the words of this pause read whole
-        (they end it at ``words_done_silence_ms``), or are still being judged."""
-        if not self._words_first_ms or self._snapshot is None:
+        """Whether the model is not to be asked now (``words_first_ms``): the words of this pause are awaited
+        and still being judged, or read whole without a ``words_heard`` (they end it at ``words_done_silence_ms``)."""
+        if not self._words_first_ms or self._snapshot is None or self._words_awaited_pause != self._pauses:
             return False
-        if words_done:
-            return True
-        awaited = self._words_awaited_pause == self._pauses and self._words_heard_pause != self._pauses
-        return awaited and self._silence_ms < self._words_first_ms
+        if self._words_heard_pause == self._pauses:
+            return False
+        return words_done or self._silence_ms < self._words_first_ms
 
     def _turn_is_over(self) -> bool:
         if self._end_of_turn is None:

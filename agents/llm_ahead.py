@@ -113,6 +113,11 @@ class LlmAhead:
         self._speculation = SpeculativeReply(pause, speaker, text, messages, self.stream, self._stats)
         return self._speculation
 
+    def speculating(self, speaker: str, pause: int) -> bool:
+        """Whether a reply to ``speaker``'s words in ``pause`` is under way."""
+        spec = self._speculation
+        return spec is not None and spec.active and (spec.pause, spec.speaker) == (pause, speaker)
+
     def cancel(self, speaker: str, pause: int | None, reason: str) -> None:
         """Throw away the speculative reply started for ``speaker`` (in ``pause`` only, when given)."""
         spec = self._speculation

@@ -221,7 +221,7 @@ def test_an_unmarked_pause_or_words_done_off_still_waits_for_the_cap(words_done_
 
 def asked_at(news: str | None, *, words_first_ms: int = 700, announce: bool = True, news_at_ms: float = 320) -> tuple[list[float], float]:
     """One utterance (600 ms of speech, then silence) whose pause's words are awaited (``announce``) and
-    become known at ``news_at_ms`` of silence as ``news`` ("done", "heard" or None: never); returns the
+    become known at ``news_at_ms`` of silence as ``news`` ("done", "heard", "both" or None: never); returns the
     silence (ms) at each of the end-of-turn model's verdicts, and at the endpoint."""
     asked: list[float] = []
     endpointer: Endpointer
@@ -244,7 +244,10 @@ def asked_at(news: str | None, *, words_first_ms: int = 700, announce: bool = Tr
                 utterance = event
         if pause is not None and not told and news and endpointer.silence_ms >= news_at_ms:
             told = True
-            (endpointer.words_done if news == "done" else endpointer.words_heard)(pause)
+            if news in ("done", "both"):
+                endpointer.words_done(pause)
+            if news in ("heard", "both"):
+                endpointer.words_heard(pause)
         if utterance is not None:
             break
     assert utterance is not None
@@ -258,9 +261,11 @@ def test_the_turn_model_waits_for_the_words_and_is_not_asked_where_they_read_who
     assert 490 <= endpoint_ms <= 560
 
 
-def test_the_turn_model_is_asked_once_the_words_leave_the_turn_open():
-    """Not before the words are known (at 320 ms of silence, past the 200 ms check), then at once."""
-    asked, endpoint_ms = asked_at("heard")
+@pytest.mark.parametrize("news", ["heard", "both"])
+def test_the_turn_model_is_asked_once_the_words_leave_the_turn_open(news):
+    """Not before the words are known (at 320 ms of silence, past the 200 ms check), then at once — also
+    where they read whole but nothing is under way on them yet ("both")."""
+    asked, endpoint_ms = asked_at(news)
     assert len(asked) == 1 and 320 <= asked[0] < 360
     assert 320 <= endpoint_ms < 360
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from parley.agents.events import CallerTranscript, ReplyTranscript
-from parley.agents.endpointer import InterimAudio, SpeechPaused, Utterance
+from parley.agents.endpointer import InterimAudio, SpeechPaused, SpeechStarted, Utterance
 from parley.agents.llm.base import ChatMessage
 from parley.agents.stage_timer import EarlyTranscriptionStats, SpeculationStats
 from parley.agents.profile import Speaker
@@ -1007,10 +1007,13 @@ async def test_while_the_echo_canceller_learns_the_agent_stops_only_for_speech_t
 
 
 @pytest.mark.parametrize("score, marked", [(0.61, [1]), (0.1, []), (None, [])])
-async def test_words_that_read_whole_tell_the_endpointer_to_end_the_pause_soon(settings, score, marked):
+@pytest.mark.parametrize("speaking", [True, False])
+async def test_words_that_read_whole_tell_the_endpointer_to_end_the_pause_soon(settings, score, marked, speaking):
     """The LLM reads the pause's words as a whole sentence (≥ vad.text_turn_done_threshold): the caller's
     endpointer hears of it, for that pause; a middling score or no score leaves the pause to the voice
-    (``words_heard``: the end-of-turn model, which waited for the words since the pause began, decides)."""
+    (``words_heard``: the end-of-turn model, which waited for the words since the pause began, decides).
+    Where no reply can be started on the words (the caller does not have the floor), the model does not
+    wait for them, and is asked even when they read whole."""
     models = StandInModels({16_000: "How many continents are there?"})
 
     async def sentence_end_probability(messages, words):
@@ -1021,12 +1024,16 @@ async def test_words_that_read_whole_tell_the_endpointer_to_end_the_pause_soon(s
     told: list[int] = []
     awaited: list[int] = []
     heard: list[int] = []
-    endpointer = SimpleNamespace(words_done=told.append, await_words=awaited.append, words_heard=heard.append)
+    endpointer = SimpleNamespace(words_done=told.append, await_words=awaited.append, words_heard=heard.append, silence_ms=0.0)
     with session._anticipation.listening(ADA.participant_id, endpointer):  # type: ignore[arg-type]
+        if speaking:
+            session._on_endpoint_event(SpeechStarted(at=0.0), ADA)
         session._on_endpoint_event(SpeechPaused(np.zeros(16_000, np.float32), pause=1), ADA)
         await asyncio.sleep(0.1)
     assert settings.vad.text_turn_done_threshold == 0.3 and told == marked
-    assert awaited == [1] and heard == ([] if marked else [1])
+    assert awaited == ([1] if speaking else [])
+    assert heard == ([] if marked and speaking else [1])  # (read whole, their reply under way: not asked)
+    assert session._ahead.speculating(ADA.participant_id, 1) == speaking
     models.release.set()
     await session.close()
     playout.stop()
