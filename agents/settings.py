@@ -48,9 +48,11 @@ class VadSettings(Section):
     # endpoint's 450; cut questions score ≤ 0.02 ("Why do leave" 0.018, "Tell me a fun fact" 0.001).
     text_turn_done_threshold: float = Field(0.3, gt=0, le=1)
     text_turn_done_silence_ms: int = Field(500, ge=0)
-    # Smart Turn waits (up to this much silence) for the words of a pause to be transcribed and judged,
-    # and is not asked at all where they read whole (≥ text_turn_done_threshold): those end the turn at
-    # text_turn_done_silence_ms, still before the reply's first words are ready on a CPU. On 2 cores its
+    # Smart Turn waits (up to this much silence) for the words of a pause on which a reply may be started
+    # to be transcribed and judged, and is not asked at all where they read whole (≥ text_turn_done_threshold)
+    # and their reply is under way: those end the turn at text_turn_done_silence_ms, still before the reply's
+    # first words are ready on a CPU (most often; a reader's next sentence after a 0.6 s pause may now meet
+    # the first sound of a reply, withdrawn: see README, Not built yet). On 2 cores its
     # inference beside the LLM's judgement of the same words took that judgement 51 → 147 ms (median of 8,
     # a 1-token judgement, llama.cpp's two threads sharing the cores with it). 0: asked at
     # turn_check_silence_ms regardless (the GPU profile: there the reply is ready sooner, and the CPU free).
