@@ -58,8 +58,11 @@ async def test_a_killed_llm_child_costs_one_turn_and_is_restarted(settings, mode
         first_pid = llm.pid
         assert _niced(first_pid)
         since = len(caller.messages)
-        caller.mic.play(question_samples)
-        await caller.wait_for(lambda m: m["type"] == "agent.state" and m["state"] == "thinking", 60, since)
+        playback = caller.mic.play(question_samples)
+        # Killed as the question ends: its words are judged and answered from the pause on (~0.1–0.3 s
+        # later). Not at "thinking": the turn may end (500 ms of silence, words that read whole) after the
+        # test's fast LLM has already written the whole reply.
+        await asyncio.wait_for(playback.ended, 60)
         os.kill(first_pid, signal.SIGKILL)
         seen: list[int] = []
         error = await caller.wait_for(lambda m: m["type"] == "error", 60, since)
