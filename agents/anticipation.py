@@ -151,11 +151,10 @@ class Anticipation:
     def _speculate(self, early: EarlyTranscript, speaker: Speaker) -> None:
         """The early transcript is ready and the turn is still open: start the reply now, so it is under
         way when the end-of-turn model makes up its mind (adopted only if the question stays the same)."""
-        if self._floor.closed or not early.pending or self._hearing.current(speaker.participant_id) is not early:
-            self._words_known(speaker, early.pause, whole=False)
-            return  # the turn was decided meanwhile (its decision uses the transcript), or the caller went on
-        if early.task.cancelled() or early.task.exception() is not None:
-            self._words_known(speaker, early.pause, whole=False)
+        # The turn was decided meanwhile (its decision uses the transcript), the caller went on, or the pass failed:
+        stale = self._floor.closed or not early.pending or self._hearing.current(speaker.participant_id) is not early
+        if stale or early.task.cancelled() or early.task.exception() is not None:
+            self._words_known(speaker, early.pause, whole=False)  # (no verdict comes: the end-of-turn model decides)
             return
         text = early.task.result().strip()
         # First (the reply below then finds the conversation in the LLM's cache): do these words stop mid-sentence?

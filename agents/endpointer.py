@@ -84,8 +84,8 @@ class Endpointer:
     With ``words_first_ms``, a pause whose words are being transcribed and judged (``await_words``) does
     not ask the model until they are (``words_done`` or ``words_heard``) or that much silence has passed:
     words that read whole (``words_done`` alone) end it at ``words_done_silence_ms`` without the model,
-    which runs where ``words_heard`` says so. On a 2-core CPU its inference beside the LLM's judgement of those very
-    words took as long again as the judgement itself.
+    which runs where ``words_heard`` says so. On a 2-core CPU its inference beside the LLM's judgement of
+    those very words took as long again as the judgement itself.
 
     ``tail_ms`` into every pause, ``SpeechPaused`` offers the utterance so far; an utterance that ends
     in that pause carries exactly those samples, so a transcript started then is the final one. With
