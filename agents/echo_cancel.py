@@ -45,16 +45,17 @@ def _block_rms(samples: np.ndarray) -> np.ndarray:
     return frame_rms(samples, BLOCK)
 
 
-def load_aec_module() -> Any:
-    """The AudioProcessingModule class, or ``ModelLoadError`` naming the package that provides it."""
+def load_aec_module() -> tuple[Any, Any]:
+    """livekit's ``(AudioProcessingModule, AudioFrame)`` classes, or ``ModelLoadError`` naming the
+    package that provides them."""
     try:
-        from livekit.rtc import AudioFrame, AudioProcessingModule  # noqa: F401
+        from livekit.rtc import AudioFrame, AudioProcessingModule
     except Exception as exc:  # ImportError, or its native library failing to load
         raise ModelLoadError(
             f"server-side echo cancellation needs WebRTC's audio processing from the livekit package "
             f"(pip install 'livekit==1.2.*'): {exc!r}"
         ) from exc
-    return AudioProcessingModule
+    return AudioProcessingModule, AudioFrame
 
 
 def echo_cancellation_available(mode: EchoMode) -> bool:
@@ -185,10 +186,7 @@ class EchoCanceller:
     """One caller's AEC3 instance: ``render`` the agent's audio as played, ``capture`` the caller's."""
 
     def __init__(self, gate_db: float = 30.0, hold_s: float = 0.5) -> None:
-        module = load_aec_module()
-        from livekit.rtc import AudioFrame
-
-        self._frame = AudioFrame
+        module, self._frame = load_aec_module()
         self._apm = module(echo_cancellation=True, noise_suppression=False, high_pass_filter=True, auto_gain_control=False)
         self._render_pending = np.zeros(0, np.float32)
         self._far_queue: collections.deque[tuple[float, np.ndarray]] = collections.deque()  # sent, not yet rendered

@@ -104,24 +104,24 @@ class LlmAhead:
     def speculate(self, pause: int, speaker: str, text: str, messages: list[ChatMessage]) -> SpeculativeReply:
         """Start the reply to ``text`` (``speaker``'s words in ``pause``), replacing any other one (one
         already started on these very words, conversation and pause goes on instead); that reply."""
-        spec = self._speculation
-        if spec is not None and spec.active and (spec.pause, spec.speaker) == (pause, speaker) and spec.matches(text, messages):
-            return spec
-        if spec is not None:
-            spec.cancel()
+        same = self._speculation_of(speaker, pause)
+        if same is not None and same.active and same.matches(text, messages):
+            return same
+        if self._speculation is not None:
+            self._speculation.cancel()
         self._log.debug("speculative reply to %r (pause %d)", text, pause)
         self._speculation = SpeculativeReply(pause, speaker, text, messages, self.stream, self._stats)
         return self._speculation
 
     def speculating(self, speaker: str, pause: int) -> bool:
         """Whether a reply to ``speaker``'s words in ``pause`` is under way."""
-        spec = self._speculation
-        return spec is not None and spec.active and (spec.pause, spec.speaker) == (pause, speaker)
+        spec = self._speculation_of(speaker, pause)
+        return spec is not None and spec.active
 
     def cancel(self, speaker: str, pause: int | None, reason: str) -> None:
         """Throw away the speculative reply started for ``speaker`` (in ``pause`` only, when given)."""
-        spec = self._speculation
-        if spec is None or spec.speaker != speaker or (pause is not None and spec.pause != pause):
+        spec = self._speculation_of(speaker, pause)
+        if spec is None:
             return
         self._speculation = None
         if spec.active:
@@ -136,10 +136,16 @@ class LlmAhead:
 
     def take(self, speaker: str, pause: int | None) -> SpeculativeReply | None:
         """The reply started for ``speaker`` in ``pause``, handed over to the turn (``None`` if none)."""
+        spec = None if pause is None else self._speculation_of(speaker, pause)
+        if spec is not None:
+            self._speculation = None
+        return spec
+
+    def _speculation_of(self, speaker: str, pause: int | None) -> SpeculativeReply | None:
+        """The speculative reply kept, if it is ``speaker``'s (and started in ``pause``, when given)."""
         spec = self._speculation
-        if spec is None or pause is None or spec.pause != pause or spec.speaker != speaker:
+        if spec is None or spec.speaker != speaker or (pause is not None and spec.pause != pause):
             return None
-        self._speculation = None
         return spec
 
     # ---- settings and the end ----
