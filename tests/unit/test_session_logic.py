@@ -631,6 +631,35 @@ async def test_a_caller_going_on_while_held_words_are_heard_again_carries_them_o
     playout.stop()
 
 
+@pytest.mark.parametrize("second_ear", [True, False])
+async def test_a_reply_started_at_the_pause_on_words_read_cut_short_waits_for_the_second_ear(settings, second_ear):
+    """A pause's words read as cut short ("…about curse", 0.001) are heard again by the larger ear before
+    they are answered: the reply started on them at the pause is dropped before it asks the LLM (it would
+    hold the call's slot of the LLM in front of the judgement of what that ear hears). Without a second ear
+    it goes on: it is the reply the hold ends on if nobody goes on."""
+    models = StandInModels({16_000: "Tell me a fun fact about curse."})
+
+    async def sentence_end(messages, words):
+        return 0.001
+
+    async def hear_again(samples):
+        return ""
+
+    models.llm.sentence_end_probability = sentence_end
+    if second_ear:
+        models.hears_again, models.hear_again = True, hear_again  # type: ignore[attr-defined]
+    session, emitted, playout = _session(models, settings)
+    session._on_endpoint_event(SpeechStarted(at=0.0), ADA)
+    session._on_endpoint_event(SpeechPaused(np.zeros(16_000, np.float32), pause=1), ADA)
+    await asyncio.sleep(0.1)
+    assert session._ahead.speculating(ADA.participant_id, 1) is not second_ear
+    assert [m[-1].content for m in models.asked] == ([] if second_ear else ["Tell me a fun fact about curse."])
+    assert models.speculation.started == 1 and models.speculation.cancelled == int(second_ear)
+    models.release.set()
+    await session.close()
+    playout.stop()
+
+
 def _finals(emitted: list) -> list:
     return [e for e in emitted if isinstance(e, (CallerTranscript, ReplyTranscript)) and e.final]
 
