@@ -191,8 +191,9 @@ class Anticipation:
         try:
             heard = await self._hearing.again(samples)
             if has_words(heard) and words_of(heard) != words_of(text):
-                # The reply to ``text`` begun at the pause holds the call's slot of the LLM ahead of the
-                # judgement: it goes (``while_held`` writes it anew if the hold goes on).
+                # A reply to ``text`` still under way (begun at the pause where these words were not judged
+                # cut short there: ``_words_judged`` drops the others) would hold the call's slot of the LLM
+                # ahead of the judgement: it goes (``while_held`` writes it anew if the hold goes on).
                 self._ahead.cancel(speaker.participant_id, pause, "the held words were heard otherwise")
                 verdict = await self.verdict(speaker, self._asking.so_far(speaker, heard))
                 probability = verdict.probability
