@@ -314,6 +314,38 @@ class AgentSession:
         self, utterance: Utterance, timer: TurnTimer, speaker: Speaker, transcript: asyncio.Task[str] | None, line: int,
         settled: tuple[int, str] | None = None, whole: WholePass | None = None,
     ) -> None:
+        transcribed = await self._transcribed(utterance, speaker, transcript, settled, whole)
+        if transcribed is None or self.closed:
+            return
+        samples, text, heard_whole = transcribed
+        carried = self.asking.take_held(speaker.participant_id)
+        if carried is not None:  # the first part of this question, held back as unfinished: hear it whole
+            line = carried.line
+            if not heard_whole:
+                samples, text = await self._with_held(carried, samples, text)
+            if self.closed:
+                return
+        timer.stt_done_at = time.monotonic()
+        if await self._settled_over_paused_reply(utterance, speaker, text, line, samples, carried is not None):
+            return
+        if not has_words(text):
+            self._log.info("no words in %.2f s of speech", utterance.duration_s)
+            self.fsm.fire(Event.NO_WORDS)
+            return
+        group = self.profile.group_mode(self._people())
+        if group and not is_addressed(text, self.profile.name):
+            self._note(speaker, text, line)
+            return
+        question = await self._finished_question(utterance, timer, speaker, text, line, samples)
+        if question is not None:
+            await self._take_turn(utterance, timer, speaker, question, line, samples)
+
+    async def _transcribed(
+        self, utterance: Utterance, speaker: Speaker, transcript: asyncio.Task[str] | None,
+        settled: tuple[int, str] | None, whole: WholePass | None,
+    ) -> tuple[np.ndarray, str, bool] | None:
+        """The utterance's audio and words, and whether they include the words held before it (the pass at
+        its pause heard both as one); ``None`` where transcription failed (reported, and the floor moves on)."""
         heard_whole = whole is not None and whole.held is self.asking.held(speaker.participant_id) and not whole.task.cancelled()
         if whole is not None and not heard_whole:  # (the words held changed since the pause) this part alone, then
             transcript = whole.part.need()
@@ -333,46 +365,45 @@ class AgentSession:
                 self._resume("transcription failed")
             else:
                 self.fsm.fire(Event.NO_WORDS)
-            return
+            return None
+        return samples, text, heard_whole
+
+    async def _settled_over_paused_reply(
+        self, utterance: Utterance, speaker: Speaker, text: str, line: int, samples: np.ndarray, carried: bool,
+    ) -> bool:
+        """Over a reply paused for this utterance: whether it is settled here — more speech came at once (held,
+        heard with what follows), or it was no words, too short or a backchannel (the reply resumes)."""
+        if self.state != State.PAUSED or self._turn is None:
+            return False
+        if await self._went_on(utterance, speaker, WENT_ON_WITHIN_S):
+            # "Stop, what is ...": a first part (short, often misheard over the agent's voice: "up") and
+            # more at once: stay paused and hear both as one utterance, on one line, when the rest is decided
+            self.asking.hold(speaker, text, line, samples)
+            self._log.info("%r over the agent and %s went on: heard with what follows", text, speaker.name)
+            return True
         if self.closed:
-            return
-        carried = self.asking.take_held(speaker.participant_id)
-        if carried is not None:  # the first part of this question, held back as unfinished: hear it whole
-            line = carried.line
-            if not heard_whole:
-                samples, text = await self._with_held(carried, samples, text)
-            if self.closed:
-                return
-        timer.stt_done_at = time.monotonic()
+            return True
+        if self.state != State.PAUSED or self._turn is None:
+            return False
         words = has_words(text)
-        if self.state == State.PAUSED and self._turn is not None:
-            if await self._went_on(utterance, speaker, WENT_ON_WITHIN_S):
-                # "Stop, what is ...": a first part (short, often misheard over the agent's voice: "up") and
-                # more at once: stay paused and hear both as one utterance, on one line, when the rest is decided
-                self.asking.hold(speaker, text, line, samples)
-                self._log.info("%r over the agent and %s went on: heard with what follows", text, speaker.name)
-                return
-            if self.closed:
-                return
-        if self.state == State.PAUSED and self._turn is not None:
-            short = utterance.speech_ms < self._settings.vad.barge_in_min_speech_ms and carried is None
-            if not words or short or is_backchannel(text, self._backchannels):
-                if words:
-                    self._user_transcript(speaker, self._turn.id, text, final=True, utterance_id=line)
-                if self.state == State.PAUSED:  # (a blip may have resumed it meanwhile)
-                    self._resume(f"backchannel {text!r}" if words else "no words")
-                return
-        if not words:
-            self._log.info("no words in %.2f s of speech", utterance.duration_s)
-            self.fsm.fire(Event.NO_WORDS)
-            return
-        group = self.profile.group_mode(self._people())
-        if group and not is_addressed(text, self.profile.name):
-            self._note(speaker, text, line)
-            return
+        short = utterance.speech_ms < self._settings.vad.barge_in_min_speech_ms and not carried
+        if not words or short or is_backchannel(text, self._backchannels):
+            if words:
+                self._user_transcript(speaker, self._turn.id, text, final=True, utterance_id=line)
+            if self.state == State.PAUSED:  # (a blip may have resumed it meanwhile)
+                self._resume(f"backchannel {text!r}" if words else "no words")
+            return True
+        return False
+
+    async def _finished_question(
+        self, utterance: Utterance, timer: TurnTimer, speaker: Speaker, text: str, line: int, samples: np.ndarray,
+    ) -> str | None:
+        """The question ``text`` to answer once it reads finished, or after the hold on words that stop
+        mid-sentence (what the larger ear heard, where that reads whole); ``None``: the caller went on (the
+        words are carried into their next utterance) or the call closed."""
         verdict = await self._sentence_verdict(self.asking.so_far(speaker, text), speaker)
         if self.closed:
-            return
+            return None
         timer.sentence_end_ms = verdict.model_ms or None
         held_from = time.monotonic()
         if verdict.unfinished:
@@ -380,12 +411,19 @@ class AgentSession:
             if answered is None:
                 self.asking.hold(speaker, text, line, samples)
                 self._log.info("%r reads as unfinished and %s went on: carried into the next utterance", text, speaker.name)
-                return
+                return None
             if self.closed:
-                return
+                return None
             text = answered
         if time.monotonic() - held_from > 0.05:  # held for nothing: the turn ended only now
             timer.endpoint_at = timer.stt_done_at = time.monotonic()
+        return text
+
+    async def _take_turn(
+        self, utterance: Utterance, timer: TurnTimer, speaker: Speaker, text: str, line: int, samples: np.ndarray,
+    ) -> None:
+        """Answer ``text``: over a reply still going, interrupt it (heard), fold into it (nobody heard it), or
+        drop it for the newer question (someone else's, not begun); then start the turn."""
         current = self._turn
         if current is not None and self._lines.give_back(current.utterance_id):
             if not (current.active and current.unheard and current.speaker == speaker) and current.speaker:
