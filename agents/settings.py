@@ -105,8 +105,9 @@ class SttSettings(Section):
     # 0.225 → 0.231 on the 24 questions, 0.070 at both on LibriVox sentences (10: 0.263, not taken).
     # With 30, make bench's paused questions got no premature reply only
     # because the transcript came late; 20 needs the LLM's sentence-end judgement (vad.text_turn_threshold)
-    # to keep them whole (README, Benchmark). Passes with a group call's hotwords keep the full window (with
-    # them, tiny.en dropped the prompted name); the Mandarin prompt reads the short window too (multilingual_window_s below).
+    # to keep them whole (docs/benchmark-history.md). Passes with a group call's hotwords keep the full
+    # window (with them, tiny.en dropped the prompted name); the Mandarin prompt reads the short window too
+    # (multilingual_window_s below).
     window_s: int = Field(15, ge=4, le=30)
     # The same for multilingual_model (Mandarin and auto rooms). 10: Whisper base took 437 → 374 ms a
     # sentence on 2 cores (30 Kokoro-spoken Mandarin sentences, character error rate 0.150 → 0.146; the 12
@@ -161,9 +162,10 @@ class LlmSettings(Section):
     nice: int = Field(0, ge=0, le=19)
     # embedded: while a slow voice (Kokoro, Mandarin) synthesizes a reply's full first chunk, the child is
     # stopped (at most 3 s; only while that reply is the only one being written) so the voice has the cores;
-    # the rest of the reply is written once the first words play. Probes 2026-12-06 (README, Benchmark, "This
-    # morning"): Mandarin p50 2.4–2.6 → 1.8 s, Kokoro's first audio 1.2–1.3 → 0.7 s; the cost, longer silences
-    # later in long replies (p95 0.72 s against 0.22–0.41 s). false: the two share the cores.
+    # the rest of the reply is written once the first words play. Probes 2026-12-06
+    # (docs/benchmark-history.md, "This morning"): Mandarin p50 2.4–2.6 → 1.8 s, Kokoro's first audio
+    # 1.2–1.3 → 0.7 s; the cost, longer silences later in long replies (p95 0.72 s against 0.22–0.41 s).
+    # false: the two share the cores.
     yield_to_voice: bool = True
     # embedded: while a call's pause is transcribed (the pass every reply waits for), the child is stopped if
     # all it is doing is that call's own work (a prime of the words so far, a judgement): the two ran side by
@@ -236,7 +238,7 @@ class AgentSettings(Section):
     # into the LLM's prompt cache (needs agent.speculate), so that at the end of the turn only the last
     # words need prefill. On 2 cores too since the primes stop at the caller's words (not the reply
     # header after them) and the words' judgement waits for them: make bench, one call, 2026-12-04,
-    # LLM to its first clause 656 → 457 ms, p50 1579 → 1405 ms (README, Benchmark).
+    # LLM to its first clause 656 → 457 ms, p50 1579 → 1405 ms (docs/benchmark-history.md).
     prime_llm: bool = True
     @property
     def primes_llm(self) -> bool:
