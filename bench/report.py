@@ -35,64 +35,110 @@ def markdown(run: dict[str, Any]) -> str:
     lines.append(f"Profile `{run['profile']}`; models: {run['models']}. All figures from this run.")
     lines.append("")
     single = run.get("single_call", {})
-    if single:
-        lines += _table("Voice-to-voice latency, one call (caller's last speech sample → first agent sample heard)",
-                        ["configuration", "answered", "p50 ms", "p95 ms", "mean ms"])
-        for name, data in single.items():
-            v = data["voice_to_voice_s"]
-            lines.append(f"| {name} | {data['answered']}/{data['questions']} | {_ms(v['p50'])} | {_ms(v['p95'])} | {_ms(v['mean'])} |")
-        for other, key in (("naive", "baseline_ratio_p50"), ("sequential", "sequential_ratio_p50"), ("pipecat", "pipecat_ratio_p50")):
-            ratio = run.get(key)
-            if ratio:
-                lines.append(f"| **{other} ÷ streaming (p50)** | | **{ratio:.2f}×** | | |")
+    lines += _single_call_lines(run, single)
+    lines += _browser_lines(run.get("browser"))
+    lines += _admission_lines(run.get("admission"))
+    lines += _paused_lines(run.get("paused") or {})
+    lines += _monologue_lines(run.get("monologue") or {})
+    lines += _overlap_lines(run)
+    lines += _floor_lines(run.get("transport_floor"))
+    lines += _stage_lines(single)
+    for name, steps in run.get("ramp", {}).items():
+        lines += _ramp_lines(run, name, steps)
+    lines += _stt_batching_lines(run.get("stt_batching"))
+    lines += _forwarding_lines(run.get("forwarding"))
+    lines += _cluster_lines(run.get("cluster"))
+    lines += _speakerphone_lines(run.get("speakerphone"))
+    if run.get("not_measured"):
+        lines += ["Not measured in this run: " + "; ".join(run["not_measured"]), ""]
+    return "\n".join(lines)
+
+
+def _single_call_lines(run: dict[str, Any], single: dict[str, Any]) -> list[str]:
+    """Voice to voice per configuration of one call, the ratios against streaming, and the CPU they took."""
+    if not single:
+        return []
+    lines = _table("Voice-to-voice latency, one call (caller's last speech sample → first agent sample heard)",
+                   ["configuration", "answered", "p50 ms", "p95 ms", "mean ms"])
+    for name, data in single.items():
+        v = data["voice_to_voice_s"]
+        lines.append(f"| {name} | {data['answered']}/{data['questions']} | {_ms(v['p50'])} | {_ms(v['p95'])} | {_ms(v['mean'])} |")
+    for other, key in (("naive", "baseline_ratio_p50"), ("sequential", "sequential_ratio_p50"), ("pipecat", "pipecat_ratio_p50")):
+        ratio = run.get(key)
+        if ratio:
+            lines.append(f"| **{other} ÷ streaming (p50)** | | **{ratio:.2f}×** | | |")
+    lines.append("")
+    busy = {name: data["cpu_cores_busy"] for name, data in single.items() if data.get("cpu_cores_busy") is not None}
+    if busy:
+        lines.append("CPU while answering one call (cores busy, the server's process tree with its LLM): "
+                     + ", ".join(f"{name} {value:.2f}" for name, value in busy.items()) + ".")
         lines.append("")
-        busy = {name: data["cpu_cores_busy"] for name, data in single.items() if data.get("cpu_cores_busy") is not None}
-        if busy:
-            lines.append("CPU while answering one call (cores busy, the server's process tree with its LLM): "
-                         + ", ".join(f"{name} {value:.2f}" for name, value in busy.items()) + ".")
-            lines.append("")
-    browser = run.get("browser")
+    return lines
+
+
+def _browser_lines(browser: dict[str, Any] | None) -> list[str]:
+    """The questions asked through the bundled page in headless chromium."""
     if browser and "voice_to_voice_s" in browser:
         v = browser["voice_to_voice_s"]
         first = browser["turns"][0]["voice_to_voice_s"] if browser["turns"] else None
-        lines += _table("Heard in a real browser (headless chromium, the bundled page, a fresh server; timed in the page)",
-                        ["answered", "p50 ms", "p95 ms", "first question ms"])
-        lines += [f"| {browser['answered']}/{browser['questions']} | {_ms(v['p50'])} | {_ms(v['p95'])} | {_ms(first)} |", ""]
-    elif browser and "error" in browser:
-        lines += [f"Browser run failed: {browser['error']}", ""]
-    admission = run.get("admission")
-    if admission:
-        lines += _table("Admission control (agent.capacity 1): one call, alone and while a second caller is refused",
-                        ["phase", "answered", "p50 ms", "p95 ms"])
-        for phase in ("alone", "while_refusing"):
-            data = admission[phase]
-            v = data["voice_to_voice_s"]
-            lines.append(f"| {phase.replace('_', ' ')} | {data['answered']}/{data['questions']} | {_ms(v['p50'])} | {_ms(v['p95'])} |")
-        attempts = admission.get("join_attempts") or {}
-        lines.append("")
-        lines.append("Second caller's join attempts: " + (", ".join(f"{k} {v}" for k, v in sorted(attempts.items())) or "none") + ".")
-        lines.append("")
-    paused = run.get("paused") or {}
-    if paused:
-        lines += _table("Questions with a pause inside (0.6–1.2 s of silence mid-sentence)",
-                        ["configuration", "premature replies", "answered", "one caller line", "p50 ms (not premature)", "p95 ms"])
-        for name, data in paused.items():
-            v = data["voice_to_voice_s"]
-            lines.append(
-                f"| {name} | {data['premature']}/{data['questions']} | {data['answered']}/{data['questions']} | "
-                f"{_of(data['one_user_line'], data['questions'])} | {_ms(v['p50'])} | {_ms(v['p95'])} |"
-            )
-        lines += ["", "Premature: the agent's voice reached the caller before the question's last word.", ""]
-    monologue = run.get("monologue") or {}
-    if monologue:
-        lines += _table("Real speech, sentence after sentence (LibriVox: 4 sentences read with 0.6 / 0.9 s pauses, one call)",
-                        ["configuration", "pauses", "agent heard before the last word", "caller lines", "answer after the last word ms"])
-        for name, data in monologue.items():
-            for turn in data["turns"]:
-                heard = turn["voice_to_voice_s"]
-                lines.append(f"| {name} | {turn['question'].split(', ')[-1]} | {'yes' if turn['premature'] else 'no'} | "
-                             f"{turn['caller_lines']} | {_ms(heard)} |")
-        lines.append("")
+        lines = _table("Heard in a real browser (headless chromium, the bundled page, a fresh server; timed in the page)",
+                       ["answered", "p50 ms", "p95 ms", "first question ms"])
+        return lines + [f"| {browser['answered']}/{browser['questions']} | {_ms(v['p50'])} | {_ms(v['p95'])} | {_ms(first)} |", ""]
+    if browser and "error" in browser:
+        return [f"Browser run failed: {browser['error']}", ""]
+    return []
+
+
+def _admission_lines(admission: dict[str, Any] | None) -> list[str]:
+    """One call alone and while a second caller is refused (agent.capacity 1)."""
+    if not admission:
+        return []
+    lines = _table("Admission control (agent.capacity 1): one call, alone and while a second caller is refused",
+                   ["phase", "answered", "p50 ms", "p95 ms"])
+    for phase in ("alone", "while_refusing"):
+        data = admission[phase]
+        v = data["voice_to_voice_s"]
+        lines.append(f"| {phase.replace('_', ' ')} | {data['answered']}/{data['questions']} | {_ms(v['p50'])} | {_ms(v['p95'])} |")
+    attempts = admission.get("join_attempts") or {}
+    lines.append("")
+    lines.append("Second caller's join attempts: " + (", ".join(f"{k} {v}" for k, v in sorted(attempts.items())) or "none") + ".")
+    lines.append("")
+    return lines
+
+
+def _paused_lines(paused: dict[str, Any]) -> list[str]:
+    """Premature replies to questions with a pause inside, per configuration."""
+    if not paused:
+        return []
+    lines = _table("Questions with a pause inside (0.6–1.2 s of silence mid-sentence)",
+                   ["configuration", "premature replies", "answered", "one caller line", "p50 ms (not premature)", "p95 ms"])
+    for name, data in paused.items():
+        v = data["voice_to_voice_s"]
+        lines.append(
+            f"| {name} | {data['premature']}/{data['questions']} | {data['answered']}/{data['questions']} | "
+            f"{_of(data['one_user_line'], data['questions'])} | {_ms(v['p50'])} | {_ms(v['p95'])} |"
+        )
+    return lines + ["", "Premature: the agent's voice reached the caller before the question's last word.", ""]
+
+
+def _monologue_lines(monologue: dict[str, Any]) -> list[str]:
+    """Real speech read sentence after sentence: heard early or not, caller lines, the answer's delay."""
+    if not monologue:
+        return []
+    lines = _table("Real speech, sentence after sentence (LibriVox: 4 sentences read with 0.6 / 0.9 s pauses, one call)",
+                   ["configuration", "pauses", "agent heard before the last word", "caller lines", "answer after the last word ms"])
+    for name, data in monologue.items():
+        for turn in data["turns"]:
+            heard = turn["voice_to_voice_s"]
+            lines.append(f"| {name} | {turn['question'].split(', ')[-1]} | {'yes' if turn['premature'] else 'no'} | "
+                         f"{turn['caller_lines']} | {_ms(heard)} |")
+    lines.append("")
+    return lines
+
+
+def _overlap_lines(run: dict[str, Any]) -> list[str]:
+    """What the overlap started ahead of the turn's end: early transcriptions and speculative replies."""
+    lines = []
     for name, early in (run.get("early_stt") or {}).items():
         lines.append(
             f"Early transcription ({name}): {early['started']} started at a pause, {early['used']} were the final "
@@ -110,88 +156,100 @@ def markdown(run: dict[str, Any]) -> str:
         )
     if run.get("early_stt") or run.get("speculative_replies"):
         lines.append("")
-    floor = run.get("transport_floor")
-    if floor:
-        rt = floor["round_trip_s"]
-        lines += [
-            "### Transport floor (echo through the same server, no agent)",
-            "",
-            f"Round trip p50 {_ms(rt['p50'])} ms, p95 {_ms(rt['p95'])} ms over {rt['n']} bursts.",
-            "",
-        ]
+    return lines
+
+
+def _floor_lines(floor: dict[str, Any] | None) -> list[str]:
+    """The echo server's round trip: transport alone, no agent."""
+    if not floor:
+        return []
+    rt = floor["round_trip_s"]
+    return [
+        "### Transport floor (echo through the same server, no agent)",
+        "",
+        f"Round trip p50 {_ms(rt['p50'])} ms, p95 {_ms(rt['p95'])} ms over {rt['n']} bursts.",
+        "",
+    ]
+
+
+def _stage_lines(single: dict[str, Any]) -> list[str]:
+    """The server's per-stage split of one call's turns, and the longest silence inside a reply."""
     split = [(name, single[name]) for name in ("streaming", "mandarin", "sequential") if name in single]
-    if split:
-        first = ["endpoint_wait_ms", "end_of_turn_ms", "stt_ms", "sentence_end_ms"]
-        order = [*first, *[s for s in STAGES if s not in first]]
-        lines += [
-            "### Per-stage split, one call (server's `turn.metrics`, median / p95 ms)",
-            "",
-            "| configuration | endpoint wait | of it, end-of-turn model | STT after endpoint | words judged (LLM) | LLM first token | "
-            "LLM first clause | TTS first audio | playout wait | server total | transport + client |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for name, data in split:
-            stages = data["stages_ms"]
-            cells = [f"{_n(stages.get(k, {}).get('p50'))} / {_n(stages.get(k, {}).get('p95'))}" for k in order]
-            tr = data["transport_and_client_ms"]
-            cells.append(f"{_n(tr['p50'])} / {_n(tr['p95'])}")
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
-        lines += ["", "STT after endpoint: what is left of the transcription once the turn has ended (it starts at the "
-                  "pause when overlapped); LLM first token and first clause count from the transcript; server total = "
-                  "speech end → first frame sent; transport + client = caller-measured voice-to-voice − server total.", ""]
-        quiet = [
-            f"{name} {_ms(q['p50'])} / {_ms(q['p95'])} ms (longest {_ms(q['max'])})"
-            for name, data in split if (q := data.get("reply_longest_quiet_s")) and q.get("n")
-        ]
-        if quiet:
-            lines += ["Longest silence inside a reply as the caller heard it (between clauses and sentences: a reply "
-                      "that stalls waiting for the LLM shows here), median / p95: " + "; ".join(quiet) + ".", ""]
-    for name, steps in run.get("ramp", {}).items():
-        lines += [
-            f"### Capacity ramp, {name} (stops when p95 > {run['limits']['p95_s']} s, frames fall behind, or questions go unanswered)",
-            "",
-            "| calls | turns | answered | p50 ms | p95 ms | frames sent | late | resyncs | STT utterances / passes | CPU % | RSS MB | RSS/call MB | sustained |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for s in steps:
-            v = s["voice_to_voice_s"]
-            lines.append(
-                f"| {s['calls']} | {s['turns']} | {s['answered']} | {_ms(v['p50'])} | {_ms(v['p95'])} | {s['frames_sent']} | "
-                f"{s['late_frames']} | {s['resyncs']} | {s.get('stt_utterances', 0)} / {s.get('stt_passes', 0)} | "
-                f"{_n(s['cpu_percent'])} | {_n(s['rss_mb'])} | "
-                f"{_n(s['rss_per_call_mb'], '{:.1f}')} | {'yes' if s['sustained'] else 'no: ' + '; '.join(s['reasons'])} |"
-            )
-        lines += ["", f"Maximum calls sustained ({name}): **{run['max_calls_sustained'].get(name, 0)}**", ""]
-    lines += _stt_batching_lines(run.get("stt_batching"))
-    forwarding = run.get("forwarding")
-    if forwarding:
-        codec = forwarding["codec"]
-        lines += [
-            "### SFU forwarding (rooms of people, no agent; Opus packets forwarded, never transcoded)",
-            "",
-            f"Server idle: {forwarding['idle_cpu_percent']:.1f} % CPU.",
-            "",
-            "| people | rooms | forwarded streams | server CPU % | CPU % per stream | frames/s per stream | max gap ms |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for s in forwarding["steps"]:
-            lines.append(
-                f"| {s['people']} | {s['rooms']} | {s['forwarded_streams']} | {s['server_cpu_percent']:.1f} | "
-                f"{s['cpu_per_stream_percent']:.2f} | {s['frames_per_stream_per_s']:.1f} | {_n(s['max_gap_ms'])} |"
-            )
-        lines += [
-            "",
-            f"For comparison, in this process: Opus encode {codec['encode_ms_per_frame']:.3f} ms and decode "
-            f"{codec['decode_ms_per_frame']:.3f} ms per 20 ms frame, so transcoding a stream (an MCU) would add "
-            f"~{codec['transcode_percent_per_stream']:.2f} % of a core per stream; the agent's voice, encoded once per "
-            f"room, costs ~{codec['agent_voice_percent_per_room']:.2f} % per room whatever the number of listeners.",
-            "",
-        ]
-    lines += _cluster_lines(run.get("cluster"))
-    lines += _speakerphone_lines(run.get("speakerphone"))
-    if run.get("not_measured"):
-        lines += ["Not measured in this run: " + "; ".join(run["not_measured"]), ""]
-    return "\n".join(lines)
+    if not split:
+        return []
+    first = ["endpoint_wait_ms", "end_of_turn_ms", "stt_ms", "sentence_end_ms"]
+    order = [*first, *[s for s in STAGES if s not in first]]
+    lines = [
+        "### Per-stage split, one call (server's `turn.metrics`, median / p95 ms)",
+        "",
+        "| configuration | endpoint wait | of it, end-of-turn model | STT after endpoint | words judged (LLM) | LLM first token | "
+        "LLM first clause | TTS first audio | playout wait | server total | transport + client |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, data in split:
+        stages = data["stages_ms"]
+        cells = [f"{_n(stages.get(k, {}).get('p50'))} / {_n(stages.get(k, {}).get('p95'))}" for k in order]
+        tr = data["transport_and_client_ms"]
+        cells.append(f"{_n(tr['p50'])} / {_n(tr['p95'])}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "STT after endpoint: what is left of the transcription once the turn has ended (it starts at the "
+              "pause when overlapped); LLM first token and first clause count from the transcript; server total = "
+              "speech end → first frame sent; transport + client = caller-measured voice-to-voice − server total.", ""]
+    quiet = [
+        f"{name} {_ms(q['p50'])} / {_ms(q['p95'])} ms (longest {_ms(q['max'])})"
+        for name, data in split if (q := data.get("reply_longest_quiet_s")) and q.get("n")
+    ]
+    if quiet:
+        lines += ["Longest silence inside a reply as the caller heard it (between clauses and sentences: a reply "
+                  "that stalls waiting for the LLM shows here), median / p95: " + "; ".join(quiet) + ".", ""]
+    return lines
+
+
+def _ramp_lines(run: dict[str, Any], name: str, steps: list[dict[str, Any]]) -> list[str]:
+    """One configuration's capacity ramp, step by step, and the calls it sustained."""
+    lines = [
+        f"### Capacity ramp, {name} (stops when p95 > {run['limits']['p95_s']} s, frames fall behind, or questions go unanswered)",
+        "",
+        "| calls | turns | answered | p50 ms | p95 ms | frames sent | late | resyncs | STT utterances / passes | CPU % | RSS MB | RSS/call MB | sustained |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in steps:
+        v = s["voice_to_voice_s"]
+        lines.append(
+            f"| {s['calls']} | {s['turns']} | {s['answered']} | {_ms(v['p50'])} | {_ms(v['p95'])} | {s['frames_sent']} | "
+            f"{s['late_frames']} | {s['resyncs']} | {s.get('stt_utterances', 0)} / {s.get('stt_passes', 0)} | "
+            f"{_n(s['cpu_percent'])} | {_n(s['rss_mb'])} | "
+            f"{_n(s['rss_per_call_mb'], '{:.1f}')} | {'yes' if s['sustained'] else 'no: ' + '; '.join(s['reasons'])} |"
+        )
+    return lines + ["", f"Maximum calls sustained ({name}): **{run['max_calls_sustained'].get(name, 0)}**", ""]
+
+
+def _forwarding_lines(forwarding: dict[str, Any] | None) -> list[str]:
+    """The SFU's cost per forwarded stream, against what transcoding would cost."""
+    if not forwarding:
+        return []
+    codec = forwarding["codec"]
+    lines = [
+        "### SFU forwarding (rooms of people, no agent; Opus packets forwarded, never transcoded)",
+        "",
+        f"Server idle: {forwarding['idle_cpu_percent']:.1f} % CPU.",
+        "",
+        "| people | rooms | forwarded streams | server CPU % | CPU % per stream | frames/s per stream | max gap ms |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for s in forwarding["steps"]:
+        lines.append(
+            f"| {s['people']} | {s['rooms']} | {s['forwarded_streams']} | {s['server_cpu_percent']:.1f} | "
+            f"{s['cpu_per_stream_percent']:.2f} | {s['frames_per_stream_per_s']:.1f} | {_n(s['max_gap_ms'])} |"
+        )
+    return lines + [
+        "",
+        f"For comparison, in this process: Opus encode {codec['encode_ms_per_frame']:.3f} ms and decode "
+        f"{codec['decode_ms_per_frame']:.3f} ms per 20 ms frame, so transcoding a stream (an MCU) would add "
+        f"~{codec['transcode_percent_per_stream']:.2f} % of a core per stream; the agent's voice, encoded once per "
+        f"room, costs ~{codec['agent_voice_percent_per_room']:.2f} % per room whatever the number of listeners.",
+        "",
+    ]
 
 
 def _speakerphone_lines(phone: dict[str, Any] | None) -> list[str]:
