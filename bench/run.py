@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -16,7 +17,8 @@ from typing import Any
 from parley.bench import report
 from parley.bench.browser import browser_turns
 from parley.bench.questions import (
-    load_barge_in, load_mandarin_paused_questions, load_mandarin_questions, load_monologues, load_paused_questions, load_questions,
+    Question, load_barge_in, load_mandarin_paused_questions, load_mandarin_questions, load_monologues, load_paused_questions,
+    load_questions,
 )
 from parley.bench.cluster import cluster_bench
 from parley.bench.forwarding import forwarding_ramp
@@ -173,45 +175,81 @@ async def _speakerphone(args: argparse.Namespace, questions: list, logs: Path) -
     return out
 
 
+@dataclasses.dataclass
+class _Plan:
+    """What one bench run asks, and where its servers' logs go."""
+
+    questions: list[Question]
+    paused: list[Question]
+    monologues: list[Question]
+    steps: list[int]
+    limits: RampLimits
+    logs: Path
+
+
 async def _run(args: argparse.Namespace) -> dict[str, Any]:
     aiortc_hooks.install(aiortc_hooks.HookSettings(host_addresses=("127.0.0.1",)))  # our callers offer loopback only
     started = dt.datetime.now(dt.timezone.utc)
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
-    questions = load_questions(args.questions_dir, args.questions)
-    paused = load_paused_questions(args.questions_dir, args.paused) if args.paused else []
-    monologues = [] if args.no_monologue else load_monologues()
-    steps = [int(x) for x in args.ramp.split(",") if x.strip()]
-    limits = RampLimits(p95_s=args.max_p95)
-    logs = args.results / "logs" / stamp
+    plan = _Plan(
+        questions=load_questions(args.questions_dir, args.questions),
+        paused=load_paused_questions(args.questions_dir, args.paused) if args.paused else [],
+        monologues=[] if args.no_monologue else load_monologues(),
+        steps=[int(x) for x in args.ramp.split(",") if x.strip()],
+        limits=RampLimits(p95_s=args.max_p95),
+        logs=args.results / "logs" / stamp,
+    )
     run: dict[str, Any] = {
         "started_at": started.isoformat(timespec="seconds"), "machine": _machine(), "profile": args.profile,
         "models": args.llm_url or args.llm_model or "defaults (Whisper tiny.en, Qwen2.5-Coder-1.5B-Instruct Q4_K_M, hibari)",
-        "limits": {"p95_s": limits.p95_s, "late_frame_ratio": limits.late_frame_ratio},
+        "limits": {"p95_s": plan.limits.p95_s, "late_frame_ratio": plan.limits.late_frame_ratio},
         "single_call": {}, "paused": {}, "monologue": {}, "early_stt": {}, "speculative_replies": {}, "ramp": {}, "max_calls_sustained": {}, "not_measured": [],
     }
+    await _side_benches(args, plan, run)
+    if args.forwarding_only or args.cluster_only or args.speakerphone_only:
+        pass
+    elif args.url:
+        await _measure(args, plan, run, "streaming", args.url, None)
+        run["not_measured"] += ["transport floor and naive baseline (the bench did not start the server: --url)"]
+        if args.browser:
+            run["not_measured"].append("browser (it runs a fresh server of its own, and --url asks for yours)")
+    else:
+        await _configurations(args, plan, run)
+    _ratios(run)
+    run["json"] = str(args.results / f"{stamp}.json")
+    run["png"] = str(args.results / f"{stamp}.png")
+    return run
 
-    async def measure(name: str, url: str, pid: int | None, ramp: bool = True) -> None:
-        log.info("%s: %d questions on one call", name, len(questions))
-        started_cpu, started_at = (cpu_seconds(pid) if pid else 0.0), time.monotonic()
-        run["single_call"][name] = await single_call_turns(url, questions)
-        if pid:  # the server's process tree (LLM child included) while it answered one call
-            run["single_call"][name]["cpu_cores_busy"] = (cpu_seconds(pid) - started_cpu) / (time.monotonic() - started_at)
-        if paused and name != "naive":
-            log.info("%s: %d questions with a pause inside", name, len(paused))
-            run["paused"][name] = await paused_question_turns(url, paused)
-        if monologues and name != "naive":
-            log.info("%s: %d monologues (real speech, sentence after sentence)", name, len(monologues))
-            run["monologue"][name] = await paused_question_turns(url, monologues, timeout=60.0)
-        inference = (await server_stats(url)).get("inference") or {}
-        if inference.get("early_stt"):
-            run["early_stt"][name] = inference["early_stt"]
-        if inference.get("speculative_replies"):
-            run["speculative_replies"][name] = inference["speculative_replies"]
-        if ramp and not args.no_ramp:
-            ramp = await capacity_ramp(url, questions, steps, args.step_seconds, pid, limits)
-            run["ramp"][name] = [vars(s) for s in ramp]
-            run["max_calls_sustained"][name] = max((s.calls for s in ramp if s.sustained), default=0)
 
+async def _measure(args: argparse.Namespace, plan: _Plan, run: dict[str, Any], name: str, url: str, pid: int | None,
+                   ramp: bool = True) -> None:
+    """One configuration's server: the questions on one call, the paused ones, the monologues, what it started
+    ahead of the turns, and (unless ``ramp`` is false) its capacity ramp."""
+    log.info("%s: %d questions on one call", name, len(plan.questions))
+    started_cpu, started_at = (cpu_seconds(pid) if pid else 0.0), time.monotonic()
+    run["single_call"][name] = await single_call_turns(url, plan.questions)
+    if pid:  # the server's process tree (LLM child included) while it answered one call
+        run["single_call"][name]["cpu_cores_busy"] = (cpu_seconds(pid) - started_cpu) / (time.monotonic() - started_at)
+    if plan.paused and name != "naive":
+        log.info("%s: %d questions with a pause inside", name, len(plan.paused))
+        run["paused"][name] = await paused_question_turns(url, plan.paused)
+    if plan.monologues and name != "naive":
+        log.info("%s: %d monologues (real speech, sentence after sentence)", name, len(plan.monologues))
+        run["monologue"][name] = await paused_question_turns(url, plan.monologues, timeout=60.0)
+    inference = (await server_stats(url)).get("inference") or {}
+    if inference.get("early_stt"):
+        run["early_stt"][name] = inference["early_stt"]
+    if inference.get("speculative_replies"):
+        run["speculative_replies"][name] = inference["speculative_replies"]
+    if ramp and not args.no_ramp:
+        steps = await capacity_ramp(url, plan.questions, plan.steps, args.step_seconds, pid, plan.limits)
+        run["ramp"][name] = [vars(s) for s in steps]
+        run["max_calls_sustained"][name] = max((s.calls for s in steps if s.sustained), default=0)
+
+
+async def _side_benches(args: argparse.Namespace, plan: _Plan, run: dict[str, Any]) -> None:
+    """What does not time a conversation: STT batching, the speakerphone, workers, SFU forwarding."""
+    questions, logs = plan.questions, plan.logs
     if not (args.no_stt_batching or args.forwarding_only or args.cluster_only or args.speakerphone_only):
         settings = load_settings(environ={**os.environ, **_model_env(args)})
         sizes = [int(x) for x in args.stt_batching.split(",") if x.strip()]
@@ -243,77 +281,81 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             )
     elif args.url:
         run["not_measured"].append("SFU forwarding (the bench did not start the server: --url)")
-    if args.forwarding_only or args.cluster_only or args.speakerphone_only:
-        pass
-    elif args.url:
-        await measure("streaming", args.url, None)
-        run["not_measured"] += ["transport floor and naive baseline (the bench did not start the server: --url)"]
-        if args.browser:
-            run["not_measured"].append("browser (it runs a fresh server of its own, and --url asks for yours)")
+
+
+async def _configurations(args: argparse.Namespace, plan: _Plan, run: dict[str, Any]) -> None:
+    """Servers the bench starts itself, one after another: the echo floor, streaming (and the Realtime API on
+    it), the browser, Mandarin, admission control, sequential, Pipecat, naive."""
+    questions, logs = plan.questions, plan.logs
+    log.info("transport floor: starting an echo server")
+    async with ServerProcess(_server_env(args, "streaming", "echo"), logs / "echo.log") as echo:
+        run["transport_floor"] = await transport_floor(echo.url)
+    log.info("starting Parley (streaming pipeline: end-of-turn model, overlapped transcription)")
+    streaming_env = {**_server_env(args, "streaming"), "PARLEY_AUTH__API_KEY": BENCH_API_KEY}
+    async with ServerProcess(streaming_env, logs / "streaming.log") as server:
+        await _measure(args, plan, run, "streaming", server.url, server.pid)
+        if not args.no_realtime:
+            log.info("realtime: %d questions over OpenAI's Realtime WebSocket API (the official SDK)", len(questions))
+            run["single_call"]["realtime_ws"] = await realtime_turns(server.url, BENCH_API_KEY, questions)
+    if args.browser:
+        log.info("browser: %d questions through the bundled page in headless chromium (a fresh server)", args.browser)
+        run["browser"] = await asyncio.to_thread(
+            browser_turns, questions[: args.browser], logs / "browser", free_loopback_port(), _model_env(args),
+        )
+        if "skipped" in run["browser"]:
+            run["not_measured"].append(f"browser ({run['browser']['skipped']})")
+    if args.mandarin and args.profile == "cpu":
+        await _mandarin(args, run, logs)
+    elif args.mandarin:
+        run["not_measured"].append("Mandarin (set up for the cpu profile's embedded models only)")
+    if not args.no_admission:
+        log.info("starting Parley with agent.capacity 1 (admission control: a second agent call is refused)")
+        async with ServerProcess({**_server_env(args, "streaming"), "PARLEY_AGENT__CAPACITY": "1"}, logs / "admission.log") as server:
+            run["admission"] = await admission_turns(server.url, questions[: max(4, len(questions) // 2)])
     else:
-        log.info("transport floor: starting an echo server")
-        async with ServerProcess(_server_env(args, "streaming", "echo"), logs / "echo.log") as echo:
-            run["transport_floor"] = await transport_floor(echo.url)
-        log.info("starting Parley (streaming pipeline: end-of-turn model, overlapped transcription)")
-        streaming_env = {**_server_env(args, "streaming"), "PARLEY_AUTH__API_KEY": BENCH_API_KEY}
-        async with ServerProcess(streaming_env, logs / "streaming.log") as server:
-            await measure("streaming", server.url, server.pid)
-            if not args.no_realtime:
-                log.info("realtime: %d questions over OpenAI's Realtime WebSocket API (the official SDK)", len(questions))
-                run["single_call"]["realtime_ws"] = await realtime_turns(server.url, BENCH_API_KEY, questions)
-        if args.browser:
-            log.info("browser: %d questions through the bundled page in headless chromium (a fresh server)", args.browser)
-            run["browser"] = await asyncio.to_thread(
-                browser_turns, questions[: args.browser], logs / "browser", free_loopback_port(), _model_env(args),
-            )
-            if "skipped" in run["browser"]:
-                run["not_measured"].append(f"browser ({run['browser']['skipped']})")
-        if args.mandarin and args.profile == "cpu":
-            log.info("starting Parley in Mandarin (agent.language zh: Whisper base, Kokoro), %d questions", args.mandarin)
-            settings = load_settings(environ={**os.environ, **_model_env(args)})
-            mandarin = load_mandarin_questions(args.questions_dir, settings.cache_dir, args.mandarin)
-            async with ServerProcess({**_server_env(args, "streaming"), "PARLEY_AGENT__LANGUAGE": "zh"}, logs / "mandarin.log") as server:
-                started_cpu, started_at = cpu_seconds(server.pid) if server.pid else 0.0, time.monotonic()
-                run["single_call"]["mandarin"] = await single_call_turns(server.url, mandarin)
-                if server.pid:
-                    run["single_call"]["mandarin"]["cpu_cores_busy"] = (cpu_seconds(server.pid) - started_cpu) / (time.monotonic() - started_at)
-                if args.mandarin_paused:
-                    log.info("mandarin: %d questions with a pause inside", args.mandarin_paused)
-                    paused_zh = load_mandarin_paused_questions(args.questions_dir, settings.cache_dir, args.mandarin_paused)
-                    run["paused"]["mandarin"] = await paused_question_turns(server.url, paused_zh)
-        elif args.mandarin:
-            run["not_measured"].append("Mandarin (set up for the cpu profile's embedded models only)")
-        if not args.no_admission:
-            log.info("starting Parley with agent.capacity 1 (admission control: a second agent call is refused)")
-            async with ServerProcess({**_server_env(args, "streaming"), "PARLEY_AGENT__CAPACITY": "1"}, logs / "admission.log") as server:
-                run["admission"] = await admission_turns(server.url, questions[: max(4, len(questions) // 2)])
-        else:
-            run["not_measured"].append("admission control (--no-admission)")
-        if not args.no_sequential:
-            log.info("starting Parley (sequential: 450 ms silence endpoint, no overlap)")
-            async with ServerProcess({**_server_env(args, "streaming"), **SEQUENTIAL}, logs / "sequential.log") as server:
-                await measure("sequential", server.url, server.pid, ramp=False)
-        if not args.no_pipecat and args.profile == "cpu":
-            log.info("Pipecat %s on the same models (Whisper, llama.cpp server + GGUF, hibari), the same caller", PIPECAT_VERSION)
-            settings = load_settings(environ={**os.environ, **_model_env(args)})
-            pipecat = await measure_pipecat(settings, questions, paused, logs)
-            run["single_call"]["pipecat"] = pipecat["single_call"]
-            if pipecat["paused"]:
-                run["paused"]["pipecat"] = pipecat["paused"]
-        elif not args.no_pipecat:
-            run["not_measured"].append("Pipecat (set up for the cpu profile's embedded models only)")
-        if not args.no_baseline:
-            log.info("starting Parley with the naive baseline pipeline")
-            async with ServerProcess(_server_env(args, "naive"), logs / "naive.log") as server:
-                await measure("naive", server.url, server.pid)
+        run["not_measured"].append("admission control (--no-admission)")
+    if not args.no_sequential:
+        log.info("starting Parley (sequential: 450 ms silence endpoint, no overlap)")
+        async with ServerProcess({**_server_env(args, "streaming"), **SEQUENTIAL}, logs / "sequential.log") as server:
+            await _measure(args, plan, run, "sequential", server.url, server.pid, ramp=False)
+    if not args.no_pipecat and args.profile == "cpu":
+        log.info("Pipecat %s on the same models (Whisper, llama.cpp server + GGUF, hibari), the same caller", PIPECAT_VERSION)
+        settings = load_settings(environ={**os.environ, **_model_env(args)})
+        pipecat = await measure_pipecat(settings, questions, plan.paused, logs)
+        run["single_call"]["pipecat"] = pipecat["single_call"]
+        if pipecat["paused"]:
+            run["paused"]["pipecat"] = pipecat["paused"]
+    elif not args.no_pipecat:
+        run["not_measured"].append("Pipecat (set up for the cpu profile's embedded models only)")
+    if not args.no_baseline:
+        log.info("starting Parley with the naive baseline pipeline")
+        async with ServerProcess(_server_env(args, "naive"), logs / "naive.log") as server:
+            await _measure(args, plan, run, "naive", server.url, server.pid)
+
+
+async def _mandarin(args: argparse.Namespace, run: dict[str, Any], logs: Path) -> None:
+    """A Mandarin server (agent.language zh): its questions on one call, then its paused ones."""
+    log.info("starting Parley in Mandarin (agent.language zh: Whisper base, Kokoro), %d questions", args.mandarin)
+    settings = load_settings(environ={**os.environ, **_model_env(args)})
+    mandarin = load_mandarin_questions(args.questions_dir, settings.cache_dir, args.mandarin)
+    async with ServerProcess({**_server_env(args, "streaming"), "PARLEY_AGENT__LANGUAGE": "zh"}, logs / "mandarin.log") as server:
+        started_cpu, started_at = cpu_seconds(server.pid) if server.pid else 0.0, time.monotonic()
+        run["single_call"]["mandarin"] = await single_call_turns(server.url, mandarin)
+        if server.pid:
+            run["single_call"]["mandarin"]["cpu_cores_busy"] = (cpu_seconds(server.pid) - started_cpu) / (time.monotonic() - started_at)
+        if args.mandarin_paused:
+            log.info("mandarin: %d questions with a pause inside", args.mandarin_paused)
+            paused_zh = load_mandarin_paused_questions(args.questions_dir, settings.cache_dir, args.mandarin_paused)
+            run["paused"]["mandarin"] = await paused_question_turns(server.url, paused_zh)
+
+
+def _ratios(run: dict[str, Any]) -> None:
+    """Each other configuration's p50 over streaming's, where both were measured."""
     ours = run["single_call"].get("streaming")
     for other, key in (("naive", "baseline_ratio_p50"), ("sequential", "sequential_ratio_p50"), ("pipecat", "pipecat_ratio_p50")):
         theirs = run["single_call"].get(other)
         if theirs and ours and theirs["voice_to_voice_s"]["p50"] and ours["voice_to_voice_s"]["p50"]:
             run[key] = theirs["voice_to_voice_s"]["p50"] / ours["voice_to_voice_s"]["p50"]
-    run["json"] = str(args.results / f"{stamp}.json")
-    run["png"] = str(args.results / f"{stamp}.png")
-    return run
 
 
 def main(argv: list[str] | None = None) -> int:
