@@ -226,10 +226,7 @@ async def _measure(args: argparse.Namespace, plan: _Plan, run: dict[str, Any], n
     """One configuration's server: the questions on one call, the paused ones, the monologues, what it started
     ahead of the turns, and (unless ``ramp`` is false) its capacity ramp."""
     log.info("%s: %d questions on one call", name, len(plan.questions))
-    started_cpu, started_at = (cpu_seconds(pid) if pid else 0.0), time.monotonic()
-    run["single_call"][name] = await single_call_turns(url, plan.questions)
-    if pid:  # the server's process tree (LLM child included) while it answered one call
-        run["single_call"][name]["cpu_cores_busy"] = (cpu_seconds(pid) - started_cpu) / (time.monotonic() - started_at)
+    run["single_call"][name] = await _one_call(url, plan.questions, pid)
     if plan.paused and name != "naive":
         log.info("%s: %d questions with a pause inside", name, len(plan.paused))
         run["paused"][name] = await paused_question_turns(url, plan.paused)
@@ -245,6 +242,16 @@ async def _measure(args: argparse.Namespace, plan: _Plan, run: dict[str, Any], n
         steps = await capacity_ramp(url, plan.questions, plan.steps, args.step_seconds, pid, plan.limits)
         run["ramp"][name] = [vars(s) for s in steps]
         run["max_calls_sustained"][name] = max((s.calls for s in steps if s.sustained), default=0)
+
+
+async def _one_call(url: str, questions: list[Question], pid: int | None) -> dict[str, Any]:
+    """``questions`` asked on one call, with the cores the server's process tree (LLM child included) kept
+    busy meanwhile when its ``pid`` is known."""
+    started_cpu, started_at = (cpu_seconds(pid) if pid else 0.0), time.monotonic()
+    turns = await single_call_turns(url, questions)
+    if pid:
+        turns["cpu_cores_busy"] = (cpu_seconds(pid) - started_cpu) / (time.monotonic() - started_at)
+    return turns
 
 
 async def _side_benches(args: argparse.Namespace, plan: _Plan, run: dict[str, Any]) -> None:
@@ -339,10 +346,7 @@ async def _mandarin(args: argparse.Namespace, run: dict[str, Any], logs: Path) -
     settings = load_settings(environ={**os.environ, **_model_env(args)})
     mandarin = load_mandarin_questions(args.questions_dir, settings.cache_dir, args.mandarin)
     async with ServerProcess({**_server_env(args, "streaming"), "PARLEY_AGENT__LANGUAGE": "zh"}, logs / "mandarin.log") as server:
-        started_cpu, started_at = cpu_seconds(server.pid) if server.pid else 0.0, time.monotonic()
-        run["single_call"]["mandarin"] = await single_call_turns(server.url, mandarin)
-        if server.pid:
-            run["single_call"]["mandarin"]["cpu_cores_busy"] = (cpu_seconds(server.pid) - started_cpu) / (time.monotonic() - started_at)
+        run["single_call"]["mandarin"] = await _one_call(server.url, mandarin, server.pid)
         if args.mandarin_paused:
             log.info("mandarin: %d questions with a pause inside", args.mandarin_paused)
             paused_zh = load_mandarin_paused_questions(args.questions_dir, settings.cache_dir, args.mandarin_paused)
