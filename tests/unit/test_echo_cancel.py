@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from parley.agents.echo_cancel import BLOCK, EchoCanceller
+from parley.agents.echo_cancel import BLOCK, ECHO_RETURN_MIN_S, EchoCanceller
 from parley.core.audio import AGENT_RATE, resample
 from tests.support.audio import peak_correlation, read_wav, speak_to_wav
 
@@ -128,3 +128,40 @@ def test_a_listener_running_behind_still_has_its_echo_removed(speech, aligned):
     erle = level_db(mic[second]) - level_db(out[second])
     print(f"listener 1 s behind, {'aligned by arrival' if aligned else 'as read'}: ERLE {erle:.1f} dB")
     assert (erle > 25) if aligned else (erle < 10), erle
+
+
+def _tone(seconds: float) -> np.ndarray:
+    t = np.arange(int(seconds * AGENT_RATE)) / AGENT_RATE
+    return (0.1 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+
+
+def _play(canceller: EchoCanceller, samples: np.ndarray, sent_from: float) -> None:
+    """The agent's voice leaving 20 ms at a time from ``sent_from`` (monotonic)."""
+    step = 2 * BLOCK
+    for i, start in enumerate(range(0, samples.size, step)):
+        canceller.render(samples[start : start + step], sent_from + i * 0.02)
+
+
+def _heard_at(canceller: EchoCanceller, arrived_at: float) -> bool:
+    canceller.capture(np.zeros(2 * BLOCK, np.float32), arrived_at)  # what the listener does before asking
+    return canceller.may_hold_echo(arrived_at)
+
+
+def test_audio_that_arrived_before_the_agents_voice_can_have_come_back_holds_no_echo():
+    """An onset in audio that arrived within ``ECHO_RETURN_MIN_S`` of the agent's first sound (or with
+    the agent silent for ``hold_s``) is the caller's: a canceller still learning need not wait for it to last."""
+    canceller = EchoCanceller()
+    t0 = time.monotonic() + 10  # (ahead of the clock: rendered only as captures reach it)
+    assert not canceller.may_hold_echo(t0)  # the agent has not spoken yet
+    _play(canceller, _tone(1.0), t0)
+    assert not _heard_at(canceller, t0 + ECHO_RETURN_MIN_S - 0.01)  # its first sound cannot be back yet
+    assert _heard_at(canceller, t0 + ECHO_RETURN_MIN_S + 0.01)
+    assert _heard_at(canceller, t0 + 1.3)  # its last sound may still be coming back
+    assert not _heard_at(canceller, t0 + 1.0 + ECHO_RETURN_MIN_S + 0.6)  # silent for longer than hold_s
+    # After 0.3 s of silence the agent speaks again: its earlier sound may still be coming back...
+    _play(canceller, _tone(0.5), t0 + 1.3)
+    assert _heard_at(canceller, t0 + 1.3 + 0.01)
+    # ... but not after 2 s of silence, until the new sound can have come back.
+    _play(canceller, _tone(0.5), t0 + 4.0)
+    assert not _heard_at(canceller, t0 + 4.0 + 0.02)
+    assert _heard_at(canceller, t0 + 4.0 + ECHO_RETURN_MIN_S + 0.02)
