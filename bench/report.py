@@ -331,7 +331,6 @@ def write_plot(run: dict[str, Any], path: Path) -> bool:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        import matplotlib.ticker
     except ImportError:
         log.warning("matplotlib is not installed: no plot (pip install 'parley[bench]')")
         return False
@@ -342,33 +341,46 @@ def write_plot(run: dict[str, Any], path: Path) -> bool:
     if not panels:
         return False
     fig, axes = plt.subplots(1, panels, figsize=(7 * panels, 4.2), squeeze=False)
-    if single:  # the configurations side by side (Parley's, and Pipecat's on the same models)
-        bax = axes[0][int(voice)]
-        names = list(single)
-        xs = range(len(names))
-        bax.bar([x - 0.2 for x in xs], [single[n]["p50"] * 1000 for n in names], 0.4, label="p50", color="tab:blue")
-        bax.bar([x + 0.2 for x in xs], [(single[n]["p95"] or 0) * 1000 for n in names], 0.4, label="p95", color="tab:orange")
-        bax.set_xticks(list(xs), names)
-        bax.set_ylabel("voice-to-voice latency, one call (ms)")
-        bax.set_title("One call, the same questions and caller", fontsize=9)
-        bax.grid(True, axis="y", alpha=0.3)
-        bax.legend(fontsize=8)
+    if single:
+        _one_call_panel(axes[0][int(voice)], single)
     if forwarding:
-        fax = axes[0][-1]
-        streams = [s["forwarded_streams"] for s in forwarding]
-        fax.plot(streams, [s["server_cpu_percent"] for s in forwarding], "-o", color="tab:purple", label="server CPU %")
-        fax.set_xlabel(f"forwarded audio streams (rooms of {forwarding[0]['room_size']}, no agent)")
-        fax.set_ylabel("% of one core")
-        fax.set_title("SFU forwarding cost", fontsize=9)
-        fax.grid(True, alpha=0.3)
-        fax.legend(fontsize=8)
-    if not voice:
-        fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        return True
-    ax = axes[0][0]
+        _forwarding_panel(axes[0][-1], forwarding)
+    if voice:
+        _ramp_panel(axes[0][0], run)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def _one_call_panel(ax: Any, single: dict[str, dict[str, Any]]) -> None:
+    """The configurations side by side (Parley's, and Pipecat's on the same models)."""
+    names = list(single)
+    xs = range(len(names))
+    ax.bar([x - 0.2 for x in xs], [single[n]["p50"] * 1000 for n in names], 0.4, label="p50", color="tab:blue")
+    ax.bar([x + 0.2 for x in xs], [(single[n]["p95"] or 0) * 1000 for n in names], 0.4, label="p95", color="tab:orange")
+    ax.set_xticks(list(xs), names)
+    ax.set_ylabel("voice-to-voice latency, one call (ms)")
+    ax.set_title("One call, the same questions and caller", fontsize=9)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def _forwarding_panel(ax: Any, forwarding: list[dict[str, Any]]) -> None:
+    streams = [s["forwarded_streams"] for s in forwarding]
+    ax.plot(streams, [s["server_cpu_percent"] for s in forwarding], "-o", color="tab:purple", label="server CPU %")
+    ax.set_xlabel(f"forwarded audio streams (rooms of {forwarding[0]['room_size']}, no agent)")
+    ax.set_ylabel("% of one core")
+    ax.set_title("SFU forwarding cost", fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def _ramp_panel(ax: Any, run: dict[str, Any]) -> None:
+    """Latency against concurrent calls, with the transport floor drawn in."""
+    import matplotlib.ticker
+
     for (name, steps), color in zip(run.get("ramp", {}).items(), ["tab:blue", "tab:orange", "tab:green"]):
         calls = [s["calls"] for s in steps]
         for key, style in (("p50", "-o"), ("p95", "--s")):
@@ -388,11 +400,6 @@ def write_plot(run: dict[str, Any], path: Path) -> bool:
     ax.set_title(f"Parley — {run['machine']}", fontsize=9)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
 
 
 def _stt_batching_lines(section: dict | None) -> list[str]:

@@ -44,6 +44,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Measure voice-to-voice latency and capacity with real WebRTC callers on loopback, "
         "against a naive baseline and the transport floor, in one run.",
     )
+    _server_options(p)
+    _turn_options(p)
+    _load_options(p)
+    _forwarding_options(p)
+    _speakerphone_options(p)
+    return p
+
+
+def _server_options(parser: argparse.ArgumentParser) -> None:
+    p = parser.add_argument_group("servers", "which servers are measured, with which models, and where results go")
     p.add_argument("--url", help="measure a Parley already running here (loopback) instead of starting one")
     p.add_argument(
         "--profile", choices=["cpu", "gpu"], default="cpu",
@@ -53,32 +63,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--llm-url", help="OpenAI-compatible LLM URL (gpu profile default: http://127.0.0.1:8000/v1)")
     p.add_argument("--tts-url", help="Fish Speech API server (gpu profile default: http://127.0.0.1:8081)")
     p.add_argument("--stt-model", help="Whisper model for the servers the bench starts")
+    p.add_argument("--results", type=Path, default=Path("bench/results"), help="where JSON and PNG go")
+    p.add_argument("--questions-dir", type=Path, default=Path("bench/questions"), help="cache of the spoken questions")
+
+
+def _turn_options(parser: argparse.ArgumentParser) -> None:
+    p = parser.add_argument_group("turns", "voice-to-voice latency, per configuration")
     p.add_argument("--questions", type=int, default=24, help="how many of the 24 spoken questions to ask per configuration")
-    p.add_argument("--ramp", default="1,2,4,8,16", help="concurrent-call steps (stops at the first failing step)")
-    p.add_argument("--step-seconds", type=float, default=30.0, help="duration of each ramp step")
-    p.add_argument("--max-p95", type=float, default=3.0, help="a ramp step fails above this p95 voice-to-voice (s)")
     p.add_argument("--no-baseline", action="store_true", help="skip the naive baseline configuration")
-    p.add_argument("--mandarin", type=int, default=12, help="Mandarin questions on a zh server (0: skip)")
-    p.add_argument("--mandarin-paused", type=int, default=8,
-                   help="Mandarin questions with a pause inside, on the same zh server (0: skip; needs --mandarin)")
-    p.add_argument(
-        "--no-admission", action="store_true",
-        help="skip the admission-control run (agent.capacity 1: one call asks while a second is refused busy)",
-    )
     p.add_argument(
         "--no-sequential", action="store_true",
         help="skip the sequential configuration (silence endpoint, no overlap) measured beside the default one",
+    )
+    p.add_argument("--paused", type=int, default=8, help="how many paused questions to ask per configuration (0: none)")
+    p.add_argument(
+        "--no-monologue", action="store_true",
+        help="skip real speech read sentence after sentence with 0.6 and 0.9 s pauses (LibriVox), per configuration",
     )
     p.add_argument(
         "--browser", type=int, default=12,
         help="questions asked through the bundled page in headless chromium, timed inside the browser (0: skip)",
     )
-    p.add_argument(
-        "--no-monologue", action="store_true",
-        help="skip real speech read sentence after sentence with 0.6 and 0.9 s pauses (LibriVox), per configuration",
-    )
-    p.add_argument("--paused", type=int, default=8, help="how many paused questions to ask per configuration (0: none)")
-    p.add_argument("--no-ramp", action="store_true", help="skip the capacity ramps")
+    p.add_argument("--mandarin", type=int, default=12, help="Mandarin questions on a zh server (0: skip)")
+    p.add_argument("--mandarin-paused", type=int, default=8,
+                   help="Mandarin questions with a pause inside, on the same zh server (0: skip; needs --mandarin)")
     p.add_argument(
         "--no-realtime", action="store_true",
         help="skip the same questions over OpenAI's Realtime WebSocket API (/v1/realtime, the official SDK)",
@@ -87,12 +95,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-pipecat", action="store_true",
         help="skip Pipecat on the same models (its own virtualenv, made once under ~/.cache/parley/pipecat-venv)",
     )
+
+
+def _load_options(parser: argparse.ArgumentParser) -> None:
+    p = parser.add_argument_group("load", "calls at once, admission control and STT batching")
+    p.add_argument("--ramp", default="1,2,4,8,16", help="concurrent-call steps (stops at the first failing step)")
+    p.add_argument("--step-seconds", type=float, default=30.0, help="duration of each ramp step")
+    p.add_argument("--max-p95", type=float, default=3.0, help="a ramp step fails above this p95 voice-to-voice (s)")
+    p.add_argument("--no-ramp", action="store_true", help="skip the capacity ramps")
+    p.add_argument(
+        "--no-admission", action="store_true",
+        help="skip the admission-control run (agent.capacity 1: one call asks while a second is refused busy)",
+    )
+    p.add_argument("--stt-batching", default="1,2,4,8", help="utterance counts for the STT batching comparison")
+    p.add_argument("--no-stt-batching", action="store_true", help="skip the STT batching comparison")
+
+
+def _forwarding_options(parser: argparse.ArgumentParser) -> None:
+    p = parser.add_argument_group("forwarding", "the SFU without an agent, in one process and in several")
     p.add_argument("--forwarding", default="2,4,8,16", help="people per step of the SFU forwarding ramp (no agent)")
     p.add_argument("--forwarding-room-size", type=int, default=2, help="people per room in the forwarding ramp")
     p.add_argument("--forwarding-seconds", type=float, default=10.0, help="measuring window of each forwarding step")
     p.add_argument("--no-forwarding", action="store_true", help="skip the SFU forwarding ramp")
-    p.add_argument("--stt-batching", default="1,2,4,8", help="utterance counts for the STT batching comparison")
-    p.add_argument("--no-stt-batching", action="store_true", help="skip the STT batching comparison")
     p.add_argument("--forwarding-only", action="store_true", help="run only the SFU forwarding ramp")
     p.add_argument(
         "--cluster-workers", default="1,2",
@@ -101,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--cluster-people", default="8,16,24,32", help="people per step of each worker count's forwarding ramp")
     p.add_argument("--no-cluster", action="store_true", help="skip the workers comparison")
+    p.add_argument("--cluster-only", action="store_true", help="run only the workers comparison")
+
+
+def _speakerphone_options(parser: argparse.ArgumentParser) -> None:
+    p = parser.add_argument_group("speakerphone", "the server's echo cancellation against a software speakerphone")
     p.add_argument(
         "--speakerphone", type=int, default=20,
         help="replies per echo level asked from a software speakerphone, with the server's echo cancellation (0: skip)",
@@ -109,10 +138,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speakerphone-window", type=float, default=30.0, help="seconds a speakerphone turn may take")
     p.add_argument("--speakerphone-barge-ins", type=int, default=5, help="barge-ins spoken over the echo")
     p.add_argument("--speakerphone-only", action="store_true", help="run only the speakerphone comparison")
-    p.add_argument("--cluster-only", action="store_true", help="run only the workers comparison")
-    p.add_argument("--results", type=Path, default=Path("bench/results"), help="where JSON and PNG go")
-    p.add_argument("--questions-dir", type=Path, default=Path("bench/questions"), help="cache of the spoken questions")
-    return p
 
 
 def _machine() -> str:

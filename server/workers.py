@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -122,6 +123,27 @@ def run_workers(settings: Settings, count: int) -> int:
     if not redis_url:
         redis_process, redis_url = start_local_redis(settings.cache_dir / "logs")
         log.info("started a private redis-server for the workers at %s", redis_url)
+    workers = _workers(settings, count, redis_url)
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stopping.set())
+    signal.signal(signal.SIGINT, lambda signum, frame: stopping.set())
+    try:
+        for worker in workers:
+            worker.start()
+        if _wait_ready(workers, settings.http.host, timeout_s=600):
+            log.info("Parley is ready with %d workers: open http://%s:%d (workers on ports %s)", count,
+                     settings.http.host, settings.http.port, ", ".join(str(w.port) for w in workers))
+        return _supervise(workers, stopping)
+    finally:
+        _stop(workers, settings.http.shutdown_grace_s + 10)
+        if redis_process is not None:
+            redis_process.terminate()
+            redis_process.wait(5)
+        log.info("all workers stopped")
+
+
+def _workers(settings: Settings, count: int, redis_url: str) -> list[Worker]:
+    """The workers' settings, written to private files: one Redis, one token secret and admin key for all."""
     auth = settings.auth
     token_secret = auth.token_secret or secrets.token_urlsafe(32)
     api_key = auth.api_key
@@ -133,51 +155,39 @@ def run_workers(settings: Settings, count: int) -> int:
         own = worker_settings(settings, index, redis_url, token_secret, api_key)
         path = write_private(settings.cache_dir / f"worker-{index}.json", own.model_dump_json())
         workers.append(Worker(index, path, own.http.port))
-    stopping = False
+    return workers
 
-    def stop(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    status = 0
-    try:
+def _supervise(workers: list[Worker], stopping: threading.Event) -> int:
+    """Start again each worker that exits (with a growing delay) until ``stopping``; 1 once one exits too often."""
+    while not stopping.is_set():
+        time.sleep(0.2)
         for worker in workers:
+            assert worker.process is not None
+            code = worker.process.poll()
+            if code is None or stopping.is_set():
+                continue
+            if not worker.restarts_left():
+                log.error("worker %d exited with %s too often: stopping", worker.index, code)
+                return 1
+            delay = min(2.0 ** (len(worker.starts) - 1) * 0.5, 10.0)
+            log.warning("worker %d exited with %s: starting it again in %.1f s", worker.index, code, delay)
+            time.sleep(delay)
             worker.start()
-        if _wait_ready(workers, settings.http.host, timeout_s=600):
-            log.info("Parley is ready with %d workers: open http://%s:%d (workers on ports %s)", count,
-                     settings.http.host, settings.http.port, ", ".join(str(w.port) for w in workers))
-        while not stopping:
-            time.sleep(0.2)
-            for worker in workers:
-                assert worker.process is not None
-                code = worker.process.poll()
-                if code is None or stopping:
-                    continue
-                if not worker.restarts_left():
-                    log.error("worker %d exited with %s too often: stopping", worker.index, code)
-                    stopping, status = True, 1
-                    break
-                delay = min(2.0 ** (len(worker.starts) - 1) * 0.5, 10.0)
-                log.warning("worker %d exited with %s: starting it again in %.1f s", worker.index, code, delay)
-                time.sleep(delay)
-                worker.start()
-    finally:
-        for worker in workers:
-            if worker.process is not None and worker.process.poll() is None:
-                worker.process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + settings.http.shutdown_grace_s + 10
-        for worker in workers:
-            if worker.process is not None:
-                try:
-                    worker.process.wait(max(0.1, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    worker.process.kill()
-            worker.settings_file.unlink(missing_ok=True)
-        if redis_process is not None:
-            redis_process.terminate()
-            redis_process.wait(5)
-        log.info("all workers stopped")
-    return status
+    return 0
+
+
+def _stop(workers: list[Worker], grace_s: float) -> None:
+    """SIGTERM to every worker still running; those not gone within ``grace_s`` are killed."""
+    for worker in workers:
+        if worker.process is not None and worker.process.poll() is None:
+            worker.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for worker in workers:
+        if worker.process is not None:
+            try:
+                worker.process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                worker.process.kill()
+        worker.settings_file.unlink(missing_ok=True)
 
