@@ -40,8 +40,10 @@ LEARN_S = 2.0  # seconds of the agent's voice after which AEC3 is taken to know 
 FAR_HELD_S = 3.5
 # The agent's voice comes back in a microphone no sooner than this after it leaves: the caller's jitter
 # buffer (≥ 20 ms), the sound card's output and input (≥ 10 ms each) and a 20 ms Opus frame, before the
-# network's two ways (the bench's Python callers measure ~0.1 s on loopback). What arrives sooner after the
-# agent began to sound cannot hold its echo.
+# network's two ways. Measured on loopback, without the sound card: headless Chromium 164–230 ms from the
+# server's send back to its arrival (make bench's browser turns, voice to voice less the server's part),
+# the bench's Python callers ~105 ms (the echo floor). What arrives sooner after the agent began to sound
+# cannot hold its echo.
 ECHO_RETURN_MIN_S = 0.05
 EchoMode = Literal["auto", "on", "off"]
 
