@@ -45,6 +45,11 @@ FAR_HELD_S = 3.5
 # the bench's Python callers ~105 ms (the echo floor). What arrives sooner after the agent began to sound
 # cannot hold its echo.
 ECHO_RETURN_MIN_S = 0.05
+# ... and none of it is taken to come back later than this after its last sound: far more than any echo
+# path, since on a loaded host the caller's audio can be stamped late. (With the canceller's 0.5 s hold
+# here instead, a clean-clone CI run saw a first reply on a −20 dB / 250 ms speakerphone stop 11 times;
+# late-stamped echo after a gap in the reply counting as the caller's is the likely cause, not reproduced.)
+ECHO_RETURN_MAX_S = 2.0
 EchoMode = Literal["auto", "on", "off"]
 
 
@@ -203,7 +208,7 @@ class EchoCanceller:
         self._hold_s = hold_s
         self._far_level = 0.0  # the agent's recent level (a slowly falling peak of block RMS)
         self._far_at = -math.inf  # when the agent's voice last had sound
-        self._far_since = -math.inf  # ... when it began to, after at least hold_s of silence
+        self._far_since = -math.inf  # ... when it began to, after at least ECHO_RETURN_MAX_S of silence
         self._far_before = -math.inf  # ... and when the sound before that ended
         self._far_sound_blocks = 0  # 10 ms blocks of the agent's voice with sound, so far
         self.stats = EchoStats()
@@ -238,7 +243,7 @@ class EchoCanceller:
             self._far_level = max(float(levels.max()), self._far_level * 0.97 ** levels.size)
             sounding = int(np.count_nonzero(levels > 1e-3))
             if sounding:
-                if sent_at - self._far_at >= self._hold_s:
+                if sent_at - self._far_at >= ECHO_RETURN_MAX_S:
                     self._far_since, self._far_before = sent_at, self._far_at
                 self._far_at = sent_at
             self._far_sound_blocks += sounding
@@ -260,11 +265,12 @@ class EchoCanceller:
 
     def may_hold_echo(self, arrived_at: float) -> bool:
         """Whether the caller's audio that arrived at ``arrived_at`` (monotonic) may hold the agent's voice
-        coming back: it had sound at least ``ECHO_RETURN_MIN_S`` before, and less than ``hold_s`` before that.
-        Reads the agent's voice as ``capture`` has handed it to AEC3, i.e. up to the last audio captured."""
+        coming back: it had sound at least ``ECHO_RETURN_MIN_S`` before, and less than ``ECHO_RETURN_MAX_S``
+        before that. Reads the agent's voice as ``capture`` has handed it to AEC3, i.e. up to the last audio
+        captured."""
         latest = arrived_at - ECHO_RETURN_MIN_S  # the agent's voice sent after this cannot be back yet
         last_sound = self._far_at if self._far_since <= latest else self._far_before
-        return latest - last_sound < self._hold_s
+        return latest - last_sound < ECHO_RETURN_MAX_S
 
     def capture(self, samples: np.ndarray, arrived_at: float | None = None) -> np.ndarray:
         """The caller's audio, 16 kHz float32, as it arrived (at ``arrived_at``, monotonic; now if not
