@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -38,18 +37,6 @@ LEARN_S = 2.0  # seconds of the agent's voice after which AEC3 is taken to know 
 # The agent's voice waits at most this long for the caller's audio of the same moment (the listener's
 # buffer holds 3 s; audio further behind is dropped there).
 FAR_HELD_S = 3.5
-# The agent's voice comes back in a microphone no sooner than this after it leaves: the caller's jitter
-# buffer (≥ 20 ms), the sound card's output and input (≥ 10 ms each) and a 20 ms Opus frame, before the
-# network's two ways. Measured on loopback, without the sound card: headless Chromium 164–230 ms from the
-# server's send back to its arrival (make bench's browser turns, voice to voice less the server's part),
-# the bench's Python callers ~105 ms (the echo floor). What arrives sooner after the agent began to sound
-# cannot hold its echo.
-ECHO_RETURN_MIN_S = 0.05
-# ... and none of it is taken to come back later than this after its last sound: far more than any echo
-# path, since on a loaded host the caller's audio can be stamped late. (With the canceller's 0.5 s hold
-# here instead, a clean-clone CI run saw a first reply on a −20 dB / 250 ms speakerphone stop 11 times;
-# late-stamped echo after a gap in the reply counting as the caller's is the likely cause, not reproduced.)
-ECHO_RETURN_MAX_S = 2.0
 EchoMode = Literal["auto", "on", "off"]
 
 
@@ -207,9 +194,7 @@ class EchoCanceller:
         self._gate = 10 ** (-gate_db / 20)
         self._hold_s = hold_s
         self._far_level = 0.0  # the agent's recent level (a slowly falling peak of block RMS)
-        self._far_at = -math.inf  # when the agent's voice last had sound
-        self._far_since = -math.inf  # ... when it began to, after at least ECHO_RETURN_MAX_S of silence
-        self._far_before = -math.inf  # ... and when the sound before that ended
+        self._far_at = 0.0  # when the agent's voice last had sound
         self._far_sound_blocks = 0  # 10 ms blocks of the agent's voice with sound, so far
         self.stats = EchoStats()
         self.detector = EchoDetector()
@@ -243,8 +228,6 @@ class EchoCanceller:
             self._far_level = max(float(levels.max()), self._far_level * 0.97 ** levels.size)
             sounding = int(np.count_nonzero(levels > 1e-3))
             if sounding:
-                if sent_at - self._far_at >= ECHO_RETURN_MAX_S:
-                    self._far_since, self._far_before = sent_at, self._far_at
                 self._far_at = sent_at
             self._far_sound_blocks += sounding
         for start in range(0, usable, BLOCK):
@@ -262,15 +245,6 @@ class EchoCanceller:
     def agent_audible(self, at: float) -> bool:
         """Whether the agent's voice had sound within ``hold_s`` before ``at`` (its echo may still be arriving)."""
         return at - self._far_at < self._hold_s
-
-    def may_hold_echo(self, arrived_at: float) -> bool:
-        """Whether the caller's audio that arrived at ``arrived_at`` (monotonic) may hold the agent's voice
-        coming back: it had sound at least ``ECHO_RETURN_MIN_S`` before, and less than ``ECHO_RETURN_MAX_S``
-        before that. Reads the agent's voice as ``capture`` has handed it to AEC3, i.e. up to the last audio
-        captured."""
-        latest = arrived_at - ECHO_RETURN_MIN_S  # the agent's voice sent after this cannot be back yet
-        last_sound = self._far_at if self._far_since <= latest else self._far_before
-        return latest - last_sound < ECHO_RETURN_MAX_S
 
     def capture(self, samples: np.ndarray, arrived_at: float | None = None) -> np.ndarray:
         """The caller's audio, 16 kHz float32, as it arrived (at ``arrived_at``, monotonic; now if not

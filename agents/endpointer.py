@@ -18,9 +18,8 @@ SAMPLE_RATE = 16_000
 @dataclass(frozen=True)
 class SpeechStarted:
     at: float  # monotonic time of the chunk in which speech began
-    # Set by the listener while this microphone's echo canceller is still learning the echo path and the
-    # agent's voice may be coming back in it: the onset may be that voice, so the agent stops only at
-    # ``SpeechConfirmed``.
+    # Set by the listener while this microphone's echo canceller is still learning the echo path: the
+    # onset may be the agent's own voice, so the agent stops only at ``SpeechConfirmed``.
     confirm_first: bool = False
 
 

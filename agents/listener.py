@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
 import time
 from concurrent.futures import Executor
 from typing import Callable
@@ -22,8 +21,6 @@ from parley.agents.endpointer import EndpointEvent, Endpointer, SpeechStarted
 from parley.agents.runtime import AgentModels
 from parley.core.audio import FrameToAgentPcm, arrival_of
 from parley.agents.settings import VadSettings
-
-log = logging.getLogger(__name__)
 
 
 def new_endpointer(models: AgentModels, vad: VadSettings, *, words_judged: bool = True) -> Endpointer:
@@ -65,9 +62,8 @@ class Listener:
         while True:
             frame = await track.recv()
             pcm = converter.convert(frame)
-            arrived = arrival_of(frame) or time.monotonic()
             if self._canceller is not None:
-                pcm = self._canceller.capture(pcm, arrived)  # (when it arrived, not when it is read)
+                pcm = self._canceller.capture(pcm, arrival_of(frame))  # (when it arrived, not when it is read)
             pending.append(pcm)
             pending_size += pcm.size
             if pending_size < window:
@@ -76,17 +72,6 @@ class Listener:
             pending, pending_size = [], 0
             events = await loop.run_in_executor(self._executor, self._endpointer.process, chunk, time.monotonic())
             for event in events:
-                if isinstance(event, SpeechStarted) and self._may_be_echo(arrived):
+                if isinstance(event, SpeechStarted) and self._canceller is not None and self._canceller.learning:
                     event = dataclasses.replace(event, confirm_first=True)
                 self._on_event(event)
-
-    def _may_be_echo(self, arrived: float) -> bool:
-        """Whether a speech onset in audio that arrived at ``arrived`` may be the agent's own voice that this
-        person's echo canceller has not learned to remove yet (then the agent stops only if it lasts). One
-        that arrived before the agent's voice can have come back is theirs, learning or not."""
-        if self._canceller is None or not self._canceller.learning:
-            return False
-        if self._canceller.may_hold_echo(arrived):
-            return True
-        log.debug("a speech onset before the agent's voice can have come back: theirs, though their echo canceller is learning")
-        return False
