@@ -27,6 +27,7 @@ from typing import Any, Awaitable, Callable, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from parley.core.errors import ConflictError, LimitError, NotFoundError, UnavailableError
+from parley.core.tasks import cancel_and_wait
 from parley.server.config import ClusterSettings
 from parley.server.room import Room
 from parley.server.rooms import RoomRegistry, new_room_id
@@ -142,9 +143,7 @@ class ClusterRooms:
     async def stop(self) -> None:
         """Leave the cluster: the rooms held here are freed at once, for other nodes to take over."""
         if self._beating is not None:
-            self._beating.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._beating
+            await cancel_and_wait(self._beating)
         keys = self._keys
 
         async def leave() -> None:

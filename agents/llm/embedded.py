@@ -26,6 +26,7 @@ from parley.agents.llm.openai_compat import OpenAICompatibleChat
 from parley.agents.llm.slots import PinnedLlm, SlotLeases
 from parley.core.errors import BackendError, ModelLoadError
 from parley.core.net import free_loopback_port
+from parley.core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -294,8 +295,7 @@ class EmbeddedLlm:
     async def close(self) -> None:
         self._status = "closed"
         self._pause.resume()  # (a stopped child could not read the end of its stdin)
-        self._supervisor.cancel()
-        await asyncio.gather(self._supervisor, return_exceptions=True)
+        await cancel_and_wait(self._supervisor)
         await self._client.close()
         process = self._process
         if process is not None and process.returncode is None:

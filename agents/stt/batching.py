@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from parley.agents.stt.base import BatchSpeechToText, SttRequest
+from parley.core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -120,5 +121,4 @@ class SttBatcher:
 
     async def close(self) -> None:
         if self._runner is not None:
-            self._runner.cancel()
-            await asyncio.gather(self._runner, return_exceptions=True)
+            await cancel_and_wait(self._runner)
