@@ -143,7 +143,8 @@ class ClusterRooms:
     async def stop(self) -> None:
         """Leave the cluster: the rooms held here are freed at once, for other nodes to take over."""
         if self._beating is not None:
-            await cancel_and_wait(self._beating)
+            with contextlib.suppress(asyncio.CancelledError):  # leave below even if stop itself is cancelled
+                await cancel_and_wait(self._beating)
         keys = self._keys
 
         async def leave() -> None:

@@ -14,6 +14,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from parley.core.errors import ParleyError, SignalingError
 from parley.core.logs import CallLogger
+from parley.core.tasks import cancel_and_wait
 from parley.signaling import messages as m
 from parley.signaling.contracts import Call, Room
 from parley.signaling.ice import ice_servers
@@ -102,9 +103,8 @@ class SignalingConnection:
                     self._log.warning("socket error: %s", self._ws.exception())
                     break
         finally:
-            deadlines.cancel()
-            with contextlib.suppress(BaseException):
-                await deadlines
+            with contextlib.suppress(asyncio.CancelledError):  # the teardown below runs even if we are cancelled
+                await cancel_and_wait(deadlines)  # its wait_for steps could swallow one cancel (Python 3.11)
             await self._teardown()
             self._outbox.put_nowait(None)
             with contextlib.suppress(BaseException):
