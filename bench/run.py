@@ -30,7 +30,7 @@ from parley.bench.scenarios import (
 from parley.bench.server_process import ServerProcess, cpu_seconds
 from parley.bench.speakerphone import barge_in_over_echo, speakerphone_run
 from parley.bench.stt_batching import stt_batching_bench
-from parley.server.config import load_settings
+from parley.server.config import Settings, load_settings
 from parley.core import aiortc_hooks
 from parley.core.net import free_loopback_port
 from parley.core.logs import setup_logging
@@ -170,6 +170,11 @@ def _model_env(args: argparse.Namespace) -> dict[str, str]:
     return env
 
 
+def _settings(args: argparse.Namespace) -> Settings:
+    """The settings a Parley process started by the bench would load (for what the bench runs in this one)."""
+    return load_settings(environ={**os.environ, **_model_env(args)})
+
+
 def _server_env(args: argparse.Namespace, pipeline: str, mode: str = "voice") -> dict[str, str]:
     # The capacity ramp measures how many calls the machine sustains: admission control (agent.capacity)
     # would stop it at its own default, so the bench's servers admit up to the ramp's ceiling.
@@ -283,7 +288,7 @@ async def _side_benches(args: argparse.Namespace, plan: _Plan, run: dict[str, An
     """What does not time a conversation: STT batching, the speakerphone, workers, SFU forwarding."""
     questions, logs = plan.questions, plan.logs
     if not (args.no_stt_batching or args.forwarding_only or args.cluster_only or args.speakerphone_only):
-        settings = load_settings(environ={**os.environ, **_model_env(args)})
+        settings = _settings(args)
         sizes = [int(x) for x in args.stt_batching.split(",") if x.strip()]
         log.info("STT batching: %s utterances at once, one by one and batched (%s on %s)", sizes, settings.stt.model, settings.stt.device)
         run["stt_batching"] = await stt_batching_bench(settings, questions, sizes)
@@ -352,7 +357,7 @@ async def _configurations(args: argparse.Namespace, plan: _Plan, run: dict[str, 
             await _measure(args, plan, run, "sequential", server.url, server.pid, ramp=False)
     if not args.no_pipecat and args.profile == "cpu":
         log.info("Pipecat %s on the same models (Whisper, llama.cpp server + GGUF, hibari), the same caller", PIPECAT_VERSION)
-        settings = load_settings(environ={**os.environ, **_model_env(args)})
+        settings = _settings(args)
         pipecat = await measure_pipecat(settings, questions, plan.paused, logs)
         run["single_call"]["pipecat"] = pipecat["single_call"]
         if pipecat["paused"]:
@@ -368,7 +373,7 @@ async def _configurations(args: argparse.Namespace, plan: _Plan, run: dict[str, 
 async def _mandarin(args: argparse.Namespace, run: dict[str, Any], logs: Path) -> None:
     """A Mandarin server (agent.language zh): its questions on one call, then its paused ones."""
     log.info("starting Parley in Mandarin (agent.language zh: Whisper base, Kokoro), %d questions", args.mandarin)
-    settings = load_settings(environ={**os.environ, **_model_env(args)})
+    settings = _settings(args)
     mandarin = load_mandarin_questions(args.questions_dir, settings.cache_dir, args.mandarin)
     async with ServerProcess({**_server_env(args, "streaming"), "PARLEY_AGENT__LANGUAGE": "zh"}, logs / "mandarin.log") as server:
         run["single_call"]["mandarin"] = await _one_call(server.url, mandarin, server.pid)
