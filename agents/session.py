@@ -10,7 +10,8 @@ before their turn is decided — primes, the transcription started at each pause
 mid-sentence, the speculative reply — is ``Anticipation``'s (``agents/anticipation.py``; the LLM side of
 it, ``LlmAhead``'s), the speculative reply adopted here when the turn ends on its words. What it decides
 on is kept apart: who is speaking and where each began against playout (``SpeechOnsets``,
-``agents/onsets.py``), the question each caller is still asking (``OpenQuestions``,
+``agents/onsets.py``), the order finished utterances are decided in and who spoke again meanwhile
+(``Decisions``, ``agents/decisions.py``), the question each caller is still asking (``OpenQuestions``,
 ``agents/open_question.py``), what is transcribed while they speak (``Hearing``), the conversation
 (``Conversation``) and the speech models (``SpeechModels``). It reports through typed agent events
 (``agents/events.py``); the signaling side turns them into wire messages."""
@@ -31,6 +32,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from parley.agents import events as ev
 from parley.agents.anticipation import Anticipation
 from parley.agents.conversation import Conversation
+from parley.agents.decisions import Decisions, answer
 from parley.agents.speech_models import SpeechModels
 from parley.agents.backchannel import is_backchannel, real_word_count, spoken_words
 from parley.agents.endpointer import (
@@ -106,12 +108,8 @@ class AgentSession:
         self._lines = CallerLines()
         # the question each caller is still asking: words held as unfinished, a turn nobody has heard the reply of
         self.asking = OpenQuestions(lambda: self._turn, self.conversation, self.profile, people, self._lines)
-        # Ending turns on meaning: per speaker, set when they start speaking again.
-        self._spoke_again: dict[str, asyncio.Event] = {}
         self._onsets = SpeechOnsets(lambda: playout.buffer.played)  # who speaks now, and where each began
-        self._decider: asyncio.Task[None] | None = None  # the latest utterance's decision
-        # Every decision in flight (each waits for the one before), with whose utterance it decides.
-        self._deciders: dict[asyncio.Task[None], str] = {}
+        self._decisions = Decisions()  # each finished utterance's decision, in order; who spoke again meanwhile
         # The LLM's work before a turn commits: primes, whether a pause's words stop mid-sentence, and the
         # reply started on them while the end of the turn is still being decided.
         vad = settings.vad
@@ -149,7 +147,7 @@ class AgentSession:
     @property
     def deciding(self) -> bool:
         """Whether an utterance is being decided."""
-        return bool(self._deciders)
+        return self._decisions.deciding
 
     def _on_state_change(self, previous: State, state: State, event: Event) -> None:
         self._emit(ev.StateChanged(state, self._turn.id if self._turn else None))
@@ -188,7 +186,7 @@ class AgentSession:
             onset = self._onsets.began(speaker.participant_id)
             if not event.confirm_first:  # (an onset that may be the agent's own echo is not judged so)
                 self._talked_over(speaker, onset)
-            self._spoke_again.setdefault(speaker.participant_id, asyncio.Event()).set()
+            self._decisions.spoke(speaker.participant_id)
             if event.confirm_first and self._turn is not None and self._turn.active:
                 # Their echo canceller is still learning: this may be the agent's own voice. Stop only if it lasts.
                 self._onsets.hold_unconfirmed(speaker.participant_id)
@@ -225,10 +223,9 @@ class AgentSession:
             timer = TurnTimer(0, event.speech_end_at, event.endpoint_at, end_of_turn_ms=event.turn_model_ms or None)
             self._ahead.cancel_unless(speaker.participant_id, event.pause, "the turn ended elsewhere")
             line = self._lines.close(speaker.participant_id)  # whatever they say next is a new line
-            self._spoke_again.setdefault(speaker.participant_id, asyncio.Event()).clear()
-            self._decider = asyncio.create_task(self._decide(event, timer, self._decider, speaker, transcript, line, settled, whole))
-            self._deciders[self._decider] = speaker.participant_id
-            self._decider.add_done_callback(lambda task: self._deciders.pop(task, None))
+            self._decisions.start(
+                speaker.participant_id, lambda: self._decide(event, timer, speaker, transcript, line, settled, whole),
+            )
 
     def _talked_over(self, speaker: Speaker, played_at_onset: int) -> None:
         """At the onset of ``speaker``'s speech: if the reply to them had barely begun to sound, they began
@@ -290,16 +287,12 @@ class AgentSession:
         return await self.speech.whole(held.samples, samples, after_held(held.text, text))
 
     async def _decide(
-        self, utterance: Utterance, timer: TurnTimer, previous: asyncio.Task[None] | None, speaker: Speaker,
-        transcript: asyncio.Task[str] | None = None, line: int = 0, settled: tuple[int, str] | None = None,
-        whole: WholePass | None = None,
+        self, utterance: Utterance, timer: TurnTimer, speaker: Speaker, transcript: asyncio.Task[str] | None = None,
+        line: int = 0, settled: tuple[int, str] | None = None, whole: WholePass | None = None,
     ) -> None:
         """Transcribe a finished utterance (or take the transcript started at its pause, and the pass
-        hearing it with the words held before it), then resume, interrupt, fold, note or start a turn."""
-        if previous is not None and not previous.done():
-            # Utterances are decided in order. asyncio.wait, unlike awaiting the task, lets our own
-            # cancellation through (the session closing) instead of swallowing it with the previous one's.
-            await asyncio.wait({previous})
+        hearing it with the words held before it), then resume, interrupt, fold, note or start a turn
+        (once the utterances that ended before it are decided: ``Decisions``)."""
         if self.closed:
             return
         try:
@@ -467,33 +460,15 @@ class AgentSession:
                 return None
         finally:
             again.cancel()
-        return _answer(again) or text
+        return answer(again) or text
 
     async def _went_on(
         self, utterance: Utterance, speaker: Speaker, within_s: float, until: asyncio.Task[str | None] | None = None,
     ) -> bool:
         """Whether ``speaker`` speaks again within ``within_s`` of the end of ``utterance``'s speech
-        (waiting for the rest of that time if they have not yet, or until ``until`` has an answer)."""
-        spoke = self._spoke_again.setdefault(speaker.participant_id, asyncio.Event())
-        if self._undecided(speaker) > 1:  # a later utterance of theirs has ended already (and cleared the event)
-            return not self.closed
-        deadline = utterance.speech_end_at + within_s
-        waiting = asyncio.ensure_future(spoke.wait())
-        others = {until} if until is not None else set()
-        try:
-            while not spoke.is_set() and (left := deadline - time.monotonic()) > 0:
-                done, _ = await asyncio.wait({waiting, *others}, timeout=left, return_when=asyncio.FIRST_COMPLETED)
-                if until in done:
-                    others.clear()
-                    if _answer(until) is not None:
-                        break
-        finally:
-            waiting.cancel()
-        return spoke.is_set() and not self.closed
-
-    def _undecided(self, speaker: Speaker) -> int:
-        """How many of ``speaker``'s utterances are still being decided (the one deciding now included)."""
-        return sum(1 for pid in self._deciders.values() if pid == speaker.participant_id)
+        (``Decisions.went_on``) and the call is still open."""
+        went_on = await self._decisions.went_on(speaker.participant_id, utterance.speech_end_at, within_s, until)
+        return went_on and not self.closed
 
     async def _sentence_verdict(self, text: str, speaker: Speaker) -> SentenceVerdict:
         """Whether ``text`` stops mid-sentence ("What is the capital of?", "Why do leaves?"), by the word
@@ -577,7 +552,7 @@ class AgentSession:
         self._turn = turn
         self.turns.append(turn)
         self.fsm.fire(Event.UTTERANCE)
-        if speaker and (self._onsets.speaking(speaker.participant_id) or self._undecided(speaker) > 1):
+        if speaker and (self._onsets.speaking(speaker.participant_id) or self._decisions.undecided(speaker.participant_id) > 1):
             # They went on talking while this was transcribed (and may even have finished a later utterance,
             # still being decided): hold the reply (paused) until their new words are heard — a continuation
             # folds into this question, a backchannel or a blip resumes it.
@@ -650,7 +625,7 @@ class AgentSession:
     async def close(self) -> None:
         """Cancel everything in flight and stop speaking; nothing starts afterwards."""
         self.closed = True
-        tasks = [t for t in (*self._deciders, *self.hearing.close(), self._turn.task if self._turn else None) if t]
+        tasks = [t for t in (*self._decisions.tasks, *self.hearing.close(), self._turn.task if self._turn else None) if t]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -667,7 +642,3 @@ def _backchannels_for(language: str, by_language: dict[str, list[str]]) -> list[
         return [word for code in AUTO_LANGUAGES for word in by_language.get(code, [])]
     return by_language.get(language.split("-")[0], [])
 
-
-def _answer(task: asyncio.Task[str | None]) -> str | None:
-    """What ``task`` returned, if it has ended and ended well; else ``None``."""
-    return task.result() if task.done() and not task.cancelled() and task.exception() is None else None

@@ -71,7 +71,7 @@ async def _decided(session: AgentSession, timeout_s: float = 2.0) -> None:
     """Until every utterance handed to ``session`` has been decided (a fixed sleep was flaky under load)."""
     deadline = time.monotonic() + timeout_s
     await asyncio.sleep(0.01)
-    while session._deciders and time.monotonic() < deadline:
+    while session.deciding and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.01)  # what the decision started (a turn's first steps) gets a turn of the loop
 
