@@ -189,7 +189,7 @@ class Anticipation:
         it as a whole sentence (``vad.text_turn_done_threshold``: the turn ends on those words at once); else
         ``None``, once the reply to ``text`` is under way for the hold (``while_held``)."""
         try:
-            heard = await self._hearing.again(samples)
+            heard = await self._hearing.again(samples, text)
             if has_words(heard) and words_of(heard) != words_of(text):
                 # A reply to ``text`` still under way (begun at the pause where these words were not judged
                 # cut short there: ``_words_judged`` drops the others) would hold the call's slot of the LLM

@@ -105,7 +105,7 @@ class Hearing:
         name = f"early-stt-{speaker}"
 
         def own_pass() -> Coroutine[object, object, str]:  # this utterance alone
-            return self._quietly(lambda: self._speech.transcribe_after(samples, settled))
+            return self._quietly(lambda: self._speech.transcribe_after(samples, settled, doubting=True))
 
         if held is None:
             task = asyncio.create_task(own_pass(), name=name)
@@ -120,12 +120,13 @@ class Hearing:
 
     # ---- words held as cut short, heard again ----
 
-    async def again(self, samples: np.ndarray) -> str:
-        """``samples`` (words held as cut short) heard again by the larger ear (``SpeechModels.hear_again``),
-        ``quiet`` held around it as for a pass at a pause; empty where there is no such ear or it failed."""
+    async def again(self, samples: np.ndarray, text: str | None = None) -> str:
+        """``samples`` (words held as cut short, heard as ``text``) heard again by the larger ear
+        (``SpeechModels.hear_again``), ``quiet`` held around it as for a pass at a pause; empty where there
+        is no such ear or it failed."""
         if not self._speech.hears_again:
             return ""
-        heard = await self._quietly(lambda: self._speech.hear_again(samples))
+        heard = await self._quietly(lambda: self._speech.hear_again(samples, text))
         self._stats.heard_again += 1
         return (heard or "").strip()
 

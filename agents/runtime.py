@@ -17,7 +17,7 @@ from parley.agents.llm.base import ChatModel
 from parley.agents.stage_timer import EarlyTranscriptionStats, SpeculationStats
 from parley.agents.echo_cancel import EchoReference, EchoStats, echo_cancellation_available
 from parley.agents.llm.openai_compat import OpenAICompatibleChat
-from parley.agents.stt.base import BatchSpeechToText, LanguageDetectingSpeechToText, SpeechToText
+from parley.agents.stt.base import BatchSpeechToText, LanguageDetectingSpeechToText, ScoredSpeechToText, SpeechToText, Transcript
 from parley.agents.stt.batching import SttBatcher
 from parley.agents.tts.base import TextToSpeech
 from parley.agents.vad.base import Vad
@@ -289,6 +289,38 @@ class AgentModels:
         assert self.multilingual is not None
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, self.multilingual.transcribe, samples, "en", None)
+
+    @property
+    def hears_unsure_again(self) -> bool:
+        """Whether an English transcript the main model is unsure of can be heard again by the larger one
+        (``stt.hear_unsure_again``; both models say how sure they are)."""
+        return (
+            self.hears_again and self.settings is not None and self.settings.stt.hear_unsure_again
+            and isinstance(self.stt, ScoredSpeechToText) and isinstance(self.multilingual, ScoredSpeechToText)
+        )
+
+    async def transcribe_checked(self, samples: np.ndarray, language: str | None = None) -> Transcript:
+        """English ``samples`` transcribed by the main model and, where it is unsure of its words (their
+        average log-probability under ``stt.unsure_logprob``), heard again at once by the larger one (only
+        where ``hears_unsure_again``; a failed second pass leaves the first)."""
+        assert self.settings is not None and isinstance(self.stt, ScoredSpeechToText) and isinstance(self.multilingual, ScoredSpeechToText)
+        loop = asyncio.get_running_loop()
+        if self.stt_batcher is not None:  # (the main model's passes queue there, one at a time)
+            text, logprob = await self.stt_batcher.transcribe_scored(samples, language)
+        else:
+            text, logprob = await loop.run_in_executor(self.executor, self.stt.transcribe_scored, samples, language, None)
+        if logprob is None or logprob >= self.settings.stt.unsure_logprob:
+            return Transcript(text, logprob)
+        try:
+            again, again_logprob = await loop.run_in_executor(self.executor, self.multilingual.transcribe_scored, samples, "en", None)
+        except Exception:
+            log.exception("hearing an unsure transcript again failed: the main model's words stand")
+            return Transcript(text, logprob)
+        heard = Transcript(text, logprob, again, again_logprob)
+        self.early_stt.heard_unsure += 1
+        if heard.surer != text:
+            self.early_stt.unsure_replaced += 1
+        return heard
 
     def _stt_for(self, language: str) -> SpeechToText | None:
         """The model that hears ``language``: the multilingual one beside an English-only main model."""

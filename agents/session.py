@@ -349,7 +349,7 @@ class AgentSession:
                 assert whole is not None
                 samples, text = await whole.task
             else:
-                pending = transcript if transcript is not None else self.speech.transcribe_after(utterance.samples, settled)
+                pending = transcript if transcript is not None else self.speech.transcribe_after(utterance.samples, settled, doubting=True)
                 samples, text = utterance.samples, (await pending).strip()
         except BackendError as exc:
             self._log.warning("transcription failed: %s", exc)

@@ -123,6 +123,16 @@ class SttSettings(Section):
     # "…about cards" (0.77) and the ocean question word for word (0.86), and the first halves of the 8 paused
     # questions as cut short still (≤ 0.016). Measured 2026-12-06 (README). false: the hold alone.
     hear_held_again: bool = True
+    # The same larger ear for a pause's transcript the main model is unsure of: below unsure_logprob (the
+    # average log-probability of its tokens; Whisper's own log_prob_threshold calls a pass under -1.0
+    # failed), the audio is heard again at once, before the words are judged or answered, and the surer
+    # transcript is kept. tiny.en wrote "I'm out of the minute, sorry, not hot" (-1.41) for an espeak "How
+    # many minutes are in an hour?" (base: word for word, -0.25) and "while in photos in the face." (-1.28)
+    # for "What is photosynthesis?" (base: "What in photosynthesis?", -0.41); on five LibriVox sentences and
+    # the 8 paused questions it never went below -0.41. Measured 2026-12-07 (README, Turn-taking). English
+    # calls where hear_held_again is on; false: never.
+    hear_unsure_again: bool = True
+    unsure_logprob: float = Field(-1.0, le=0.0)
     # Experimental: encode the utterance plus 2 s instead of Whisper's fixed 30 s window — ~3× faster
     # on this CPU, but erratic (loops, hallucinated words; measured in agents/stt/faster_whisper.py).
     fit_window: bool = False

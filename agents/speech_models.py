@@ -31,6 +31,7 @@ SYNTHESIS_S_PER_WORD = 1.5
 # Words settled before a pause are not transcribed again when at least this much audio follows them
 # (a short tail is heard again with everything: a fragment alone is misheard).
 SETTLED_MIN_TAIL_S = 1.5
+HEARD_AGAIN_KEPT = 8  # what the larger ear heard of a call's unsure transcripts: the latest this many
 WHOLE_KEEPS = 0.7  # a whole pass with fewer words than this share of its parts' dropped one of them
 
 
@@ -46,9 +47,14 @@ class SpeechModels:
         self._agent = agent
         self._profile = profile  # shared with the session: a client may change its language or voice
         self._group = group  # whether the call is a group call now (the agent's name then matters)
+        self._heard_again: dict[str, str] = {}  # the call's latest unsure transcripts → what the larger ear heard
 
-    async def transcribe(self, samples: np.ndarray) -> str:
-        """16 kHz mono ``samples`` as text, in the call's language."""
+    async def transcribe(self, samples: np.ndarray, *, doubting: bool = False) -> str:
+        """16 kHz mono ``samples`` as text, in the call's language. ``doubting`` (a transcript the turn
+        waits for): words the main model is unsure of are heard again by the larger one at once, and the
+        surer transcript is kept (``stt.hear_unsure_again``, where ``hears_again``)."""
+        if doubting and self.hears_again and getattr(self._models, "hears_unsure_again", False):
+            return await self._checked(samples)
         # In a group the agent's name decides whether it answers: bias recognition towards it
         # (Whisper tiny.en hears a leading "Parley" as "Partly" or "Harley" otherwise).
         hotwords = self._profile.name if self._group() else None
@@ -57,6 +63,24 @@ class SpeechModels:
             self._models.transcribe(samples, self._profile.language, hotwords),
         )
 
+    async def _checked(self, samples: np.ndarray) -> str:
+        """``samples`` transcribed, and heard again where the main model was unsure (``AgentModels.transcribe_checked``);
+        what the larger ear heard is remembered for ``hear_again``."""
+        heard = await bounded(
+            "speech recognition", "stt_failed", self._agent.stt_timeout_s,
+            self._models.transcribe_checked(samples, self._profile.language),
+        )
+        text = heard.surer.strip()
+        if heard.again is not None:
+            self._log.info(
+                "%r (%.2f) heard again as %r (%.2f): %r kept", heard.text, heard.logprob, heard.again,
+                heard.again_logprob if heard.again_logprob is not None else float("nan"), text,
+            )
+            self._heard_again[text] = heard.again.strip()
+            while len(self._heard_again) > HEARD_AGAIN_KEPT:
+                del self._heard_again[next(iter(self._heard_again))]
+        return text
+
     @property
     def hears_again(self) -> bool:
         """Whether ``hear_again`` has a larger model to ask: an English call, not a group, on a server that
@@ -64,11 +88,14 @@ class SpeechModels:
         can = getattr(self._models, "hears_again", False)
         return bool(can) and not self._group() and self._profile.language.startswith("en")
 
-    async def hear_again(self, samples: np.ndarray) -> str | None:
+    async def hear_again(self, samples: np.ndarray, text: str | None = None) -> str | None:
         """``samples`` heard by a larger model than the call's own (``hears_again``); ``None`` where there
-        is none, or if that pass fails."""
+        is none, or if that pass fails. Where the main model's ``text`` of them was heard again already (an
+        unsure transcript, see ``transcribe``), what the larger ear heard then, at once."""
         if not self.hears_again:
             return None
+        if text is not None and text.strip() in self._heard_again:
+            return self._heard_again[text.strip()]
         try:
             job = self._models.hear_again(samples)
             return await bounded("speech recognition (again)", "stt_failed", self._agent.stt_timeout_s, job)
@@ -76,12 +103,13 @@ class SpeechModels:
             self._log.warning("hearing held words again failed (%s): the hold goes on", exc)
             return None
 
-    async def transcribe_after(self, samples: np.ndarray, settled: tuple[int, str] | None) -> str:
+    async def transcribe_after(self, samples: np.ndarray, settled: tuple[int, str] | None, *, doubting: bool = False) -> str:
         """``samples`` (an utterance from its start) as text: with words already settled in it (their
-        sample count and text), only the audio after them is transcribed, and joined to them."""
+        sample count and text), only the audio after them is transcribed, and joined to them (``doubting``:
+        see ``transcribe``)."""
         if settled is None or samples.size - settled[0] < SETTLED_MIN_TAIL_S * AGENT_RATE:
-            return await self.transcribe(samples)
-        tail = (await self.transcribe(samples[settled[0]:])).strip()
+            return await self.transcribe(samples, doubting=doubting)
+        tail = (await self.transcribe(samples[settled[0]:], doubting=doubting)).strip()
         return join_said(settled[1], tail) if has_words(tail) else settled[1]
 
     async def whole(self, first: np.ndarray, second: np.ndarray, fallback: str) -> tuple[np.ndarray, str]:

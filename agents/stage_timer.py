@@ -60,12 +60,15 @@ class EarlyTranscriptionStats:
     wasted_s: float = 0.0  # model time (wall) of superseded transcriptions that had finished
     heard_again: int = 0  # words held as cut short, heard again by the larger model (stt.hear_held_again)
     heard_whole_again: int = 0  # ... which heard other words that read whole: the turn ended on those at once
+    heard_unsure: int = 0  # a pause's words the main model was unsure of, heard again at once (stt.hear_unsure_again)
+    unsure_replaced: int = 0  # ... where the larger ear was surer of its words: they were the transcript
 
     def as_dict(self) -> dict[str, float]:
         return {
             "started": self.started, "used": self.used, "superseded": self.superseded, "settled": self.settled,
             "wasted_s": round(max(0.0, self.wasted_s), 3),  # (kept passes are taken back out)
             "heard_again": self.heard_again, "heard_whole_again": self.heard_whole_again,
+            "heard_unsure": self.heard_unsure, "unsure_replaced": self.unsure_replaced,
         }
 
 

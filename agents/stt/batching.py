@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from parley.agents.stt.base import BatchSpeechToText, SttRequest
+from parley.agents.stt.base import BatchSpeechToText, ScoredBatchSpeechToText, SttRequest
 from parley.core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -45,10 +45,13 @@ class BatchStats:
         }
 
 
+Scored = tuple[str, "float | None"]  # a transcript and its average token log-probability, where the model says
+
+
 @dataclass
 class _Pending:
     request: SttRequest
-    future: asyncio.Future[str]
+    future: asyncio.Future[Scored]
 
 
 class SttBatcher:
@@ -66,6 +69,10 @@ class SttBatcher:
 
     async def transcribe(self, samples: np.ndarray, language: str | None = None, hotwords: str | None = None) -> str:
         """Text of one utterance; cancelling the caller drops it from its batch if not yet running."""
+        return (await self.transcribe_scored(samples, language, hotwords))[0]
+
+    async def transcribe_scored(self, samples: np.ndarray, language: str | None = None, hotwords: str | None = None) -> Scored:
+        """``transcribe``, with the average token log-probability where the model gives one (else ``None``)."""
         loop = asyncio.get_running_loop()
         if self._queue is None or self._runner is None or self._runner.done() or self._loop is not loop:
             self._loop = loop  # models outlive event loops in tests; a queue belongs to one loop
@@ -101,7 +108,7 @@ class SttBatcher:
                 continue
             passes_before = getattr(self._stt, "passes", None)
             try:
-                texts = await loop.run_in_executor(self._executor, self._stt.transcribe_batch, [p.request for p in batch])
+                texts = await loop.run_in_executor(self._executor, self._scored_batch, [p.request for p in batch])
             except Exception as exc:  # every caller in the batch gets the failure; the next batch runs
                 log.warning("batched transcription of %d utterances failed: %s", len(batch), exc)
                 for p in batch:
@@ -112,6 +119,12 @@ class SttBatcher:
             for p, text in zip(batch, texts):
                 if not p.future.done():
                     p.future.set_result(text)
+
+    def _scored_batch(self, requests: list[SttRequest]) -> list[Scored]:
+        """One batched pass (on the executor), scored where the model can say how sure it is."""
+        if isinstance(self._stt, ScoredBatchSpeechToText):
+            return self._stt.transcribe_batch_scored(requests)
+        return [(text, None) for text in self._stt.transcribe_batch(requests)]
 
     def _count(self, size: int, passes_before: int | None) -> None:
         stats = self.stats

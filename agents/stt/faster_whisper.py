@@ -126,11 +126,20 @@ class FasterWhisperStt:
         return (language or self._language) if self._multilingual else None
 
     def transcribe(self, samples: np.ndarray, language: str | None = None, hotwords: str | None = None) -> str:
+        return self.transcribe_scored(samples, language, hotwords)[0]
+
+    def transcribe_scored(
+        self, samples: np.ndarray, language: str | None = None, hotwords: str | None = None,
+    ) -> tuple[str, float | None]:
+        """``transcribe``, and how sure the decoder was of it: the average log-probability of its tokens
+        (Whisper's own ``log_prob_threshold`` calls a pass below -1.0 failed); ``None`` for silence, and for
+        passes over the full window (an utterance too long for the short one, or a group call's hotwords)."""
         if inaudible(samples):
-            return ""
+            return "", None
         samples = with_silence(samples)
         if self._short(hotwords) and samples.size <= self._short_limit:
-            return self._batch_pass([samples], self._language_for(language), hotwords or None)[0]
+            encoded = self._encode([samples], True)
+            return self._decode_scored(encoded, [samples], self._language_for(language), hotwords or None, True)[0]
         # CTranslate2 queues concurrent calls itself (num_workers sets how many run at once).
         segments, _ = self._model.transcribe(
             samples.astype(np.float32),
@@ -142,7 +151,7 @@ class FasterWhisperStt:
             without_timestamps=True,
             hotwords=hotwords or None,
         )
-        return " ".join(s.text.strip() for s in segments).strip()
+        return " ".join(s.text.strip() for s in segments).strip(), None
 
     def transcribe_detected(
         self, samples: np.ndarray, languages: Sequence[str], prompts: Mapping[str, str] | None = None,
@@ -183,7 +192,11 @@ class FasterWhisperStt:
 
         Longer utterances fall back to :meth:`transcribe` (Whisper's window is 30 s).
         """
-        texts: list[str] = [""] * len(requests)
+        return [text for text, _ in self.transcribe_batch_scored(requests)]
+
+    def transcribe_batch_scored(self, requests: Sequence[SttRequest]) -> list[tuple[str, float | None]]:
+        """``transcribe_batch``, each transcript with its average token log-probability (see ``transcribe_scored``)."""
+        results: list[tuple[str, float | None]] = [("", None)] * len(requests)
         # CTranslate2 wants <|startoftranscript|> at one position for the whole batch: items whose
         # prompts differ (another language, hotwords or none) go in separate passes.
         groups: dict[tuple[str | None, str | None], list[int]] = {}
@@ -191,13 +204,15 @@ class FasterWhisperStt:
             if inaudible(req.samples):
                 continue
             if req.samples.size + TAIL_SILENCE_S * SAMPLE_RATE > self._pass_limit(req.hotwords):
-                texts[i] = self.transcribe(req.samples, req.language, req.hotwords)
+                results[i] = self.transcribe_scored(req.samples, req.language, req.hotwords)
             else:
                 groups.setdefault((self._language_for(req.language), req.hotwords or None), []).append(i)
         for (language, hotwords), members in groups.items():
-            for i, text in zip(members, self._batch_pass([with_silence(requests[i].samples) for i in members], language, hotwords)):
-                texts[i] = text
-        return texts
+            utterances = [with_silence(requests[i].samples) for i in members]
+            short = self._short(hotwords)
+            for i, scored in zip(members, self._decode_scored(self._encode(utterances, short), utterances, language, hotwords, short)):
+                results[i] = scored
+        return results
 
     def _short(self, prompt: str | None) -> bool:
         """Whether a pass with ``prompt`` reads a short window (fitted, or ``window_s`` without a prompt or
@@ -207,10 +222,6 @@ class FasterWhisperStt:
     def _pass_limit(self, prompt: str | None) -> int:
         """The most samples (with the appended silence) one batch pass with ``prompt`` takes."""
         return self._short_limit if self._short(prompt) else self._full_window
-
-    def _batch_pass(self, utterances: list[np.ndarray], language: str | None, hotwords: str | None) -> list[str]:
-        short = self._short(hotwords)
-        return self._decode(self._encode(utterances, short), utterances, language, hotwords, short)
 
     def _encode(self, utterances: list[np.ndarray], short: bool) -> Any:
         """One encoder pass over the utterances (with their silence appended), in the short window or 30 s."""
@@ -223,6 +234,12 @@ class FasterWhisperStt:
 
     def _decode(self, encoded: Any, utterances: list[np.ndarray], language: str | None, prompt: str | None, short: bool) -> list[str]:
         """The greedy transcripts of ``encoded`` windows, those of short ones guarded (silence, loops)."""
+        return [text for text, _ in self._decode_scored(encoded, utterances, language, prompt, short)]
+
+    def _decode_scored(
+        self, encoded: Any, utterances: list[np.ndarray], language: str | None, prompt: str | None, short: bool,
+    ) -> list[tuple[str, float | None]]:
+        """``_decode``, each transcript with its average token log-probability (short windows only)."""
         tokenizer, results = self._greedy(
             encoded, len(utterances), language, prompt,
             # A fitted window ends soon after the speech; a decoder that loops there ("The meeting starts
@@ -230,18 +247,18 @@ class FasterWhisperStt:
             max_length=self._max_tokens(max(u.size for u in utterances)) if short else None,
             scores=short,
         )
-        texts = []
+        texts: list[tuple[str, float | None]] = []
         for r in results:
             text = _text(tokenizer, r)
             if not short:
-                texts.append(text)
+                texts.append((text, None))
                 continue
             # "Nobody spoke" (a short window of silence gives "you"): faster-whisper's own rule, or a
             # no-speech probability no real question came near.
             length = len(r.sequences_ids[0])
             avg_logprob = r.scores[0] * length / (length + 1)  # scores are length-normalised
             silent = r.no_speech_prob > NO_SPEECH_ALONE or (r.no_speech_prob > NO_SPEECH_PROB and avg_logprob < MIN_AVG_LOGPROB)
-            texts.append("" if silent else drop_repeats(text))
+            texts.append(("", None) if silent else (drop_repeats(text), float(avg_logprob)))
         return texts
 
     def _greedy(

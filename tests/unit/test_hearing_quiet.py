@@ -27,7 +27,8 @@ def _hearing(events: list[str]) -> Hearing:
         finally:
             events.append("llm going on")
 
-    async def transcribe_after(samples: np.ndarray, settled: object) -> str:
+    async def transcribe_after(samples: np.ndarray, settled: object, doubting: bool = False) -> str:
+        speech.doubting = doubting  # (a pass the turn waits for: an unsure transcript is heard again at once)
         events.append("pass starts")
         await asyncio.sleep(0.01)
         events.append("pass ends")
@@ -50,6 +51,7 @@ async def test_the_pass_at_a_pause_runs_inside_quiet_and_only_that_long():
     assert events == ["llm stopped", "pass starts", "pass ends", "llm going on"]
     early = hearing.current("caller")
     assert early is not None and await early.task == "what is the time"
+    assert hearing._speech.doubting  # type: ignore[attr-defined]
 
 
 async def test_the_pass_hearing_held_words_and_their_continuation_as_one_runs_inside_quiet():
@@ -79,6 +81,7 @@ async def test_an_interim_pass_leaves_the_llm_alone():
     while not heard:
         await asyncio.sleep(0.005)
     assert events == ["pass starts", "pass ends"] and heard == ["what is the time"]
+    assert not hearing._speech.doubting  # type: ignore[attr-defined]  # (an interim transcript is not heard again)
 
 
 async def test_passes_cancelled_before_they_run_leave_no_coroutine_never_awaited():
@@ -116,7 +119,7 @@ async def test_held_words_are_heard_again_inside_quiet_and_counted_only_where_th
     events: list[str] = []
     hearing = _hearing(events)
 
-    async def hear_again(samples: np.ndarray) -> str:
+    async def hear_again(samples: np.ndarray, text: str | None = None) -> str:
         events.append("larger ear")
         return " Why is the ocean salty? "
 

@@ -102,6 +102,7 @@ async def test_a_transcript_started_at_the_pause_is_the_final_one(settings):
     assert models.passes == [16_000]  # one pass, started before the endpoint
     assert models.early_stt.as_dict() == {
         "started": 1, "used": 1, "superseded": 0, "settled": 0, "wasted_s": 0.0, "heard_again": 0, "heard_whole_again": 0,
+        "heard_unsure": 0, "unsure_replaced": 0,
     }
     assert session._turn is not None and session._turn.user_text == "What is the capital of France?"
     await session.close()
