@@ -145,6 +145,12 @@ def _overlap_lines(run: dict[str, Any]) -> list[str]:
             f"transcript, {early.get('settled', 0)} kept as a settled sentence inside a longer utterance, "
             f"{early['superseded']} thrown away (more speech came), {early['wasted_s']:.1f} s of model time wasted."
         )
+        if early.get("heard_again") or early.get("heard_unsure"):
+            lines.append(
+                f"The larger ear ({name}): {early.get('heard_unsure', 0)} transcripts tiny.en was unsure of heard again at "
+                f"once ({early.get('unsure_replaced', 0)} replaced by surer words); {early.get('heard_again', 0)} held as cut "
+                f"short heard again in the hold ({early.get('heard_whole_again', 0)} ended it)."
+            )
     for name, spec in (run.get("speculative_replies") or {}).items():
         if not spec.get("started") and not spec.get("primes"):
             continue

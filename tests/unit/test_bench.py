@@ -87,3 +87,14 @@ def test_report_renders_every_section(tmp_path):
     assert json.loads((tmp_path / "r.json").read_text())["profile"] == "cpu"
     assert report.write_plot(run, tmp_path / "r.png")
     assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_says_what_the_larger_ear_heard_again():
+    run = _fake_run()
+    early = {"started": 3, "used": 2, "superseded": 1, "settled": 0, "wasted_s": 0.1}
+    run["early_stt"] = {"streaming": {**early, "heard_again": 4, "heard_whole_again": 1, "heard_unsure": 2, "unsure_replaced": 1},
+                        "naive": early}
+    text = report.markdown(run)
+    assert ("The larger ear (streaming): 2 transcripts tiny.en was unsure of heard again at once (1 replaced by surer "
+            "words); 4 held as cut short heard again in the hold (1 ended it).") in text
+    assert "The larger ear (naive)" not in text  # (nothing heard again there: no line)
