@@ -132,8 +132,8 @@ class FasterWhisperStt:
         self, samples: np.ndarray, language: str | None = None, hotwords: str | None = None,
     ) -> tuple[str, float | None]:
         """``transcribe``, and how sure the decoder was of it: the average log-probability of its tokens
-        (Whisper's own ``log_prob_threshold`` calls a pass below -1.0 failed); ``None`` for silence, and for
-        passes over the full window (an utterance too long for the short one, or a group call's hotwords)."""
+        (Whisper's own ``log_prob_threshold`` calls a pass below -1.0 failed; over the full window, the
+        mean of its segments'); ``None`` where nothing was heard."""
         if inaudible(samples):
             return "", None
         samples = with_silence(samples)
@@ -151,7 +151,9 @@ class FasterWhisperStt:
             without_timestamps=True,
             hotwords=hotwords or None,
         )
-        return " ".join(s.text.strip() for s in segments).strip(), None
+        heard = list(segments)  # (decoded here: the generator runs the model)
+        text = " ".join(s.text.strip() for s in heard).strip()
+        return text, (float(np.mean([s.avg_logprob for s in heard])) if heard else None)
 
     def transcribe_detected(
         self, samples: np.ndarray, languages: Sequence[str], prompts: Mapping[str, str] | None = None,

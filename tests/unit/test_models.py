@@ -129,8 +129,11 @@ def test_stt_utterance_longer_than_the_short_window_is_heard_whole(short_window_
              "sense_and_sensibility_01_austen_64kb-0890", "sense_and_sensibility_01_austen_64kb-0920"]
     joined = np.concatenate([resample(*read_wav(LIBRIVOX / f"{name}.wav"), 16_000) for name in names]).astype(np.float32)
     assert joined.size > 20 * 16_000
-    heard = _normalise(short_window_stt.transcribe(joined))
+    text, logprob = short_window_stt.transcribe_scored(joined)
+    heard = _normalise(text)
     assert "dashwood" in heard and "respectable" in heard, heard  # the first clip's name, the last one's end
+    # how sure the decoder was, over the full window too (a person reading clearly: well above Whisper's -1.0)
+    assert logprob is not None and -1.0 < logprob < 0.0, logprob
 
 
 def test_tts_output_is_trimmed_loud_and_intelligible(models):
