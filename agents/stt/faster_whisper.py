@@ -138,8 +138,7 @@ class FasterWhisperStt:
             return "", None
         samples = with_silence(samples)
         if self._short(hotwords) and samples.size <= self._short_limit:
-            encoded = self._encode([samples], True)
-            return self._decode_scored(encoded, [samples], self._language_for(language), hotwords or None, True)[0]
+            return self._batch_pass([samples], self._language_for(language), hotwords or None)[0]
         # CTranslate2 queues concurrent calls itself (num_workers sets how many run at once).
         segments, _ = self._model.transcribe(
             samples.astype(np.float32),
@@ -210,9 +209,7 @@ class FasterWhisperStt:
             else:
                 groups.setdefault((self._language_for(req.language), req.hotwords or None), []).append(i)
         for (language, hotwords), members in groups.items():
-            utterances = [with_silence(requests[i].samples) for i in members]
-            short = self._short(hotwords)
-            for i, scored in zip(members, self._decode_scored(self._encode(utterances, short), utterances, language, hotwords, short)):
+            for i, scored in zip(members, self._batch_pass([with_silence(requests[i].samples) for i in members], language, hotwords)):
                 results[i] = scored
         return results
 
@@ -224,6 +221,11 @@ class FasterWhisperStt:
     def _pass_limit(self, prompt: str | None) -> int:
         """The most samples (with the appended silence) one batch pass with ``prompt`` takes."""
         return self._short_limit if self._short(prompt) else self._full_window
+
+    def _batch_pass(self, utterances: list[np.ndarray], language: str | None, hotwords: str | None) -> list[tuple[str, float | None]]:
+        """One encoder pass and one batched decode over ``utterances`` (their silence appended): scored transcripts."""
+        short = self._short(hotwords)
+        return self._decode_scored(self._encode(utterances, short), utterances, language, hotwords, short)
 
     def _encode(self, utterances: list[np.ndarray], short: bool) -> Any:
         """One encoder pass over the utterances (with their silence appended), in the short window or 30 s."""
