@@ -105,13 +105,17 @@ class Recorder:
 
 
 async def speak(connection: Any, pcm: np.ndarray, *, then_silence_s: float = 1.5, realtime: bool = True) -> None:
-    """Append ``pcm`` (24 kHz int16) 100 ms at a time, then silence, as a live microphone does."""
+    """Append ``pcm`` (24 kHz int16) 100 ms at a time, then silence, as a live microphone does: on a steady
+    clock (a sleep after each send would fall behind by the sends' own time — under CI's load enough for the
+    server to hear silence between chunks, a pause in the middle of the question)."""
     audio = np.concatenate([pcm, np.zeros(int(then_silence_s * RATE), np.int16)])
+    due = time.monotonic()
     for start in range(0, audio.size, CHUNK):
         chunk = audio[start : start + CHUNK]
         await connection.input_audio_buffer.append(audio=base64.b64encode(chunk.astype("<i2").tobytes()).decode())
         if realtime:
-            await asyncio.sleep(0.1)
+            due += CHUNK / RATE
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
 
 
 def session_of(call_id: str) -> AgentSession:
