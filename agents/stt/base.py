@@ -8,6 +8,9 @@ from typing import Mapping, Protocol, Sequence, runtime_checkable
 import numpy as np
 
 
+Scored = tuple[str, "float | None"]  # a transcript and its average token log-probability, where the model says
+
+
 @dataclass(frozen=True)
 class Transcript:
     """The main model's transcript of an utterance, with how sure it was (its average token log-probability),
@@ -71,7 +74,7 @@ class ScoredSpeechToText(Protocol):
 
     def transcribe_scored(
         self, samples: np.ndarray, language: str | None = None, hotwords: str | None = None,
-    ) -> tuple[str, float | None]:
+    ) -> Scored:
         """``transcribe``, with the decoder's average token log-probability (``None`` where it has none)."""
         ...
 
@@ -80,6 +83,6 @@ class ScoredSpeechToText(Protocol):
 class ScoredBatchSpeechToText(Protocol):
     """A batching STT model that also says how sure it is of each transcript."""
 
-    def transcribe_batch_scored(self, requests: Sequence[SttRequest]) -> list[tuple[str, float | None]]:
+    def transcribe_batch_scored(self, requests: Sequence[SttRequest]) -> list[Scored]:
         """``transcribe_batch``, each text with the decoder's average token log-probability (or ``None``)."""
         ...

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from parley.agents.stt.base import BatchSpeechToText, ScoredBatchSpeechToText, SttRequest
+from parley.agents.stt.base import BatchSpeechToText, Scored, ScoredBatchSpeechToText, SttRequest
 from parley.core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -43,9 +43,6 @@ class BatchStats:
             "utterances": self.utterances, "batches": self.batches, "passes": self.passes,
             "largest_batch": self.largest_batch, "sizes": {str(k): v for k, v in sorted(self.sizes.items())},
         }
-
-
-Scored = tuple[str, "float | None"]  # a transcript and its average token log-probability, where the model says
 
 
 @dataclass

@@ -34,7 +34,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from parley.agents.stt.base import SttRequest
+from parley.agents.stt.base import Scored, SttRequest
 from parley.core.errors import ModelLoadError
 
 SAMPLE_RATE = 16_000
@@ -130,7 +130,7 @@ class FasterWhisperStt:
 
     def transcribe_scored(
         self, samples: np.ndarray, language: str | None = None, hotwords: str | None = None,
-    ) -> tuple[str, float | None]:
+    ) -> Scored:
         """``transcribe``, and how sure the decoder was of it: the average log-probability of its tokens
         (Whisper's own ``log_prob_threshold`` calls a pass below -1.0 failed; over the full window, the
         mean of its segments'); ``None`` where nothing was heard."""
@@ -195,9 +195,9 @@ class FasterWhisperStt:
         """
         return [text for text, _ in self.transcribe_batch_scored(requests)]
 
-    def transcribe_batch_scored(self, requests: Sequence[SttRequest]) -> list[tuple[str, float | None]]:
+    def transcribe_batch_scored(self, requests: Sequence[SttRequest]) -> list[Scored]:
         """``transcribe_batch``, each transcript with its average token log-probability (see ``transcribe_scored``)."""
-        results: list[tuple[str, float | None]] = [("", None)] * len(requests)
+        results: list[Scored] = [("", None)] * len(requests)
         # CTranslate2 wants <|startoftranscript|> at one position for the whole batch: items whose
         # prompts differ (another language, hotwords or none) go in separate passes.
         groups: dict[tuple[str | None, str | None], list[int]] = {}
@@ -222,7 +222,7 @@ class FasterWhisperStt:
         """The most samples (with the appended silence) one batch pass with ``prompt`` takes."""
         return self._short_limit if self._short(prompt) else self._full_window
 
-    def _batch_pass(self, utterances: list[np.ndarray], language: str | None, hotwords: str | None) -> list[tuple[str, float | None]]:
+    def _batch_pass(self, utterances: list[np.ndarray], language: str | None, hotwords: str | None) -> list[Scored]:
         """One encoder pass and one batched decode over ``utterances`` (their silence appended): scored transcripts."""
         short = self._short(hotwords)
         return self._decode_scored(self._encode(utterances, short), utterances, language, hotwords, short)
@@ -242,7 +242,7 @@ class FasterWhisperStt:
 
     def _decode_scored(
         self, encoded: Any, utterances: list[np.ndarray], language: str | None, prompt: str | None, short: bool,
-    ) -> list[tuple[str, float | None]]:
+    ) -> list[Scored]:
         """``_decode``, each transcript with its average token log-probability (short windows only)."""
         tokenizer, results = self._greedy(
             encoded, len(utterances), language, prompt,
@@ -251,7 +251,7 @@ class FasterWhisperStt:
             max_length=self._max_tokens(max(u.size for u in utterances)) if short else None,
             scores=short,
         )
-        texts: list[tuple[str, float | None]] = []
+        texts: list[Scored] = []
         for r in results:
             text = _text(tokenizer, r)
             if not short:
