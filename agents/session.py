@@ -12,7 +12,9 @@ it, ``LlmAhead``'s), the speculative reply adopted here when the turn ends on it
 on is kept apart: who is speaking and where each began against playout (``SpeechOnsets``,
 ``agents/onsets.py``), the order finished utterances are decided in and who spoke again meanwhile
 (``Decisions``, ``agents/decisions.py``), the question each caller is still asking (``OpenQuestions``,
-``agents/open_question.py``), what is transcribed while they speak (``Hearing``), the conversation
+``agents/open_question.py``), what a finished utterance says — its words, joined with any held before it,
+and the question once they read finished or the hold on them ends (``QuestionReader``,
+``agents/question_reader.py``), what is transcribed while they speak (``Hearing``), the conversation
 (``Conversation``) and the speech models (``SpeechModels``). It reports through typed agent events
 (``agents/events.py``); the signaling side turns them into wire messages."""
 
@@ -32,7 +34,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from parley.agents import events as ev
 from parley.agents.anticipation import Anticipation
 from parley.agents.conversation import Conversation
-from parley.agents.decisions import Decisions, answer
+from parley.agents.decisions import Decisions
 from parley.agents.speech_models import SpeechModels
 from parley.agents.backchannel import is_backchannel, real_word_count, spoken_words
 from parley.agents.endpointer import (
@@ -42,7 +44,7 @@ from parley.agents.echo_cancel import EchoCanceller
 from parley.agents.hearing import Hearing
 from parley.agents.listener import Listener, new_endpointer
 from parley.agents.naive import NaiveListener
-from parley.agents.open_question import OpenQuestions, after_held
+from parley.agents.open_question import OpenQuestions
 from parley.agents.onsets import SpeechOnsets, sounded_before
 from parley.agents.llm_ahead import LlmAhead
 from parley.agents.llm.base import ChatMessage
@@ -50,9 +52,9 @@ from parley.agents.stage_timer import TurnTimer
 from parley.agents.text import has_words, join_said
 from parley.agents.profile import AgentProfile, Speaker, is_addressed
 from parley.agents.runtime import AgentModels
-from parley.agents.sentence_end import FINISHED, SentenceVerdict
+from parley.agents.question_reader import Heard, QuestionReader
 from parley.agents.caller_lines import CallerLines
-from parley.agents.speculation import HeldWords, SpeculativeReply, WholePass
+from parley.agents.speculation import SpeculativeReply, WholePass
 from parley.agents.reply_turn import Turn, heard_chars, heard_prefix
 from parley.agents.turn_runner import TurnRunner
 from parley.agents.dialogue_state import Event, State, TurnStateMachine
@@ -123,6 +125,11 @@ class AgentSession:
         self._anticipation = Anticipation(
             self, settings=lambda: self._settings, speech=self.speech, hearing=self.hearing, asking=self.asking, ahead=self._ahead,
             profile=self.profile, people=people, backchannels=self._backchannels, stats=models.speculation, log=self._log,
+        )
+        # What each finished utterance says: its words, joined with any held before it, and the question in them
+        self._reader = QuestionReader(
+            speech=self.speech, asking=self.asking, anticipation=self._anticipation, ahead=self._ahead, decisions=self._decisions,
+            settings=lambda: self._settings, closed=lambda: self.closed, log=self._log,
         )
         self._runner = TurnRunner(
             conversation=self.conversation, profile=self.profile, speech=self.speech, ahead=self._ahead, playout=playout, emit=emit,
@@ -281,18 +288,13 @@ class AgentSession:
             if real_word_count(text, self._backchannels) >= EARLY_BARGE_IN_WORDS:
                 self._interrupt("real words in the interim transcript")
 
-    async def _with_held(self, held: HeldWords, samples: np.ndarray, text: str) -> tuple[np.ndarray, str]:
-        """Words ``held`` back as unfinished and the utterance after them (``samples``, heard as ``text``)
-        heard as one question; the two texts joined if that pass fails or drops a part."""
-        return await self.speech.whole(held.samples, samples, after_held(held.text, text))
-
     async def _decide(
         self, utterance: Utterance, timer: TurnTimer, speaker: Speaker, transcript: asyncio.Task[str] | None = None,
         line: int = 0, settled: tuple[int, str] | None = None, whole: WholePass | None = None,
     ) -> None:
-        """Transcribe a finished utterance (or take the transcript started at its pause, and the pass
-        hearing it with the words held before it), then resume, interrupt, fold, note or start a turn
-        (once the utterances that ended before it are decided: ``Decisions``)."""
+        """Read a finished utterance (``QuestionReader``: its words, and the question in them), then resume,
+        interrupt, fold, note or start a turn (once the utterances that ended before it are decided:
+        ``Decisions``)."""
         if self.closed:
             return
         try:
@@ -307,110 +309,62 @@ class AgentSession:
         self, utterance: Utterance, timer: TurnTimer, speaker: Speaker, transcript: asyncio.Task[str] | None, line: int,
         settled: tuple[int, str] | None = None, whole: WholePass | None = None,
     ) -> None:
-        transcribed = await self._transcribed(utterance, speaker, transcript, settled, whole)
-        if transcribed is None or self.closed:
+        try:
+            heard = await self._reader.heard(utterance, speaker, transcript, line, settled, whole)
+        except BackendError as exc:
+            self._transcription_failed(exc)
             return
-        samples, text, heard_whole = transcribed
-        carried = self.asking.take_held(speaker.participant_id)
-        if carried is not None:  # the first part of this question, held back as unfinished: hear it whole
-            line = carried.line
-            if not heard_whole:
-                samples, text = await self._with_held(carried, samples, text)
-            if self.closed:
-                return
+        if heard is None or self.closed:
+            return
         timer.stt_done_at = time.monotonic()
-        if await self._settled_over_paused_reply(utterance, speaker, text, line, samples, carried is not None):
+        if await self._settled_over_paused_reply(utterance, speaker, heard):
             return
-        if not has_words(text):
+        if not has_words(heard.text):
             self._log.info("no words in %.2f s of speech", utterance.duration_s)
             self.fsm.fire(Event.NO_WORDS)
             return
         group = self.profile.group_mode(self._people())
-        if group and not is_addressed(text, self.profile.name):
-            self._note(speaker, text, line)
+        if group and not is_addressed(heard.text, self.profile.name):
+            self._note(speaker, heard.text, heard.line)
             return
-        question = await self._finished_question(utterance, timer, speaker, text, line, samples)
+        question = await self._reader.question(utterance, timer, speaker, heard)
         if question is not None:
-            await self._take_turn(utterance, timer, speaker, question, line, samples)
+            await self._take_turn(utterance, timer, speaker, question, heard.line, heard.samples)
 
-    async def _transcribed(
-        self, utterance: Utterance, speaker: Speaker, transcript: asyncio.Task[str] | None,
-        settled: tuple[int, str] | None, whole: WholePass | None,
-    ) -> tuple[np.ndarray, str, bool] | None:
-        """The utterance's audio and words, and whether they include the words held before it (the pass at
-        its pause heard both as one); ``None`` where transcription failed (reported, and the floor moves on)."""
-        heard_whole = whole is not None and whole.held is self.asking.held(speaker.participant_id) and not whole.task.cancelled()
-        if whole is not None and not heard_whole:  # (the words held changed since the pause) this part alone, then
-            transcript = whole.part.need()
-        if transcript is not None and transcript.cancelled():
-            transcript = None
-        try:
-            if heard_whole:  # the held words and this utterance, heard as one at the pause
-                assert whole is not None
-                samples, text = await whole.task
-            else:
-                pending = transcript if transcript is not None else self.speech.transcribe_after(utterance.samples, settled, doubting=True)
-                samples, text = utterance.samples, (await pending).strip()
-        except BackendError as exc:
-            self._log.warning("transcription failed: %s", exc)
-            self._emit(ev.AgentFailure(exc.code, str(exc)))
-            if self.state == State.PAUSED:
-                self._resume("transcription failed")
-            else:
-                self.fsm.fire(Event.NO_WORDS)
-            return None
-        return samples, text, heard_whole
+    def _transcription_failed(self, exc: BackendError) -> None:
+        """An utterance could not be transcribed: reported, and the floor moves on."""
+        self._log.warning("transcription failed: %s", exc)
+        self._emit(ev.AgentFailure(exc.code, str(exc)))
+        if self.state == State.PAUSED:
+            self._resume("transcription failed")
+        else:
+            self.fsm.fire(Event.NO_WORDS)
 
-    async def _settled_over_paused_reply(
-        self, utterance: Utterance, speaker: Speaker, text: str, line: int, samples: np.ndarray, carried: bool,
-    ) -> bool:
+    async def _settled_over_paused_reply(self, utterance: Utterance, speaker: Speaker, heard: Heard) -> bool:
         """Over a reply paused for this utterance: whether it is settled here — more speech came at once (held,
         heard with what follows), or it was no words, too short or a backchannel (the reply resumes)."""
         if self.state != State.PAUSED or self._turn is None:
             return False
-        if await self._went_on(utterance, speaker, WENT_ON_WITHIN_S):
+        if await self._reader.went_on(utterance, speaker, WENT_ON_WITHIN_S):
             # "Stop, what is ...": a first part (short, often misheard over the agent's voice: "up") and
             # more at once: stay paused and hear both as one utterance, on one line, when the rest is decided
-            self.asking.hold(speaker, text, line, samples)
-            self._log.info("%r over the agent and %s went on: heard with what follows", text, speaker.name)
+            self.asking.hold(speaker, heard.text, heard.line, heard.samples)
+            self._log.info("%r over the agent and %s went on: heard with what follows", heard.text, speaker.name)
             return True
         if self.closed:
             return True
         if self.state != State.PAUSED or self._turn is None:
             return False
+        text = heard.text
         words = has_words(text)
-        short = utterance.speech_ms < self._settings.vad.barge_in_min_speech_ms and not carried
+        short = utterance.speech_ms < self._settings.vad.barge_in_min_speech_ms and not heard.carried
         if not words or short or is_backchannel(text, self._backchannels):
             if words:
-                self._user_transcript(speaker, self._turn.id, text, final=True, utterance_id=line)
+                self._user_transcript(speaker, self._turn.id, text, final=True, utterance_id=heard.line)
             if self.state == State.PAUSED:  # (a blip may have resumed it meanwhile)
                 self._resume(f"backchannel {text!r}" if words else "no words")
             return True
         return False
-
-    async def _finished_question(
-        self, utterance: Utterance, timer: TurnTimer, speaker: Speaker, text: str, line: int, samples: np.ndarray,
-    ) -> str | None:
-        """The question ``text`` to answer once it reads finished, or after the hold on words that stop
-        mid-sentence (what the larger ear heard, where that reads whole); ``None``: the caller went on (the
-        words are carried into their next utterance) or the call closed."""
-        verdict = await self._sentence_verdict(self.asking.so_far(speaker, text), speaker)
-        if self.closed:
-            return None
-        timer.sentence_end_ms = verdict.model_ms or None
-        held_from = time.monotonic()
-        if verdict.unfinished:
-            answered = await self._held(utterance, speaker, text, samples)
-            if answered is None:
-                self.asking.hold(speaker, text, line, samples)
-                self._log.info("%r reads as unfinished and %s went on: carried into the next utterance", text, speaker.name)
-                return None
-            if self.closed:
-                return None
-            text = answered
-        if time.monotonic() - held_from > 0.05:  # held for nothing: the turn ended only now
-            timer.endpoint_at = timer.stt_done_at = time.monotonic()
-        return text
 
     async def _take_turn(
         self, utterance: Utterance, timer: TurnTimer, speaker: Speaker, text: str, line: int, samples: np.ndarray,
@@ -448,36 +402,6 @@ class AgentSession:
         if spoken_words(text) >= HEARD_ALONE_WORDS:
             return join_speech(asked.samples, samples, AGENT_RATE), joined
         return await self.speech.whole(asked.samples, samples, joined)
-
-    async def _held(self, utterance: Utterance, speaker: Speaker, text: str, samples: np.ndarray) -> str | None:
-        """Words ``text`` that read as cut short wait up to ``vad.unfinished_hold_ms`` for ``speaker`` to go
-        on (``None``: they did). Meanwhile the larger ear hears them again (``stt.hear_held_again``): other
-        words that read whole end the wait at once, and are the question; otherwise the reply to ``text`` is
-        generated during the wait (``Anticipation.while_held``) and the question is ``text`` if nobody went on."""
-        again = asyncio.create_task(self._anticipation.heard_whole_again(speaker, text, samples, utterance.pause), name="hear-held-again")
-        try:
-            if await self._went_on(utterance, speaker, self._settings.vad.unfinished_hold_ms / 1000, until=again):
-                return None
-        finally:
-            again.cancel()
-        return answer(again) or text
-
-    async def _went_on(
-        self, utterance: Utterance, speaker: Speaker, within_s: float, until: asyncio.Task[str | None] | None = None,
-    ) -> bool:
-        """Whether ``speaker`` speaks again within ``within_s`` of the end of ``utterance``'s speech
-        (``Decisions.went_on``) and the call is still open."""
-        went_on = await self._decisions.went_on(speaker.participant_id, utterance.speech_end_at, within_s, until)
-        return went_on and not self.closed
-
-    async def _sentence_verdict(self, text: str, speaker: Speaker) -> SentenceVerdict:
-        """Whether ``text`` stops mid-sentence ("What is the capital of?", "Why do leaves?"), by the word
-        rules and the LLM (smart endpointing only): then the turn waits, up to ``vad.unfinished_hold_ms``
-        after the caller's last speech, for them to go on."""
-        if self._settings.vad.endpoint != "smart":
-            self._ahead.sentence_ends.drop(speaker.participant_id)
-            return FINISHED
-        return await self._anticipation.verdict(speaker, text)
 
     def _note(self, speaker: Speaker, text: str, line: int) -> None:
         """Words not meant for the agent (a group call where nobody said its name): context, no reply."""
