@@ -4,6 +4,7 @@ optionally, an end-of-turn model that hears whether the speaker sounds finished.
 from __future__ import annotations
 
 import collections
+import logging
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -11,6 +12,8 @@ from typing import Callable
 import numpy as np
 
 from parley.agents.vad.base import VadStream
+
+log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16_000
 
@@ -269,6 +272,8 @@ class Endpointer:
         started = time.perf_counter()
         self._turn_probability = self._end_of_turn(np.concatenate(self._windows))
         self._turn_model_ms += (time.perf_counter() - started) * 1000
+        # (what a hesitation was made of, in a DEBUG log: the voice's verdict at each check of a pause)
+        log.debug("end of turn after %.0f ms of silence: %.2f", self._silence_ms, self._turn_probability)
         return self._turn_probability >= self._turn_threshold
 
     def _commit(self, now: float, long_enough: bool, whole: bool = False) -> "EndpointEvent":
