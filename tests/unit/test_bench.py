@@ -1,6 +1,5 @@
 """The benchmark's own logic: statistics, the caller's microphone timing, questions, and the report."""
 
-import asyncio
 import json
 
 import numpy as np
