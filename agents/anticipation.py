@@ -31,7 +31,7 @@ from parley.agents.profile import AgentProfile, Speaker, is_addressed
 from parley.agents.reply_turn import Turn
 from parley.agents.sentence_end import SentenceVerdict, words_so_far
 from parley.agents.settings import PipelineSettings
-from parley.agents.speculation import EarlyTranscript, HeldWords, PartOnDemand, VoicedAhead
+from parley.agents.speculation import EarlyTranscript, HeldWords, PartOnDemand, SpeculativeReply, VoicedAhead
 from parley.agents.speech_models import SpeechModels
 from parley.agents.stage_timer import SpeculationStats
 from parley.agents.text import has_words
@@ -160,7 +160,8 @@ class Anticipation:
         # First (the reply below then finds the conversation in the LLM's cache): do these words stop mid-sentence?
         self._judge(speaker, text, early.pause)
         if self._may_speculate(text, speaker):
-            self._ahead.speculate(early.pause, speaker.participant_id, text, self._asking.prompt_if_asked(text, speaker))
+            spec = self._ahead.speculate(early.pause, speaker.participant_id, text, self._asking.prompt_if_asked(text, speaker))
+            self._voice_ahead(spec, text, slow_too=False)
 
     def while_held(self, speaker: Speaker, text: str, pause: int | None) -> None:
         """The committed words ``text`` (of the utterance that ended in ``pause``) read as cut short, and the
@@ -173,9 +174,19 @@ class Anticipation:
         if pause is None or not agent.speculate or self._floor.closed or not self._may_speculate(text, speaker):
             return
         spec = self._ahead.speculate(pause, speaker.participant_id, text, self._asking.prompt_if_asked(text, speaker))
-        if spec.voiced is None and agent.pipeline == "streaming":
-            voice = self._profile.voice(self._profile.language_of(text))  # (the voice its turn will speak with)
-            spec.voiced = VoicedAhead(spec, agent.first_chunk_max_words, functools.partial(self._speech.synthesize, voice))
+        self._voice_ahead(spec, text, slow_too=True)
+
+    def _voice_ahead(self, spec: SpeculativeReply, text: str, *, slow_too: bool) -> None:
+        """Voice the first words of ``spec`` (a reply to ``text``) as soon as they are written, before its turn
+        takes it (``VoicedAhead``): where that turn ends later than the words are ready, their voice is there
+        at once. ``slow_too``: also for a slow voice (Kokoro), which shares the LLM's cores — only while the
+        turn waits on a hold (the CPU idle); in a pause still being decided it would slow the reply itself."""
+        settings = self._settings().agent
+        if spec.voiced is not None or settings.pipeline != "streaming":
+            return
+        voice = self._profile.voice(self._profile.language_of(text))  # (the voice its turn will speak with)
+        if slow_too or not getattr(voice, "slow", False):
+            spec.voiced = VoicedAhead(spec, settings.first_chunk_max_words, functools.partial(self._speech.synthesize, voice))
 
     async def verdict(self, speaker: Speaker, text: str) -> SentenceVerdict:
         """Whether ``speaker``'s question ``text`` stops mid-sentence: the verdict started on these words at

@@ -239,26 +239,37 @@ class VoicedAhead:
 
     Used where a turn waits with the CPU idle: words read as cut short wait up to ``vad.unfinished_hold_ms``
     for the caller to go on, and a misheard question (“请推减一般好书。”) waited all of it and then for
-    Kokoro's ~1 s on its first words. The first chunk is cut exactly as ``Reply`` will cut it (the same
-    chunker on the same deltas), so the turn's voice takes this audio for it (``synthesizer``). Cancelled
-    with the reply; a synthesis already running in the executor finishes and is thrown away.
+    Kokoro's ~1 s on its first words. And, with a voice that does not share the LLM's cores for long (not
+    ``slow``), in every pause a reply is started in: words that read whole end the turn a fixed silence into
+    the pause, often after the reply's first words are written, and their voice is then ready at the commit.
+    The first chunk is cut exactly as ``Reply`` will cut it (the same chunker on the same deltas), so the
+    turn's voice takes this audio for it (``synthesizer``); a turn that takes the reply before its first
+    chunk is written (``begun`` false) drops this and voices it itself. Cancelled with the reply; a
+    synthesis already running in the executor finishes and is thrown away.
     """
 
     def __init__(self, reply: SpeculativeReply, first_chunk_max_words: int, synthesize: Callable[[str], Awaitable[np.ndarray]]) -> None:
+        self.begun = False  # the first chunk is written and being synthesized (or the reply ended without words)
         self._task = asyncio.create_task(self._voice(reply, first_chunk_max_words, synthesize), name=f"voiced-ahead-{reply.pause}")
         self._task.add_done_callback(lambda task: task.cancelled() or task.exception())  # consumed if nobody asks
 
-    @staticmethod
     async def _voice(
-        reply: SpeculativeReply, first_chunk_max_words: int, synthesize: Callable[[str], Awaitable[np.ndarray]],
+        self, reply: SpeculativeReply, first_chunk_max_words: int, synthesize: Callable[[str], Awaitable[np.ndarray]],
     ) -> tuple[str, np.ndarray] | None:
         chunker = SentenceChunker(first_chunk_max_words=first_chunk_max_words)
         async for delta in reply.peek():
             for chunk in chunker.feed(delta):
                 if has_words(text := clean_for_speech(chunk)):
+                    self.begun = True
                     return text, await synthesize(text)
+        self.begun = True
         text = clean_for_speech(chunker.flush())
         return (text, await synthesize(text)) if has_words(text) else None
+
+    @property
+    def state(self) -> str:
+        """For the log: "not written yet", "synthesizing" or "ready"."""
+        return "ready" if self._task.done() else "synthesizing" if self.begun else "not written yet"
 
     def synthesizer(self, synthesize: Callable[[str], Awaitable[np.ndarray]]) -> Callable[[str], Awaitable[np.ndarray]]:
         """``synthesize``, except for the first text asked for: the audio voiced ahead if it is that text."""

@@ -123,7 +123,14 @@ class TurnRunner:
         spec, turn.speculation = turn.speculation, None
         if spec is not None and spec.matches(turn.user_text, messages):
             turn.speculative = True
-            return self._whole(spec.adopt(), turn), spec.voiced
+            voiced = spec.voiced
+            if voiced is not None:
+                self._log.debug("turn %d: its first words voiced ahead: %s", turn.id, voiced.state)
+                if not voiced.begun:
+                    # They are not written yet: the reply voices them itself, a token sooner (``Reply``).
+                    voiced.cancel()
+                    voiced = None
+            return self._whole(spec.adopt(), turn), voiced
         if spec is not None:
             spec.cancel()
         return self._whole(self._ahead.stream(messages), turn), None

@@ -690,6 +690,88 @@ async def test_a_reply_started_at_the_pause_is_the_turns_when_the_turn_ends_ther
     playout.stop()
 
 
+async def test_the_first_words_of_a_reply_started_at_the_pause_are_voiced_before_the_turn_ends_there(settings):
+    """Words that read whole end the turn a fixed silence into the pause, often after the reply's first words
+    are written: their voice is synthesized meanwhile (not played), and the turn plays that audio."""
+    from parley.agents.endpointer import SpeechStarted
+
+    models = StandInModels({16_000: "What is the capital of France?"})
+    session, emitted, playout = _session(models, settings)
+    session._on_endpoint_event(SpeechStarted(at=0.0), ADA)
+    session._on_endpoint_event(SpeechPaused(np.zeros(16_000, np.float32), pause=1), ADA)
+    await asyncio.sleep(0.05)
+    models.release.set()  # the reply is written before the turn ends
+    await asyncio.sleep(0.05)
+    assert models.voiced == ["Sure."] and playout.buffer.pushed == 0  # voiced, not played
+    assert session._turn is None and not session.history and not _finals(emitted)
+    session._on_endpoint_event(_utterance(16_000, pause=1), ADA)
+    await _decided(session)
+    await asyncio.sleep(0.1)
+    turn = session._turn
+    assert turn is not None and turn.speculative and turn.reply == "Sure."
+    assert models.voiced == ["Sure."] and playout.buffer.pushed > 0  # the audio voiced ahead, not a second synthesis
+    await session.close()
+    playout.stop()
+
+
+async def test_a_reply_taken_before_its_first_words_are_written_voices_them_itself_once(settings):
+    from parley.agents.endpointer import SpeechStarted
+
+    models = StandInModels({16_000: "What is the capital of France?"})
+    session, emitted, playout = _session(models, settings)
+    session._on_endpoint_event(SpeechStarted(at=0.0), ADA)
+    session._on_endpoint_event(SpeechPaused(np.zeros(16_000, np.float32), pause=1), ADA)
+    await asyncio.sleep(0.05)
+    session._on_endpoint_event(_utterance(16_000, pause=1), ADA)  # the turn ends first
+    await _decided(session)
+    assert session._turn is not None and session._turn.speculative and models.voiced == []
+    models.release.set()
+    await asyncio.sleep(0.1)
+    assert models.voiced == ["Sure."] and playout.buffer.pushed > 0
+    await session.close()
+    playout.stop()
+
+
+async def test_a_slow_voice_does_not_voice_a_reply_ahead_in_a_pause(settings):
+    """Kokoro shares the LLM's two cores: in a pause still being decided it would slow the reply itself."""
+    from parley.agents.endpointer import SpeechStarted
+
+    models = StandInModels({16_000: "What is the capital of France?"})
+    models.tts.slow = True
+    session, emitted, playout = _session(models, settings)
+    session._on_endpoint_event(SpeechStarted(at=0.0), ADA)
+    session._on_endpoint_event(SpeechPaused(np.zeros(16_000, np.float32), pause=1), ADA)
+    await asyncio.sleep(0.05)
+    models.release.set()
+    await asyncio.sleep(0.05)
+    assert models.voiced == []
+    session._on_endpoint_event(_utterance(16_000, pause=1), ADA)
+    await _decided(session)
+    await asyncio.sleep(0.1)
+    assert models.voiced == ["Sure."] and playout.buffer.pushed > 0
+    await session.close()
+    playout.stop()
+
+
+async def test_a_reply_voiced_ahead_leaves_no_sound_when_the_caller_goes_on(settings):
+    from parley.agents.endpointer import SpeechResumed, SpeechStarted
+
+    models = StandInModels({8_000: "Tell me a story."})
+    session, emitted, playout = _session(models, settings)
+    session._on_endpoint_event(SpeechStarted(at=0.0), ADA)
+    session._on_endpoint_event(SpeechPaused(np.zeros(8_000, np.float32), pause=1), ADA)
+    await asyncio.sleep(0.05)
+    models.release.set()
+    await asyncio.sleep(0.05)
+    assert models.voiced == ["Sure."]  # voiced ahead ...
+    session._on_endpoint_event(SpeechResumed(pause=1), ADA)  # ... and the caller goes on
+    await asyncio.sleep(0.05)
+    assert models.speculation.cancelled == 1 and playout.buffer.pushed == 0
+    assert session._turn is None and not session.history and not _finals(emitted)
+    await session.close()
+    playout.stop()
+
+
 async def test_a_speculative_reply_leaves_no_trace_when_the_caller_goes_on(settings):
     from parley.agents.endpointer import SpeechResumed, SpeechStarted
 
