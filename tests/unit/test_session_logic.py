@@ -690,16 +690,24 @@ async def test_a_reply_started_at_the_pause_is_the_turns_when_the_turn_ends_ther
     playout.stop()
 
 
+async def _speculating_at_a_pause(settings, text: str, size: int, slow_voice: bool = False):
+    """A caller who paused after ``text`` (``size`` samples): its reply started, the LLM not yet answering."""
+    from parley.agents.endpointer import SpeechStarted
+
+    models = StandInModels({size: text})
+    models.tts.slow = slow_voice
+    session, emitted, playout = _session(models, settings)
+    session._on_endpoint_event(SpeechStarted(at=0.0), ADA)
+    session._on_endpoint_event(SpeechPaused(np.zeros(size, np.float32), pause=1), ADA)
+    await asyncio.sleep(0.05)
+    assert len(models.asked) == 1 and session._turn is None
+    return models, session, emitted, playout
+
+
 async def test_the_first_words_of_a_reply_started_at_the_pause_are_voiced_before_the_turn_ends_there(settings):
     """Words that read whole end the turn a fixed silence into the pause, often after the reply's first words
     are written: their voice is synthesized meanwhile (not played), and the turn plays that audio."""
-    from parley.agents.endpointer import SpeechStarted
-
-    models = StandInModels({16_000: "What is the capital of France?"})
-    session, emitted, playout = _session(models, settings)
-    session._on_endpoint_event(SpeechStarted(at=0.0), ADA)
-    session._on_endpoint_event(SpeechPaused(np.zeros(16_000, np.float32), pause=1), ADA)
-    await asyncio.sleep(0.05)
+    models, session, emitted, playout = await _speculating_at_a_pause(settings, "What is the capital of France?", 16_000)
     models.release.set()  # the reply is written before the turn ends
     await asyncio.sleep(0.05)
     assert models.voiced == ["Sure."] and playout.buffer.pushed == 0  # voiced, not played
@@ -715,13 +723,7 @@ async def test_the_first_words_of_a_reply_started_at_the_pause_are_voiced_before
 
 
 async def test_a_reply_taken_before_its_first_words_are_written_voices_them_itself_once(settings):
-    from parley.agents.endpointer import SpeechStarted
-
-    models = StandInModels({16_000: "What is the capital of France?"})
-    session, emitted, playout = _session(models, settings)
-    session._on_endpoint_event(SpeechStarted(at=0.0), ADA)
-    session._on_endpoint_event(SpeechPaused(np.zeros(16_000, np.float32), pause=1), ADA)
-    await asyncio.sleep(0.05)
+    models, session, emitted, playout = await _speculating_at_a_pause(settings, "What is the capital of France?", 16_000)
     session._on_endpoint_event(_utterance(16_000, pause=1), ADA)  # the turn ends first
     await _decided(session)
     assert session._turn is not None and session._turn.speculative and models.voiced == []
@@ -734,14 +736,7 @@ async def test_a_reply_taken_before_its_first_words_are_written_voices_them_itse
 
 async def test_a_slow_voice_does_not_voice_a_reply_ahead_in_a_pause(settings):
     """Kokoro shares the LLM's two cores: in a pause still being decided it would slow the reply itself."""
-    from parley.agents.endpointer import SpeechStarted
-
-    models = StandInModels({16_000: "What is the capital of France?"})
-    models.tts.slow = True
-    session, emitted, playout = _session(models, settings)
-    session._on_endpoint_event(SpeechStarted(at=0.0), ADA)
-    session._on_endpoint_event(SpeechPaused(np.zeros(16_000, np.float32), pause=1), ADA)
-    await asyncio.sleep(0.05)
+    models, session, emitted, playout = await _speculating_at_a_pause(settings, "What is the capital of France?", 16_000, slow_voice=True)
     models.release.set()
     await asyncio.sleep(0.05)
     assert models.voiced == []
@@ -754,13 +749,9 @@ async def test_a_slow_voice_does_not_voice_a_reply_ahead_in_a_pause(settings):
 
 
 async def test_a_reply_voiced_ahead_leaves_no_sound_when_the_caller_goes_on(settings):
-    from parley.agents.endpointer import SpeechResumed, SpeechStarted
+    from parley.agents.endpointer import SpeechResumed
 
-    models = StandInModels({8_000: "Tell me a story."})
-    session, emitted, playout = _session(models, settings)
-    session._on_endpoint_event(SpeechStarted(at=0.0), ADA)
-    session._on_endpoint_event(SpeechPaused(np.zeros(8_000, np.float32), pause=1), ADA)
-    await asyncio.sleep(0.05)
+    models, session, emitted, playout = await _speculating_at_a_pause(settings, "Tell me a story.", 8_000)
     models.release.set()
     await asyncio.sleep(0.05)
     assert models.voiced == ["Sure."]  # voiced ahead ...
