@@ -35,6 +35,7 @@ from parley.agents.speculation import EarlyTranscript, HeldWords, PartOnDemand, 
 from parley.agents.speech_models import SpeechModels
 from parley.agents.stage_timer import SpeculationStats
 from parley.agents.text import has_words
+from parley.agents.tts.base import is_slow
 from parley.agents.unfinished import ends_open
 
 
@@ -185,7 +186,7 @@ class Anticipation:
         if spec.voiced is not None or settings.pipeline != "streaming":
             return
         voice = self._profile.voice(self._profile.language_of(text))  # (the voice its turn will speak with)
-        if slow_too or not getattr(voice, "slow", False):
+        if slow_too or not is_slow(voice):
             spec.voiced = VoicedAhead(spec, settings.first_chunk_max_words, functools.partial(self._speech.synthesize, voice))
 
     async def verdict(self, speaker: Speaker, text: str) -> SentenceVerdict:

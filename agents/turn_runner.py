@@ -30,6 +30,7 @@ from parley.agents.settings import AgentSettings
 from parley.agents.speculation import VoicedAhead
 from parley.agents.speech_models import SpeechModels
 from parley.agents.stage_timer import SpeculationStats
+from parley.agents.tts.base import is_slow
 from parley.core.errors import ParleyError
 
 # A first chunk this long (words; Chinese: two characters a word — the chunker's full first chunk) plays
@@ -87,7 +88,7 @@ class TurnRunner:
                 self._on_audio_started, streaming=self._settings.pipeline == "streaming",
                 first_chunk_max_words=self._settings.first_chunk_max_words,
                 on_voiced=lambda voiced: self._prime_after(voiced, group, language),
-                first_words=self._yield_to_voice if getattr(voice, "slow", False) else None,  # (Kokoro)
+                first_words=self._yield_to_voice if is_slow(voice) else None,  # (Kokoro)
                 voice_first_ahead=voiced is None,  # (voiced ahead already: its first chunk is synthesized)
             )
             await reply.run(stream)

@@ -12,12 +12,18 @@ class TextToSpeech(Protocol):
 
     name: str
     sample_rate: int
-    # Optional ``slow = True``: synthesizes on the cores the embedded LLM uses, at a fraction of real time
-    # (Kokoro); the LLM then yields the cores while a reply's first words are synthesized (``llm.yield_to_voice``).
+    # Optional ``slow = True`` (read through ``is_slow``): synthesizes on the cores the embedded LLM uses, at a
+    # fraction of real time (Kokoro); the LLM then yields the cores while a reply's first words are synthesized
+    # (``llm.yield_to_voice``), and a reply started in a pause still being decided is not voiced ahead.
 
     def synthesize(self, text: str) -> np.ndarray:
         """Return the speech for ``text`` (mono float32 at ``sample_rate``), edge silence trimmed."""
         ...
+
+
+def is_slow(voice: TextToSpeech) -> bool:
+    """Whether ``voice`` synthesizes slowly on the embedded LLM's cores (its optional ``slow`` flag)."""
+    return bool(getattr(voice, "slow", False))
 
 
 def trim_silence(
